@@ -1,0 +1,312 @@
+//! Job configuration: built-in defaults, then the job file, then the environment.
+//!
+//! A job file is TOML with kebab-case keys; unknown keys are rejected with
+//! the key's name, so a typo never silently falls back to a default. Any
+//! value can be overridden from the environment as
+//! `POPULARITY__<SECTION>__<KEY>=value` (double underscores between levels,
+//! single underscores for dashes): `POPULARITY__WINDOW__ALLOWED_LATENESS=5m`.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::Error;
+use crate::generator::GeneratorConfig;
+use crate::time::{parse_duration, Millis, WindowSpec};
+
+/// The embedded default job: generator in, local directory out.
+pub const LOCAL_JOB: &str = include_str!("../jobs/local.toml");
+
+/// Prefix of environment overrides.
+pub const ENV_PREFIX: &str = "POPULARITY__";
+
+/// A whole job.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct JobConfig {
+    /// Identity of the job.
+    pub job: JobSection,
+    /// Where events come from.
+    pub source: SourceConfig,
+    /// The title hierarchy.
+    pub catalog: CatalogConfig,
+    /// Window geometry and lateness.
+    pub window: WindowConfig,
+    /// Where hourly snapshots go.
+    pub sink: SinkConfig,
+    /// Where rejected records go.
+    pub dead_letter: DeadLetterConfig,
+}
+
+/// `[job]`
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct JobSection {
+    /// Name, used in logs and in checkpoint paths.
+    pub name: String,
+}
+
+impl Default for JobSection {
+    fn default() -> Self {
+        JobSection { name: "popularity".into() }
+    }
+}
+
+/// Which source feeds the job.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SourceKind {
+    /// The in-process generator.
+    Generator,
+    /// A JSON-lines file (replay, backfill).
+    File,
+}
+
+/// `[source]`
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct SourceConfig {
+    /// Which source.
+    pub kind: SourceKind,
+    /// Records pulled per batch.
+    pub batch: usize,
+    /// How far in the future an event time may be before it is rejected.
+    pub max_future: String,
+    /// Generator settings.
+    pub generator: GeneratorConfig,
+    /// File settings.
+    pub file: FileConfig,
+}
+
+impl Default for SourceConfig {
+    fn default() -> Self {
+        SourceConfig {
+            kind: SourceKind::Generator,
+            batch: 16_384,
+            max_future: "1d".into(),
+            generator: GeneratorConfig::default(),
+            file: FileConfig::default(),
+        }
+    }
+}
+
+/// `[source.file]`
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct FileConfig {
+    /// The JSON-lines file; workers read disjoint byte ranges of it.
+    pub path: PathBuf,
+}
+
+/// `[catalog]`
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct CatalogConfig {
+    /// A JSON-lines catalog; when absent one is synthesized.
+    pub path: Option<PathBuf>,
+    /// Size of the synthesized catalog.
+    pub titles: usize,
+    /// Seed of the synthesized catalog.
+    pub seed: u64,
+}
+
+impl Default for CatalogConfig {
+    fn default() -> Self {
+        CatalogConfig { path: None, titles: 20_000, seed: 7 }
+    }
+}
+
+/// `[window]`
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct WindowConfig {
+    /// Window width.
+    pub size: String,
+    /// How often the window moves (the pane).
+    pub slide: String,
+    /// How far behind the newest event an event may be and still count.
+    pub allowed_lateness: String,
+    /// How many panes the sources may run ahead of the slowest worker.
+    pub max_lead_panes: u64,
+}
+
+impl Default for WindowConfig {
+    fn default() -> Self {
+        WindowConfig { size: "1h".into(), slide: "1m".into(), allowed_lateness: "2m".into(), max_lead_panes: 10 }
+    }
+}
+
+/// Which store receives snapshots.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SinkKind {
+    /// A local directory.
+    Local,
+    /// Nothing is written (benchmarks).
+    None,
+}
+
+/// `[sink]`
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct SinkConfig {
+    /// Which store.
+    pub kind: SinkKind,
+    /// Root directory of the local store.
+    pub path: PathBuf,
+}
+
+impl Default for SinkConfig {
+    fn default() -> Self {
+        SinkConfig { kind: SinkKind::Local, path: PathBuf::from("out/snapshots") }
+    }
+}
+
+/// `[dead-letter]`
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct DeadLetterConfig {
+    /// Directory of per-worker JSON-lines files.
+    pub path: PathBuf,
+}
+
+impl Default for DeadLetterConfig {
+    fn default() -> Self {
+        DeadLetterConfig { path: PathBuf::from("out/dead-letters") }
+    }
+}
+
+impl WindowConfig {
+    /// The validated window geometry.
+    pub fn spec(&self) -> Result<WindowSpec, Error> {
+        let size = parse_duration(&self.size).map_err(|e| Error::Config(format!("window.size: {e}")))?;
+        let slide = parse_duration(&self.slide).map_err(|e| Error::Config(format!("window.slide: {e}")))?;
+        WindowSpec::new(size, slide).map_err(|e| Error::Config(format!("window: {e}")))
+    }
+
+    /// Allowed lateness in ms.
+    pub fn lateness_ms(&self) -> Result<Millis, Error> {
+        parse_duration(&self.allowed_lateness).map_err(|e| Error::Config(format!("window.allowed-lateness: {e}")))
+    }
+}
+
+impl SourceConfig {
+    /// The future tolerance in ms.
+    pub fn max_future_ms(&self) -> Result<Millis, Error> {
+        parse_duration(&self.max_future).map_err(|e| Error::Config(format!("source.max-future: {e}")))
+    }
+}
+
+impl JobConfig {
+    /// Parses a job from TOML text, applying `overrides` (`(KEY, value)` pairs
+    /// as found in the environment) on top.
+    pub fn parse(text: &str, overrides: impl IntoIterator<Item = (String, String)>) -> Result<JobConfig, Error> {
+        let mut doc: toml::Table = text.parse().map_err(|e| Error::Config(format!("job file: {e}")))?;
+        for (key, value) in overrides {
+            let Some(path) = key.strip_prefix(ENV_PREFIX) else { continue };
+            let parts: Vec<String> = path.split("__").map(|p| p.to_ascii_lowercase().replace('_', "-")).collect();
+            if parts.iter().any(|p| p.is_empty()) {
+                return Err(Error::Config(format!("environment override {key}: empty key segment")));
+            }
+            set_path(&mut doc, &parts, parse_scalar(&value)).map_err(|e| Error::Config(format!("environment override {key}: {e}")))?;
+        }
+        let job: JobConfig = toml::Value::Table(doc).try_into().map_err(|e: toml::de::Error| Error::Config(format!("job file: {}", e.message())))?;
+        job.validate()?;
+        Ok(job)
+    }
+
+    /// Loads a job file (or the embedded default) with environment overrides.
+    pub fn load(path: Option<&Path>) -> Result<JobConfig, Error> {
+        let text = match path {
+            Some(p) => std::fs::read_to_string(p).map_err(|e| Error::io(format!("reading job file {}", p.display()), e))?,
+            None => LOCAL_JOB.to_string(),
+        };
+        JobConfig::parse(&text, std::env::vars())
+    }
+
+    /// Checks values that types alone do not.
+    pub fn validate(&self) -> Result<(), Error> {
+        self.window.spec()?;
+        self.window.lateness_ms()?;
+        self.source.max_future_ms()?;
+        if self.source.batch == 0 {
+            return Err(Error::Config("source.batch must be at least 1".into()));
+        }
+        if self.source.kind == SourceKind::File && self.source.file.path.as_os_str().is_empty() {
+            return Err(Error::Config("source.kind = \"file\" needs source.file.path".into()));
+        }
+        Ok(())
+    }
+}
+
+fn parse_scalar(s: &str) -> toml::Value {
+    if let Ok(i) = s.parse::<i64>() {
+        return toml::Value::Integer(i);
+    }
+    if let Ok(f) = s.parse::<f64>() {
+        return toml::Value::Float(f);
+    }
+    match s {
+        "true" => toml::Value::Boolean(true),
+        "false" => toml::Value::Boolean(false),
+        _ => toml::Value::String(s.to_string()),
+    }
+}
+
+fn set_path(table: &mut toml::Table, path: &[String], value: toml::Value) -> Result<(), String> {
+    match path {
+        [] => Err("empty key".into()),
+        [last] => {
+            table.insert(last.clone(), value);
+            Ok(())
+        }
+        [first, rest @ ..] => {
+            let entry = table.entry(first.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            match entry {
+                toml::Value::Table(t) => set_path(t, rest, value),
+                _ => Err(format!("`{first}` is not a table")),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_default_parses() {
+        let job = JobConfig::parse(LOCAL_JOB, []).expect("embedded job is valid");
+        assert_eq!(job.source.kind, SourceKind::Generator);
+        assert_eq!(job.window.spec().expect("valid"), WindowSpec::hourly());
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected_by_name() {
+        let err = JobConfig::parse("[window]\nsize = \"1h\"\nslid = \"1m\"\n", []).expect_err("typo");
+        assert!(err.to_string().contains("slid"), "{err}");
+        let err = JobConfig::parse("[windw]\n", []).expect_err("typo");
+        assert!(err.to_string().contains("windw"), "{err}");
+    }
+
+    #[test]
+    fn environment_overrides_win() {
+        let env = vec![
+            ("POPULARITY__WINDOW__ALLOWED_LATENESS".to_string(), "5m".to_string()),
+            ("POPULARITY__SOURCE__GENERATOR__EVENTS".to_string(), "123".to_string()),
+            ("UNRELATED".to_string(), "x".to_string()),
+        ];
+        let job = JobConfig::parse("[window]\nallowed-lateness = \"1m\"\n", env).expect("valid");
+        assert_eq!(job.window.lateness_ms().expect("valid"), 300_000);
+        assert_eq!(job.source.generator.events, 123);
+        let err = JobConfig::parse("", vec![("POPULARITY__WINDOW__NOPE".to_string(), "1".to_string())]).expect_err("unknown");
+        assert!(err.to_string().contains("nope"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_are_config_errors() {
+        assert!(JobConfig::parse("[window]\nslide = \"7s\"\n", []).is_err());
+        assert!(JobConfig::parse("[source]\nkind = \"file\"\n", []).is_err());
+        assert!(JobConfig::parse("[source]\nkind = \"carrier-pigeon\"\n", []).is_err());
+    }
+}

@@ -1,0 +1,96 @@
+//! Hourly tables: the window's counts as of the last pane of each hour.
+//!
+//! The `HourlyTables` operator shards the windowed collection by content,
+//! applies its updates in time order as the frontier allows, and when the
+//! frontier passes the last pane of an hour emits that worker's nonzero
+//! counts for it. The frontier, not a timer, decides that an hour is final.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use timely::dataflow::channels::pact::Exchange;
+use timely::dataflow::operators::generic::Operator;
+use timely::dataflow::StreamVec;
+
+use super::{shard, Views};
+use crate::event::ContentId;
+use crate::stats::Stats;
+use crate::time::{Pane, WindowSpec};
+
+/// One worker's share of one hour: the window ending at the hour's last pane.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HourTable {
+    /// Hours since the epoch.
+    pub hour: u64,
+    /// The worker that owns these content ids.
+    pub worker: usize,
+    /// `(content, views)`, sorted by content, views nonzero.
+    pub rows: Vec<(ContentId, i64)>,
+}
+
+/// Emits each worker's [`HourTable`] at the time of the hour's last pane.
+pub fn hourly_tables<'scope>(windowed: Views<'scope>, window: WindowSpec, stats: Arc<Stats>) -> StreamVec<'scope, Pane, HourTable> {
+    let worker = windowed.scope().index();
+    windowed.inner.unary_frontier(
+        Exchange::new(|u: &(ContentId, Pane, i64)| shard(u.0)),
+        "HourlyTables",
+        move |initial, _info| {
+            // The least time we may still emit at: downgraded to the input frontier.
+            let mut held = Some(initial);
+            let mut pending: BTreeMap<Pane, Vec<(ContentId, i64)>> = BTreeMap::new();
+            let mut counts: HashMap<ContentId, i64> = HashMap::new();
+            // Counts are valid from this pane on (the last pane applied).
+            let mut cursor: Pane = 0;
+            let mut state: i64 = 0;
+            move |(input, frontier), output| {
+                input.for_each(|_cap, data| {
+                    for (content, time, diff) in data.drain(..) {
+                        pending.entry(time).or_default().push((content, diff));
+                    }
+                });
+                let bound: Option<Pane> = frontier.frontier().first().copied();
+                loop {
+                    let next = pending.first_key_value().map(|(t, _)| *t).filter(|t| bound.is_none_or(|b| *t < b));
+                    // Hours ending before the next update (or the frontier) are final.
+                    if let (Some(upto), Some(cap)) = (next.or(bound), held.as_ref()) {
+                        while !counts.is_empty() {
+                            let end = window.last_pane_of_hour(window.hour_of(cursor));
+                            if end >= upto {
+                                break;
+                            }
+                            let mut rows: Vec<(ContentId, i64)> = counts.iter().map(|(c, n)| (*c, *n)).collect();
+                            rows.sort_unstable();
+                            output.session(&cap.delayed(&end)).give(HourTable { hour: window.hour_of(end), worker, rows });
+                            cursor = end + 1;
+                        }
+                    }
+                    let Some(time) = next else { break };
+                    if let Some(updates) = pending.remove(&time) {
+                        for (content, diff) in updates {
+                            let entry = counts.entry(content).or_insert(0);
+                            *entry += diff;
+                            if *entry == 0 {
+                                counts.remove(&content);
+                            }
+                        }
+                    }
+                    cursor = time;
+                }
+                match bound {
+                    Some(b) => {
+                        if let Some(cap) = held.as_mut() {
+                            if *cap.time() < b {
+                                cap.downgrade(&b);
+                            }
+                        }
+                    }
+                    None => held = None,
+                }
+                let now = pending.values().map(|v| v.len() as i64).sum::<i64>() + counts.len() as i64;
+                stats.live_state_delta(now - state);
+                state = now;
+            }
+        },
+    )
+}

@@ -1,0 +1,29 @@
+//! The popularity dataflow: plain functions from collections to collections.
+//!
+//! Nothing here does I/O or knows where events come from or where hours
+//! go: sources hand pre-aggregated `(content, pane, n)` updates in as a
+//! differential collection, and finished hours leave as a timely stream.
+//!
+//! ```text
+//! views ──► windowed_views ──► hourly_tables ──► (sink)
+//!  +n@pane   +n@pane, −n@pane+W   per-worker, exchanged by content
+//! ```
+
+pub mod hourly;
+pub mod window;
+
+use differential_dataflow::VecCollection;
+
+use crate::event::ContentId;
+use crate::time::Pane;
+
+/// View counts as a collection: the multiplicity of `content` at a time is its count.
+pub type Views<'scope> = VecCollection<'scope, Pane, ContentId, i64>;
+
+/// Routes a content id to a worker; every operator that shards by content uses it.
+pub fn shard(content: ContentId) -> u64 {
+    crate::rng::mix(content)
+}
+
+pub use hourly::{hourly_tables, HourTable};
+pub use window::windowed_views;

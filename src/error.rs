@@ -1,0 +1,81 @@
+//! Errors that say whose fault it is and whether trying again can help.
+
+use thiserror::Error as ThisError;
+
+/// Everything that can stop the pipeline.
+#[derive(Debug, ThisError)]
+pub enum Error {
+    /// The job file, a flag or an environment override is wrong: fix it and rerun.
+    #[error("configuration error: {0}")]
+    Config(String),
+    /// Input data (a catalog, a file) is unusable as a whole; single bad
+    /// records never end up here, they are dead-lettered instead.
+    #[error("input error: {0}")]
+    Input(String),
+    /// A local file or socket failed; often transient.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// An external system (broker, object store) refused or failed.
+    #[error("{system}: {message}")]
+    External {
+        /// Which system.
+        system: &'static str,
+        /// What it said.
+        message: String,
+        /// True if retrying later can succeed.
+        retryable: bool,
+    },
+    /// A bug: an invariant of the pipeline itself was broken.
+    #[error("internal error (a bug): {0}")]
+    Internal(String),
+}
+
+impl Error {
+    /// Wraps an I/O error with what was being done.
+    pub fn io(context: impl Into<String>, source: std::io::Error) -> Error {
+        Error::Io { context: context.into(), source }
+    }
+
+    /// True if the same operation may succeed when retried.
+    pub fn retryable(&self) -> bool {
+        match self {
+            Error::Io { source, .. } => matches!(
+                source.kind(),
+                std::io::ErrorKind::Interrupted | std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock
+            ),
+            Error::External { retryable, .. } => *retryable,
+            _ => false,
+        }
+    }
+}
+
+/// Result with the pipeline's error.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Where operators, which cannot return errors, leave the first fatal one
+/// for the driver loop to pick up and stop on.
+#[derive(Debug, Default)]
+pub struct FaultSlot(std::sync::Mutex<Option<String>>);
+
+impl FaultSlot {
+    /// Records `err` unless an earlier fault is already recorded.
+    pub fn set(&self, err: &Error) {
+        if let Ok(mut slot) = self.0.lock() {
+            if slot.is_none() {
+                tracing::error!(error = %err, "fatal fault");
+                *slot = Some(err.to_string());
+            }
+        }
+    }
+
+    /// The recorded fault, if any.
+    pub fn get(&self) -> Option<String> {
+        self.0.lock().ok().and_then(|s| s.clone())
+    }
+}

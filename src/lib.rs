@@ -1,0 +1,33 @@
+//! Exact, real-time content popularity on Timely and Differential Dataflow.
+//!
+//! # Layout
+//!
+//! ```text
+//!  source ──► decode ──► pre-aggregate ──► exchange by content ──► window ──► hourly tables ──► snapshots
+//!  (file,     (bad →      (content, pane)                          (+n at pane,   (frontier        (Parquet +
+//!   generator) dead letter)                                          −n a window    passes an hour)  _SUCCESS)
+//!                                                                     later)
+//! ```
+//!
+//! - [`event`], [`catalog`], [`time`]: the data model and event-time arithmetic.
+//! - [`generator`]: deterministic synthetic traffic; [`source`]: file and generator sources.
+//! - [`dataflow`]: the collections and operators; no I/O, no knowledge of sources or stores.
+//! - [`sink`]: Parquet snapshots and manifests, object stores, dead letters.
+//! - [`pipeline`]: the per-worker driver that connects them; [`config`]: job files.
+//! - [`oracle`]: a from-scratch recount used by tests and `popularity verify`.
+
+#![forbid(unsafe_code)]
+
+pub mod catalog;
+pub mod config;
+pub mod dataflow;
+pub mod error;
+pub mod event;
+pub mod generator;
+pub mod oracle;
+pub mod pipeline;
+pub mod rng;
+pub mod sink;
+pub mod source;
+pub mod stats;
+pub mod time;

@@ -1,0 +1,297 @@
+//! The `popularity` command line: run the job, generate events, synthesize a catalog, benchmark.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{bail, Context as _, Result};
+use clap::{Args, Parser, Subcommand};
+
+use popularity::catalog::Catalog;
+use popularity::config::{JobConfig, SinkKind, SourceKind};
+use popularity::generator::{GenItem, Generator, Popularity};
+use popularity::pipeline::{execute, Context, DeadLetterTarget};
+
+/// Exact real-time content popularity: sliding view counts, hourly snapshots.
+#[derive(Parser)]
+#[command(name = "popularity", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the job described by a job file (default: the embedded local job).
+    Run(RunArgs),
+    /// Write generated watch events as JSON lines.
+    Generate(GenerateArgs),
+    /// Write a synthesized catalog as JSON lines.
+    Catalog(CatalogArgs),
+    /// Push generated events through the whole dataflow with no I/O and report speed and memory.
+    Bench(BenchArgs),
+}
+
+/// Timely's cluster flags, passed through as given.
+#[derive(Args, Clone, Debug)]
+#[command(disable_help_flag = true)]
+struct Cluster {
+    /// Worker threads per process.
+    #[arg(short = 'w', long = "workers", default_value_t = 1)]
+    workers: usize,
+    /// Number of processes.
+    #[arg(short = 'n', long = "processes", default_value_t = 1)]
+    processes: usize,
+    /// Index of this process.
+    #[arg(short = 'p', long = "process", default_value_t = 0)]
+    process: usize,
+    /// Hostfile: one host:port per line, one line per process.
+    #[arg(short = 'h', long = "hostfile")]
+    hostfile: Option<PathBuf>,
+    /// Print help.
+    #[arg(long = "help", action = clap::ArgAction::Help)]
+    help: Option<bool>,
+}
+
+impl Cluster {
+    fn timely_config(&self) -> Result<timely::Config> {
+        let mut args = vec![
+            "-w".to_string(),
+            self.workers.to_string(),
+            "-n".to_string(),
+            self.processes.to_string(),
+            "-p".to_string(),
+            self.process.to_string(),
+        ];
+        if let Some(h) = &self.hostfile {
+            args.push("-h".into());
+            args.push(h.display().to_string());
+        }
+        if self.workers == 0 || self.processes == 0 || self.process >= self.processes {
+            bail!("need -w ≥ 1, -n ≥ 1 and -p < -n (got -w {} -n {} -p {})", self.workers, self.processes, self.process);
+        }
+        timely::Config::from_args(args.into_iter()).map_err(|e| anyhow::anyhow!("cluster flags: {e}"))
+    }
+}
+
+#[derive(Args)]
+#[command(disable_help_flag = true)]
+struct RunArgs {
+    /// Job file (TOML); without it the embedded local job runs.
+    #[arg(long)]
+    job: Option<PathBuf>,
+    #[command(flatten)]
+    cluster: Cluster,
+}
+
+#[derive(Args)]
+struct GenerateArgs {
+    /// Job file whose generator and catalog settings to start from.
+    #[arg(long)]
+    job: Option<PathBuf>,
+    /// Number of events.
+    #[arg(long)]
+    events: Option<u64>,
+    /// Seed.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Events per second of wall clock (0: as fast as possible).
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Share of malformed records.
+    #[arg(long)]
+    invalid: Option<f64>,
+    /// Share of late records.
+    #[arg(long)]
+    late: Option<f64>,
+    /// Output file (default: stdout).
+    #[arg(long, short = 'o')]
+    out: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct CatalogArgs {
+    /// Approximate number of titles.
+    #[arg(long, default_value_t = 20_000)]
+    titles: usize,
+    /// Seed.
+    #[arg(long, default_value_t = 7)]
+    seed: u64,
+    /// Live events are scheduled within two days after this time (RFC 3339).
+    #[arg(long, default_value = "2026-01-01T00:00:00Z")]
+    start: String,
+    /// Output file (default: stdout).
+    #[arg(long, short = 'o')]
+    out: Option<PathBuf>,
+}
+
+#[derive(Args)]
+#[command(disable_help_flag = true)]
+struct BenchArgs {
+    /// Events to push through.
+    #[arg(long, default_value_t = 20_000_000)]
+    events: u64,
+    /// Distinct content ids.
+    #[arg(long, default_value_t = 100_000)]
+    ids: u64,
+    /// Popularity distribution: uniform or zipf.
+    #[arg(long, default_value = "uniform")]
+    popularity: String,
+    /// Events per second of event time (2000: event time advances 1 ms per 2 events).
+    #[arg(long, default_value_t = 2000.0)]
+    time_rate: f64,
+    #[command(flatten)]
+    cluster: Cluster,
+}
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("POPULARITY_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    if let Err(e) = real_main() {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn real_main() -> Result<()> {
+    match Cli::parse().command {
+        Command::Run(args) => run(args),
+        Command::Generate(args) => generate(args),
+        Command::Catalog(args) => catalog(args),
+        Command::Bench(args) => bench(args),
+    }
+}
+
+fn run(args: RunArgs) -> Result<()> {
+    let job = JobConfig::load(args.job.as_deref())?;
+    let config = args.cluster.timely_config()?;
+    let ctx = Arc::new(Context::from_job(job)?);
+    let started = Instant::now();
+    let stats = execute(config, ctx)?;
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "read {} records in {:.2}s ({:.0}/s): {} views, {} invalid, {} late, {} dead-lettered; {} hours published, {} parts, {} rows",
+        stats.read,
+        secs,
+        stats.read as f64 / secs.max(1e-9),
+        stats.views,
+        stats.invalid,
+        stats.late,
+        stats.dead_lettered,
+        stats.hours_published,
+        stats.parts_written,
+        stats.rows_written
+    );
+    Ok(())
+}
+
+fn generate(args: GenerateArgs) -> Result<()> {
+    let job = JobConfig::load(args.job.as_deref())?;
+    let mut g = job.source.generator.clone();
+    if let Some(v) = args.events {
+        g.events = v;
+    }
+    if let Some(v) = args.seed {
+        g.seed = v;
+    }
+    if let Some(v) = args.rate {
+        g.rate = v;
+    }
+    if let Some(v) = args.invalid {
+        g.invalid = v;
+    }
+    if let Some(v) = args.late {
+        g.late = v;
+    }
+    let start = popularity::time::parse_rfc3339(&g.start).context("generator start")?;
+    let catalog = match &job.catalog.path {
+        Some(p) => Catalog::load(p)?,
+        None => Catalog::synthesize(job.catalog.titles, job.catalog.seed, start),
+    };
+    let generator = Generator::new(&g, &catalog).map_err(|e| anyhow::anyhow!("generator: {e}"))?;
+    let mut out: Box<dyn Write> = match &args.out {
+        Some(p) => Box::new(std::io::BufWriter::new(std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?)),
+        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+    };
+    let began = Instant::now();
+    let mut line = Vec::with_capacity(256);
+    let total = if g.events == 0 { u64::MAX } else { g.events };
+    for i in 0..total {
+        if g.rate > 0.0 {
+            let due = began + std::time::Duration::from_secs_f64(i as f64 / g.rate);
+            if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                out.flush()?;
+                std::thread::sleep(wait);
+            }
+        }
+        line.clear();
+        match generator.item(i) {
+            GenItem::Event(e) => e.encode_into(&mut line),
+            GenItem::Malformed(s) => line.extend_from_slice(s.as_bytes()),
+        }
+        line.push(b'\n');
+        if let Err(e) = out.write_all(&line) {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                return Ok(());
+            }
+            return Err(e.into());
+        }
+    }
+    out.flush()?;
+    Ok(())
+}
+
+fn catalog(args: CatalogArgs) -> Result<()> {
+    let start = popularity::time::parse_rfc3339(&args.start).context("--start must be RFC 3339")?;
+    let cat = Catalog::synthesize(args.titles, args.seed, start);
+    let mut out: Box<dyn Write> = match &args.out {
+        Some(p) => Box::new(std::io::BufWriter::new(std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?)),
+        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+    };
+    cat.write(&mut out)?;
+    out.flush()?;
+    Ok(())
+}
+
+fn bench(args: BenchArgs) -> Result<()> {
+    let mut job = JobConfig::default();
+    job.source.kind = SourceKind::Generator;
+    job.sink.kind = SinkKind::None;
+    let g = &mut job.source.generator;
+    g.events = args.events;
+    g.ids = Some(args.ids);
+    g.popularity = match args.popularity.as_str() {
+        "uniform" => Popularity::Uniform,
+        "zipf" => Popularity::Zipf,
+        other => bail!("--popularity must be uniform or zipf, not {other}"),
+    };
+    g.time_rate = args.time_rate;
+    g.daily_rhythm = false;
+    g.mix = [1.0, 0.0, 0.0];
+    g.out_of_order = 0.0;
+    g.late = 0.0;
+    g.invalid = 0.0;
+    job.source.batch = 65_536;
+    job.validate()?;
+    let config = args.cluster.timely_config()?;
+    let mut ctx = Context::from_job(job)?;
+    ctx.dead_letters = DeadLetterTarget::CountOnly;
+    let ctx = Arc::new(ctx);
+    let started = Instant::now();
+    let stats = execute(config, ctx)?;
+    let secs = started.elapsed().as_secs_f64();
+    println!("events          {}", stats.read);
+    println!("seconds         {secs:.3}");
+    println!("events/s        {:.0}", stats.read as f64 / secs.max(1e-9));
+    println!("peak RSS        {} MiB", peak_rss_kib().map_or("?".to_string(), |k| format!("{:.1}", k as f64 / 1024.0)));
+    println!("live state peak {} (content, pane) updates", stats.live_state_peak);
+    Ok(())
+}
+
+fn peak_rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status.lines().find(|l| l.starts_with("VmHWM:"))?.split_whitespace().nth(1)?.parse().ok()
+}

@@ -1,0 +1,303 @@
+//! The driver: wires a source, the dataflow and the sinks together on each
+//! worker, and runs the loop that feeds it.
+//!
+//! Each worker owns a source instance (its partitions), per-partition
+//! watermarks, and a differential input. The loop pulls a batch, drops late
+//! and bad records into the dead-letter sink, pre-aggregates views by
+//! `(content, pane)`, hands them to the dataflow, advances the input to the
+//! minimum watermark pane over its partitions, and steps the worker. It
+//! stops reading while the dataflow's frontier trails the input by more
+//! than `window.max-lead-panes`, which bounds the memory of in-flight panes.
+
+use std::collections::{BTreeMap, HashMap};
+use std::hash::BuildHasherDefault;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use differential_dataflow::input::{Input, InputSession};
+use timely::dataflow::operators::probe::Handle as ProbeHandle;
+use timely::dataflow::operators::Probe;
+use timely::worker::Worker;
+
+use crate::catalog::Catalog;
+use crate::config::{JobConfig, SinkKind, SourceKind};
+use crate::dataflow::{hourly_tables, windowed_views};
+use crate::error::{Error, FaultSlot, Result};
+use crate::event::{ContentId, EventType, Validation};
+use crate::generator::Generator;
+use crate::sink::deadletter::{DeadLetter, DeadLetterSink, LocalDeadLetters, MemoryDeadLetters};
+use crate::sink::snapshot::{publish_hours, write_parts};
+use crate::sink::store::{LocalStore, ObjectStore};
+use crate::source::file::FileSource;
+use crate::source::generator::GeneratorSource;
+use crate::source::{Batch, PartitionId, Poll, Source};
+use crate::stats::{Stats, StatsSnapshot};
+use crate::time::{rfc3339, Millis, Pane, Watermark, WindowSpec};
+
+/// A fast, deterministic hasher for the pre-aggregation map (FxHash).
+#[derive(Default, Clone, Copy)]
+pub struct FxHasher(u64);
+
+impl std::hash::Hasher for FxHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.write_u64(*b as u64);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
+/// Pre-aggregated views of one batch.
+pub type PaneCounts = HashMap<(ContentId, Pane), i64, BuildHasherDefault<FxHasher>>;
+
+/// Where dead letters go.
+#[derive(Clone, Debug)]
+pub enum DeadLetterTarget {
+    /// One JSON-lines file per worker in this directory.
+    Local(PathBuf),
+    /// Only counted (benchmarks).
+    CountOnly,
+}
+
+/// Everything a worker needs, shared by the workers of a process.
+pub struct Context {
+    /// The job.
+    pub job: JobConfig,
+    /// Window geometry.
+    pub window: WindowSpec,
+    /// Allowed lateness, ms.
+    pub lateness: Millis,
+    /// The catalog.
+    pub catalog: Arc<Catalog>,
+    /// The generator, when the source is the generator.
+    pub generator: Option<Arc<Generator>>,
+    /// The snapshot store; `None` writes nothing.
+    pub store: Option<Arc<dyn ObjectStore>>,
+    /// Dead-letter destination.
+    pub dead_letters: DeadLetterTarget,
+    /// Counters.
+    pub stats: Arc<Stats>,
+    /// First fatal error raised inside an operator.
+    pub fault: Arc<FaultSlot>,
+}
+
+impl Context {
+    /// Resolves a job: loads or synthesizes the catalog, builds the generator, opens the store.
+    pub fn from_job(job: JobConfig) -> Result<Context> {
+        let window = job.window.spec()?;
+        let lateness = job.window.lateness_ms()?;
+        let start = crate::time::parse_rfc3339(&job.source.generator.start)
+            .ok_or_else(|| Error::Config(format!("source.generator.start `{}` is not RFC 3339", job.source.generator.start)))?;
+        let catalog = match &job.catalog.path {
+            Some(p) => Catalog::load(p)?,
+            None => Catalog::synthesize(job.catalog.titles, job.catalog.seed, start),
+        };
+        let generator = match job.source.kind {
+            SourceKind::Generator => {
+                Some(Arc::new(Generator::new(&job.source.generator, &catalog).map_err(|e| Error::Config(format!("source.generator: {e}")))?))
+            }
+            SourceKind::File => None,
+        };
+        let store: Option<Arc<dyn ObjectStore>> = match job.sink.kind {
+            SinkKind::Local => Some(Arc::new(LocalStore::new(&job.sink.path)?)),
+            SinkKind::None => None,
+        };
+        let dead_letters = DeadLetterTarget::Local(job.dead_letter.path.clone());
+        Ok(Context {
+            job,
+            window,
+            lateness,
+            catalog: Arc::new(catalog),
+            generator,
+            store,
+            dead_letters,
+            stats: Arc::new(Stats::default()),
+            fault: Arc::new(FaultSlot::default()),
+        })
+    }
+
+    fn open_source(&self, index: usize, peers: usize) -> Result<(Box<dyn Source>, &'static str)> {
+        let limits = Validation { now_ms: crate::time::now_ms(), max_future_ms: self.job.source.max_future_ms()? };
+        Ok(match self.job.source.kind {
+            SourceKind::Generator => {
+                let generator = self.generator.clone().ok_or_else(|| Error::Internal("generator source without a generator".into()))?;
+                let g = &self.job.source.generator;
+                (Box::new(GeneratorSource::new(generator, index, peers, g.events, g.rate, limits)), "generator")
+            }
+            SourceKind::File => (Box::new(FileSource::open(&self.job.source.file.path, index, peers, limits)?), "file"),
+        })
+    }
+}
+
+/// Runs the job on the workers described by `config` and returns this process's counters.
+pub fn execute(config: timely::Config, ctx: Arc<Context>) -> Result<StatsSnapshot> {
+    let shared = ctx.clone();
+    let guards = timely::execute(config, move |worker| {
+        let result = run_worker(worker, &shared);
+        if let Err(e) = &result {
+            // Let the other workers of this process stop too.
+            shared.fault.set(e);
+        }
+        result.map_err(|e| e.to_string())
+    })
+    .map_err(|e| Error::Config(format!("starting workers: {e}")))?;
+    for result in guards.join() {
+        match result {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(Error::Internal(format!("worker failed: {e}"))),
+            Err(e) => return Err(Error::Internal(format!("worker panicked: {e}"))),
+        }
+    }
+    Ok(ctx.stats.snapshot())
+}
+
+/// One worker: build the dataflow, open the source, drive it to the end.
+pub fn run_worker(worker: &mut Worker, ctx: &Context) -> Result<()> {
+    let (index, peers) = (worker.index(), worker.peers());
+    let _span = tracing::info_span!("worker", index, peers).entered();
+    let (input, probe) = worker.dataflow::<Pane, _, _>(|scope| {
+        let (input, views) = scope.new_collection::<ContentId, i64>();
+        let hours = hourly_tables(windowed_views(views, &ctx.window), ctx.window, ctx.stats.clone());
+        let probe = match &ctx.store {
+            Some(store) => {
+                let parts = write_parts(hours, store.clone(), ctx.window, ctx.stats.clone(), ctx.fault.clone());
+                publish_hours(parts, store.clone(), ctx.window, ctx.stats.clone(), ctx.fault.clone()).probe().0
+            }
+            None => hours.probe().0,
+        };
+        (input, probe)
+    });
+    let (source, source_name) = ctx.open_source(index, peers)?;
+    let dead: Box<dyn DeadLetterSink> = match &ctx.dead_letters {
+        DeadLetterTarget::Local(dir) => Box::new(LocalDeadLetters::open(dir, index)?),
+        DeadLetterTarget::CountOnly => Box::new(MemoryDeadLetters { count_only: true, ..Default::default() }),
+    };
+    let mut driver = Driver::new(ctx, source, source_name, dead);
+    driver.drive(worker, input, &probe)
+}
+
+/// The per-worker feeding loop and its state.
+struct Driver<'a> {
+    ctx: &'a Context,
+    source: Box<dyn Source>,
+    source_name: &'static str,
+    dead: Box<dyn DeadLetterSink>,
+    marks: BTreeMap<PartitionId, Watermark>,
+    batch: Batch,
+    panes: PaneCounts,
+}
+
+impl<'a> Driver<'a> {
+    fn new(ctx: &'a Context, source: Box<dyn Source>, source_name: &'static str, dead: Box<dyn DeadLetterSink>) -> Self {
+        let marks = source.partitions().into_iter().map(|p| (p, Watermark::new(ctx.lateness))).collect();
+        Driver { ctx, source, source_name, dead, marks, batch: Batch::default(), panes: PaneCounts::default() }
+    }
+
+    fn drive(&mut self, worker: &mut Worker, input: InputSession<Pane, ContentId, i64>, probe: &ProbeHandle<Pane>) -> Result<()> {
+        let mut input = Some(input);
+        let max_lead = self.ctx.job.window.max_lead_panes;
+        let batch_size = self.ctx.job.source.batch;
+        let started = Instant::now();
+        loop {
+            if let Some(fault) = self.ctx.fault.get() {
+                return Err(Error::Internal(format!("stopping: {fault}")));
+            }
+            let mut idle = false;
+            if let Some(session) = input.as_mut() {
+                let behind = probe.less_than(&session.time().saturating_sub(max_lead));
+                if behind {
+                    idle = false;
+                } else {
+                    self.batch.clear();
+                    match self.source.poll(&mut self.batch, batch_size)? {
+                        Poll::Data => self.ingest(session)?,
+                        Poll::Idle => idle = true,
+                        Poll::Finished(p) => {
+                            self.marks.remove(&p);
+                        }
+                    }
+                    if self.marks.is_empty() {
+                        // Every partition is done: closing the input lets the frontier run out.
+                        self.dead.flush()?;
+                        input = None;
+                        tracing::debug!(elapsed = ?started.elapsed(), "source finished");
+                    } else {
+                        let low = self.marks.values().map(|w| w.pane(&self.ctx.window)).min().unwrap_or(0);
+                        if low > *session.time() {
+                            session.advance_to(low);
+                        }
+                        session.flush();
+                    }
+                }
+            } else if probe.with_frontier(|f| f.is_empty()) {
+                return Ok(());
+            }
+            worker.step_or_park(if idle { Some(Duration::from_millis(1)) } else { Some(Duration::ZERO) });
+        }
+    }
+
+    /// Classifies one batch: bad → dead letters, late → dead letters, views → pre-aggregated input.
+    fn ingest(&mut self, session: &mut InputSession<Pane, ContentId, i64>) -> Result<()> {
+        let stats = &self.ctx.stats;
+        let window = self.ctx.window;
+        let batch = &self.batch;
+        let partition = batch.partition;
+        let mark = self.marks.entry(partition).or_insert_with(|| Watermark::new(self.ctx.lateness));
+        for reject in &batch.rejects {
+            self.dead.write(&DeadLetter {
+                reason: reject.error.code().to_string(),
+                detail: reject.error.to_string(),
+                source: self.source_name.to_string(),
+                partition,
+                position: reject.position,
+                raw: String::from_utf8_lossy(&reject.raw).into_owned(),
+            })?;
+        }
+        let mut late = 0u64;
+        let mut views = 0u64;
+        for (event, &position) in batch.events.iter().zip(&batch.positions) {
+            if mark.is_late(event.event_time, &window) {
+                late += 1;
+                self.dead.write(&DeadLetter {
+                    reason: "late".into(),
+                    detail: format!(
+                        "event time {} is behind the watermark {} of partition {partition}",
+                        rfc3339(event.event_time),
+                        mark.millis().map(rfc3339).unwrap_or_default()
+                    ),
+                    source: self.source_name.to_string(),
+                    partition,
+                    position,
+                    raw: event.to_json(),
+                })?;
+                continue;
+            }
+            mark.observe(event.event_time);
+            if event.event_type == EventType::StartedVideo {
+                views += 1;
+                // Not late, so the pane is at or after the watermark pane, hence after the input's time.
+                let pane = window.pane_of(event.event_time).unwrap_or(0);
+                *self.panes.entry((event.content_id, pane)).or_insert(0) += 1;
+            }
+        }
+        for ((content, pane), n) in self.panes.drain() {
+            session.update_at(content, pane, n);
+        }
+        if late > 0 || !batch.rejects.is_empty() {
+            self.dead.flush()?;
+        }
+        Stats::add(&stats.read, batch.read);
+        Stats::add(&stats.decoded, batch.events.len() as u64);
+        Stats::add(&stats.invalid, batch.rejects.len() as u64);
+        Stats::add(&stats.late, late);
+        Stats::add(&stats.views, views);
+        Stats::add(&stats.dead_lettered, late + batch.rejects.len() as u64);
+        Ok(())
+    }
+}

@@ -1,0 +1,258 @@
+//! Hourly snapshots: Parquet parts per worker, then a `_SUCCESS` manifest.
+//!
+//! Layout under the store root, Hive style:
+//!
+//! ```text
+//! titles/dt=2026-01-01/hour=05/part-00000.parquet   one per worker with rows
+//! titles/dt=2026-01-01/hour=05/_SUCCESS             JSON manifest, written last
+//! ```
+//!
+//! `WriteParts` runs on every worker and puts its part of each finished
+//! hour. `PublishHours` runs on worker 0: the part records of an hour reach
+//! it stamped with the hour's last pane, so when its input frontier passes
+//! that pane every part of the hour has been written, and it writes the
+//! manifest. An hour without `_SUCCESS` does not exist for readers. Hours in
+//! an event-time gap (no views at all) get a manifest with no parts once a
+//! later hour is published, so the published hours are contiguous.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use timely::dataflow::channels::pact::{Exchange, Pipeline};
+use timely::dataflow::operators::generic::Operator;
+use timely::dataflow::StreamVec;
+
+use super::parquet::{encode_titles, TitleRow};
+use super::store::ObjectStore;
+use crate::dataflow::HourTable;
+use crate::error::{Error, FaultSlot, Result};
+use crate::stats::Stats;
+use crate::time::{hour_partition, rfc3339, Pane, WindowSpec, HOUR_MS};
+
+/// Name of the per-view-count table.
+pub const TITLES: &str = "titles";
+/// Name of the manifest object.
+pub const SUCCESS: &str = "_SUCCESS";
+
+/// `table/dt=YYYY-MM-DD/hour=HH/`
+pub fn hour_prefix(table: &str, hour: u64) -> String {
+    let (dt, hh) = hour_partition(hour);
+    format!("{table}/dt={dt}/hour={hh}/")
+}
+
+/// File name of worker `worker`'s part.
+pub fn part_name(worker: usize) -> String {
+    format!("part-{worker:05}.parquet")
+}
+
+/// What `WriteParts` tells `PublishHours` about one part.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct PartRecord {
+    /// Hours since the epoch.
+    pub hour: u64,
+    /// File name within the hour's directory.
+    pub name: String,
+    /// Rows in the part.
+    pub rows: u64,
+    /// Size of the part in bytes.
+    pub bytes: u64,
+}
+
+/// One part as listed in a manifest.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestPart {
+    /// File name within the hour's directory.
+    pub name: String,
+    /// Rows in the part.
+    pub rows: u64,
+    /// Size in bytes.
+    pub bytes: u64,
+}
+
+/// The `_SUCCESS` manifest of one hour.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// Table name.
+    pub table: String,
+    /// `YYYY-MM-DD`.
+    pub dt: String,
+    /// `HH`.
+    pub hour: String,
+    /// Start of the counted window (RFC 3339).
+    pub window_start: String,
+    /// End of the counted window (exclusive, RFC 3339).
+    pub window_end: String,
+    /// The watermark the job had passed when it declared the hour final.
+    pub watermark: String,
+    /// The parts, by name.
+    pub parts: Vec<ManifestPart>,
+    /// Total rows over all parts.
+    pub rows: u64,
+}
+
+/// Writes each worker's share of each finished hour as a Parquet part.
+pub fn write_parts<'scope>(
+    hours: StreamVec<'scope, Pane, HourTable>,
+    store: Arc<dyn ObjectStore>,
+    window: WindowSpec,
+    stats: Arc<Stats>,
+    fault: Arc<FaultSlot>,
+) -> StreamVec<'scope, Pane, PartRecord> {
+    hours.unary(Pipeline, "WriteParts", move |_cap, _info| {
+        move |input, output| {
+            input.for_each(|cap, data| {
+                let mut session = output.session(&cap);
+                for table in data.drain(..) {
+                    match write_part(&*store, &window, &table) {
+                        Ok(record) => {
+                            Stats::add(&stats.parts_written, 1);
+                            Stats::add(&stats.rows_written, record.rows);
+                            session.give(record);
+                        }
+                        Err(e) => fault.set(&e),
+                    }
+                }
+            });
+        }
+    })
+}
+
+fn write_part(store: &dyn ObjectStore, window: &WindowSpec, table: &HourTable) -> Result<PartRecord> {
+    let (start, end) = window.window_bounds(window.last_pane_of_hour(table.hour));
+    let rows: Vec<TitleRow> =
+        table.rows.iter().map(|&(content_id, views)| TitleRow { content_id, views, window_start: start, window_end: end }).collect();
+    let bytes = encode_titles(&rows)?;
+    let name = part_name(table.worker);
+    store.put(&format!("{}{name}", hour_prefix(TITLES, table.hour)), &bytes)?;
+    Ok(PartRecord { hour: table.hour, name, rows: rows.len() as u64, bytes: bytes.len() as u64 })
+}
+
+/// Publishes each hour with a `_SUCCESS` manifest once all its parts exist.
+pub fn publish_hours<'scope>(
+    parts: StreamVec<'scope, Pane, PartRecord>,
+    store: Arc<dyn ObjectStore>,
+    window: WindowSpec,
+    stats: Arc<Stats>,
+    fault: Arc<FaultSlot>,
+) -> StreamVec<'scope, Pane, Manifest> {
+    parts.unary_frontier(Exchange::new(|_: &PartRecord| 0), "PublishHours", move |initial, _info| {
+        let mut held = Some(initial);
+        let mut pending: BTreeMap<Pane, Vec<PartRecord>> = BTreeMap::new();
+        let mut last_published: Option<u64> = None;
+        move |(input, frontier), output| {
+            input.for_each(|_cap, data| {
+                for record in data.drain(..) {
+                    let time = window.last_pane_of_hour(record.hour);
+                    pending.entry(time).or_default().push(record);
+                }
+            });
+            let bound = frontier.frontier().first().copied();
+            while let Some((&time, _)) = pending.first_key_value() {
+                if bound.is_some_and(|b| time >= b) {
+                    break;
+                }
+                let Some(mut records) = pending.remove(&time) else { break };
+                records.sort();
+                let hour = window.hour_of(time);
+                let first = last_published.map_or(hour, |h| h + 1);
+                let Some(cap) = held.as_ref() else { break };
+                for h in first..=hour {
+                    let these: &[PartRecord] = if h == hour { &records } else { &[] };
+                    match publish(&*store, &window, h, these) {
+                        Ok(manifest) => {
+                            Stats::add(&stats.hours_published, 1);
+                            output.session(&cap.delayed(&time)).give(manifest);
+                        }
+                        Err(e) => fault.set(&e),
+                    }
+                }
+                last_published = Some(hour);
+            }
+            match bound {
+                Some(b) => {
+                    if let Some(cap) = held.as_mut() {
+                        if *cap.time() < b {
+                            cap.downgrade(&b);
+                        }
+                    }
+                }
+                None => held = None,
+            }
+        }
+    })
+}
+
+/// Builds the manifest of `hour` from its parts.
+pub fn manifest_for(window: &WindowSpec, hour: u64, parts: &[PartRecord]) -> Manifest {
+    let (dt, hh) = hour_partition(hour);
+    let (start, end) = window.window_bounds(window.last_pane_of_hour(hour));
+    Manifest {
+        table: TITLES.to_string(),
+        dt,
+        hour: hh,
+        window_start: rfc3339(start),
+        window_end: rfc3339(end),
+        watermark: rfc3339(hour as i64 * HOUR_MS + HOUR_MS),
+        parts: parts.iter().map(|p| ManifestPart { name: p.name.clone(), rows: p.rows, bytes: p.bytes }).collect(),
+        rows: parts.iter().map(|p| p.rows).sum(),
+    }
+}
+
+fn publish(store: &dyn ObjectStore, window: &WindowSpec, hour: u64, parts: &[PartRecord]) -> Result<Manifest> {
+    let manifest = manifest_for(window, hour, parts);
+    let prefix = hour_prefix(TITLES, hour);
+    // Parts left by an earlier run with more workers would confuse readers
+    // that glob the directory; the manifest is the truth, so remove them first.
+    for key in store.list(&prefix)? {
+        let name = &key[prefix.len()..];
+        if name.starts_with("part-") && !parts.iter().any(|p| p.name == name) {
+            store.delete(&key)?;
+        }
+    }
+    let mut json = serde_json::to_vec_pretty(&manifest).map_err(|e| Error::Internal(format!("manifest: {e}")))?;
+    json.push(b'\n');
+    store.put(&format!("{prefix}{SUCCESS}"), &json)?;
+    tracing::info!(dt = %manifest.dt, hour = %manifest.hour, parts = parts.len(), rows = manifest.rows, "published hour");
+    Ok(manifest)
+}
+
+/// Reads one published hour: its manifest and all rows, or `None` if unpublished.
+pub fn read_hour(store: &dyn ObjectStore, hour: u64) -> Result<Option<(Manifest, Vec<TitleRow>)>> {
+    let prefix = hour_prefix(TITLES, hour);
+    let Some(bytes) = store.get(&format!("{prefix}{SUCCESS}"))? else { return Ok(None) };
+    let manifest: Manifest = serde_json::from_slice(&bytes).map_err(|e| Error::Input(format!("{prefix}{SUCCESS}: {e}")))?;
+    let mut rows = Vec::with_capacity(manifest.rows as usize);
+    for part in &manifest.parts {
+        let key = format!("{prefix}{}", part.name);
+        let bytes = store.get(&key)?.ok_or_else(|| Error::Input(format!("{key} is listed in the manifest but missing")))?;
+        rows.extend(super::parquet::decode_titles(bytes)?);
+    }
+    rows.sort();
+    Ok(Some((manifest, rows)))
+}
+
+/// Hours (since the epoch) that have a manifest in `store`, sorted.
+pub fn published_hours(store: &dyn ObjectStore) -> Result<Vec<u64>> {
+    let mut hours = Vec::new();
+    for key in store.list(&format!("{TITLES}/"))? {
+        let Some(rest) = key.strip_suffix(&format!("/{SUCCESS}")) else { continue };
+        let mut dt = None;
+        let mut hh = None;
+        for seg in rest.split('/') {
+            if let Some(v) = seg.strip_prefix("dt=") {
+                dt = Some(v);
+            }
+            if let Some(v) = seg.strip_prefix("hour=") {
+                hh = v.parse::<u32>().ok();
+            }
+        }
+        if let (Some(dt), Some(hh)) = (dt, hh) {
+            if let Some(h) = crate::time::parse_hour(dt, hh) {
+                hours.push(h);
+            }
+        }
+    }
+    hours.sort_unstable();
+    Ok(hours)
+}

@@ -1,0 +1,141 @@
+//! Object stores: a flat key space with atomic whole-object puts.
+//!
+//! The snapshot writer relies on two properties only: a put is all or
+//! nothing (a reader never sees half an object), and a put of the same key
+//! with the same bytes is harmless. The local store gets both from
+//! write-to-temp-then-rename.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+
+/// A place to put objects.
+pub trait ObjectStore: Send + Sync {
+    /// Writes `bytes` at `key`, atomically.
+    fn put(&self, key: &str, bytes: &[u8]) -> Result<()>;
+    /// Reads `key`, or `None` if it does not exist.
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>>;
+    /// Keys under `prefix`, sorted.
+    fn list(&self, prefix: &str) -> Result<Vec<String>>;
+    /// Removes `key`; removing a missing key is not an error.
+    fn delete(&self, key: &str) -> Result<()>;
+    /// Where the store is, for messages.
+    fn describe(&self) -> String;
+}
+
+/// A directory on a local file system.
+#[derive(Clone, Debug)]
+pub struct LocalStore {
+    root: PathBuf,
+}
+
+impl LocalStore {
+    /// A store rooted at `root` (created if missing).
+    pub fn new(root: &Path) -> Result<LocalStore> {
+        std::fs::create_dir_all(root).map_err(|e| Error::io(format!("creating store directory {}", root.display()), e))?;
+        Ok(LocalStore { root: root.to_path_buf() })
+    }
+
+    fn path(&self, key: &str) -> Result<PathBuf> {
+        if key.is_empty() || key.split('/').any(|c| c.is_empty() || c == "." || c == "..") {
+            return Err(Error::Internal(format!("invalid object key `{key}`")));
+        }
+        Ok(self.root.join(key))
+    }
+}
+
+impl ObjectStore for LocalStore {
+    fn put(&self, key: &str, bytes: &[u8]) -> Result<()> {
+        let path = self.path(key)?;
+        let dir = path.parent().unwrap_or(&self.root);
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+        // A hidden temp name in the same directory: rename is atomic there, and
+        // readers globbing `*.parquet` never pick it up.
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("object");
+        let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+        let ctx = |what: &str| format!("{what} {}", tmp.display());
+        let mut f = std::fs::File::create(&tmp).map_err(|e| Error::io(ctx("creating"), e))?;
+        f.write_all(bytes).map_err(|e| Error::io(ctx("writing"), e))?;
+        f.sync_all().map_err(|e| Error::io(ctx("syncing"), e))?;
+        std::fs::rename(&tmp, &path).map_err(|e| Error::io(format!("renaming into {}", path.display()), e))?;
+        Ok(())
+    }
+
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        let path = self.path(key)?;
+        match std::fs::read(&path) {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::io(format!("reading {}", path.display()), e)),
+        }
+    }
+
+    fn list(&self, prefix: &str) -> Result<Vec<String>> {
+        let mut out = Vec::new();
+        let mut stack = vec![self.root.clone()];
+        while let Some(dir) = stack.pop() {
+            let entries = match std::fs::read_dir(&dir) {
+                Ok(e) => e,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(Error::io(format!("listing {}", dir.display()), e)),
+            };
+            for entry in entries {
+                let entry = entry.map_err(|e| Error::io(format!("listing {}", dir.display()), e))?;
+                let path = entry.path();
+                let Ok(rel) = path.strip_prefix(&self.root) else { continue };
+                let key = rel.to_string_lossy().replace('\\', "/");
+                let is_dir = entry.file_type().map(|t| t.is_dir()).unwrap_or(false);
+                if is_dir {
+                    // Only descend where keys could still match the prefix.
+                    let as_dir = format!("{key}/");
+                    if as_dir.starts_with(prefix) || prefix.starts_with(&as_dir) {
+                        stack.push(path);
+                    }
+                } else if key.starts_with(prefix) && !key.rsplit('/').next().unwrap_or("").starts_with('.') {
+                    out.push(key);
+                }
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    fn delete(&self, key: &str) -> Result<()> {
+        let path = self.path(key)?;
+        match std::fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::io(format!("deleting {}", path.display()), e)),
+        }
+    }
+
+    fn describe(&self) -> String {
+        format!("local directory {}", self.root.display())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn put_get_list_delete() {
+        let root = std::env::temp_dir().join(format!("store-{}", std::process::id()));
+        let s = LocalStore::new(&root).expect("creates");
+        s.put("a/dt=2026-01-01/hour=00/part-0.parquet", b"x").expect("put");
+        s.put("a/dt=2026-01-01/hour=00/_SUCCESS", b"{}").expect("put");
+        s.put("b/other", b"y").expect("put");
+        assert_eq!(s.get("a/dt=2026-01-01/hour=00/part-0.parquet").expect("get"), Some(b"x".to_vec()));
+        assert_eq!(s.get("a/missing").expect("get"), None);
+        assert_eq!(
+            s.list("a/dt=2026-01-01/").expect("list"),
+            vec!["a/dt=2026-01-01/hour=00/_SUCCESS".to_string(), "a/dt=2026-01-01/hour=00/part-0.parquet".to_string()]
+        );
+        s.delete("b/other").expect("delete");
+        s.delete("b/other").expect("delete twice");
+        assert!(s.list("b/").expect("list").is_empty());
+        assert!(s.put("../escape", b"no").is_err());
+        let _ = std::fs::remove_dir_all(&root);
+    }
+}

@@ -1,0 +1,84 @@
+//! Sources: where watch events come from, behind one interface.
+//!
+//! A source instance belongs to one worker and reads one or more
+//! *partitions* (a Kafka partition, a byte range of a file, a residue class
+//! of the generator's stream). It hands decoded events and rejected records
+//! to the driver in batches, tagged with the partition and each record's
+//! position in it, so that watermarks, dead letters and (later) checkpoints
+//! are per partition.
+
+pub mod file;
+pub mod generator;
+
+use crate::error::Result;
+use crate::event::{DecodeError, Validation, WatchEvent};
+
+/// Identifies a partition within its source.
+pub type PartitionId = u32;
+
+/// A record the decoder refused.
+#[derive(Clone, Debug)]
+pub struct Reject {
+    /// Position of the record in its partition (offset, byte, index).
+    pub position: u64,
+    /// The record as read.
+    pub raw: Vec<u8>,
+    /// Why.
+    pub error: DecodeError,
+}
+
+/// One batch from one partition.
+#[derive(Debug, Default)]
+pub struct Batch {
+    /// The partition the records came from.
+    pub partition: PartitionId,
+    /// Decoded events, in partition order.
+    pub events: Vec<WatchEvent>,
+    /// Position of each event (parallel to `events`).
+    pub positions: Vec<u64>,
+    /// Records that failed to decode.
+    pub rejects: Vec<Reject>,
+    /// Records read, valid or not.
+    pub read: u64,
+}
+
+impl Batch {
+    /// Empties the batch, keeping its allocations.
+    pub fn clear(&mut self) {
+        self.events.clear();
+        self.positions.clear();
+        self.rejects.clear();
+        self.read = 0;
+    }
+
+    /// Decodes `raw` at `position` into the batch.
+    pub fn push_raw(&mut self, raw: &[u8], position: u64, limits: &Validation) {
+        self.read += 1;
+        match WatchEvent::decode(raw, limits) {
+            Ok(e) => {
+                self.events.push(e);
+                self.positions.push(position);
+            }
+            Err(error) => self.rejects.push(Reject { position, raw: raw.to_vec(), error }),
+        }
+    }
+}
+
+/// What a poll produced.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Poll {
+    /// The batch holds records.
+    Data,
+    /// Nothing right now; poll again later.
+    Idle,
+    /// This partition will never produce more.
+    Finished(PartitionId),
+}
+
+/// A source of watch events owned by one worker.
+pub trait Source {
+    /// The partitions this instance reads.
+    fn partitions(&self) -> Vec<PartitionId>;
+    /// Fills `batch` (cleared by the caller) with up to `max` records.
+    fn poll(&mut self, batch: &mut Batch, max: usize) -> Result<Poll>;
+}

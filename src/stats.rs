@@ -1,0 +1,94 @@
+//! Counters shared by the workers of one process.
+//!
+//! Plain atomics, so the hot path pays one relaxed add per batch; the
+//! metrics endpoint and the CLI summary read them.
+
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+use serde::Serialize;
+
+/// Process-wide counters.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Records read from sources, valid or not.
+    pub read: AtomicU64,
+    /// Records that decoded into events.
+    pub decoded: AtomicU64,
+    /// Records rejected by the decoder.
+    pub invalid: AtomicU64,
+    /// Valid events older than their partition's watermark.
+    pub late: AtomicU64,
+    /// `started_video` events counted as views.
+    pub views: AtomicU64,
+    /// Records written to the dead-letter sink.
+    pub dead_lettered: AtomicU64,
+    /// Snapshot parts written.
+    pub parts_written: AtomicU64,
+    /// Snapshot rows written.
+    pub rows_written: AtomicU64,
+    /// Hours whose `_SUCCESS` manifest was written.
+    pub hours_published: AtomicU64,
+    /// Live window state: pending (content, pane) updates plus current counts.
+    pub live_state: AtomicI64,
+    /// Largest value `live_state` reached.
+    pub live_state_peak: AtomicI64,
+}
+
+/// A copy of [`Stats`] at one moment.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct StatsSnapshot {
+    /// See [`Stats::read`].
+    pub read: u64,
+    /// See [`Stats::decoded`].
+    pub decoded: u64,
+    /// See [`Stats::invalid`].
+    pub invalid: u64,
+    /// See [`Stats::late`].
+    pub late: u64,
+    /// See [`Stats::views`].
+    pub views: u64,
+    /// See [`Stats::dead_lettered`].
+    pub dead_lettered: u64,
+    /// See [`Stats::parts_written`].
+    pub parts_written: u64,
+    /// See [`Stats::rows_written`].
+    pub rows_written: u64,
+    /// See [`Stats::hours_published`].
+    pub hours_published: u64,
+    /// See [`Stats::live_state_peak`].
+    pub live_state_peak: i64,
+}
+
+impl Stats {
+    /// Adds `n` to a counter.
+    pub fn add(counter: &AtomicU64, n: u64) {
+        if n > 0 {
+            counter.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+
+    /// Moves the live-state gauge by `delta` and tracks its peak.
+    pub fn live_state_delta(&self, delta: i64) {
+        if delta != 0 {
+            let now = self.live_state.fetch_add(delta, Ordering::Relaxed) + delta;
+            self.live_state_peak.fetch_max(now, Ordering::Relaxed);
+        }
+    }
+
+    /// Reads every counter.
+    pub fn snapshot(&self) -> StatsSnapshot {
+        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        StatsSnapshot {
+            read: g(&self.read),
+            decoded: g(&self.decoded),
+            invalid: g(&self.invalid),
+            late: g(&self.late),
+            views: g(&self.views),
+            dead_lettered: g(&self.dead_lettered),
+            parts_written: g(&self.parts_written),
+            rows_written: g(&self.rows_written),
+            hours_published: g(&self.hours_published),
+            live_state_peak: self.live_state_peak.load(Ordering::Relaxed),
+        }
+    }
+}
