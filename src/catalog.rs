@@ -170,7 +170,7 @@ impl Catalog {
     /// titles, 60 % episodes, 20 % movies, 1 % live events spread over the
     /// first two days after `start_ms` (each 2–6 h long), and the rest
     /// highlight clips of those live events.
-    pub fn synthesize(n: usize, seed: u64, start_ms: Millis) -> Catalog {
+    pub fn synthesize(n: usize, seed: u64, start_ms: Millis) -> Result<Catalog, Error> {
         let mut rng = SplitMix64::new(seed ^ 0xca7a_1095);
         let n = n.max(20);
         let channels = (n / 2000).max(3);
@@ -215,12 +215,8 @@ impl Catalog {
             let live = live_ids[rng.below(lives as u64) as usize];
             push(&mut titles, Kind::Clip, format!("Clip {}", c + 1), Some(live), None);
         }
-        match Catalog::new(titles) {
-            Ok(c) => c,
-            // The construction above only makes valid catalogs; fall back to empty
-            // rather than abort if that ever stops being true.
-            Err(_) => Catalog::default(),
-        }
+        // Validated like a loaded catalog: a bug above shows as an error, not bad data.
+        Catalog::new(titles).map_err(|e| Error::Internal(format!("synthesized catalog: {e}")))
     }
 }
 
@@ -230,8 +226,8 @@ mod tests {
 
     #[test]
     fn synthesized_catalog_is_valid_and_deterministic() {
-        let a = Catalog::synthesize(10_000, 7, 1_767_225_600_000);
-        let b = Catalog::synthesize(10_000, 7, 1_767_225_600_000);
+        let a = Catalog::synthesize(10_000, 7, 1_767_225_600_000).expect("valid");
+        let b = Catalog::synthesize(10_000, 7, 1_767_225_600_000).expect("valid");
         assert_eq!(a.titles, b.titles);
         assert!(a.len() >= 9_000 && a.len() <= 10_000, "{}", a.len());
         for kind in [Kind::Channel, Kind::Show, Kind::Episode, Kind::Movie, Kind::Live, Kind::Clip] {

@@ -359,7 +359,7 @@ mod tests {
 
     #[test]
     fn deterministic_and_worker_independent() {
-        let cat = Catalog::synthesize(2_000, 1, crate::time::parse_rfc3339("2026-01-01T00:00:00Z").expect("valid"));
+        let cat = Catalog::synthesize(2_000, 1, crate::time::parse_rfc3339("2026-01-01T00:00:00Z").expect("valid")).expect("valid catalog");
         let g = Generator::new(&cfg(), &cat).expect("valid config");
         let h = Generator::new(&cfg(), &cat).expect("valid config");
         for i in [0, 1, 17, 99_999] {
@@ -369,7 +369,7 @@ mod tests {
 
     #[test]
     fn invalid_records_are_rejected_and_times_advance() {
-        let cat = Catalog::synthesize(2_000, 1, crate::time::parse_rfc3339("2026-01-01T00:00:00Z").expect("valid"));
+        let cat = Catalog::synthesize(2_000, 1, crate::time::parse_rfc3339("2026-01-01T00:00:00Z").expect("valid")).expect("valid catalog");
         let g = Generator::new(&cfg(), &cat).expect("valid config");
         let limits = Validation { now_ms: crate::time::parse_rfc3339("2026-06-01T00:00:00Z").expect("valid"), max_future_ms: DAY_MS };
         let (mut bad, mut live) = (0, 0);

@@ -209,7 +209,7 @@ fn generate(args: GenerateArgs) -> Result<()> {
     let start = popularity::time::parse_rfc3339(&g.start).context("generator start")?;
     let catalog = match &job.catalog.path {
         Some(p) => Catalog::load(p)?,
-        None => Catalog::synthesize(job.catalog.titles, job.catalog.seed, start),
+        None => Catalog::synthesize(job.catalog.titles, job.catalog.seed, start)?,
     };
     let generator = Generator::new(&g, &catalog).map_err(|e| anyhow::anyhow!("generator: {e}"))?;
     let mut out: Box<dyn Write> = match &args.out {
@@ -246,7 +246,7 @@ fn generate(args: GenerateArgs) -> Result<()> {
 
 fn catalog(args: CatalogArgs) -> Result<()> {
     let start = popularity::time::parse_rfc3339(&args.start).context("--start must be RFC 3339")?;
-    let cat = Catalog::synthesize(args.titles, args.seed, start);
+    let cat = Catalog::synthesize(args.titles, args.seed, start)?;
     let mut out: Box<dyn Write> = match &args.out {
         Some(p) => Box::new(std::io::BufWriter::new(std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?)),
         None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),

@@ -96,7 +96,7 @@ impl Context {
             .ok_or_else(|| Error::Config(format!("source.generator.start `{}` is not RFC 3339", job.source.generator.start)))?;
         let catalog = match &job.catalog.path {
             Some(p) => Catalog::load(p)?,
-            None => Catalog::synthesize(job.catalog.titles, job.catalog.seed, start),
+            None => Catalog::synthesize(job.catalog.titles, job.catalog.seed, start)?,
         };
         let generator = match job.source.kind {
             SourceKind::Generator => {

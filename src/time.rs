@@ -82,7 +82,7 @@ impl WindowSpec {
 
     /// True if `pane` is the last pane of its hour.
     pub fn ends_hour(&self, pane: Pane) -> bool {
-        (pane + 1) % self.panes_per_hour() == 0
+        (pane + 1).is_multiple_of(self.panes_per_hour())
     }
 
     /// The event-time interval `[start, end)` in ms of the window that ends with `pane`.

@@ -43,7 +43,7 @@ pub fn messy(seed: u64, events: u64) -> GeneratorConfig {
 /// Writes the generator's records to a JSON-lines file, as `popularity generate` does.
 pub fn write_events(path: &Path, cfg: &GeneratorConfig, catalog_titles: usize) -> Generator {
     let start = popularity::time::parse_rfc3339(&cfg.start).expect("valid start");
-    let catalog = Catalog::synthesize(catalog_titles, 7, start);
+    let catalog = Catalog::synthesize(catalog_titles, 7, start).expect("valid catalog");
     let g = Generator::new(cfg, &catalog).expect("valid generator");
     let mut text = String::new();
     for i in 0..cfg.events {

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Installs what the tests need on a fresh machine, skipping what is already there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+have() { command -v "$1" >/dev/null 2>&1; }
+
+if ! have cargo; then
+  echo "cargo is required (install Rust with rustup)" >&2
+  exit 1
+fi
+if ! cargo clippy --version >/dev/null 2>&1; then
+  rustup component add clippy
+fi

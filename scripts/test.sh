@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The test command: installs what the tests need, builds once, runs every test.
+# The README and CI (.ci/run) both call exactly this.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/install-test-deps.sh
+
+export CARGO_TERM_COLOR=never
+cargo build --release --all-targets --locked
+cargo clippy --release --all-targets --locked -- -D warnings
+cargo test --release --all-targets --locked
+cargo test --release --doc --locked
