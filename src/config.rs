@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
 use crate::generator::GeneratorConfig;
+use crate::source::kafka::KafkaConfig;
 use crate::time::{parse_duration, Millis, WindowSpec};
 
 /// The embedded default job: generator in, local directory out.
@@ -60,6 +61,8 @@ pub enum SourceKind {
     Generator,
     /// A JSON-lines file (replay, backfill).
     File,
+    /// A Kafka topic.
+    Kafka,
 }
 
 /// `[source]`
@@ -76,6 +79,8 @@ pub struct SourceConfig {
     pub generator: GeneratorConfig,
     /// File settings.
     pub file: FileConfig,
+    /// Kafka settings.
+    pub kafka: KafkaConfig,
 }
 
 impl Default for SourceConfig {
@@ -86,6 +91,7 @@ impl Default for SourceConfig {
             max_future: "1d".into(),
             generator: GeneratorConfig::default(),
             file: FileConfig::default(),
+            kafka: KafkaConfig::default(),
         }
     }
 }
@@ -231,6 +237,9 @@ impl JobConfig {
         self.source.max_future_ms()?;
         if self.source.batch == 0 {
             return Err(Error::Config("source.batch must be at least 1".into()));
+        }
+        if self.source.kind == SourceKind::Kafka {
+            self.source.kafka.validate()?;
         }
         if self.source.kind == SourceKind::File && self.source.file.path.as_os_str().is_empty() {
             return Err(Error::Config("source.kind = \"file\" needs source.file.path".into()));

@@ -106,8 +106,14 @@ struct GenerateArgs {
     #[arg(long)]
     late: Option<f64>,
     /// Output file (default: stdout).
-    #[arg(long, short = 'o')]
+    #[arg(long, short = 'o', conflicts_with = "kafka")]
     out: Option<PathBuf>,
+    /// Produce to Kafka at these brokers instead (default rate 20 000 events/minute).
+    #[arg(long)]
+    kafka: Option<String>,
+    /// Kafka topic to produce to.
+    #[arg(long, default_value = "watch-events")]
+    topic: String,
 }
 
 #[derive(Args)]
@@ -212,6 +218,10 @@ fn generate(args: GenerateArgs) -> Result<()> {
         None => Catalog::synthesize(job.catalog.titles, job.catalog.seed, start)?,
     };
     let generator = Generator::new(&g, &catalog).map_err(|e| anyhow::anyhow!("generator: {e}"))?;
+    if let Some(brokers) = &args.kafka {
+        let rate = args.rate.unwrap_or(20_000.0 / 60.0);
+        return generate_to_kafka(&generator, g.events, brokers, &args.topic, rate);
+    }
     let mut out: Box<dyn Write> = match &args.out {
         Some(p) => Box::new(std::io::BufWriter::new(std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?)),
         None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
@@ -241,6 +251,43 @@ fn generate(args: GenerateArgs) -> Result<()> {
         }
     }
     out.flush()?;
+    Ok(())
+}
+
+/// Produces generated events to Kafka, keyed by user id, with a progress line and a clean stop on Ctrl-C.
+fn generate_to_kafka(generator: &Generator, events: u64, brokers: &str, topic: &str, rate: f64) -> Result<()> {
+    use std::sync::atomic::AtomicBool;
+    let stop = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGINT, stop.clone())?;
+    signal_hook::flag::register(signal_hook::consts::SIGTERM, stop.clone())?;
+    let kafka = popularity::source::kafka::KafkaConfig { brokers: brokers.to_string(), topic: topic.to_string(), ..Default::default() };
+    let total = if events == 0 { u64::MAX } else { events };
+    let records = (0..total).map(|i| match generator.item(i) {
+        GenItem::Event(e) => (e.user_id.to_string().into_bytes(), e.to_json().into_bytes()),
+        GenItem::Malformed(s) => (b"malformed".to_vec(), s.into_bytes()),
+    });
+    let interactive = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let done = popularity::source::kafka::produce(&kafka, topic, records, rate, &stop, |p| {
+        let line = format!(
+            "sent {:>12}  {:>10.0}/s  delivered {:>12}  errors {}",
+            p.sent,
+            p.sent as f64 / p.elapsed.max(1e-9),
+            p.delivered,
+            p.failed
+        );
+        if interactive {
+            eprint!("\r{line}");
+        } else {
+            eprintln!("{line}");
+        }
+    })?;
+    if interactive {
+        eprintln!();
+    }
+    println!("produced {} events to {topic} in {:.2}s ({} delivered, {} failed)", done.sent, done.elapsed, done.delivered, done.failed);
+    if done.failed > 0 {
+        bail!("{} events could not be delivered", done.failed);
+    }
     Ok(())
 }
 

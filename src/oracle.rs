@@ -25,25 +25,29 @@ pub struct Expected {
     pub records: u64,
     /// Views counted.
     pub views: u64,
+    /// Every rejected record: (partition index, record index within it, reason).
+    pub rejected: Vec<(usize, usize, String)>,
 }
 
 /// Recounts from scratch. `partitions[k]` holds partition `k`'s raw records in order.
 pub fn recount(partitions: &[Vec<Vec<u8>>], window: &WindowSpec, lateness: Millis, limits: &Validation) -> Expected {
     let mut out = Expected::default();
     let mut accepted: Vec<(ContentId, u64)> = Vec::new();
-    for records in partitions {
+    for (k, records) in partitions.iter().enumerate() {
         let mut mark = Watermark::new(lateness);
-        for raw in records {
+        for (i, raw) in records.iter().enumerate() {
             out.records += 1;
             let event = match WatchEvent::decode(raw, limits) {
                 Ok(e) => e,
                 Err(e) => {
                     *out.dead_letters.entry(e.code().to_string()).or_insert(0) += 1;
+                    out.rejected.push((k, i, e.code().to_string()));
                     continue;
                 }
             };
             if mark.is_late(event.event_time, window) {
                 *out.dead_letters.entry("late".to_string()).or_insert(0) += 1;
+                out.rejected.push((k, i, "late".to_string()));
                 continue;
             }
             mark.observe(event.event_time);

@@ -31,6 +31,7 @@ use crate::sink::snapshot::{publish_hours, write_parts};
 use crate::sink::store::{LocalStore, ObjectStore};
 use crate::source::file::FileSource;
 use crate::source::generator::GeneratorSource;
+use crate::source::kafka::{KafkaDeadLetters, KafkaSource, ProgressBoard};
 use crate::source::{Batch, PartitionId, Poll, Source};
 use crate::stats::{Stats, StatsSnapshot};
 use crate::time::{rfc3339, Millis, Pane, Watermark, WindowSpec};
@@ -63,6 +64,8 @@ pub enum DeadLetterTarget {
     Local(PathBuf),
     /// Only counted (benchmarks).
     CountOnly,
+    /// The Kafka dead-letter topic of the source.
+    Kafka,
 }
 
 /// Everything a worker needs, shared by the workers of a process.
@@ -85,6 +88,8 @@ pub struct Context {
     pub stats: Arc<Stats>,
     /// First fatal error raised inside an operator.
     pub fault: Arc<FaultSlot>,
+    /// Offsets and high watermarks of the Kafka partitions read by this process.
+    pub kafka_progress: ProgressBoard,
 }
 
 impl Context {
@@ -102,13 +107,16 @@ impl Context {
             SourceKind::Generator => {
                 Some(Arc::new(Generator::new(&job.source.generator, &catalog).map_err(|e| Error::Config(format!("source.generator: {e}")))?))
             }
-            SourceKind::File => None,
+            SourceKind::File | SourceKind::Kafka => None,
         };
         let store: Option<Arc<dyn ObjectStore>> = match job.sink.kind {
             SinkKind::Local => Some(Arc::new(LocalStore::new(&job.sink.path)?)),
             SinkKind::None => None,
         };
-        let dead_letters = DeadLetterTarget::Local(job.dead_letter.path.clone());
+        let dead_letters = match job.source.kind {
+            SourceKind::Kafka => DeadLetterTarget::Kafka,
+            _ => DeadLetterTarget::Local(job.dead_letter.path.clone()),
+        };
         Ok(Context {
             job,
             window,
@@ -119,18 +127,25 @@ impl Context {
             dead_letters,
             stats: Arc::new(Stats::default()),
             fault: Arc::new(FaultSlot::default()),
+            kafka_progress: ProgressBoard::default(),
         })
     }
 
-    fn open_source(&self, index: usize, peers: usize) -> Result<(Box<dyn Source>, &'static str)> {
+    fn open_source(&self, index: usize, peers: usize) -> Result<(Box<dyn Source>, String)> {
         let limits = Validation { now_ms: crate::time::now_ms(), max_future_ms: self.job.source.max_future_ms()? };
         Ok(match self.job.source.kind {
             SourceKind::Generator => {
                 let generator = self.generator.clone().ok_or_else(|| Error::Internal("generator source without a generator".into()))?;
                 let g = &self.job.source.generator;
-                (Box::new(GeneratorSource::new(generator, index, peers, g.events, g.rate, limits)), "generator")
+                (Box::new(GeneratorSource::new(generator, index, peers, g.events, g.rate, limits)), "generator".into())
             }
-            SourceKind::File => (Box::new(FileSource::open(&self.job.source.file.path, index, peers, limits)?), "file"),
+            SourceKind::File => (Box::new(FileSource::open(&self.job.source.file.path, index, peers, limits)?), "file".into()),
+            SourceKind::Kafka => {
+                let k = &self.job.source.kafka;
+                let offsets = BTreeMap::new();
+                let source = KafkaSource::open(k, &self.job.job.name, index, peers, &offsets, limits, self.kafka_progress.clone())?;
+                (Box::new(source), format!("kafka:{}", k.topic))
+            }
         })
     }
 }
@@ -177,6 +192,7 @@ pub fn run_worker(worker: &mut Worker, ctx: &Context) -> Result<()> {
     let dead: Box<dyn DeadLetterSink> = match &ctx.dead_letters {
         DeadLetterTarget::Local(dir) => Box::new(LocalDeadLetters::open(dir, index)?),
         DeadLetterTarget::CountOnly => Box::new(MemoryDeadLetters { count_only: true, ..Default::default() }),
+        DeadLetterTarget::Kafka => Box::new(KafkaDeadLetters::open(&ctx.job.source.kafka)?),
     };
     let mut driver = Driver::new(ctx, source, source_name, dead);
     driver.drive(worker, input, &probe)
@@ -186,7 +202,7 @@ pub fn run_worker(worker: &mut Worker, ctx: &Context) -> Result<()> {
 struct Driver<'a> {
     ctx: &'a Context,
     source: Box<dyn Source>,
-    source_name: &'static str,
+    source_name: String,
     dead: Box<dyn DeadLetterSink>,
     marks: BTreeMap<PartitionId, Watermark>,
     batch: Batch,
@@ -194,7 +210,7 @@ struct Driver<'a> {
 }
 
 impl<'a> Driver<'a> {
-    fn new(ctx: &'a Context, source: Box<dyn Source>, source_name: &'static str, dead: Box<dyn DeadLetterSink>) -> Self {
+    fn new(ctx: &'a Context, source: Box<dyn Source>, source_name: String, dead: Box<dyn DeadLetterSink>) -> Self {
         let marks = source.partitions().into_iter().map(|p| (p, Watermark::new(ctx.lateness))).collect();
         Driver { ctx, source, source_name, dead, marks, batch: Batch::default(), panes: PaneCounts::default() }
     }
@@ -228,7 +244,14 @@ impl<'a> Driver<'a> {
                         input = None;
                         tracing::debug!(elapsed = ?started.elapsed(), "source finished");
                     } else {
-                        let low = self.marks.values().map(|w| w.pane(&self.ctx.window)).min().unwrap_or(0);
+                        // Idle partitions stop holding the input back; if all are idle, nothing moves.
+                        let low = self
+                            .marks
+                            .iter()
+                            .filter(|(p, _)| !self.source.is_idle(**p))
+                            .map(|(_, w)| w.pane(&self.ctx.window))
+                            .min()
+                            .unwrap_or(*session.time());
                         if low > *session.time() {
                             session.advance_to(low);
                         }
@@ -247,44 +270,65 @@ impl<'a> Driver<'a> {
         let stats = &self.ctx.stats;
         let window = self.ctx.window;
         let batch = &self.batch;
-        let partition = batch.partition;
-        let mark = self.marks.entry(partition).or_insert_with(|| Watermark::new(self.ctx.lateness));
+        // A partition that was idle may lag the input's time: nothing before that time can be counted any more.
+        let floor = *session.time();
         for reject in &batch.rejects {
-            self.dead.write(&DeadLetter {
+            let letter = DeadLetter {
                 reason: reject.error.code().to_string(),
                 detail: reject.error.to_string(),
-                source: self.source_name.to_string(),
-                partition,
+                source: self.source_name.clone(),
+                partition: reject.partition,
                 position: reject.position,
                 raw: String::from_utf8_lossy(&reject.raw).into_owned(),
-            })?;
+            };
+            self.dead.write(&letter, &reject.raw)?;
         }
         let mut late = 0u64;
         let mut views = 0u64;
-        for (event, &position) in batch.events.iter().zip(&batch.positions) {
-            if mark.is_late(event.event_time, &window) {
-                late += 1;
-                self.dead.write(&DeadLetter {
-                    reason: "late".into(),
-                    detail: format!(
-                        "event time {} is behind the watermark {} of partition {partition}",
-                        rfc3339(event.event_time),
-                        mark.millis().map(rfc3339).unwrap_or_default()
-                    ),
-                    source: self.source_name.to_string(),
-                    partition,
-                    position,
-                    raw: event.to_json(),
-                })?;
-                continue;
+        let mut start = 0;
+        // Runs of one partition share a watermark lookup.
+        while start < batch.events.len() {
+            let partition = batch.partitions[start];
+            let end = start + batch.partitions[start..].iter().take_while(|p| **p == partition).count();
+            let mark = self.marks.entry(partition).or_insert_with(|| Watermark::new(self.ctx.lateness));
+            for (event, &position) in batch.events[start..end].iter().zip(&batch.positions[start..end]) {
+                let behind_mark = mark.is_late(event.event_time, &window);
+                if behind_mark || window.pane_of(event.event_time).is_none_or(|p| p < floor) {
+                    late += 1;
+                    let raw = event.to_json();
+                    let detail = if behind_mark {
+                        format!(
+                            "event time {} is behind the watermark {} of partition {partition}",
+                            rfc3339(event.event_time),
+                            mark.millis().map(rfc3339).unwrap_or_default()
+                        )
+                    } else {
+                        format!(
+                            "event time {} is behind the input frontier {} (partition {partition} was idle)",
+                            rfc3339(event.event_time),
+                            rfc3339(window.pane_start(floor))
+                        )
+                    };
+                    let letter = DeadLetter {
+                        reason: "late".into(),
+                        detail,
+                        source: self.source_name.clone(),
+                        partition,
+                        position,
+                        raw,
+                    };
+                    self.dead.write(&letter, letter.raw.as_bytes())?;
+                    continue;
+                }
+                mark.observe(event.event_time);
+                if event.event_type == EventType::StartedVideo {
+                    views += 1;
+                    // Not late, so the pane is at or after the watermark pane, hence after the input's time.
+                    let pane = window.pane_of(event.event_time).unwrap_or(0);
+                    *self.panes.entry((event.content_id, pane)).or_insert(0) += 1;
+                }
             }
-            mark.observe(event.event_time);
-            if event.event_type == EventType::StartedVideo {
-                views += 1;
-                // Not late, so the pane is at or after the watermark pane, hence after the input's time.
-                let pane = window.pane_of(event.event_time).unwrap_or(0);
-                *self.panes.entry((event.content_id, pane)).or_insert(0) += 1;
-            }
+            start = end;
         }
         for ((content, pane), n) in self.panes.drain() {
             session.update_at(content, pane, n);

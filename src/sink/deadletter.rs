@@ -32,8 +32,8 @@ pub struct DeadLetter {
 
 /// Receives dead letters.
 pub trait DeadLetterSink {
-    /// Records one dead letter.
-    fn write(&mut self, letter: &DeadLetter) -> Result<()>;
+    /// Records one dead letter; `raw` is the record exactly as received.
+    fn write(&mut self, letter: &DeadLetter, raw: &[u8]) -> Result<()>;
     /// Makes everything written so far durable.
     fn flush(&mut self) -> Result<()>;
 }
@@ -59,7 +59,7 @@ impl LocalDeadLetters {
 }
 
 impl DeadLetterSink for LocalDeadLetters {
-    fn write(&mut self, letter: &DeadLetter) -> Result<()> {
+    fn write(&mut self, letter: &DeadLetter, _raw: &[u8]) -> Result<()> {
         serde_json::to_writer(&mut self.out, letter)
             .map_err(|e| Error::io(format!("writing dead letter to {}", self.path), std::io::Error::other(e)))?;
         self.out.write_all(b"\n").map_err(|e| Error::io(format!("writing dead letter to {}", self.path), e))
@@ -82,7 +82,7 @@ pub struct MemoryDeadLetters {
 }
 
 impl DeadLetterSink for MemoryDeadLetters {
-    fn write(&mut self, letter: &DeadLetter) -> Result<()> {
+    fn write(&mut self, letter: &DeadLetter, _raw: &[u8]) -> Result<()> {
         self.count += 1;
         if !self.count_only {
             self.letters.push(letter.clone());

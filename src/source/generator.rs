@@ -79,8 +79,7 @@ impl Source for GeneratorSource {
                     match e.check(&self.limits) {
                         Ok(()) => {
                             batch.read += 1;
-                            batch.events.push(e);
-                            batch.positions.push(i);
+                            batch.push_event(e, i);
                         }
                         Err(_) => {
                             self.scratch.clear();

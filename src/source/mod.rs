@@ -9,6 +9,7 @@
 
 pub mod file;
 pub mod generator;
+pub mod kafka;
 
 use crate::error::Result;
 use crate::event::{DecodeError, Validation, WatchEvent};
@@ -19,6 +20,8 @@ pub type PartitionId = u32;
 /// A record the decoder refused.
 #[derive(Clone, Debug)]
 pub struct Reject {
+    /// The partition it came from.
+    pub partition: PartitionId,
     /// Position of the record in its partition (offset, byte, index).
     pub position: u64,
     /// The record as read.
@@ -27,15 +30,17 @@ pub struct Reject {
     pub error: DecodeError,
 }
 
-/// One batch from one partition.
+/// One batch of records, from one or more partitions, each partition's in order.
 #[derive(Debug, Default)]
 pub struct Batch {
-    /// The partition the records came from.
+    /// The partition of the records pushed next.
     pub partition: PartitionId,
     /// Decoded events, in partition order.
     pub events: Vec<WatchEvent>,
     /// Position of each event (parallel to `events`).
     pub positions: Vec<u64>,
+    /// Partition of each event (parallel to `events`).
+    pub partitions: Vec<PartitionId>,
     /// Records that failed to decode.
     pub rejects: Vec<Reject>,
     /// Records read, valid or not.
@@ -47,19 +52,24 @@ impl Batch {
     pub fn clear(&mut self) {
         self.events.clear();
         self.positions.clear();
+        self.partitions.clear();
         self.rejects.clear();
         self.read = 0;
+    }
+
+    /// Adds an already decoded event of the current partition.
+    pub fn push_event(&mut self, event: WatchEvent, position: u64) {
+        self.events.push(event);
+        self.positions.push(position);
+        self.partitions.push(self.partition);
     }
 
     /// Decodes `raw` at `position` into the batch.
     pub fn push_raw(&mut self, raw: &[u8], position: u64, limits: &Validation) {
         self.read += 1;
         match WatchEvent::decode(raw, limits) {
-            Ok(e) => {
-                self.events.push(e);
-                self.positions.push(position);
-            }
-            Err(error) => self.rejects.push(Reject { position, raw: raw.to_vec(), error }),
+            Ok(e) => self.push_event(e, position),
+            Err(error) => self.rejects.push(Reject { partition: self.partition, position, raw: raw.to_vec(), error }),
         }
     }
 }
@@ -81,4 +91,9 @@ pub trait Source {
     fn partitions(&self) -> Vec<PartitionId>;
     /// Fills `batch` (cleared by the caller) with up to `max` records.
     fn poll(&mut self, batch: &mut Batch, max: usize) -> Result<Poll>;
+    /// True if `partition` has been silent long enough that it should stop
+    /// holding the watermark back.
+    fn is_idle(&self, _partition: PartitionId) -> bool {
+        false
+    }
 }

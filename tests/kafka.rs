@@ -1,0 +1,130 @@
+//! Kafka in and out against a real broker (started by `scripts/kafka.sh`).
+//!
+//! Events with late and malformed records go into a multi-partition topic;
+//! the job reads it with 1 and 2 workers and with 2 processes; every hourly
+//! snapshot must equal the recount of exactly the records in the topic, and
+//! the dead-letter topic must hold exactly the rejected records.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use common::*;
+use popularity::oracle::recount;
+
+fn topic_partitions(brokers: &str, topic: &str) -> (Vec<Vec<Vec<u8>>>, BTreeMap<i32, Vec<(i64, Vec<u8>, Vec<(String, String)>)>>) {
+    let records = read_topic(brokers, topic, Duration::from_secs(2));
+    let parts = records.values().map(|rs| rs.iter().map(|r| r.1.clone()).collect()).collect();
+    (parts, records)
+}
+
+fn check_dead_letters(brokers: &str, topic: &str, want: &popularity::oracle::Expected, partitions: &[i32]) {
+    let dlq = read_topic(brokers, &format!("{topic}-dlq"), Duration::from_secs(2));
+    let mut got: Vec<(usize, usize, String)> = dlq
+        .values()
+        .flatten()
+        .map(|(_, _, headers)| {
+            let h: BTreeMap<&str, &str> = headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            let p: i32 = h["source-partition"].parse().expect("partition header");
+            let k = partitions.iter().position(|x| *x == p).expect("known partition");
+            (k, h["source-offset"].parse().expect("offset header"), h["reason"].to_string())
+        })
+        .collect();
+    got.sort();
+    let mut expected = want.rejected.clone();
+    expected.sort();
+    assert_eq!(got.len(), expected.len(), "dead-letter count");
+    assert_eq!(got, expected, "dead letters by partition, offset and reason");
+}
+
+#[test]
+fn kafka_source_matches_recount_and_dead_letters_are_exact() {
+    let broker = Broker::start("oracle");
+    broker.topic("events", 4);
+    broker.topic("events-dlq", 1);
+    let cfg = messy(21, 40_000);
+    produce_generated(&broker.addr, "events", &generator(&cfg), cfg.events);
+    let (parts, records) = topic_partitions(&broker.addr, "events");
+    assert_eq!(parts.iter().map(|p| p.len()).sum::<usize>(), 40_000, "the topic holds every record");
+    assert!(parts.iter().all(|p| !p.is_empty()), "keys spread over all partitions");
+    let ids: Vec<i32> = records.keys().copied().collect();
+    let want = recount(&parts, &popularity::time::WindowSpec::hourly(), 120_000, &limits());
+    for workers in [1usize, 2] {
+        let dir = scratch(&format!("kafka-w{workers}"));
+        let mut job = kafka_job(&dir, &broker.addr, "events");
+        job.source.kafka.dead_letter_topic = format!("events-w{workers}-dlq");
+        broker.topic(&job.source.kafka.dead_letter_topic, 1);
+        let stats = run_in_process(job, workers);
+        assert_eq!(stats.read, 40_000);
+        check_dead_letters(&broker.addr, &format!("events-w{workers}"), &want, &ids);
+        assert_matches(&published(&dir.join("snapshots")), &want, &format!("kafka, {workers} workers"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+#[test]
+fn two_processes_read_every_partition_once() {
+    let broker = Broker::start("cluster");
+    broker.topic("events", 3);
+    broker.topic("events-dlq", 1);
+    let cfg = messy(22, 30_000);
+    produce_generated(&broker.addr, "events", &generator(&cfg), cfg.events);
+    let (parts, records) = topic_partitions(&broker.addr, "events");
+    let ids: Vec<i32> = records.keys().copied().collect();
+    let want = recount(&parts, &popularity::time::WindowSpec::hourly(), 120_000, &limits());
+    let dir = scratch("kafka-cluster");
+    let job_path = dir.join("job.toml");
+    std::fs::write(
+        &job_path,
+        format!(
+            "[job]\nname = \"cluster\"\n[source]\nkind = \"kafka\"\n[source.kafka]\nbrokers = \"{}\"\ntopic = \"events\"\ndead-letter-topic = \"events-dlq\"\nuntil = \"idle\"\nidle-timeout = \"3s\"\n[catalog]\ntitles = 400\n[sink]\npath = \"{}\"\n",
+            broker.addr,
+            dir.join("snapshots").display()
+        ),
+    )
+    .expect("job file");
+    let ports = [free_port(), free_port()];
+    let hostfile = dir.join("hosts");
+    std::fs::write(&hostfile, format!("127.0.0.1:{}\n127.0.0.1:{}\n", ports[0], ports[1])).expect("hostfile");
+    let children: Vec<_> = (0..2)
+        .map(|p| {
+            std::process::Command::new(env!("CARGO_BIN_EXE_popularity"))
+                .args(["run", "--job"])
+                .arg(&job_path)
+                .args(["-w", "1", "-n", "2", "-p", &p.to_string(), "-h"])
+                .arg(&hostfile)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("spawn")
+        })
+        .collect();
+    for c in children {
+        let out = c.wait_with_output().expect("wait");
+        assert!(out.status.success(), "process failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    assert_matches(&published(&dir.join("snapshots")), &want, "kafka, 2 processes");
+    check_dead_letters(&broker.addr, "events", &want, &ids);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn unreachable_broker_and_missing_topic_are_clear_errors() {
+    let dir = scratch("kafka-errors");
+    let mut job = kafka_job(&dir, &format!("127.0.0.1:{}", free_port()), "events");
+    job.source.kafka.connect_attempts = 2;
+    job.source.kafka.connect_backoff = "100ms".into();
+    let ctx = std::sync::Arc::new(popularity::pipeline::Context::from_job(job).expect("valid job"));
+    let started = std::time::Instant::now();
+    let err = popularity::pipeline::execute(timely::Config::thread(), ctx).expect_err("no broker");
+    assert!(err.to_string().contains("unreachable after 2 attempts"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(30), "bounded retries");
+
+    let broker = Broker::start("errors");
+    let job = kafka_job(&dir, &broker.addr, "no-such-topic");
+    let ctx = std::sync::Arc::new(popularity::pipeline::Context::from_job(job).expect("valid job"));
+    let err = popularity::pipeline::execute(timely::Config::thread(), ctx).expect_err("no topic");
+    assert!(err.to_string().contains("`no-such-topic` does not exist"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
