@@ -12,3 +12,7 @@ fi
 if ! cargo clippy --version >/dev/null 2>&1; then
   rustup component add clippy
 fi
+
+# The Kafka-protocol broker and the S3 store the integration tests start.
+bash scripts/kafka.sh install
+bash scripts/garage.sh install

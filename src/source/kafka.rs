@@ -369,6 +369,8 @@ pub struct CountingContext {
     pub failed: Arc<AtomicU64>,
     /// Deliveries acknowledged.
     pub delivered: Arc<AtomicU64>,
+    /// The last delivery error, for messages.
+    pub last_error: Arc<Mutex<Option<String>>>,
 }
 
 impl ClientContext for CountingContext {}
@@ -380,6 +382,9 @@ impl ProducerContext for CountingContext {
             Ok(_) => self.delivered.fetch_add(1, Ordering::Relaxed),
             Err((e, _)) => {
                 tracing::error!(error = %e, "Kafka delivery failed");
+                if let Ok(mut last) = self.last_error.lock() {
+                    *last = Some(e.to_string());
+                }
                 self.failed.fetch_add(1, Ordering::Relaxed)
             }
         };
@@ -387,12 +392,16 @@ impl ProducerContext for CountingContext {
 }
 
 fn producer(cfg: &KafkaConfig, ctx: CountingContext) -> Result<BaseProducer<CountingContext>> {
-    cfg.client()
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &cfg.brokers)
         .set("enable.idempotence", "true")
         .set("linger.ms", "5")
-        .set("message.timeout.ms", "300000")
-        .create_with_context(ctx)
-        .map_err(|e| Error::Config(format!("Kafka producer: {e}")))
+        .set("message.timeout.ms", "300000");
+    // The job's properties win over these defaults.
+    for (k, v) in &cfg.properties {
+        c.set(k, v);
+    }
+    c.create_with_context(ctx).map_err(|e| Error::Config(format!("Kafka producer: {e}")))
 }
 
 fn send_retrying(producer: &BaseProducer<CountingContext>, mut record: BaseRecord<'_, [u8], [u8]>) -> Result<()> {
@@ -435,7 +444,8 @@ impl DeadLetterSink for KafkaDeadLetters {
         self.producer.flush(Duration::from_secs(60)).map_err(|e| kafka_err(format!("flushing dead letters: {e}"), true))?;
         let failed = self.producer.context().failed.load(Ordering::Relaxed);
         if failed > 0 {
-            return Err(kafka_err(format!("{failed} dead letters could not be delivered to `{}`", self.topic), true));
+            let why = self.producer.context().last_error.lock().ok().and_then(|e| e.clone()).unwrap_or_default();
+            return Err(kafka_err(format!("{failed} dead letters could not be delivered to `{}`: {why}", self.topic), true));
         }
         Ok(())
     }
