@@ -138,7 +138,7 @@ pub struct WindowConfig {
 
 impl Default for WindowConfig {
     fn default() -> Self {
-        WindowConfig { size: "1h".into(), slide: "1m".into(), allowed_lateness: "2m".into(), max_lead_panes: 10 }
+        WindowConfig { size: "1h".into(), slide: "1m".into(), allowed_lateness: "2m".into(), max_lead_panes: 60 }
     }
 }
 

@@ -61,7 +61,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// Where operators, which cannot return errors, leave the first fatal one
 /// for the driver loop to pick up and stop on.
 #[derive(Debug, Default)]
-pub struct FaultSlot(std::sync::Mutex<Option<String>>);
+pub struct FaultSlot(std::sync::Mutex<Option<String>>, std::sync::atomic::AtomicBool);
 
 impl FaultSlot {
     /// Records `err` unless an earlier fault is already recorded.
@@ -70,12 +70,16 @@ impl FaultSlot {
             if slot.is_none() {
                 tracing::error!(error = %err, "fatal fault");
                 *slot = Some(err.to_string());
+                self.1.store(true, std::sync::atomic::Ordering::Release);
             }
         }
     }
 
     /// The recorded fault, if any.
     pub fn get(&self) -> Option<String> {
+        if !self.1.load(std::sync::atomic::Ordering::Acquire) {
+            return None;
+        }
         self.0.lock().ok().and_then(|s| s.clone())
     }
 }

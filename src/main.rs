@@ -31,6 +31,21 @@ enum Command {
     Catalog(CatalogArgs),
     /// Push generated events through the whole dataflow with no I/O and report speed and memory.
     Bench(BenchArgs),
+    /// Read a Kafka topic from the beginning with a bare consumer and report the raw rate.
+    Consume(ConsumeArgs),
+}
+
+#[derive(Args)]
+struct ConsumeArgs {
+    /// Bootstrap brokers.
+    #[arg(long, default_value = "127.0.0.1:9092")]
+    brokers: String,
+    /// Topic to read.
+    #[arg(long, default_value = "watch-events")]
+    topic: String,
+    /// Stop after this long without a record.
+    #[arg(long, default_value = "1s")]
+    idle: String,
 }
 
 /// Timely's cluster flags, passed through as given.
@@ -168,6 +183,7 @@ fn real_main() -> Result<()> {
         Command::Generate(args) => generate(args),
         Command::Catalog(args) => catalog(args),
         Command::Bench(args) => bench(args),
+        Command::Consume(args) => consume(args),
     }
 }
 
@@ -335,6 +351,17 @@ fn bench(args: BenchArgs) -> Result<()> {
     println!("events/s        {:.0}", stats.read as f64 / secs.max(1e-9));
     println!("peak RSS        {} MiB", peak_rss_kib().map_or("?".to_string(), |k| format!("{:.1}", k as f64 / 1024.0)));
     println!("live state peak {} (content, pane) updates", stats.live_state_peak);
+    Ok(())
+}
+
+fn consume(args: ConsumeArgs) -> Result<()> {
+    let idle = std::time::Duration::from_millis(popularity::time::parse_duration(&args.idle).map_err(anyhow::Error::msg)? as u64);
+    let cfg = popularity::source::kafka::KafkaConfig { brokers: args.brokers, topic: args.topic, ..Default::default() };
+    let (records, bytes, secs) = popularity::source::kafka::consume_all(&cfg, idle)?;
+    println!("records         {records}");
+    println!("bytes           {bytes}");
+    println!("seconds         {secs:.3} (first to last record)");
+    println!("records/s       {:.0}", records as f64 / secs.max(1e-9));
     Ok(())
 }
 

@@ -207,12 +207,26 @@ struct Driver<'a> {
     marks: BTreeMap<PartitionId, Watermark>,
     batch: Batch,
     panes: PaneCounts,
+    /// Dead letters written and not yet flushed: the sink is served in the
+    /// background and flushed (which blocks) only when the source finishes.
+    dead_dirty: bool,
+    last_dead_flush: Instant,
 }
 
 impl<'a> Driver<'a> {
     fn new(ctx: &'a Context, source: Box<dyn Source>, source_name: String, dead: Box<dyn DeadLetterSink>) -> Self {
         let marks = source.partitions().into_iter().map(|p| (p, Watermark::new(ctx.lateness))).collect();
-        Driver { ctx, source, source_name, dead, marks, batch: Batch::default(), panes: PaneCounts::default() }
+        Driver {
+            ctx,
+            source,
+            source_name,
+            dead,
+            marks,
+            batch: Batch::default(),
+            panes: PaneCounts::default(),
+            dead_dirty: false,
+            last_dead_flush: Instant::now(),
+        }
     }
 
     fn drive(&mut self, worker: &mut Worker, input: InputSession<Pane, ContentId, i64>, probe: &ProbeHandle<Pane>) -> Result<()> {
@@ -225,10 +239,15 @@ impl<'a> Driver<'a> {
                 return Err(Error::Internal(format!("stopping: {fault}")));
             }
             let mut idle = false;
+            if self.dead_dirty && self.last_dead_flush.elapsed() >= Duration::from_millis(200) {
+                self.dead.poll()?;
+                self.last_dead_flush = Instant::now();
+            }
             if let Some(session) = input.as_mut() {
                 let behind = probe.less_than(&session.time().saturating_sub(max_lead));
                 if behind {
-                    idle = false;
+                    // Wait for the slowest worker; parking wakes on its messages.
+                    idle = true;
                 } else {
                     self.batch.clear();
                     match self.source.poll(&mut self.batch, batch_size)? {
@@ -334,7 +353,7 @@ impl<'a> Driver<'a> {
             session.update_at(content, pane, n);
         }
         if late > 0 || !batch.rejects.is_empty() {
-            self.dead.flush()?;
+            self.dead_dirty = true;
         }
         Stats::add(&stats.read, batch.read);
         Stats::add(&stats.decoded, batch.events.len() as u64);
@@ -345,3 +364,4 @@ impl<'a> Driver<'a> {
         Ok(())
     }
 }
+

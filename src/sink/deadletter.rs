@@ -34,8 +34,12 @@ pub struct DeadLetter {
 pub trait DeadLetterSink {
     /// Records one dead letter; `raw` is the record exactly as received.
     fn write(&mut self, letter: &DeadLetter, raw: &[u8]) -> Result<()>;
-    /// Makes everything written so far durable.
+    /// Makes everything written so far durable (may block).
     fn flush(&mut self) -> Result<()>;
+    /// Serves background work without blocking, reporting failures so far.
+    fn poll(&mut self) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// Appends to `<dir>/worker-<index>.jsonl`.

@@ -212,6 +212,10 @@ impl KafkaSource {
             .set("enable.auto.offset.store", "false")
             .set("enable.partition.eof", "false")
             .set("allow.auto.create.topics", "false")
+            // librdkafka pauses a partition's fetching for this long once its local
+            // queue is full (default 1 s); a job that decodes slower than the
+            // fetcher fills it constantly, and would idle for most of each second.
+            .set("fetch.queue.backoff.ms", "5")
             .set("auto.offset.reset", match cfg.start { StartAt::Earliest => "earliest", StartAt::Latest => "latest" })
             .create()
             .map_err(|e| Error::Config(format!("Kafka consumer: {e}")))?;
@@ -329,8 +333,13 @@ impl Source for KafkaSource {
         // One queue for all partitions: librdkafka hands out each fetch
         // response's records in offset order, so every partition's records
         // stay in order within the batch.
+        let mut waited = false;
         while (batch.read as usize) < max {
-            match self.consumer.poll(Duration::ZERO) {
+            // Wait a little once when the queue is empty: librdkafka wakes us
+            // the moment a fetch lands, which beats sleeping and re-polling.
+            let wait = if batch.read == 0 && !waited { Duration::from_millis(2) } else { Duration::ZERO };
+            waited = true;
+            match self.consumer.poll(wait) {
                 None => break,
                 Some(Err(e)) => {
                     self.errors.fetch_add(1, Ordering::Relaxed);
@@ -442,6 +451,11 @@ impl DeadLetterSink for KafkaDeadLetters {
 
     fn flush(&mut self) -> Result<()> {
         self.producer.flush(Duration::from_secs(60)).map_err(|e| kafka_err(format!("flushing dead letters: {e}"), true))?;
+        self.poll()
+    }
+
+    fn poll(&mut self) -> Result<()> {
+        self.producer.poll(Duration::ZERO);
         let failed = self.producer.context().failed.load(Ordering::Relaxed);
         if failed > 0 {
             let why = self.producer.context().last_error.lock().ok().and_then(|e| e.clone()).unwrap_or_default();
@@ -516,4 +530,44 @@ where
     let done = snapshot(sent);
     progress(&done);
     Ok(done)
+}
+
+/// Reads every partition of `cfg.topic` from the beginning with a bare
+/// consumer (no decoding) until no record arrives for `idle`; returns
+/// records, payload bytes and seconds from the first record to the last.
+/// This is the raw rate the job is measured against.
+pub fn consume_all(cfg: &KafkaConfig, idle: Duration) -> Result<(u64, u64, f64)> {
+    let consumer: BaseConsumer = cfg
+        .client()
+        .set("group.id", "popularity-consume")
+        .set("enable.auto.commit", "false")
+        .create()
+        .map_err(|e| Error::Config(format!("Kafka consumer: {e}")))?;
+    let mut tpl = TopicPartitionList::new();
+    for p in topic_partitions(&consumer, cfg)? {
+        tpl.add_partition_offset(&cfg.topic, p, Offset::Beginning).map_err(|e| Error::Internal(e.to_string()))?;
+    }
+    consumer.assign(&tpl).map_err(|e| kafka_err(format!("assigning partitions: {e}"), true))?;
+    let (mut records, mut bytes) = (0u64, 0u64);
+    let mut first: Option<Instant> = None;
+    let mut last = Instant::now();
+    loop {
+        match consumer.poll(Duration::from_millis(50)) {
+            Some(Ok(m)) => {
+                let now = Instant::now();
+                first.get_or_insert(now);
+                last = now;
+                records += 1;
+                bytes += m.payload().map_or(0, |p| p.len() as u64);
+            }
+            Some(Err(e)) => tracing::warn!(error = %e, "Kafka consumer error"),
+            None => {
+                if last.elapsed() >= idle && (first.is_some() || last.elapsed() >= idle * 10) {
+                    break;
+                }
+            }
+        }
+    }
+    let secs = first.map_or(0.0, |f| (last - f).as_secs_f64());
+    Ok((records, bytes, secs))
 }
