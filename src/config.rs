@@ -291,6 +291,14 @@ mod tests {
     }
 
     #[test]
+    fn shipped_job_files_parse() {
+        for path in ["jobs/local.toml", "jobs/kafka.toml"] {
+            let text = std::fs::read_to_string(path).expect("job file");
+            JobConfig::parse(&text, []).unwrap_or_else(|e| panic!("{path}: {e}"));
+        }
+    }
+
+    #[test]
     fn unknown_keys_are_rejected_by_name() {
         let err = JobConfig::parse("[window]\nsize = \"1h\"\nslid = \"1m\"\n", []).expect_err("typo");
         assert!(err.to_string().contains("slid"), "{err}");

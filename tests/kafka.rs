@@ -13,7 +13,7 @@ use std::time::Duration;
 use common::*;
 use popularity::oracle::recount;
 
-fn topic_partitions(brokers: &str, topic: &str) -> (Vec<Vec<Vec<u8>>>, BTreeMap<i32, Vec<(i64, Vec<u8>, Vec<(String, String)>)>>) {
+fn topic_partitions(brokers: &str, topic: &str) -> (Vec<Vec<Vec<u8>>>, TopicRecords) {
     let records = read_topic(brokers, topic, Duration::from_secs(2));
     let parts = records.values().map(|rs| rs.iter().map(|r| r.1.clone()).collect()).collect();
     (parts, records)

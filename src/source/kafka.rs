@@ -517,7 +517,7 @@ where
         }
         send_retrying(&producer, BaseRecord::to(topic).key(&key[..]).payload(&payload[..]))?;
         sent += 1;
-        if sent % 1024 == 0 {
+        if sent.is_multiple_of(1024) {
             producer.poll(Duration::ZERO);
         }
         if last_report.elapsed() >= Duration::from_secs(1) {

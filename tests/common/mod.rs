@@ -215,9 +215,12 @@ impl Drop for Broker {
     }
 }
 
+/// Records of a topic by partition: (offset, payload, headers).
+pub type TopicRecords = BTreeMap<i32, Vec<(i64, Vec<u8>, Vec<(String, String)>)>>;
+
 /// Every record of every partition of `topic`, in offset order, with its headers;
 /// reads until no record has arrived for `quiet`.
-pub fn read_topic(brokers: &str, topic: &str, quiet: std::time::Duration) -> BTreeMap<i32, Vec<(i64, Vec<u8>, Vec<(String, String)>)>> {
+pub fn read_topic(brokers: &str, topic: &str, quiet: std::time::Duration) -> TopicRecords {
     use rdkafka::consumer::{BaseConsumer, Consumer};
     use rdkafka::message::{Headers, Message};
     let consumer: BaseConsumer = rdkafka::config::ClientConfig::new()
@@ -233,7 +236,7 @@ pub fn read_topic(brokers: &str, topic: &str, quiet: std::time::Duration) -> BTr
         tpl.add_partition_offset(topic, p, rdkafka::Offset::Beginning).expect("tpl");
     }
     consumer.assign(&tpl).expect("assign");
-    let mut out: BTreeMap<i32, Vec<(i64, Vec<u8>, Vec<(String, String)>)>> = parts.iter().map(|p| (*p, Vec::new())).collect();
+    let mut out: TopicRecords = parts.iter().map(|p| (*p, Vec::new())).collect();
     let mut last = std::time::Instant::now();
     while last.elapsed() < quiet {
         match consumer.poll(std::time::Duration::from_millis(100)) {
