@@ -243,6 +243,13 @@ mod tests {
     }
 
     #[test]
+    fn shipped_catalog_loads() {
+        let c = Catalog::load(Path::new("jobs/catalog.jsonl")).expect("jobs/catalog.jsonl is valid");
+        assert!(c.len() > 4000);
+        assert!(c.titles.iter().any(|t| t.kind == Kind::Clip && c.get(t.parent.unwrap_or(0)).is_some_and(|p| p.kind == Kind::Live)));
+    }
+
+    #[test]
     fn rejects_broken_hierarchies() {
         let t = |id, kind, parent| Title { id, kind, name: format!("t{id}"), parent, starts_at: None, ends_at: None };
         assert!(Catalog::new(vec![t(1, Kind::Channel, None), t(2, Kind::Show, Some(1)), t(3, Kind::Episode, Some(2))]).is_ok());

@@ -292,7 +292,7 @@ mod tests {
 
     #[test]
     fn shipped_job_files_parse() {
-        for path in ["jobs/local.toml", "jobs/kafka.toml"] {
+        for path in ["jobs/local.toml", "jobs/kafka.toml", "jobs/replay.toml"] {
             let text = std::fs::read_to_string(path).expect("job file");
             JobConfig::parse(&text, []).unwrap_or_else(|e| panic!("{path}: {e}"));
         }
