@@ -16,3 +16,8 @@ fi
 # The Kafka-protocol broker and the S3 store the integration tests start.
 bash scripts/kafka.sh install
 bash scripts/garage.sh install
+
+# DuckDB reads the Parquet snapshots independently of our own reader.
+if ! python3 -c "import duckdb" >/dev/null 2>&1; then
+  python3 -m pip install --quiet duckdb
+fi

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
 use crate::generator::GeneratorConfig;
+use crate::sink::s3::S3Config;
 use crate::source::kafka::KafkaConfig;
 use crate::time::{parse_duration, Millis, WindowSpec};
 
@@ -148,6 +149,8 @@ impl Default for WindowConfig {
 pub enum SinkKind {
     /// A local directory.
     Local,
+    /// An S3 bucket (`[sink.s3]`).
+    S3,
     /// Nothing is written (benchmarks).
     None,
 }
@@ -160,11 +163,13 @@ pub struct SinkConfig {
     pub kind: SinkKind,
     /// Root directory of the local store.
     pub path: PathBuf,
+    /// The S3 store.
+    pub s3: S3Config,
 }
 
 impl Default for SinkConfig {
     fn default() -> Self {
-        SinkConfig { kind: SinkKind::Local, path: PathBuf::from("out/snapshots") }
+        SinkConfig { kind: SinkKind::Local, path: PathBuf::from("out/snapshots"), s3: S3Config::default() }
     }
 }
 
@@ -203,6 +208,18 @@ impl SourceConfig {
     }
 }
 
+impl SinkConfig {
+    /// Opens the configured store (for S3: connects and checks the bucket).
+    pub fn open(&self) -> Result<Option<std::sync::Arc<dyn crate::sink::store::ObjectStore>>, Error> {
+        use std::sync::Arc;
+        Ok(match self.kind {
+            SinkKind::Local => Some(Arc::new(crate::sink::store::LocalStore::new(&self.path)?)),
+            SinkKind::S3 => Some(Arc::new(crate::sink::s3::S3Store::connect(&self.s3)?)),
+            SinkKind::None => None,
+        })
+    }
+}
+
 impl JobConfig {
     /// Parses a job from TOML text, applying `overrides` (`(KEY, value)` pairs
     /// as found in the environment) on top.
@@ -237,6 +254,9 @@ impl JobConfig {
         self.source.max_future_ms()?;
         if self.source.batch == 0 {
             return Err(Error::Config("source.batch must be at least 1".into()));
+        }
+        if self.sink.kind == SinkKind::S3 {
+            self.sink.s3.validate()?;
         }
         if self.source.kind == SourceKind::Kafka {
             self.source.kafka.validate()?;

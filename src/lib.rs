@@ -26,6 +26,7 @@ pub mod event;
 pub mod generator;
 pub mod oracle;
 pub mod pipeline;
+pub mod rank;
 pub mod rng;
 pub mod sink;
 pub mod source;

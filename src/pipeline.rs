@@ -21,14 +21,14 @@ use timely::dataflow::operators::Probe;
 use timely::worker::Worker;
 
 use crate::catalog::Catalog;
-use crate::config::{JobConfig, SinkKind, SourceKind};
+use crate::config::{JobConfig, SourceKind};
 use crate::dataflow::{hourly_tables, windowed_views};
 use crate::error::{Error, FaultSlot, Result};
 use crate::event::{ContentId, EventType, Validation};
 use crate::generator::Generator;
 use crate::sink::deadletter::{DeadLetter, DeadLetterSink, LocalDeadLetters, MemoryDeadLetters};
 use crate::sink::snapshot::{publish_hours, write_parts};
-use crate::sink::store::{LocalStore, ObjectStore};
+use crate::sink::store::ObjectStore;
 use crate::source::file::FileSource;
 use crate::source::generator::GeneratorSource;
 use crate::source::kafka::{KafkaDeadLetters, KafkaSource, ProgressBoard};
@@ -109,10 +109,7 @@ impl Context {
             }
             SourceKind::File | SourceKind::Kafka => None,
         };
-        let store: Option<Arc<dyn ObjectStore>> = match job.sink.kind {
-            SinkKind::Local => Some(Arc::new(LocalStore::new(&job.sink.path)?)),
-            SinkKind::None => None,
-        };
+        let store: Option<Arc<dyn ObjectStore>> = job.sink.open()?;
         let dead_letters = match job.source.kind {
             SourceKind::Kafka => DeadLetterTarget::Kafka,
             _ => DeadLetterTarget::Local(job.dead_letter.path.clone()),

@@ -26,8 +26,12 @@ pub struct Stats {
     pub parts_written: AtomicU64,
     /// Snapshot rows written.
     pub rows_written: AtomicU64,
+    /// Snapshot bytes written.
+    pub bytes_written: AtomicU64,
     /// Hours whose `_SUCCESS` manifest was written.
     pub hours_published: AtomicU64,
+    /// Store operations retried after a transient failure.
+    pub store_retries: AtomicU64,
     /// Live window state: pending (content, pane) updates plus current counts.
     pub live_state: AtomicI64,
     /// Largest value `live_state` reached.
@@ -55,6 +59,10 @@ pub struct StatsSnapshot {
     pub rows_written: u64,
     /// See [`Stats::hours_published`].
     pub hours_published: u64,
+    /// See [`Stats::bytes_written`].
+    pub bytes_written: u64,
+    /// See [`Stats::store_retries`].
+    pub store_retries: u64,
     /// See [`Stats::live_state_peak`].
     pub live_state_peak: i64,
 }
@@ -88,6 +96,8 @@ impl Stats {
             parts_written: g(&self.parts_written),
             rows_written: g(&self.rows_written),
             hours_published: g(&self.hours_published),
+            bytes_written: g(&self.bytes_written),
+            store_retries: g(&self.store_retries),
             live_state_peak: self.live_state_peak.load(Ordering::Relaxed),
         }
     }

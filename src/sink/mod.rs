@@ -6,5 +6,7 @@
 
 pub mod deadletter;
 pub mod parquet;
+pub mod s3;
 pub mod snapshot;
 pub mod store;
+pub mod uploader;

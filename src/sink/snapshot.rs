@@ -15,16 +15,18 @@
 //! an event-time gap (no views at all) get a manifest with no parts once a
 //! later hour is published, so the published hours are contiguous.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
 use timely::dataflow::operators::generic::Operator;
+use timely::dataflow::operators::Capability;
 use timely::dataflow::StreamVec;
 
 use super::parquet::{encode_titles, TitleRow};
 use super::store::ObjectStore;
+use super::uploader::Uploader;
 use crate::dataflow::HourTable;
 use crate::error::{Error, FaultSlot, Result};
 use crate::stats::Stats;
@@ -92,6 +94,10 @@ pub struct Manifest {
 }
 
 /// Writes each worker's share of each finished hour as a Parquet part.
+///
+/// Encoding and upload run on an uploader thread; the hour's capability is
+/// held until the part is stored, so the part record (and with it the
+/// frontier) moves on only once the object exists.
 pub fn write_parts<'scope>(
     hours: StreamVec<'scope, Pane, HourTable>,
     store: Arc<dyn ObjectStore>,
@@ -99,21 +105,32 @@ pub fn write_parts<'scope>(
     stats: Arc<Stats>,
     fault: Arc<FaultSlot>,
 ) -> StreamVec<'scope, Pane, PartRecord> {
-    hours.unary(Pipeline, "WriteParts", move |_cap, _info| {
-        move |input, output| {
+    let worker = hours.scope().worker();
+    hours.unary_frontier(Pipeline, "WriteParts", move |_cap, info| {
+        let activator = worker.sync_activator_for(info.address.to_vec());
+        let mut uploader: Uploader<PartRecord> = Uploader::spawn("part-writer", store, activator, stats.clone());
+        let mut inflight: HashMap<u64, Capability<Pane>> = HashMap::new();
+        move |(input, _frontier), output| {
             input.for_each(|cap, data| {
-                let mut session = output.session(&cap);
                 for table in data.drain(..) {
-                    match write_part(&*store, &window, &table) {
-                        Ok(record) => {
-                            Stats::add(&stats.parts_written, 1);
-                            Stats::add(&stats.rows_written, record.rows);
-                            session.give(record);
-                        }
-                        Err(e) => fault.set(&e),
-                    }
+                    let Some(held) = cap.retain_least(output.output_index()) else { continue };
+                    let table = Arc::new(table);
+                    let id = uploader.submit(Box::new(move |store| write_part(store, &window, &table)));
+                    inflight.insert(id, held);
                 }
             });
+            for (id, result) in uploader.completed() {
+                let Some(cap) = inflight.remove(&id) else { continue };
+                match result {
+                    Ok(record) => {
+                        Stats::add(&stats.parts_written, 1);
+                        Stats::add(&stats.rows_written, record.rows);
+                        Stats::add(&stats.bytes_written, record.bytes);
+                        output.session(&cap).give(record);
+                    }
+                    Err(e) => fault.set(&e),
+                }
+            }
         }
     })
 }
@@ -136,7 +153,11 @@ pub fn publish_hours<'scope>(
     stats: Arc<Stats>,
     fault: Arc<FaultSlot>,
 ) -> StreamVec<'scope, Pane, Manifest> {
-    parts.unary_frontier(Exchange::new(|_: &PartRecord| 0), "PublishHours", move |initial, _info| {
+    let worker = parts.scope().worker();
+    parts.unary_frontier(Exchange::new(|_: &PartRecord| 0), "PublishHours", move |initial, info| {
+        let activator = worker.sync_activator_for(info.address.to_vec());
+        let mut uploader: Uploader<Vec<Manifest>> = Uploader::spawn("hour-publisher", store, activator, stats.clone());
+        let mut inflight: HashMap<u64, Capability<Pane>> = HashMap::new();
         let mut held = Some(initial);
         let mut pending: BTreeMap<Pane, Vec<PartRecord>> = BTreeMap::new();
         let mut last_published: Option<u64> = None;
@@ -153,21 +174,27 @@ pub fn publish_hours<'scope>(
                     break;
                 }
                 let Some(mut records) = pending.remove(&time) else { break };
+                let Some(cap) = held.as_ref() else { break };
                 records.sort();
                 let hour = window.hour_of(time);
+                // Hours in an event-time gap since the last one are published empty.
                 let first = last_published.map_or(hour, |h| h + 1);
-                let Some(cap) = held.as_ref() else { break };
-                for h in first..=hour {
-                    let these: &[PartRecord] = if h == hour { &records } else { &[] };
-                    match publish(&*store, &window, h, these) {
-                        Ok(manifest) => {
-                            Stats::add(&stats.hours_published, 1);
-                            output.session(&cap.delayed(&time)).give(manifest);
-                        }
-                        Err(e) => fault.set(&e),
-                    }
-                }
                 last_published = Some(hour);
+                let records = Arc::new(records);
+                let id = uploader.submit(Box::new(move |store| {
+                    (first..=hour).map(|h| publish(store, &window, h, if h == hour { &records } else { &[] })).collect()
+                }));
+                inflight.insert(id, cap.delayed(&time));
+            }
+            for (id, result) in uploader.completed() {
+                let Some(cap) = inflight.remove(&id) else { continue };
+                match result {
+                    Ok(manifests) => {
+                        Stats::add(&stats.hours_published, manifests.len() as u64);
+                        output.session(&cap).give_iterator(manifests.into_iter());
+                    }
+                    Err(e) => fault.set(&e),
+                }
             }
             match bound {
                 Some(b) => {

@@ -1,0 +1,359 @@
+//! An S3 object store (AWS S3, or anything speaking its API, such as Garage).
+//!
+//! The SDK is async; the store owns a small Tokio runtime and blocks on it,
+//! and is only ever called from the uploader threads of [`super::uploader`],
+//! never from a dataflow worker, so a slow store cannot stall event
+//! processing. Objects above `multipart-threshold` go up as multipart
+//! uploads in `multipart-chunk` parts (at least 5 MiB, as S3 requires);
+//! a failed multipart upload is aborted so none are left behind.
+
+use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use aws_sdk_s3::Client;
+use serde::{Deserialize, Serialize};
+
+use super::store::ObjectStore;
+use crate::error::{Error, Result};
+
+/// Smallest part S3 accepts in a multipart upload (except the last).
+pub const MIN_PART: usize = 5 * 1024 * 1024;
+
+/// `[sink.s3]`
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct S3Config {
+    /// Bucket name.
+    pub bucket: String,
+    /// Key prefix inside the bucket (`snapshots/`); may be empty.
+    pub prefix: String,
+    /// Region (`garage` for Garage).
+    pub region: String,
+    /// Custom endpoint (`http://127.0.0.1:3900`); absent: AWS.
+    pub endpoint: Option<String>,
+    /// Path-style addressing (`endpoint/bucket/key`), needed by most non-AWS stores.
+    pub path_style: bool,
+    /// Access key; absent: the standard AWS environment/profile chain.
+    pub access_key_id: Option<String>,
+    /// Secret key; absent: the standard chain.
+    pub secret_access_key: Option<String>,
+    /// Objects larger than this go up as multipart uploads.
+    pub multipart_threshold: String,
+    /// Size of each multipart part (at least 5MiB).
+    pub multipart_chunk: String,
+}
+
+impl Default for S3Config {
+    fn default() -> Self {
+        S3Config {
+            bucket: String::new(),
+            prefix: String::new(),
+            region: "us-east-1".into(),
+            endpoint: None,
+            path_style: false,
+            access_key_id: None,
+            secret_access_key: None,
+            multipart_threshold: "16MiB".into(),
+            multipart_chunk: "8MiB".into(),
+        }
+    }
+}
+
+/// Parses `512`, `64KiB`, `8MiB`, `1GiB` (also `KB`/`MB`/`GB` as powers of 1024).
+pub fn parse_bytes(s: &str) -> std::result::Result<usize, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: usize = num.parse().map_err(|_| format!("`{s}` is not a size (try 512, 64KiB, 8MiB)"))?;
+    let scale: usize = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" | "KB" | "K" => 1 << 10,
+        "MiB" | "MB" | "M" => 1 << 20,
+        "GiB" | "GB" | "G" => 1 << 30,
+        other => return Err(format!("unknown size unit `{other}` in `{s}`")),
+    };
+    n.checked_mul(scale).ok_or_else(|| format!("size `{s}` is too large"))
+}
+
+impl S3Config {
+    /// Checks the settings that do not need the network.
+    pub fn validate(&self) -> Result<()> {
+        if self.bucket.is_empty() {
+            return Err(Error::Config("sink.s3.bucket is required".into()));
+        }
+        let chunk = parse_bytes(&self.multipart_chunk).map_err(|e| Error::Config(format!("sink.s3.multipart-chunk: {e}")))?;
+        if chunk < MIN_PART {
+            return Err(Error::Config(format!("sink.s3.multipart-chunk must be at least 5MiB (S3's minimum part size), got {chunk} bytes")));
+        }
+        parse_bytes(&self.multipart_threshold).map_err(|e| Error::Config(format!("sink.s3.multipart-threshold: {e}")))?;
+        if self.access_key_id.is_some() != self.secret_access_key.is_some() {
+            return Err(Error::Config("sink.s3: give both access-key-id and secret-access-key, or neither".into()));
+        }
+        Ok(())
+    }
+}
+
+/// A bucket (and prefix) in an S3 store.
+pub struct S3Store {
+    client: Client,
+    runtime: tokio::runtime::Runtime,
+    bucket: String,
+    prefix: String,
+    endpoint: String,
+    threshold: usize,
+    chunk: usize,
+}
+
+fn classify<E: ProvideErrorMetadata + std::fmt::Debug, R: std::fmt::Debug>(what: &str, err: SdkError<E, R>, status: Option<u16>) -> Error {
+    let (retryable, message) = match &err {
+        SdkError::ConstructionFailure(_) => (false, format!("{what}: could not build the request: {err:?}")),
+        SdkError::TimeoutError(_) => (true, format!("{what}: timed out")),
+        SdkError::DispatchFailure(e) => (true, format!("{what}: could not reach the store: {e:?}")),
+        SdkError::ResponseError(_) => (true, format!("{what}: unreadable response")),
+        SdkError::ServiceError(e) => {
+            let code = e.err().code().unwrap_or("unknown");
+            let msg = e.err().message().unwrap_or("");
+            let s = status.unwrap_or(0);
+            (s >= 500 || s == 429 || code == "SlowDown" || code == "RequestTimeout", format!("{what}: {code} (HTTP {s}) {msg}"))
+        }
+        other => (true, format!("{what}: {other:?}")),
+    };
+    Error::External { system: "s3", message, retryable }
+}
+
+fn status<E>(err: &SdkError<E, aws_sdk_s3::config::http::HttpResponse>) -> Option<u16> {
+    err.raw_response().map(|r| r.status().as_u16())
+}
+
+impl S3Store {
+    /// Connects and checks that the bucket exists and the credentials may use it:
+    /// a wrong bucket or key is reported now, not an hour later.
+    pub fn connect(cfg: &S3Config) -> Result<S3Store> {
+        cfg.validate()?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| Error::io("starting the S3 client runtime", e))?;
+        let mut loader = aws_config::defaults(BehaviorVersion::latest()).region(Region::new(cfg.region.clone()));
+        if let Some(ep) = &cfg.endpoint {
+            loader = loader.endpoint_url(ep);
+        }
+        if let (Some(id), Some(secret)) = (&cfg.access_key_id, &cfg.secret_access_key) {
+            loader = loader.credentials_provider(Credentials::new(id, secret, None, None, "job-file"));
+        }
+        let shared = runtime.block_on(loader.load());
+        let conf = aws_sdk_s3::config::Builder::from(&shared).force_path_style(cfg.path_style).build();
+        let store = S3Store {
+            client: Client::from_conf(conf),
+            runtime,
+            bucket: cfg.bucket.clone(),
+            prefix: cfg.prefix.trim_end_matches('/').to_string(),
+            endpoint: cfg.endpoint.clone().unwrap_or_else(|| "AWS".into()),
+            threshold: parse_bytes(&cfg.multipart_threshold).map_err(Error::Config)?,
+            chunk: parse_bytes(&cfg.multipart_chunk).map_err(Error::Config)?,
+        };
+        store.check_bucket()?;
+        Ok(store)
+    }
+
+    fn check_bucket(&self) -> Result<()> {
+        let result = self.runtime.block_on(self.client.head_bucket().bucket(&self.bucket).send());
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let s = status(&e);
+                match s {
+                    Some(404) => Err(Error::Config(format!("S3 bucket `{}` does not exist at {}", self.bucket, self.endpoint))),
+                    Some(403) | Some(401) => Err(Error::Config(format!(
+                        "S3 credentials were refused for bucket `{}` at {} (check the key and its permissions)",
+                        self.bucket, self.endpoint
+                    ))),
+                    _ => Err(classify(&format!("checking bucket `{}` at {}", self.bucket, self.endpoint), e, s)),
+                }
+            }
+        }
+    }
+
+    fn key(&self, key: &str) -> String {
+        if self.prefix.is_empty() { key.to_string() } else { format!("{}/{key}", self.prefix) }
+    }
+
+    /// Uploads `bytes` in parts of the configured chunk size; aborts on failure.
+    pub fn put_multipart(&self, key: &str, bytes: &[u8]) -> Result<usize> {
+        let full = self.key(key);
+        let rt = &self.runtime;
+        let created = rt
+            .block_on(self.client.create_multipart_upload().bucket(&self.bucket).key(&full).send())
+            .map_err(|e| {
+                let s = status(&e);
+                classify(&format!("starting multipart upload of {full}"), e, s)
+            })?;
+        let upload_id = created.upload_id().ok_or_else(|| Error::External {
+            system: "s3",
+            message: format!("no upload id for {full}"),
+            retryable: true,
+        })?;
+        let result = (|| -> Result<usize> {
+            let mut parts = Vec::new();
+            for (i, chunk) in bytes.chunks(self.chunk).enumerate() {
+                let number = i as i32 + 1;
+                let out = rt
+                    .block_on(
+                        self.client
+                            .upload_part()
+                            .bucket(&self.bucket)
+                            .key(&full)
+                            .upload_id(upload_id)
+                            .part_number(number)
+                            .body(ByteStream::from(chunk.to_vec()))
+                            .send(),
+                    )
+                    .map_err(|e| {
+                        let s = status(&e);
+                        classify(&format!("uploading part {number} of {full}"), e, s)
+                    })?;
+                parts.push(CompletedPart::builder().part_number(number).set_e_tag(out.e_tag().map(str::to_string)).build());
+            }
+            let n = parts.len();
+            rt.block_on(
+                self.client
+                    .complete_multipart_upload()
+                    .bucket(&self.bucket)
+                    .key(&full)
+                    .upload_id(upload_id)
+                    .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
+                    .send(),
+            )
+            .map_err(|e| {
+                let s = status(&e);
+                classify(&format!("completing multipart upload of {full}"), e, s)
+            })?;
+            Ok(n)
+        })();
+        if result.is_err() {
+            // Leave no half-finished upload behind; if this fails too, the
+            // bucket's lifecycle rule for incomplete uploads is the backstop.
+            let abort = rt.block_on(self.client.abort_multipart_upload().bucket(&self.bucket).key(&full).upload_id(upload_id).send());
+            if let Err(e) = abort {
+                tracing::warn!(key = %full, error = ?e, "could not abort multipart upload");
+            }
+        }
+        result
+    }
+
+    /// Multipart uploads in progress under the store's prefix (should be none).
+    pub fn pending_multipart(&self) -> Result<usize> {
+        let out = self
+            .runtime
+            .block_on(self.client.list_multipart_uploads().bucket(&self.bucket).prefix(&self.prefix).send())
+            .map_err(|e| {
+                let s = status(&e);
+                classify("listing multipart uploads", e, s)
+            })?;
+        Ok(out.uploads().len())
+    }
+
+    /// The ETag of an object (multipart objects end in `-<parts>`).
+    pub fn etag(&self, key: &str) -> Result<Option<String>> {
+        let full = self.key(key);
+        match self.runtime.block_on(self.client.head_object().bucket(&self.bucket).key(&full).send()) {
+            Ok(o) => Ok(o.e_tag().map(str::to_string)),
+            Err(e) if status(&e) == Some(404) => Ok(None),
+            Err(e) => {
+                let s = status(&e);
+                Err(classify(&format!("head {full}"), e, s))
+            }
+        }
+    }
+}
+
+impl ObjectStore for S3Store {
+    fn put(&self, key: &str, bytes: &[u8]) -> Result<()> {
+        if bytes.len() > self.threshold && bytes.len() > self.chunk {
+            self.put_multipart(key, bytes)?;
+            return Ok(());
+        }
+        let full = self.key(key);
+        self.runtime
+            .block_on(self.client.put_object().bucket(&self.bucket).key(&full).body(ByteStream::from(bytes.to_vec())).send())
+            .map_err(|e| {
+                let s = status(&e);
+                classify(&format!("putting {full}"), e, s)
+            })?;
+        Ok(())
+    }
+
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        let full = self.key(key);
+        let out = match self.runtime.block_on(self.client.get_object().bucket(&self.bucket).key(&full).send()) {
+            Ok(o) => o,
+            Err(e) if status(&e) == Some(404) => return Ok(None),
+            Err(e) => {
+                let s = status(&e);
+                return Err(classify(&format!("getting {full}"), e, s));
+            }
+        };
+        let body = self
+            .runtime
+            .block_on(out.body.collect())
+            .map_err(|e| Error::External { system: "s3", message: format!("reading {full}: {e}"), retryable: true })?;
+        Ok(Some(body.into_bytes().to_vec()))
+    }
+
+    fn list(&self, prefix: &str) -> Result<Vec<String>> {
+        let full = self.key(prefix);
+        let strip = if self.prefix.is_empty() { 0 } else { self.prefix.len() + 1 };
+        let mut keys = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let mut req = self.client.list_objects_v2().bucket(&self.bucket).prefix(&full);
+            if let Some(t) = &token {
+                req = req.continuation_token(t);
+            }
+            let out = self.runtime.block_on(req.send()).map_err(|e| {
+                let s = status(&e);
+                classify(&format!("listing {full}"), e, s)
+            })?;
+            keys.extend(out.contents().iter().filter_map(|o| o.key()).filter(|k| k.len() >= strip).map(|k| k[strip..].to_string()));
+            match out.next_continuation_token() {
+                Some(t) if out.is_truncated().unwrap_or(false) => token = Some(t.to_string()),
+                _ => break,
+            }
+        }
+        keys.sort();
+        Ok(keys)
+    }
+
+    fn delete(&self, key: &str) -> Result<()> {
+        let full = self.key(key);
+        self.runtime.block_on(self.client.delete_object().bucket(&self.bucket).key(&full).send()).map_err(|e| {
+            let s = status(&e);
+            classify(&format!("deleting {full}"), e, s)
+        })?;
+        Ok(())
+    }
+
+    fn describe(&self) -> String {
+        format!("s3://{}/{} at {}", self.bucket, self.prefix, self.endpoint)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_validation() {
+        assert_eq!(parse_bytes("8MiB"), Ok(8 << 20));
+        assert_eq!(parse_bytes("512"), Ok(512));
+        assert!(parse_bytes("8XB").is_err());
+        let mut c = S3Config { bucket: "b".into(), ..S3Config::default() };
+        assert!(c.validate().is_ok());
+        c.multipart_chunk = "1MiB".into();
+        assert!(c.validate().is_err(), "parts below 5 MiB are refused by S3");
+        c.multipart_chunk = "5MiB".into();
+        c.access_key_id = Some("k".into());
+        assert!(c.validate().is_err(), "a key without its secret");
+    }
+}

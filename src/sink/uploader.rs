@@ -1,0 +1,97 @@
+//! Store I/O off the worker threads, with retries.
+//!
+//! An [`Uploader`] owns a thread that runs store jobs in submission order.
+//! A job that fails with a retryable error (store unreachable, throttled,
+//! 5xx) is retried with exponential back-off, forever: an hour is never
+//! dropped, and while its job waits, the operator that submitted it holds
+//! the hour's capability, so the dataflow frontier stops there and the
+//! sources stop reading once they are `max-lead-panes` ahead. That is the
+//! back-pressure, and it bounds memory. A job that fails for good (access
+//! denied, a bug) is reported and stops the job.
+
+use std::sync::atomic::Ordering;
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use timely::scheduling::SyncActivator;
+
+use super::store::ObjectStore;
+use crate::error::Result;
+use crate::stats::Stats;
+
+/// A unit of store work; it may run more than once.
+pub type Job<R> = Box<dyn Fn(&dyn ObjectStore) -> Result<R> + Send>;
+
+/// Runs store jobs on a thread of its own.
+pub struct Uploader<R: Send + 'static> {
+    jobs: Option<mpsc::Sender<(u64, Job<R>)>>,
+    done: mpsc::Receiver<(u64, Result<R>)>,
+    next: u64,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// First wait before retrying a failed job.
+const FIRST_BACKOFF: Duration = Duration::from_millis(200);
+/// Longest wait between retries.
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+
+impl<R: Send + 'static> Uploader<R> {
+    /// Starts the thread; `activator` wakes the submitting operator when a job ends.
+    pub fn spawn(name: &str, store: Arc<dyn ObjectStore>, activator: SyncActivator, stats: Arc<Stats>) -> Uploader<R> {
+        let (jobs, inbox) = mpsc::channel::<(u64, Job<R>)>();
+        let (outbox, done) = mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name(name.to_string())
+            .spawn(move || {
+                while let Ok((id, job)) = inbox.recv() {
+                    let mut backoff = FIRST_BACKOFF;
+                    let result = loop {
+                        match job(&*store) {
+                            Err(e) if e.retryable() => {
+                                stats.store_retries.fetch_add(1, Ordering::Relaxed);
+                                tracing::warn!(error = %e, retry_in = ?backoff, store = %store.describe(), "store operation failed; retrying");
+                                std::thread::sleep(backoff);
+                                backoff = (backoff * 2).min(MAX_BACKOFF);
+                            }
+                            other => break other,
+                        }
+                    };
+                    if outbox.send((id, result)).is_err() {
+                        break;
+                    }
+                    let _ = activator.activate();
+                }
+            })
+            .ok();
+        Uploader { jobs: Some(jobs), done, next: 0, thread }
+    }
+
+    /// Queues a job; its result comes back from [`Uploader::completed`] under the returned id.
+    pub fn submit(&mut self, job: Job<R>) -> u64 {
+        let id = self.next;
+        self.next += 1;
+        if let Some(tx) = &self.jobs {
+            if tx.send((id, job)).is_err() {
+                tracing::error!("uploader thread is gone");
+            }
+        }
+        id
+    }
+
+    /// Results of finished jobs, in completion order.
+    pub fn completed(&self) -> Vec<(u64, Result<R>)> {
+        self.done.try_iter().collect()
+    }
+}
+
+impl<R: Send + 'static> Drop for Uploader<R> {
+    fn drop(&mut self) {
+        // Closing the queue lets the thread finish what it has and exit.
+        self.jobs = None;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
