@@ -198,6 +198,9 @@ struct BenchArgs {
     /// Events per second of event time (2000: event time advances 1 ms per 2 events).
     #[arg(long, default_value_t = 2000.0)]
     time_rate: f64,
+    /// Write snapshots to this job file's [sink] instead of nowhere.
+    #[arg(long)]
+    sink_job: Option<PathBuf>,
     #[command(flatten)]
     cluster: Cluster,
 }
@@ -375,6 +378,9 @@ fn bench(args: BenchArgs) -> Result<()> {
     g.late = 0.0;
     g.invalid = 0.0;
     job.source.batch = 65_536;
+    if let Some(path) = &args.sink_job {
+        job.sink = JobConfig::load(Some(path))?.sink;
+    }
     job.validate()?;
     let config = args.cluster.timely_config()?;
     let mut ctx = Context::from_job(job)?;
@@ -388,6 +394,18 @@ fn bench(args: BenchArgs) -> Result<()> {
     println!("events/s        {:.0}", stats.read as f64 / secs.max(1e-9));
     println!("peak RSS        {} MiB", peak_rss_kib().map_or("?".to_string(), |k| format!("{:.1}", k as f64 / 1024.0)));
     println!("live state peak {} (content, pane) updates", stats.live_state_peak);
+    if stats.parts_written > 0 {
+        println!(
+            "snapshots       {} hours, {} parts, {} rows, {:.1} MiB, {:.2}s writing parts ({:.1} MiB/s), {} retries",
+            stats.hours_published,
+            stats.parts_written,
+            stats.rows_written,
+            stats.bytes_written as f64 / 1048576.0,
+            stats.part_write_micros as f64 / 1e6,
+            stats.bytes_written as f64 / 1048576.0 / (stats.part_write_micros as f64 / 1e6).max(1e-9),
+            stats.store_retries
+        );
+    }
     Ok(())
 }
 

@@ -32,6 +32,8 @@ pub struct Stats {
     pub hours_published: AtomicU64,
     /// Store operations retried after a transient failure.
     pub store_retries: AtomicU64,
+    /// Time spent encoding and storing snapshot parts, in microseconds.
+    pub part_write_micros: AtomicU64,
     /// Live window state: pending (content, pane) updates plus current counts.
     pub live_state: AtomicI64,
     /// Largest value `live_state` reached.
@@ -63,6 +65,8 @@ pub struct StatsSnapshot {
     pub bytes_written: u64,
     /// See [`Stats::store_retries`].
     pub store_retries: u64,
+    /// See [`Stats::part_write_micros`].
+    pub part_write_micros: u64,
     /// See [`Stats::live_state_peak`].
     pub live_state_peak: i64,
 }
@@ -98,6 +102,7 @@ impl Stats {
             hours_published: g(&self.hours_published),
             bytes_written: g(&self.bytes_written),
             store_retries: g(&self.store_retries),
+            part_write_micros: g(&self.part_write_micros),
             live_state_peak: self.live_state_peak.load(Ordering::Relaxed),
         }
     }

@@ -115,7 +115,13 @@ pub fn write_parts<'scope>(
                 for table in data.drain(..) {
                     let Some(held) = cap.retain_least(output.output_index()) else { continue };
                     let table = Arc::new(table);
-                    let id = uploader.submit(Box::new(move |store| write_part(store, &window, &table)));
+                    let timing = stats.clone();
+                    let id = uploader.submit(Box::new(move |store| {
+                        let started = std::time::Instant::now();
+                        let record = write_part(store, &window, &table)?;
+                        Stats::add(&timing.part_write_micros, started.elapsed().as_micros() as u64);
+                        Ok(record)
+                    }));
                     inflight.insert(id, held);
                 }
             });
