@@ -38,6 +38,28 @@ pub struct JobConfig {
     pub sink: SinkConfig,
     /// Where rejected records go.
     pub dead_letter: DeadLetterConfig,
+    /// Checkpoints (Kafka sources).
+    pub checkpoint: CheckpointConfig,
+}
+
+/// `[checkpoint]`
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct CheckpointConfig {
+    /// Take checkpoints and restore from them (Kafka sources with a store).
+    pub enabled: bool,
+    /// Processing time between checkpoints.
+    pub interval: String,
+    /// Complete checkpoints to keep.
+    pub keep: usize,
+    /// How long a stopping job waits for its final checkpoint to complete.
+    pub stop_timeout: String,
+}
+
+impl Default for CheckpointConfig {
+    fn default() -> Self {
+        CheckpointConfig { enabled: true, interval: "1m".into(), keep: 3, stop_timeout: "60s".into() }
+    }
 }
 
 /// `[job]`
@@ -255,6 +277,8 @@ impl JobConfig {
         if self.source.batch == 0 {
             return Err(Error::Config("source.batch must be at least 1".into()));
         }
+        parse_duration(&self.checkpoint.interval).map_err(|e| Error::Config(format!("checkpoint.interval: {e}")))?;
+        parse_duration(&self.checkpoint.stop_timeout).map_err(|e| Error::Config(format!("checkpoint.stop-timeout: {e}")))?;
         if self.sink.kind == SinkKind::S3 {
             self.sink.s3.validate()?;
         }

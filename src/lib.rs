@@ -19,6 +19,7 @@
 #![forbid(unsafe_code)]
 
 pub mod catalog;
+pub mod checkpoint;
 pub mod config;
 pub mod dataflow;
 pub mod error;

@@ -230,7 +230,11 @@ fn real_main() -> Result<()> {
 fn run(args: RunArgs) -> Result<()> {
     let job = JobConfig::load(args.job.as_deref())?;
     let config = args.cluster.timely_config()?;
-    let ctx = Arc::new(Context::from_job(job)?);
+    let ctx = Context::from_job(job)?;
+    // SIGTERM (as Kubernetes sends) and Ctrl-C: stop reading, checkpoint, exit 0.
+    signal_hook::flag::register(signal_hook::consts::SIGTERM, ctx.stop.clone())?;
+    signal_hook::flag::register(signal_hook::consts::SIGINT, ctx.stop.clone())?;
+    let ctx = Arc::new(ctx);
     let started = Instant::now();
     let stats = execute(config, ctx)?;
     let secs = started.elapsed().as_secs_f64();

@@ -12,6 +12,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::hash::BuildHasherDefault;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -21,6 +22,7 @@ use timely::dataflow::operators::Probe;
 use timely::worker::Worker;
 
 use crate::catalog::Catalog;
+use crate::checkpoint::{Checkpointer, Checkpoints, PartitionLedger};
 use crate::config::{JobConfig, SourceKind};
 use crate::dataflow::{hourly_tables, windowed_views};
 use crate::error::{Error, FaultSlot, Result};
@@ -54,8 +56,8 @@ impl std::hash::Hasher for FxHasher {
     }
 }
 
-/// Pre-aggregated views of one batch.
-pub type PaneCounts = HashMap<(ContentId, Pane), i64, BuildHasherDefault<FxHasher>>;
+/// Pre-aggregated views of one batch, by partition (for the checkpoint ledger).
+pub type PaneCounts = HashMap<(PartitionId, ContentId, Pane), i64, BuildHasherDefault<FxHasher>>;
 
 /// Where dead letters go.
 #[derive(Clone, Debug)]
@@ -90,6 +92,8 @@ pub struct Context {
     pub fault: Arc<FaultSlot>,
     /// Offsets and high watermarks of the Kafka partitions read by this process.
     pub kafka_progress: ProgressBoard,
+    /// Set on SIGTERM/SIGINT: stop reading, checkpoint, exit.
+    pub stop: Arc<AtomicBool>,
 }
 
 impl Context {
@@ -125,10 +129,16 @@ impl Context {
             stats: Arc::new(Stats::default()),
             fault: Arc::new(FaultSlot::default()),
             kafka_progress: ProgressBoard::default(),
+            stop: Arc::new(AtomicBool::new(false)),
         })
     }
 
-    fn open_source(&self, index: usize, peers: usize) -> Result<(Box<dyn Source>, String)> {
+    /// True if this job takes checkpoints (a resumable source and a store).
+    pub fn checkpointing(&self) -> bool {
+        self.job.checkpoint.enabled && self.job.source.kind == SourceKind::Kafka && self.store.is_some()
+    }
+
+    fn open_source(&self, index: usize, peers: usize, offsets: &BTreeMap<PartitionId, i64>) -> Result<(Box<dyn Source>, String)> {
         let limits = Validation { now_ms: crate::time::now_ms(), max_future_ms: self.job.source.max_future_ms()? };
         Ok(match self.job.source.kind {
             SourceKind::Generator => {
@@ -139,8 +149,7 @@ impl Context {
             SourceKind::File => (Box::new(FileSource::open(&self.job.source.file.path, index, peers, limits)?), "file".into()),
             SourceKind::Kafka => {
                 let k = &self.job.source.kafka;
-                let offsets = BTreeMap::new();
-                let source = KafkaSource::open(k, &self.job.job.name, index, peers, &offsets, limits, self.kafka_progress.clone())?;
+                let source = KafkaSource::open(k, &self.job.job.name, index, peers, offsets, limits, self.kafka_progress.clone())?;
                 (Box::new(source), format!("kafka:{}", k.topic))
             }
         })
@@ -169,13 +178,17 @@ pub fn execute(config: timely::Config, ctx: Arc<Context>) -> Result<StatsSnapsho
     Ok(ctx.stats.snapshot())
 }
 
-/// One worker: build the dataflow, open the source, drive it to the end.
+/// One worker: restore, build the dataflow, open the source, drive it.
 pub fn run_worker(worker: &mut Worker, ctx: &Context) -> Result<()> {
     let (index, peers) = (worker.index(), worker.peers());
     let _span = tracing::info_span!("worker", index, peers).entered();
-    let (input, probe) = worker.dataflow::<Pane, _, _>(|scope| {
+    let restore = restore_state(ctx, index, peers)?;
+    let (mut input, mut restored, probe) = worker.dataflow::<Pane, _, _>(|scope| {
         let (input, views) = scope.new_collection::<ContentId, i64>();
-        let hours = hourly_tables(windowed_views(views, &ctx.window), ctx.window, ctx.stats.clone());
+        // Windows as of the checkpoint come back through their own input.
+        let (restored, carried) = scope.new_collection::<ContentId, i64>();
+        let windowed = windowed_views(views, &ctx.window).concat(carried);
+        let hours = hourly_tables(windowed, ctx.window, ctx.stats.clone());
         let probe = match &ctx.store {
             Some(store) => {
                 let parts = write_parts(hours, store.clone(), ctx.window, ctx.stats.clone(), ctx.fault.clone());
@@ -183,16 +196,85 @@ pub fn run_worker(worker: &mut Worker, ctx: &Context) -> Result<()> {
             }
             None => hours.probe().0,
         };
-        (input, probe)
+        (input, restored, probe)
     });
-    let (source, source_name) = ctx.open_source(index, peers)?;
+    let offsets: BTreeMap<PartitionId, i64> = restore.ledgers.iter().map(|(p, l)| (*p, l.next_offset)).collect();
+    let (source, source_name) = ctx.open_source(index, peers, &offsets)?;
+    let mut carry = None;
+    if let Some(time) = restore.time {
+        input.advance_to(time);
+        restored.advance_to(time);
+        for ledger in restore.ledgers.values() {
+            for (&pane, counts) in &ledger.panes {
+                for (&content, &n) in counts {
+                    feed(&mut input, &mut restored, time, ctx.window.panes(), content, pane, n);
+                }
+            }
+        }
+        input.flush();
+        restored.flush();
+        carry = Some((restored, time));
+    } else {
+        drop(restored);
+    }
     let dead: Box<dyn DeadLetterSink> = match &ctx.dead_letters {
         DeadLetterTarget::Local(dir) => Box::new(LocalDeadLetters::open(dir, index)?),
         DeadLetterTarget::CountOnly => Box::new(MemoryDeadLetters { count_only: true, ..Default::default() }),
         DeadLetterTarget::Kafka => Box::new(KafkaDeadLetters::open(&ctx.job.source.kafka)?),
     };
     let mut driver = Driver::new(ctx, source, source_name, dead);
+    driver.carry = carry;
+    for (p, l) in &restore.ledgers {
+        driver.marks.insert(*p, Watermark::with_max_seen(ctx.lateness, l.max_seen));
+    }
+    if let (true, Some(store)) = (ctx.checkpointing(), &ctx.store) {
+        let interval = crate::time::parse_duration(&ctx.job.checkpoint.interval).map_err(Error::Config)?.max(1) as u64;
+        let mut cp = Checkpointer::new(store.clone(), &ctx.job.job.name, index, peers, interval, ctx.job.checkpoint.keep, ctx.window.panes());
+        cp.ledgers = restore.ledgers;
+        driver.checkpointer = Some(cp);
+    }
     driver.drive(worker, input, &probe)
+}
+
+/// Feeds one pre-aggregated count. After a restore from a checkpoint taken at
+/// time `time`, a pane before it enters the window at `time` (through the
+/// carry input, whose capability holds the frontier there) and leaves a
+/// window after the pane as usual: windows ending at or after `time` are
+/// exactly what they were, and no hour before it is redone.
+fn feed(
+    input: &mut InputSession<Pane, ContentId, i64>,
+    carry: &mut InputSession<Pane, ContentId, i64>,
+    time: Pane,
+    width: u64,
+    content: ContentId,
+    pane: Pane,
+    n: i64,
+) {
+    if pane >= time {
+        input.update_at(content, pane, n);
+    } else if pane + width > time {
+        carry.update_at(content, time, n);
+        carry.update_at(content, pane + width, -n);
+    }
+}
+
+/// What a worker restores: the checkpoint time and its partitions' ledgers.
+#[derive(Default)]
+struct Restore {
+    time: Option<Pane>,
+    ledgers: BTreeMap<PartitionId, PartitionLedger>,
+}
+
+fn restore_state(ctx: &Context, index: usize, peers: usize) -> Result<Restore> {
+    let (true, Some(store)) = (ctx.checkpointing(), &ctx.store) else { return Ok(Restore::default()) };
+    let Some((manifest, ledgers)) = Checkpoints::new(&**store, &ctx.job.job.name).latest_valid()? else {
+        return Ok(Restore::default());
+    };
+    // Partition p belongs to worker p mod peers, whatever the layout that wrote the checkpoint.
+    let mine: BTreeMap<PartitionId, PartitionLedger> = ledgers.into_iter().filter(|(p, _)| *p as usize % peers == index).collect();
+    tracing::info!(checkpoint = manifest.id, time = manifest.time, partitions = ?mine.keys().collect::<Vec<_>>(), "restoring");
+    Stats::add(&ctx.stats.restored_entries, mine.values().map(|l| l.entries() as u64).sum());
+    Ok(Restore { time: Some(manifest.time), ledgers: mine })
 }
 
 /// The per-worker feeding loop and its state.
@@ -208,6 +290,11 @@ struct Driver<'a> {
     /// background and flushed (which blocks) only when the source finishes.
     dead_dirty: bool,
     last_dead_flush: Instant,
+    /// Checkpointing state, when the job checkpoints.
+    checkpointer: Option<Checkpointer>,
+    /// After a restore: the input for panes before the checkpoint time, and that time.
+    /// Dropped once every partition's watermark has passed it.
+    carry: Option<(InputSession<Pane, ContentId, i64>, Pane)>,
 }
 
 impl<'a> Driver<'a> {
@@ -223,6 +310,8 @@ impl<'a> Driver<'a> {
             panes: PaneCounts::default(),
             dead_dirty: false,
             last_dead_flush: Instant::now(),
+            checkpointer: None,
+            carry: None,
         }
     }
 
@@ -231,6 +320,8 @@ impl<'a> Driver<'a> {
         let max_lead = self.ctx.job.window.max_lead_panes;
         let batch_size = self.ctx.job.source.batch;
         let started = Instant::now();
+        // On a stop request: the id of the final checkpoint and when we gave up waiting for it.
+        let mut stopping: Option<(u64, Instant)> = None;
         loop {
             if let Some(fault) = self.ctx.fault.get() {
                 return Err(Error::Internal(format!("stopping: {fault}")));
@@ -239,6 +330,42 @@ impl<'a> Driver<'a> {
             if self.dead_dirty && self.last_dead_flush.elapsed() >= Duration::from_millis(200) {
                 self.dead.poll()?;
                 self.last_dead_flush = Instant::now();
+            }
+            let frontier = probe.with_frontier(|f| f.first().copied());
+            if stopping.is_none() && self.ctx.stop.load(Ordering::Relaxed) {
+                self.dead.flush()?;
+                match self.checkpointer.as_mut() {
+                    Some(cp) => {
+                        let id = cp.final_id(crate::time::now_ms() as u64);
+                        tracing::info!(checkpoint = id, "stop requested: taking a final checkpoint");
+                        Self::checkpoint(cp, &*self.source, &self.marks, id, frontier)?;
+                        stopping = Some((id, Instant::now()));
+                    }
+                    None => return Ok(()),
+                }
+            }
+            if let Some((id, since)) = stopping {
+                // Keep stepping (the frontier must pass the checkpoint time) until it is complete.
+                if let Some(cp) = self.checkpointer.as_mut() {
+                    cp.complete_pending(frontier, false)?;
+                    let limit = crate::time::parse_duration(&self.ctx.job.checkpoint.stop_timeout).unwrap_or(60_000) as u64;
+                    if cp.is_complete(id)? {
+                        tracing::info!(checkpoint = id, "final checkpoint complete; stopping");
+                        return Ok(());
+                    }
+                    if since.elapsed() > Duration::from_millis(limit) {
+                        tracing::warn!(checkpoint = id, "final checkpoint did not complete in time; the previous one stands");
+                        return Ok(());
+                    }
+                }
+                worker.step_or_park(Some(Duration::from_millis(5)));
+                continue;
+            }
+            if let Some(cp) = self.checkpointer.as_mut() {
+                if let (Some(id), Some(f)) = (cp.due(crate::time::now_ms() as u64), frontier) {
+                    Self::checkpoint(cp, &*self.source, &self.marks, id, Some(f))?;
+                }
+                cp.complete_pending(frontier, false)?;
             }
             if let Some(session) = input.as_mut() {
                 let behind = probe.less_than(&session.time().saturating_sub(max_lead));
@@ -258,6 +385,7 @@ impl<'a> Driver<'a> {
                         // Every partition is done: closing the input lets the frontier run out.
                         self.dead.flush()?;
                         input = None;
+                        self.carry = None;
                         tracing::debug!(elapsed = ?started.elapsed(), "source finished");
                     } else {
                         // Idle partitions stop holding the input back; if all are idle, nothing moves.
@@ -272,13 +400,41 @@ impl<'a> Driver<'a> {
                             session.advance_to(low);
                         }
                         session.flush();
+                        if let Some((carry, time)) = self.carry.as_mut() {
+                            carry.flush();
+                            if self.marks.values().all(|w| w.pane(&self.ctx.window) >= *time) {
+                                self.carry = None;
+                            }
+                        }
                     }
                 }
-            } else if probe.with_frontier(|f| f.is_empty()) {
+            } else if frontier.is_none() {
+                if let Some(cp) = self.checkpointer.as_mut() {
+                    cp.complete_pending(None, true)?;
+                }
                 return Ok(());
             }
             worker.step_or_park(if idle { Some(Duration::from_millis(1)) } else { Some(Duration::ZERO) });
         }
+    }
+
+    /// Writes this worker's part of checkpoint `id`; a failure skips this checkpoint, it does not stop the job.
+    fn checkpoint(
+        cp: &mut Checkpointer,
+        source: &dyn Source,
+        marks: &BTreeMap<PartitionId, Watermark>,
+        id: u64,
+        frontier: Option<Pane>,
+    ) -> Result<()> {
+        let Some(frontier) = frontier else { return Ok(()) };
+        let positions = source.positions();
+        let max_seen: BTreeMap<PartitionId, Option<Millis>> = marks.iter().map(|(p, w)| (*p, w.max_seen())).collect();
+        let started = Instant::now();
+        match cp.take(id, frontier, &positions, &max_seen) {
+            Ok(meta) => tracing::info!(checkpoint = id, entries = meta.entries, bytes = meta.bytes, took = ?started.elapsed(), "checkpoint part written"),
+            Err(e) => tracing::warn!(checkpoint = id, error = %e, "checkpoint part not written; skipping this checkpoint"),
+        }
+        Ok(())
     }
 
     /// Classifies one batch: bad → dead letters, late → dead letters, views → pre-aggregated input.
@@ -286,8 +442,9 @@ impl<'a> Driver<'a> {
         let stats = &self.ctx.stats;
         let window = self.ctx.window;
         let batch = &self.batch;
-        // A partition that was idle may lag the input's time: nothing before that time can be counted any more.
-        let floor = *session.time();
+        // A partition that was idle may lag the input's time: nothing before that time can be counted any more
+        // (after a restore, panes before the checkpoint time still can, through the carry input).
+        let floor = if self.carry.is_some() { 0 } else { *session.time() };
         for reject in &batch.rejects {
             let letter = DeadLetter {
                 reason: reject.error.code().to_string(),
@@ -341,13 +498,20 @@ impl<'a> Driver<'a> {
                     views += 1;
                     // Not late, so the pane is at or after the watermark pane, hence after the input's time.
                     let pane = window.pane_of(event.event_time).unwrap_or(0);
-                    *self.panes.entry((event.content_id, pane)).or_insert(0) += 1;
+                    *self.panes.entry((partition, event.content_id, pane)).or_insert(0) += 1;
                 }
             }
             start = end;
         }
-        for ((content, pane), n) in self.panes.drain() {
-            session.update_at(content, pane, n);
+        let width = self.ctx.window.panes();
+        for ((partition, content, pane), n) in self.panes.drain() {
+            match self.carry.as_mut() {
+                Some((carry, time)) => feed(session, carry, *time, width, content, pane, n),
+                None => session.update_at(content, pane, n),
+            }
+            if let Some(cp) = self.checkpointer.as_mut() {
+                cp.record(partition, content, pane, n);
+            }
         }
         if late > 0 || !batch.rejects.is_empty() {
             self.dead_dirty = true;

@@ -32,6 +32,8 @@ pub struct Stats {
     pub hours_published: AtomicU64,
     /// Store operations retried after a transient failure.
     pub store_retries: AtomicU64,
+    /// `(content, pane)` entries restored from a checkpoint at start.
+    pub restored_entries: AtomicU64,
     /// Time spent encoding and storing snapshot parts, in microseconds.
     pub part_write_micros: AtomicU64,
     /// Live window state: pending (content, pane) updates plus current counts.

@@ -271,10 +271,6 @@ impl KafkaSource {
         })
     }
 
-    /// Next offset to read of every assigned partition.
-    pub fn positions(&self) -> BTreeMap<PartitionId, i64> {
-        self.parts.iter().map(|p| (p.id, p.next_offset)).collect()
-    }
 
     fn high_watermark(&self, partition: PartitionId) -> i64 {
         self.progress.lock().ok().and_then(|b| b.get(&partition).map(|p| p.high_watermark)).unwrap_or(i64::MAX)
@@ -301,6 +297,10 @@ impl KafkaSource {
 impl Source for KafkaSource {
     fn partitions(&self) -> Vec<PartitionId> {
         self.parts.iter().map(|p| p.id).collect()
+    }
+
+    fn positions(&self) -> BTreeMap<PartitionId, i64> {
+        self.parts.iter().map(|p| (p.id, p.next_offset)).collect()
     }
 
     fn is_idle(&self, partition: PartitionId) -> bool {

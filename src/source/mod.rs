@@ -96,4 +96,8 @@ pub trait Source {
     fn is_idle(&self, _partition: PartitionId) -> bool {
         false
     }
+    /// Next position to read of each partition, for checkpoints (empty: not resumable).
+    fn positions(&self) -> std::collections::BTreeMap<PartitionId, i64> {
+        std::collections::BTreeMap::new()
+    }
 }

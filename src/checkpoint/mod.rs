@@ -1,0 +1,500 @@
+//! Frontier-based checkpoints: what the sources have absorbed, per partition.
+//!
+//! A checkpoint holds, for every source partition, the next offset to read,
+//! the largest event time seen (the watermark's basis), and the
+//! pre-aggregated `(content, pane)` view counts still inside the window.
+//! That is small (keys × panes, not events), independent of how partitions
+//! map to workers (so a checkpoint restores onto any number of workers and
+//! processes), and enough to rebuild every window exactly.
+//!
+//! Layout under the snapshot store: `checkpoints/<job>/<id>/part-<worker>.ckpt`
+//! (binary, versioned, CRC-checked), `part-<worker>.json` (its metadata),
+//! then `MANIFEST` (JSON) last. A checkpoint without a manifest does not
+//! exist. The manifest is written by worker 0 once every worker's part exists
+//! and the dataflow frontier has passed the checkpoint's time `T`: then every
+//! hour ending before `T` is published, and the parts hold every pane the
+//! hours ending at or after `T` need.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::event::ContentId;
+use crate::sink::store::ObjectStore;
+use crate::source::PartitionId;
+use crate::time::{Millis, Pane};
+
+/// Magic bytes at the start of a part file.
+pub const MAGIC: &[u8; 8] = b"POPCKPT\0";
+/// Version of the part format.
+pub const VERSION: u32 = 1;
+/// Name of the manifest object.
+pub const MANIFEST: &str = "MANIFEST";
+
+/// What one partition has contributed so far.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PartitionLedger {
+    /// Next offset to read.
+    pub next_offset: i64,
+    /// Largest accepted event time (the watermark's basis).
+    pub max_seen: Option<Millis>,
+    /// Accepted views by pane and content.
+    pub panes: BTreeMap<Pane, HashMap<ContentId, i64>>,
+}
+
+impl PartitionLedger {
+    /// Drops panes that no window ending at or after `frontier` can contain.
+    pub fn prune(&mut self, frontier: Pane, window_panes: u64) {
+        while let Some((&p, _)) = self.panes.first_key_value() {
+            if p + window_panes > frontier {
+                break;
+            }
+            self.panes.remove(&p);
+        }
+    }
+
+    /// Number of live `(content, pane)` entries.
+    pub fn entries(&self) -> usize {
+        self.panes.values().map(|m| m.len()).sum()
+    }
+}
+
+/// Per-worker metadata, written beside the part.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartMeta {
+    /// Worker index.
+    pub worker: usize,
+    /// Number of workers in the cluster that wrote the checkpoint.
+    pub peers: usize,
+    /// The dataflow frontier when the worker captured its state.
+    pub frontier: Pane,
+    /// Partitions in the part.
+    pub partitions: Vec<PartitionId>,
+    /// `(content, pane)` entries in the part.
+    pub entries: u64,
+    /// Size of the part file.
+    pub bytes: u64,
+    /// CRC-32 of the part file's payload.
+    pub crc32: u32,
+}
+
+/// The manifest: the checkpoint exists once this does.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// Checkpoint id (processing-time based, increasing).
+    pub id: u64,
+    /// Checkpoint time `T`: hours ending before it are published.
+    pub time: Pane,
+    /// Workers that wrote it.
+    pub peers: usize,
+    /// Their parts.
+    pub parts: Vec<PartMeta>,
+}
+
+/// CRC-32 (IEEE 802.3), bitwise: checkpoint parts are checked once per restore.
+pub fn crc32(bytes: &[u8]) -> u32 {
+    static TABLE: std::sync::OnceLock<[u32; 256]> = std::sync::OnceLock::new();
+    let table = TABLE.get_or_init(|| {
+        let mut t = [0u32; 256];
+        for (i, slot) in t.iter_mut().enumerate() {
+            let mut c = i as u32;
+            for _ in 0..8 {
+                c = if c & 1 != 0 { 0xEDB8_8320 ^ (c >> 1) } else { c >> 1 };
+            }
+            *slot = c;
+        }
+        t
+    });
+    let mut c = !0u32;
+    for &b in bytes {
+        c = table[((c ^ b as u32) & 0xff) as usize] ^ (c >> 8);
+    }
+    !c
+}
+
+/// Encodes ledgers as a part file: magic, version, payload length, CRC, payload.
+pub fn encode_part(ledgers: &[(PartitionId, &PartitionLedger)]) -> Vec<u8> {
+    let entries: usize = ledgers.iter().map(|(_, l)| l.entries()).sum();
+    let mut payload = Vec::with_capacity(16 + ledgers.len() * 32 + entries * 24);
+    payload.extend_from_slice(&(ledgers.len() as u32).to_le_bytes());
+    for (p, l) in ledgers {
+        payload.extend_from_slice(&p.to_le_bytes());
+        payload.extend_from_slice(&l.next_offset.to_le_bytes());
+        payload.extend_from_slice(&l.max_seen.unwrap_or(i64::MIN).to_le_bytes());
+        payload.extend_from_slice(&(l.entries() as u64).to_le_bytes());
+        for (pane, counts) in &l.panes {
+            // Sorted within a pane so the same state gives the same bytes.
+            let mut sorted: Vec<(&ContentId, &i64)> = counts.iter().collect();
+            sorted.sort_unstable();
+            for (c, n) in sorted {
+                payload.extend_from_slice(&pane.to_le_bytes());
+                payload.extend_from_slice(&c.to_le_bytes());
+                payload.extend_from_slice(&n.to_le_bytes());
+            }
+        }
+    }
+    let mut out = Vec::with_capacity(payload.len() + 24);
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&VERSION.to_le_bytes());
+    out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
+    out.extend_from_slice(&crc32(&payload).to_le_bytes());
+    out.extend_from_slice(&payload);
+    out
+}
+
+struct Reader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl Reader<'_> {
+    fn take<const N: usize>(&mut self) -> Result<[u8; N]> {
+        let end = self.at.checked_add(N).filter(|e| *e <= self.bytes.len()).ok_or_else(|| Error::Input("checkpoint part is truncated".into()))?;
+        let mut a = [0u8; N];
+        a.copy_from_slice(&self.bytes[self.at..end]);
+        self.at = end;
+        Ok(a)
+    }
+    fn u32(&mut self) -> Result<u32> {
+        Ok(u32::from_le_bytes(self.take()?))
+    }
+    fn u64(&mut self) -> Result<u64> {
+        Ok(u64::from_le_bytes(self.take()?))
+    }
+    fn i64(&mut self) -> Result<i64> {
+        Ok(i64::from_le_bytes(self.take()?))
+    }
+}
+
+/// Decodes a part file, verifying magic, version, length and checksum before reading anything.
+pub fn decode_part(bytes: &[u8]) -> Result<Vec<(PartitionId, PartitionLedger)>> {
+    if bytes.len() < 24 || &bytes[..8] != MAGIC {
+        return Err(Error::Input("not a checkpoint part (bad magic or too short)".into()));
+    }
+    let mut header = Reader { bytes, at: 8 };
+    let version = header.u32()?;
+    if version != VERSION {
+        return Err(Error::Input(format!("checkpoint part format version {version}, this build reads {VERSION}")));
+    }
+    let len = header.u64()? as usize;
+    let crc = header.u32()?;
+    let payload = &bytes[24..];
+    if payload.len() != len {
+        return Err(Error::Input(format!("checkpoint part is {} bytes, its header says {len}", payload.len())));
+    }
+    if crc32(payload) != crc {
+        return Err(Error::Input("checkpoint part fails its checksum".into()));
+    }
+    let mut r = Reader { bytes: payload, at: 0 };
+    let n = r.u32()?;
+    let mut out = Vec::with_capacity(n as usize);
+    for _ in 0..n {
+        let p = r.u32()?;
+        let next_offset = r.i64()?;
+        let max_seen = Some(r.i64()?).filter(|m| *m != i64::MIN);
+        let entries = r.u64()?;
+        let mut panes: BTreeMap<Pane, HashMap<ContentId, i64>> = BTreeMap::new();
+        for _ in 0..entries {
+            let pane = r.u64()?;
+            let c = r.u64()?;
+            let v = r.i64()?;
+            panes.entry(pane).or_default().insert(c, v);
+        }
+        out.push((p, PartitionLedger { next_offset, max_seen, panes }));
+    }
+    if r.at != payload.len() {
+        return Err(Error::Input("checkpoint part has trailing bytes".into()));
+    }
+    Ok(out)
+}
+
+/// Reads and writes one job's checkpoints in a store.
+pub struct Checkpoints<'a> {
+    store: &'a dyn ObjectStore,
+    root: String,
+}
+
+fn json_err(what: &str, e: serde_json::Error) -> Error {
+    Error::Input(format!("{what}: {e}"))
+}
+
+impl<'a> Checkpoints<'a> {
+    /// The checkpoints of `job` in `store`.
+    pub fn new(store: &'a dyn ObjectStore, job: &str) -> Self {
+        Checkpoints { store, root: format!("checkpoints/{job}") }
+    }
+
+    fn dir(&self, id: u64) -> String {
+        format!("{}/{id:020}", self.root)
+    }
+
+    /// Writes worker `meta.worker`'s part and its metadata.
+    pub fn write_part(&self, id: u64, part: &[u8], meta: &PartMeta) -> Result<()> {
+        let dir = self.dir(id);
+        self.store.put(&format!("{dir}/part-{:05}.ckpt", meta.worker), part)?;
+        let json = serde_json::to_vec(meta).map_err(|e| Error::Internal(e.to_string()))?;
+        self.store.put(&format!("{dir}/part-{:05}.json", meta.worker), &json)
+    }
+
+    /// Metadata of the parts of checkpoint `id` written so far.
+    pub fn part_metas(&self, id: u64) -> Result<Vec<PartMeta>> {
+        let dir = self.dir(id);
+        let mut metas = Vec::new();
+        for key in self.store.list(&format!("{dir}/"))? {
+            if key.ends_with(".json") {
+                if let Some(bytes) = self.store.get(&key)? {
+                    metas.push(serde_json::from_slice::<PartMeta>(&bytes).map_err(|e| json_err(&key, e))?);
+                }
+            }
+        }
+        metas.sort_by_key(|m| m.worker);
+        Ok(metas)
+    }
+
+    /// Writes the manifest of `id` if all `peers` parts exist and `frontier`
+    /// has passed the checkpoint time; returns it when written.
+    pub fn try_complete(&self, id: u64, peers: usize, frontier: Option<Pane>) -> Result<Option<Manifest>> {
+        let metas = self.part_metas(id)?;
+        if metas.len() < peers || metas.iter().any(|m| m.peers != peers) {
+            return Ok(None);
+        }
+        let time = metas.iter().map(|m| m.frontier).max().unwrap_or(0);
+        // An empty frontier means the dataflow is done: every hour is out.
+        if frontier.is_some_and(|f| f < time) {
+            return Ok(None);
+        }
+        let manifest = Manifest { id, time, peers, parts: metas };
+        let json = serde_json::to_vec_pretty(&manifest).map_err(|e| Error::Internal(e.to_string()))?;
+        self.store.put(&format!("{}/{MANIFEST}", self.dir(id)), &json)?;
+        Ok(Some(manifest))
+    }
+
+    /// Ids that have a manifest, newest first.
+    pub fn complete(&self) -> Result<Vec<u64>> {
+        let mut ids: Vec<u64> = self
+            .store
+            .list(&format!("{}/", self.root))?
+            .into_iter()
+            .filter_map(|k| {
+                let rest = k.strip_prefix(&format!("{}/", self.root))?;
+                let (id, name) = rest.split_once('/')?;
+                (name == MANIFEST).then(|| id.parse().ok()).flatten()
+            })
+            .collect();
+        ids.sort_unstable_by(|a, b| b.cmp(a));
+        Ok(ids)
+    }
+
+    /// The newest checkpoint whose manifest and every part verify, with all its ledgers.
+    /// Broken checkpoints are logged and skipped for older ones.
+    pub fn latest_valid(&self) -> Result<Option<(Manifest, Vec<(PartitionId, PartitionLedger)>)>> {
+        for id in self.complete()? {
+            match self.load(id) {
+                Ok(found) => return Ok(Some(found)),
+                Err(e) => tracing::warn!(checkpoint = id, error = %e, "checkpoint unusable; trying an older one"),
+            }
+        }
+        Ok(None)
+    }
+
+    /// Loads and verifies checkpoint `id`.
+    pub fn load(&self, id: u64) -> Result<(Manifest, Vec<(PartitionId, PartitionLedger)>)> {
+        let dir = self.dir(id);
+        let bytes = self.store.get(&format!("{dir}/{MANIFEST}"))?.ok_or_else(|| Error::Input(format!("{dir}: no manifest")))?;
+        let manifest: Manifest = serde_json::from_slice(&bytes).map_err(|e| json_err(&format!("{dir}/{MANIFEST}"), e))?;
+        if manifest.parts.len() != manifest.peers {
+            return Err(Error::Input(format!("{dir}: manifest lists {} parts for {} workers", manifest.parts.len(), manifest.peers)));
+        }
+        let mut all = Vec::new();
+        for meta in &manifest.parts {
+            let key = format!("{dir}/part-{:05}.ckpt", meta.worker);
+            let part = self.store.get(&key)?.ok_or_else(|| Error::Input(format!("{key} is missing")))?;
+            if part.len() as u64 != meta.bytes {
+                return Err(Error::Input(format!("{key} is {} bytes, the manifest says {}", part.len(), meta.bytes)));
+            }
+            all.extend(decode_part(&part).map_err(|e| Error::Input(format!("{key}: {e}")))?);
+        }
+        Ok((manifest, all))
+    }
+
+    /// Deletes all but the newest `keep` complete checkpoints, and incomplete
+    /// ones older than the newest complete one.
+    pub fn prune(&self, keep: usize) -> Result<()> {
+        let complete = self.complete()?;
+        let Some(&newest) = complete.first() else { return Ok(()) };
+        let kept: Vec<u64> = complete.iter().take(keep.max(1)).copied().collect();
+        for key in self.store.list(&format!("{}/", self.root))? {
+            let Some(id) = key.strip_prefix(&format!("{}/", self.root)).and_then(|r| r.split_once('/')).and_then(|(id, _)| id.parse::<u64>().ok())
+            else {
+                continue;
+            };
+            if !kept.contains(&id) && id < newest {
+                self.store.delete(&key)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ledger() -> PartitionLedger {
+        let mut l = PartitionLedger { next_offset: 42, max_seen: Some(1_767_225_600_000), panes: BTreeMap::new() };
+        for pane in 100..170u64 {
+            for c in 0..50u64 {
+                l.panes.entry(pane).or_default().insert(c * 7, (pane + c) as i64 % 5 + 1);
+            }
+        }
+        l
+    }
+
+    #[test]
+    fn round_trip_prune_and_corruption() {
+        assert_eq!(crc32(b"123456789"), 0xCBF4_3926, "the standard check value");
+        let mut l = ledger();
+        let empty = PartitionLedger::default();
+        let bytes = encode_part(&[(3, &l), (9, &empty)]);
+        assert_eq!(bytes, encode_part(&[(3, &l), (9, &empty)]), "deterministic");
+        assert_eq!(decode_part(&bytes).expect("decodes"), vec![(3, l.clone()), (9, empty.clone())]);
+        // Every single flipped byte and every truncation is caught.
+        for i in (0..bytes.len()).step_by(97) {
+            let mut bad = bytes.clone();
+            bad[i] ^= 0x40;
+            assert!(decode_part(&bad).is_err(), "flip at {i}");
+        }
+        for len in [0, 7, 23, 24, bytes.len() / 2, bytes.len() - 1] {
+            assert!(decode_part(&bytes[..len]).is_err(), "truncated to {len}");
+        }
+        l.prune(160, 60);
+        assert_eq!(l.panes.keys().next(), Some(&101), "panes 100 + 60 <= 160 are gone");
+    }
+}
+
+/// A worker's side of checkpointing: keeps its partitions' ledgers, writes
+/// its part on schedule, and (worker 0) completes checkpoints.
+pub struct Checkpointer {
+    store: std::sync::Arc<dyn ObjectStore>,
+    job: String,
+    index: usize,
+    peers: usize,
+    interval_ms: u64,
+    keep: usize,
+    window_panes: u64,
+    /// What this worker's partitions have contributed.
+    pub ledgers: BTreeMap<PartitionId, PartitionLedger>,
+    last_id: Option<u64>,
+    pending: Vec<u64>,
+    last_poll: std::time::Instant,
+}
+
+impl Checkpointer {
+    /// A checkpointer for worker `index` of `peers`.
+    pub fn new(
+        store: std::sync::Arc<dyn ObjectStore>,
+        job: &str,
+        index: usize,
+        peers: usize,
+        interval_ms: u64,
+        keep: usize,
+        window_panes: u64,
+    ) -> Self {
+        Checkpointer {
+            store,
+            job: job.to_string(),
+            index,
+            peers,
+            interval_ms: interval_ms.max(1),
+            keep,
+            window_panes,
+            ledgers: BTreeMap::new(),
+            last_id: None,
+            pending: Vec::new(),
+            last_poll: std::time::Instant::now(),
+        }
+    }
+
+    /// Adds accepted views to a partition's ledger.
+    pub fn record(&mut self, partition: PartitionId, content: ContentId, pane: Pane, n: i64) {
+        *self.ledgers.entry(partition).or_default().panes.entry(pane).or_default().entry(content).or_insert(0) += n;
+    }
+
+    /// The id of the checkpoint due now, if this worker has not taken it.
+    pub fn due(&self, now_ms: u64) -> Option<u64> {
+        let id = now_ms / self.interval_ms;
+        (self.last_id.is_none_or(|l| id > l)).then_some(id)
+    }
+
+    /// The id a final checkpoint (on stop) uses: the next interval's.
+    pub fn final_id(&self, now_ms: u64) -> u64 {
+        (now_ms / self.interval_ms + 1).max(self.last_id.map_or(0, |l| l + 1))
+    }
+
+    /// Captures and writes this worker's part of checkpoint `id`.
+    /// `frontier` is the dataflow's output frontier now; `positions` the
+    /// next offsets and `max_seen` the watermark bases of this worker's partitions.
+    pub fn take(
+        &mut self,
+        id: u64,
+        frontier: Pane,
+        positions: &BTreeMap<PartitionId, i64>,
+        max_seen: &BTreeMap<PartitionId, Option<Millis>>,
+    ) -> Result<PartMeta> {
+        self.last_id = Some(id);
+        for (&p, &offset) in positions {
+            let l = self.ledgers.entry(p).or_default();
+            l.next_offset = offset;
+            l.max_seen = max_seen.get(&p).copied().flatten();
+        }
+        for l in self.ledgers.values_mut() {
+            l.prune(frontier, self.window_panes);
+        }
+        let list: Vec<(PartitionId, &PartitionLedger)> = self.ledgers.iter().filter(|(p, _)| positions.contains_key(p)).map(|(p, l)| (*p, l)).collect();
+        let part = encode_part(&list);
+        let meta = PartMeta {
+            worker: self.index,
+            peers: self.peers,
+            frontier,
+            partitions: list.iter().map(|(p, _)| *p).collect(),
+            entries: list.iter().map(|(_, l)| l.entries() as u64).sum(),
+            bytes: part.len() as u64,
+            crc32: crc32(&part[24..]),
+        };
+        Checkpoints::new(&*self.store, &self.job).write_part(id, &part, &meta)?;
+        if self.index == 0 {
+            self.pending.push(id);
+        }
+        Ok(meta)
+    }
+
+    /// Worker 0: writes manifests of checkpoints whose parts all exist and
+    /// whose time the frontier has passed; prunes old ones. Returns completed ids.
+    pub fn complete_pending(&mut self, frontier: Option<Pane>, force: bool) -> Result<Vec<u64>> {
+        if self.pending.is_empty() || (!force && self.last_poll.elapsed() < std::time::Duration::from_millis(250)) {
+            return Ok(Vec::new());
+        }
+        self.last_poll = std::time::Instant::now();
+        let cps = Checkpoints::new(&*self.store, &self.job);
+        let mut done = Vec::new();
+        for &id in &self.pending {
+            if let Some(m) = cps.try_complete(id, self.peers, frontier)? {
+                tracing::info!(checkpoint = id, time = m.time, "checkpoint complete");
+                done.push(id);
+            }
+        }
+        if !done.is_empty() {
+            // Older pending ones can never be newer than a completed one: drop them.
+            let newest = done.iter().copied().max().unwrap_or(0);
+            self.pending.retain(|id| *id > newest);
+            cps.prune(self.keep)?;
+        }
+        Ok(done)
+    }
+
+    /// True once checkpoint `id` has its manifest (any worker may ask).
+    pub fn is_complete(&self, id: u64) -> Result<bool> {
+        Ok(self.store.get(&format!("checkpoints/{}/{id:020}/{MANIFEST}", self.job))?.is_some())
+    }
+}
