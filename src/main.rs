@@ -35,6 +35,24 @@ enum Command {
     Consume(ConsumeArgs),
     /// Rank titles of a category from published hourly snapshots (local or S3).
     Rank(RankArgs),
+    /// Time a checkpoint of N live (content, pane) entries: write, then find, verify and read back.
+    CheckpointBench(CheckpointBenchArgs),
+}
+
+#[derive(Args)]
+struct CheckpointBenchArgs {
+    /// Live (content, pane) entries.
+    #[arg(long, default_value_t = 1_000_000)]
+    entries: u64,
+    /// Panes they spread over.
+    #[arg(long, default_value_t = 60)]
+    panes: u64,
+    /// Job file whose [sink] store to use (default: a local directory).
+    #[arg(long)]
+    sink_job: Option<PathBuf>,
+    /// Local directory for the default store.
+    #[arg(long, default_value = "out/checkpoint-bench")]
+    dir: PathBuf,
 }
 
 #[derive(Args)]
@@ -224,6 +242,7 @@ fn real_main() -> Result<()> {
         Command::Bench(args) => bench(args),
         Command::Consume(args) => consume(args),
         Command::Rank(args) => rank(args),
+        Command::CheckpointBench(args) => checkpoint_bench(args),
     }
 }
 
@@ -469,6 +488,20 @@ fn rank(args: RankArgs) -> Result<()> {
         Some(p) => std::fs::write(p, text).with_context(|| format!("writing {}", p.display()))?,
         None => print!("{text}"),
     }
+    Ok(())
+}
+
+fn checkpoint_bench(args: CheckpointBenchArgs) -> Result<()> {
+    let store: Arc<dyn popularity::sink::store::ObjectStore> = match &args.sink_job {
+        Some(job) => JobConfig::load(Some(job))?.sink.open()?.ok_or_else(|| anyhow::anyhow!("that job has no store"))?,
+        None => Arc::new(popularity::sink::store::LocalStore::new(&args.dir)?),
+    };
+    let r = popularity::checkpoint::bench(store, args.entries, args.panes)?;
+    println!("entries         {}", r.entries);
+    println!("part bytes      {} ({:.1} MiB)", r.bytes, r.bytes as f64 / 1048576.0);
+    println!("take seconds    {:.3} (encode + write part)", r.take_seconds);
+    println!("manifest secs   {:.3}", r.complete_seconds);
+    println!("load seconds    {:.3} (find, read, verify, decode)", r.load_seconds);
     Ok(())
 }
 

@@ -32,6 +32,9 @@ pub const VERSION: u32 = 1;
 /// Name of the manifest object.
 pub const MANIFEST: &str = "MANIFEST";
 
+/// A loaded checkpoint: its manifest and every partition's ledger.
+pub type Loaded = (Manifest, Vec<(PartitionId, PartitionLedger)>);
+
 /// What one partition has contributed so far.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PartitionLedger {
@@ -288,7 +291,7 @@ impl<'a> Checkpoints<'a> {
 
     /// The newest checkpoint whose manifest and every part verify, with all its ledgers.
     /// Broken checkpoints are logged and skipped for older ones.
-    pub fn latest_valid(&self) -> Result<Option<(Manifest, Vec<(PartitionId, PartitionLedger)>)>> {
+    pub fn latest_valid(&self) -> Result<Option<Loaded>> {
         for id in self.complete()? {
             match self.load(id) {
                 Ok(found) => return Ok(Some(found)),
@@ -299,7 +302,7 @@ impl<'a> Checkpoints<'a> {
     }
 
     /// Loads and verifies checkpoint `id`.
-    pub fn load(&self, id: u64) -> Result<(Manifest, Vec<(PartitionId, PartitionLedger)>)> {
+    pub fn load(&self, id: u64) -> Result<Loaded> {
         let dir = self.dir(id);
         let bytes = self.store.get(&format!("{dir}/{MANIFEST}"))?.ok_or_else(|| Error::Input(format!("{dir}: no manifest")))?;
         let manifest: Manifest = serde_json::from_slice(&bytes).map_err(|e| json_err(&format!("{dir}/{MANIFEST}"), e))?;
@@ -334,42 +337,6 @@ impl<'a> Checkpoints<'a> {
             }
         }
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn ledger() -> PartitionLedger {
-        let mut l = PartitionLedger { next_offset: 42, max_seen: Some(1_767_225_600_000), panes: BTreeMap::new() };
-        for pane in 100..170u64 {
-            for c in 0..50u64 {
-                l.panes.entry(pane).or_default().insert(c * 7, (pane + c) as i64 % 5 + 1);
-            }
-        }
-        l
-    }
-
-    #[test]
-    fn round_trip_prune_and_corruption() {
-        assert_eq!(crc32(b"123456789"), 0xCBF4_3926, "the standard check value");
-        let mut l = ledger();
-        let empty = PartitionLedger::default();
-        let bytes = encode_part(&[(3, &l), (9, &empty)]);
-        assert_eq!(bytes, encode_part(&[(3, &l), (9, &empty)]), "deterministic");
-        assert_eq!(decode_part(&bytes).expect("decodes"), vec![(3, l.clone()), (9, empty.clone())]);
-        // Every single flipped byte and every truncation is caught.
-        for i in (0..bytes.len()).step_by(97) {
-            let mut bad = bytes.clone();
-            bad[i] ^= 0x40;
-            assert!(decode_part(&bad).is_err(), "flip at {i}");
-        }
-        for len in [0, 7, 23, 24, bytes.len() / 2, bytes.len() - 1] {
-            assert!(decode_part(&bytes[..len]).is_err(), "truncated to {len}");
-        }
-        l.prune(160, 60);
-        assert_eq!(l.panes.keys().next(), Some(&101), "panes 100 + 60 <= 160 are gone");
     }
 }
 
@@ -497,4 +464,93 @@ impl Checkpointer {
     pub fn is_complete(&self, id: u64) -> Result<bool> {
         Ok(self.store.get(&format!("checkpoints/{}/{id:020}/{MANIFEST}", self.job))?.is_some())
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ledger() -> PartitionLedger {
+        let mut l = PartitionLedger { next_offset: 42, max_seen: Some(1_767_225_600_000), panes: BTreeMap::new() };
+        for pane in 100..170u64 {
+            for c in 0..50u64 {
+                l.panes.entry(pane).or_default().insert(c * 7, (pane + c) as i64 % 5 + 1);
+            }
+        }
+        l
+    }
+
+    #[test]
+    fn round_trip_prune_and_corruption() {
+        assert_eq!(crc32(b"123456789"), 0xCBF4_3926, "the standard check value");
+        let mut l = ledger();
+        let empty = PartitionLedger::default();
+        let bytes = encode_part(&[(3, &l), (9, &empty)]);
+        assert_eq!(bytes, encode_part(&[(3, &l), (9, &empty)]), "deterministic");
+        assert_eq!(decode_part(&bytes).expect("decodes"), vec![(3, l.clone()), (9, empty.clone())]);
+        // Every single flipped byte and every truncation is caught.
+        for i in (0..bytes.len()).step_by(97) {
+            let mut bad = bytes.clone();
+            bad[i] ^= 0x40;
+            assert!(decode_part(&bad).is_err(), "flip at {i}");
+        }
+        for len in [0, 7, 23, 24, bytes.len() / 2, bytes.len() - 1] {
+            assert!(decode_part(&bytes[..len]).is_err(), "truncated to {len}");
+        }
+        l.prune(160, 60);
+        assert_eq!(l.panes.keys().next(), Some(&101), "panes 100 + 60 <= 160 are gone");
+    }
+}
+
+/// Figures of [`bench`].
+#[derive(Clone, Debug, Serialize)]
+pub struct BenchReport {
+    /// `(content, pane)` entries checkpointed.
+    pub entries: u64,
+    /// Size of the part file.
+    pub bytes: u64,
+    /// Encoding and writing the part (and its metadata), seconds.
+    pub take_seconds: f64,
+    /// Writing the manifest, seconds.
+    pub complete_seconds: f64,
+    /// Finding, reading, verifying and decoding the checkpoint, seconds.
+    pub load_seconds: f64,
+}
+
+/// Checkpoints `entries` live entries (over `panes` panes of one partition) to
+/// `store` and loads them back, timing each step.
+pub fn bench(store: std::sync::Arc<dyn ObjectStore>, entries: u64, panes: u64) -> Result<BenchReport> {
+    let panes = panes.max(1);
+    let mut cp = Checkpointer::new(store.clone(), "checkpoint-bench", 0, 1, 1, 1, panes);
+    let per_pane = entries.div_ceil(panes);
+    let first: Pane = 29_500_000;
+    let mut n = 0;
+    'fill: for p in 0..panes {
+        for c in 0..per_pane {
+            if n == entries {
+                break 'fill;
+            }
+            cp.record(0, c * 7 + p, first + p, 1 + (c % 5) as i64);
+            n += 1;
+        }
+    }
+    let positions: BTreeMap<PartitionId, i64> = [(0, 123_456_789)].into();
+    let max_seen: BTreeMap<PartitionId, Option<Millis>> = [(0, Some(1_770_000_000_000))].into();
+    let id = crate::time::now_ms() as u64;
+    let t = std::time::Instant::now();
+    let meta = cp.take(id, first, &positions, &max_seen)?;
+    let take_seconds = t.elapsed().as_secs_f64();
+    let t = std::time::Instant::now();
+    cp.complete_pending(Some(first), true)?;
+    let complete_seconds = t.elapsed().as_secs_f64();
+    let t = std::time::Instant::now();
+    let (_, ledgers) = Checkpoints::new(&*store, "checkpoint-bench")
+        .latest_valid()?
+        .ok_or_else(|| Error::Internal("the checkpoint just written is not there".into()))?;
+    let load_seconds = t.elapsed().as_secs_f64();
+    let got: u64 = ledgers.iter().map(|(_, l)| l.entries() as u64).sum();
+    if got != entries {
+        return Err(Error::Internal(format!("wrote {entries} entries, read back {got}")));
+    }
+    Ok(BenchReport { entries, bytes: meta.bytes, take_seconds, complete_seconds, load_seconds })
 }

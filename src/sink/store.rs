@@ -104,7 +104,17 @@ impl ObjectStore for LocalStore {
     fn delete(&self, key: &str) -> Result<()> {
         let path = self.path(key)?;
         match std::fs::remove_file(&path) {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                // Like an object store, leave no empty "directories" behind.
+                let mut dir = path.parent();
+                while let Some(d) = dir.filter(|d| *d != self.root) {
+                    if std::fs::remove_dir(d).is_err() {
+                        break;
+                    }
+                    dir = d.parent();
+                }
+                Ok(())
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(Error::io(format!("deleting {}", path.display()), e)),
         }
