@@ -182,6 +182,7 @@ pub fn execute(config: timely::Config, ctx: Arc<Context>) -> Result<StatsSnapsho
 pub fn run_worker(worker: &mut Worker, ctx: &Context) -> Result<()> {
     let (index, peers) = (worker.index(), worker.peers());
     let _span = tracing::info_span!("worker", index, peers).entered();
+    let began = Instant::now();
     let restore = restore_state(ctx, index, peers)?;
     let (mut input, mut restored, probe) = worker.dataflow::<Pane, _, _>(|scope| {
         let (input, views) = scope.new_collection::<ContentId, i64>();
@@ -214,6 +215,7 @@ pub fn run_worker(worker: &mut Worker, ctx: &Context) -> Result<()> {
         input.flush();
         restored.flush();
         carry = Some((restored, time));
+        tracing::info!(took = ?began.elapsed(), "checkpoint loaded and re-inserted");
     } else {
         drop(restored);
     }
@@ -231,6 +233,9 @@ pub fn run_worker(worker: &mut Worker, ctx: &Context) -> Result<()> {
         let interval = crate::time::parse_duration(&ctx.job.checkpoint.interval).map_err(Error::Config)?.max(1) as u64;
         let mut cp = Checkpointer::new(store.clone(), &ctx.job.job.name, index, peers, interval, ctx.job.checkpoint.keep, ctx.window.panes());
         cp.ledgers = restore.ledgers;
+        if let (Some(id), Some(time)) = (restore.id, restore.time) {
+            cp.restored(id, time);
+        }
         driver.checkpointer = Some(cp);
     }
     driver.drive(worker, input, &probe)
@@ -261,6 +266,7 @@ fn feed(
 /// What a worker restores: the checkpoint time and its partitions' ledgers.
 #[derive(Default)]
 struct Restore {
+    id: Option<u64>,
     time: Option<Pane>,
     ledgers: BTreeMap<PartitionId, PartitionLedger>,
 }
@@ -274,7 +280,7 @@ fn restore_state(ctx: &Context, index: usize, peers: usize) -> Result<Restore> {
     let mine: BTreeMap<PartitionId, PartitionLedger> = ledgers.into_iter().filter(|(p, _)| *p as usize % peers == index).collect();
     tracing::info!(checkpoint = manifest.id, time = manifest.time, partitions = ?mine.keys().collect::<Vec<_>>(), "restoring");
     Stats::add(&ctx.stats.restored_entries, mine.values().map(|l| l.entries() as u64).sum());
-    Ok(Restore { time: Some(manifest.time), ledgers: mine })
+    Ok(Restore { id: Some(manifest.id), time: Some(manifest.time), ledgers: mine })
 }
 
 /// The per-worker feeding loop and its state.
@@ -404,6 +410,7 @@ impl<'a> Driver<'a> {
                             carry.flush();
                             if self.marks.values().all(|w| w.pane(&self.ctx.window) >= *time) {
                                 self.carry = None;
+                                tracing::info!(after = ?started.elapsed(), "every partition is past the checkpoint time");
                             }
                         }
                     }

@@ -355,6 +355,10 @@ pub struct Checkpointer {
     last_id: Option<u64>,
     pending: Vec<u64>,
     last_poll: std::time::Instant,
+    /// The time of the checkpoint this run restored from: the frontier of a
+    /// new checkpoint is never below it (hours before it are already out,
+    /// and the restored ledgers hold nothing older).
+    floor: Pane,
 }
 
 impl Checkpointer {
@@ -380,7 +384,15 @@ impl Checkpointer {
             last_id: None,
             pending: Vec::new(),
             last_poll: std::time::Instant::now(),
+            floor: 0,
         }
+    }
+
+    /// Continues after a restore from checkpoint `id` taken at `time`: new ids
+    /// are larger, and new checkpoint times are not earlier.
+    pub fn restored(&mut self, id: u64, time: Pane) {
+        self.last_id = Some(id);
+        self.floor = time;
     }
 
     /// Adds accepted views to a partition's ledger.
@@ -410,6 +422,7 @@ impl Checkpointer {
         max_seen: &BTreeMap<PartitionId, Option<Millis>>,
     ) -> Result<PartMeta> {
         self.last_id = Some(id);
+        let frontier = frontier.max(self.floor);
         for (&p, &offset) in positions {
             let l = self.ledgers.entry(p).or_default();
             l.next_offset = offset;
@@ -478,6 +491,27 @@ mod tests {
             }
         }
         l
+    }
+
+    #[test]
+    fn checkpoints_after_a_restore_never_go_back() {
+        let dir = std::env::temp_dir().join(format!("ckpt-floor-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let store: std::sync::Arc<dyn ObjectStore> = std::sync::Arc::new(crate::sink::store::LocalStore::new(&dir).expect("store"));
+        let mut cp = Checkpointer::new(store.clone(), "j", 0, 1, 1000, 3, 60);
+        cp.restored(50, 29_000_000);
+        assert_eq!(cp.due(50_999), None, "ids continue after the restored one");
+        assert_eq!(cp.due(51_000), Some(51));
+        cp.record(0, 7, 29_000_010, 2);
+        let positions: BTreeMap<PartitionId, i64> = [(0, 9)].into();
+        let meta = cp.take(51, 0, &positions, &BTreeMap::new()).expect("written");
+        assert_eq!(meta.frontier, 29_000_000, "a fresh probe reading 0 does not pull the checkpoint time back");
+        let m = cp.complete_pending(Some(29_000_000), true).expect("completes");
+        assert_eq!(m, vec![51]);
+        let (manifest, ledgers) = Checkpoints::new(&*store, "j").latest_valid().expect("reads").expect("exists");
+        assert_eq!(manifest.time, 29_000_000);
+        assert_eq!(ledgers[0].1.next_offset, 9);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
