@@ -306,3 +306,49 @@ fn corrupt_or_incomplete_newest_checkpoint_falls_back_to_the_previous() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn killing_one_process_of_a_cluster_ten_times_gives_identical_hours() {
+    let broker = Broker::start("cluster-crash");
+    broker.topic("events", 4);
+    broker.topic("events-dlq", 1);
+    let dir = scratch("cluster-crash");
+    let cfg = messy(44, 100_000);
+    let producer = {
+        let addr = broker.addr.clone();
+        let g = generator(&cfg);
+        std::thread::spawn(move || BrokerAddr(addr).produce(&g, 0..100_000, 8_000.0))
+    };
+    let root = dir.join("crashy");
+    let job = job_file(&dir, "crashy", &broker, "events", &local_sink(&root));
+    let mut rng = popularity::rng::SplitMix64::new(11);
+    for round in 0..10 {
+        let ports = [free_port(), free_port()];
+        let hostfile = dir.join("hosts");
+        std::fs::write(&hostfile, format!("127.0.0.1:{}\n127.0.0.1:{}\n", ports[0], ports[1])).expect("hostfile");
+        let h = hostfile.display().to_string();
+        let mut procs =
+            [spawn(&job, &["-w", "1", "-n", "2", "-p", "0", "-h", &h]), spawn(&job, &["-w", "1", "-n", "2", "-p", "1", "-h", &h])];
+        std::thread::sleep(Duration::from_millis(1000 + rng.below(1500)));
+        // Kill one process; its peer loses the connection and goes down too (or is taken down).
+        let victim = round % 2;
+        procs[victim].kill().expect("kill -9");
+        let _ = procs[victim].wait();
+        let survivor = &mut procs[1 - victim];
+        let waited = std::time::Instant::now();
+        while survivor.try_wait().expect("poll").is_none() && waited.elapsed() < Duration::from_secs(3) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = survivor.kill();
+        let _ = survivor.wait();
+    }
+    producer.join().expect("producer");
+    let read = run_to_end(&job, &["-w", "2"]);
+    assert!(read < 100_000, "the last run resumed from a checkpoint (read {read} of 100000)");
+    let reference_root = dir.join("reference");
+    run_to_end(&job_file(&dir, "reference", &broker, "events", &local_sink(&reference_root)), &["-w", "2"]);
+    let want = snapshot_objects(&LocalStore::new(&reference_root).expect("store"));
+    let got = snapshot_objects(&LocalStore::new(&root).expect("store"));
+    assert_eq!(hours_of(&got), hours_of(&want), "cluster killed 10 times");
+    let _ = std::fs::remove_dir_all(&dir);
+}
