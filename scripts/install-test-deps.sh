@@ -21,3 +21,6 @@ bash scripts/garage.sh install
 if ! python3 -c "import duckdb" >/dev/null 2>&1; then
   python3 -m pip install --quiet duckdb
 fi
+
+# Prometheus (and promtool) for the metrics tests.
+bash scripts/prometheus.sh install

@@ -40,6 +40,35 @@ pub struct JobConfig {
     pub dead_letter: DeadLetterConfig,
     /// Checkpoints (Kafka sources).
     pub checkpoint: CheckpointConfig,
+    /// The Prometheus endpoint.
+    pub metrics: MetricsConfig,
+}
+
+/// `[metrics]`
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct MetricsConfig {
+    /// Serve `/metrics`, `/healthz` and `/readyz`.
+    pub enabled: bool,
+    /// Address to listen on; the port is offset by the process index (`-p`),
+    /// so several processes on one host do not collide. Port 0: any free port.
+    pub listen: String,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig { enabled: true, listen: "127.0.0.1:9464".into() }
+    }
+}
+
+impl MetricsConfig {
+    /// The address for process `index`.
+    pub fn address(&self, index: usize) -> Result<String, Error> {
+        let (host, port) = self.listen.rsplit_once(':').ok_or_else(|| Error::Config(format!("metrics.listen `{}` needs host:port", self.listen)))?;
+        let port: u16 = port.parse().map_err(|_| Error::Config(format!("metrics.listen `{}`: bad port", self.listen)))?;
+        let port = if port == 0 { 0 } else { port.checked_add(index as u16).ok_or_else(|| Error::Config("metrics port overflow".into()))? };
+        Ok(format!("{host}:{port}"))
+    }
 }
 
 /// `[checkpoint]`

@@ -25,6 +25,7 @@ pub mod dataflow;
 pub mod error;
 pub mod event;
 pub mod generator;
+pub mod metrics;
 pub mod oracle;
 pub mod pipeline;
 pub mod rank;

@@ -253,6 +253,9 @@ fn run(args: RunArgs) -> Result<()> {
     // SIGTERM (as Kubernetes sends) and Ctrl-C: stop reading, checkpoint, exit 0.
     signal_hook::flag::register(signal_hook::consts::SIGTERM, ctx.stop.clone())?;
     signal_hook::flag::register(signal_hook::consts::SIGINT, ctx.stop.clone())?;
+    if let Some(addr) = ctx.serve_metrics(args.cluster.process)? {
+        eprintln!("metrics on http://{addr}/metrics");
+    }
     let ctx = Arc::new(ctx);
     let started = Instant::now();
     let stats = execute(config, ctx)?;

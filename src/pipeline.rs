@@ -94,6 +94,8 @@ pub struct Context {
     pub kafka_progress: ProgressBoard,
     /// Set on SIGTERM/SIGINT: stop reading, checkpoint, exit.
     pub stop: Arc<AtomicBool>,
+    /// Set once the workers are processing (restored and reading): `/readyz`.
+    pub ready: Arc<AtomicBool>,
 }
 
 impl Context {
@@ -130,7 +132,17 @@ impl Context {
             fault: Arc::new(FaultSlot::default()),
             kafka_progress: ProgressBoard::default(),
             stop: Arc::new(AtomicBool::new(false)),
+            ready: Arc::new(AtomicBool::new(false)),
         })
+    }
+
+    /// Starts the metrics endpoint for process `process` if the job wants one.
+    pub fn serve_metrics(&self, process: usize) -> Result<Option<std::net::SocketAddr>> {
+        if !self.job.metrics.enabled {
+            return Ok(None);
+        }
+        let addr = self.job.metrics.address(process)?;
+        crate::metrics::serve(&addr, process, self.stats.clone(), self.kafka_progress.clone(), self.ready.clone()).map(Some)
     }
 
     /// True if this job takes checkpoints (a resumable source and a store).
@@ -226,6 +238,7 @@ pub fn run_worker(worker: &mut Worker, ctx: &Context) -> Result<()> {
     };
     let mut driver = Driver::new(ctx, source, source_name, dead);
     driver.carry = carry;
+    ctx.ready.store(true, Ordering::Relaxed);
     for (p, l) in &restore.ledgers {
         driver.marks.insert(*p, Watermark::with_max_seen(ctx.lateness, l.max_seen));
     }
@@ -338,13 +351,16 @@ impl<'a> Driver<'a> {
                 self.last_dead_flush = Instant::now();
             }
             let frontier = probe.with_frontier(|f| f.first().copied());
+            if let Some(f) = frontier {
+                self.ctx.stats.frontier_ms.store(self.ctx.window.pane_start(f), Ordering::Relaxed);
+            }
             if stopping.is_none() && self.ctx.stop.load(Ordering::Relaxed) {
                 self.dead.flush()?;
                 match self.checkpointer.as_mut() {
                     Some(cp) => {
                         let id = cp.final_id(crate::time::now_ms() as u64);
                         tracing::info!(checkpoint = id, "stop requested: taking a final checkpoint");
-                        Self::checkpoint(cp, &*self.source, &self.marks, id, frontier)?;
+                        Self::checkpoint(&self.ctx.stats, cp, &*self.source, &self.marks, id, frontier)?;
                         stopping = Some((id, Instant::now()));
                     }
                     None => return Ok(()),
@@ -369,7 +385,7 @@ impl<'a> Driver<'a> {
             }
             if let Some(cp) = self.checkpointer.as_mut() {
                 if let (Some(id), Some(f)) = (cp.due(crate::time::now_ms() as u64), frontier) {
-                    Self::checkpoint(cp, &*self.source, &self.marks, id, Some(f))?;
+                    Self::checkpoint(&self.ctx.stats, cp, &*self.source, &self.marks, id, Some(f))?;
                 }
                 cp.complete_pending(frontier, false)?;
             }
@@ -404,6 +420,9 @@ impl<'a> Driver<'a> {
                             .unwrap_or(*session.time());
                         if low > *session.time() {
                             session.advance_to(low);
+                            if let Ok(mut w) = self.ctx.stats.worker_watermarks.lock() {
+                                w.insert(worker.index(), self.ctx.window.pane_start(low));
+                            }
                         }
                         session.flush();
                         if let Some((carry, time)) = self.carry.as_mut() {
@@ -427,6 +446,7 @@ impl<'a> Driver<'a> {
 
     /// Writes this worker's part of checkpoint `id`; a failure skips this checkpoint, it does not stop the job.
     fn checkpoint(
+        stats: &Stats,
         cp: &mut Checkpointer,
         source: &dyn Source,
         marks: &BTreeMap<PartitionId, Watermark>,
@@ -438,8 +458,17 @@ impl<'a> Driver<'a> {
         let max_seen: BTreeMap<PartitionId, Option<Millis>> = marks.iter().map(|(p, w)| (*p, w.max_seen())).collect();
         let started = Instant::now();
         match cp.take(id, frontier, &positions, &max_seen) {
-            Ok(meta) => tracing::info!(checkpoint = id, entries = meta.entries, bytes = meta.bytes, took = ?started.elapsed(), "checkpoint part written"),
-            Err(e) => tracing::warn!(checkpoint = id, error = %e, "checkpoint part not written; skipping this checkpoint"),
+            Ok(meta) => {
+                tracing::info!(checkpoint = id, entries = meta.entries, bytes = meta.bytes, took = ?started.elapsed(), "checkpoint part written");
+                Stats::add(&stats.checkpoints, 1);
+                stats.checkpoint_micros.store(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+                stats.checkpoint_bytes.store(meta.bytes, Ordering::Relaxed);
+                stats.checkpoint_last_ms.store(crate::time::now_ms(), Ordering::Relaxed);
+            }
+            Err(e) => {
+                Stats::add(&stats.checkpoint_failures, 1);
+                tracing::warn!(checkpoint = id, error = %e, "checkpoint part not written; skipping this checkpoint");
+            }
         }
         Ok(())
     }

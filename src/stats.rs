@@ -40,6 +40,20 @@ pub struct Stats {
     pub live_state: AtomicI64,
     /// Largest value `live_state` reached.
     pub live_state_peak: AtomicI64,
+    /// Each worker's input watermark (ms), for the lowest-watermark gauge.
+    pub worker_watermarks: std::sync::Mutex<std::collections::BTreeMap<usize, i64>>,
+    /// Dataflow output frontier (ms of event time).
+    pub frontier_ms: AtomicI64,
+    /// Checkpoint parts written.
+    pub checkpoints: AtomicU64,
+    /// Checkpoint parts that failed.
+    pub checkpoint_failures: AtomicU64,
+    /// Duration of the last checkpoint part write (µs).
+    pub checkpoint_micros: AtomicU64,
+    /// Size of the last checkpoint part.
+    pub checkpoint_bytes: AtomicU64,
+    /// Wall-clock time of the last checkpoint part (ms).
+    pub checkpoint_last_ms: AtomicI64,
 }
 
 /// A copy of [`Stats`] at one moment.
@@ -87,6 +101,11 @@ impl Stats {
             let now = self.live_state.fetch_add(delta, Ordering::Relaxed) + delta;
             self.live_state_peak.fetch_max(now, Ordering::Relaxed);
         }
+    }
+
+    /// The lowest watermark over the workers of this process (ms; 0 before any).
+    pub fn low_watermark_ms(&self) -> i64 {
+        self.worker_watermarks.lock().ok().and_then(|m| m.values().min().copied()).unwrap_or(0)
     }
 
     /// Reads every counter.

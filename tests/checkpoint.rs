@@ -21,7 +21,7 @@ fn job_file(dir: &Path, name: &str, broker: &Broker, topic: &str, sink: &str) ->
     std::fs::write(
         &path,
         format!(
-            "[job]\nname = \"{name}\"\n[source]\nkind = \"kafka\"\nbatch = 2000\n[source.kafka]\nbrokers = \"{}\"\ntopic = \"{topic}\"\ndead-letter-topic = \"{topic}-dlq\"\nuntil = \"idle\"\nidle-timeout = \"4s\"\n[catalog]\ntitles = 400\n[checkpoint]\ninterval = \"500ms\"\nkeep = 3\n{sink}\n",
+            "[metrics]\nlisten = \"127.0.0.1:0\"\n[job]\nname = \"{name}\"\n[source]\nkind = \"kafka\"\nbatch = 2000\n[source.kafka]\nbrokers = \"{}\"\ntopic = \"{topic}\"\ndead-letter-topic = \"{topic}-dlq\"\nuntil = \"idle\"\nidle-timeout = \"4s\"\n[catalog]\ntitles = 400\n[checkpoint]\ninterval = \"500ms\"\nkeep = 3\n{sink}\n",
             broker.addr
         ),
     )

@@ -78,7 +78,7 @@ fn two_processes_read_every_partition_once() {
     std::fs::write(
         &job_path,
         format!(
-            "[job]\nname = \"cluster\"\n[source]\nkind = \"kafka\"\n[source.kafka]\nbrokers = \"{}\"\ntopic = \"events\"\ndead-letter-topic = \"events-dlq\"\nuntil = \"idle\"\nidle-timeout = \"3s\"\n[catalog]\ntitles = 400\n[sink]\npath = \"{}\"\n",
+            "[metrics]\nlisten = \"127.0.0.1:0\"\n[job]\nname = \"cluster\"\n[source]\nkind = \"kafka\"\n[source.kafka]\nbrokers = \"{}\"\ntopic = \"events\"\ndead-letter-topic = \"events-dlq\"\nuntil = \"idle\"\nidle-timeout = \"3s\"\n[catalog]\ntitles = 400\n[sink]\npath = \"{}\"\n",
             broker.addr,
             dir.join("snapshots").display()
         ),

@@ -132,7 +132,7 @@ fn two_processes_on_localhost_match_recount() {
     std::fs::write(
         &job_path,
         format!(
-            "[source]\nkind = \"file\"\nbatch = 777\n[source.file]\npath = \"{}\"\n[catalog]\ntitles = 400\n[sink]\npath = \"{}\"\n[dead-letter]\npath = \"{}\"\n",
+            "[metrics]\nlisten = \"127.0.0.1:0\"\n[source]\nkind = \"file\"\nbatch = 777\n[source.file]\npath = \"{}\"\n[catalog]\ntitles = 400\n[sink]\npath = \"{}\"\n[dead-letter]\npath = \"{}\"\n",
             events.display(),
             dir.join("snapshots").display(),
             dir.join("dead-letters").display()

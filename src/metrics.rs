@@ -1,0 +1,200 @@
+//! The Prometheus endpoint: `/metrics`, `/healthz`, `/readyz`.
+//!
+//! Workers keep plain atomics ([`Stats`]); a scrape copies them into a
+//! Prometheus registry and renders the text format, so the hot path never
+//! touches the registry. Names carry the `popularity_` prefix, counters end
+//! in `_total`, times in `_seconds`, sizes in `_bytes`; the only labels are
+//! the process index and, for Kafka, the partition (low cardinality).
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus::{Encoder, IntCounter, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
+
+use crate::error::{Error, Result};
+use crate::source::kafka::ProgressBoard;
+use crate::stats::Stats;
+
+/// Every metric the job exports (also checked against the dashboard and alert rules by the tests).
+pub const METRIC_NAMES: &[&str] = &[
+    "popularity_records_read_total",
+    "popularity_records_decoded_total",
+    "popularity_records_invalid_total",
+    "popularity_events_late_total",
+    "popularity_views_total",
+    "popularity_dead_letters_total",
+    "popularity_snapshot_parts_written_total",
+    "popularity_snapshot_rows_written_total",
+    "popularity_snapshot_bytes_written_total",
+    "popularity_snapshot_write_seconds_total",
+    "popularity_hours_published_total",
+    "popularity_store_retries_total",
+    "popularity_live_state_entries",
+    "popularity_watermark_seconds",
+    "popularity_watermark_lag_seconds",
+    "popularity_frontier_seconds",
+    "popularity_kafka_next_offset",
+    "popularity_kafka_high_watermark",
+    "popularity_kafka_consumer_lag",
+    "popularity_checkpoints_total",
+    "popularity_checkpoint_failures_total",
+    "popularity_checkpoint_duration_seconds",
+    "popularity_checkpoint_bytes",
+    "popularity_checkpoint_last_success_timestamp_seconds",
+];
+
+struct Exported {
+    registry: Registry,
+    counters: Vec<(IntCounter, fn(&Stats) -> u64)>,
+    gauges: Vec<(IntGauge, fn(&Stats) -> i64)>,
+    kafka: [IntGaugeVec; 3],
+    write_seconds: prometheus::Counter,
+}
+
+fn perr(e: prometheus::Error) -> Error {
+    Error::Internal(format!("metrics: {e}"))
+}
+
+impl Exported {
+    fn new(process: usize) -> Result<Exported> {
+        let registry = Registry::new_custom(None, Some([("process".to_string(), process.to_string())].into())).map_err(perr)?;
+        let counter_defs: [(&str, &str, fn(&Stats) -> u64); 11] = [
+            ("popularity_records_read_total", "Records read from sources, valid or not.", |s| s.read.load(Ordering::Relaxed)),
+            ("popularity_records_decoded_total", "Records decoded into events.", |s| s.decoded.load(Ordering::Relaxed)),
+            ("popularity_records_invalid_total", "Records rejected by the decoder.", |s| s.invalid.load(Ordering::Relaxed)),
+            ("popularity_events_late_total", "Valid events behind their partition's watermark.", |s| s.late.load(Ordering::Relaxed)),
+            ("popularity_views_total", "started_video events counted as views.", |s| s.views.load(Ordering::Relaxed)),
+            ("popularity_dead_letters_total", "Records written to the dead-letter sink.", |s| s.dead_lettered.load(Ordering::Relaxed)),
+            ("popularity_snapshot_parts_written_total", "Snapshot parts written.", |s| s.parts_written.load(Ordering::Relaxed)),
+            ("popularity_snapshot_rows_written_total", "Snapshot rows written.", |s| s.rows_written.load(Ordering::Relaxed)),
+            ("popularity_snapshot_bytes_written_total", "Snapshot bytes written.", |s| s.bytes_written.load(Ordering::Relaxed)),
+            ("popularity_hours_published_total", "Hours whose _SUCCESS manifest was written.", |s| s.hours_published.load(Ordering::Relaxed)),
+            ("popularity_store_retries_total", "Store operations retried after a transient failure.", |s| s.store_retries.load(Ordering::Relaxed)),
+        ];
+        let more_counters: [(&str, &str, fn(&Stats) -> u64); 2] = [
+            ("popularity_checkpoints_total", "Checkpoint parts this process wrote.", |s| s.checkpoints.load(Ordering::Relaxed)),
+            ("popularity_checkpoint_failures_total", "Checkpoint parts that could not be written.", |s| s.checkpoint_failures.load(Ordering::Relaxed)),
+        ];
+        let mut counters = Vec::new();
+        for (name, help, get) in counter_defs.into_iter().chain(more_counters) {
+            let c = IntCounter::new(name, help).map_err(perr)?;
+            registry.register(Box::new(c.clone())).map_err(perr)?;
+            counters.push((c, get));
+        }
+        let gauge_defs: [(&str, &str, fn(&Stats) -> i64); 7] = [
+            ("popularity_live_state_entries", "Live window state: pending (content, pane) updates plus current counts.", |s| s.live_state.load(Ordering::Relaxed)),
+            ("popularity_watermark_seconds", "Lowest input watermark over this process's workers (event time, seconds).", |s| s.low_watermark_ms() / 1000),
+            ("popularity_watermark_lag_seconds", "Wall clock minus the lowest watermark.", |s| {
+                let w = s.low_watermark_ms();
+                if w == 0 { 0 } else { (crate::time::now_ms() - w) / 1000 }
+            }),
+            ("popularity_frontier_seconds", "Dataflow output frontier (event time, seconds): hours before it are final.", |s| s.frontier_ms.load(Ordering::Relaxed) / 1000),
+            ("popularity_checkpoint_duration_seconds", "Time the last checkpoint part took to write (seconds, rounded down).", |s| s.checkpoint_micros.load(Ordering::Relaxed) as i64 / 1_000_000),
+            ("popularity_checkpoint_bytes", "Size of the last checkpoint part.", |s| s.checkpoint_bytes.load(Ordering::Relaxed) as i64),
+            ("popularity_checkpoint_last_success_timestamp_seconds", "When the last checkpoint part was written (Unix seconds).", |s| s.checkpoint_last_ms.load(Ordering::Relaxed) / 1000),
+        ];
+        let mut gauges = Vec::new();
+        for (name, help, get) in gauge_defs {
+            let g = IntGauge::new(name, help).map_err(perr)?;
+            registry.register(Box::new(g.clone())).map_err(perr)?;
+            gauges.push((g, get));
+        }
+        let kafka = [
+            ("popularity_kafka_next_offset", "Next offset to read, per partition."),
+            ("popularity_kafka_high_watermark", "The partition's end offset as the broker reports it."),
+            ("popularity_kafka_consumer_lag", "Records in the partition not read yet."),
+        ]
+        .map(|(n, h)| IntGaugeVec::new(Opts::new(n, h), &["partition"]));
+        let [a, b, c] = kafka;
+        let kafka = [a.map_err(perr)?, b.map_err(perr)?, c.map_err(perr)?];
+        for k in &kafka {
+            registry.register(Box::new(k.clone())).map_err(perr)?;
+        }
+        let write_seconds =
+            prometheus::Counter::new("popularity_snapshot_write_seconds_total", "Time spent encoding and storing snapshot parts.").map_err(perr)?;
+        registry.register(Box::new(write_seconds.clone())).map_err(perr)?;
+        Ok(Exported { registry, counters, gauges, kafka, write_seconds })
+    }
+
+    fn render(&self, stats: &Stats, board: &ProgressBoard) -> Vec<u8> {
+        for (c, get) in &self.counters {
+            let now = get(stats);
+            let had = c.get();
+            if now > had {
+                c.inc_by(now - had);
+            }
+        }
+        for (g, get) in &self.gauges {
+            g.set(get(stats));
+        }
+        let secs = stats.part_write_micros.load(Ordering::Relaxed) as f64 / 1e6;
+        let had = self.write_seconds.get();
+        if secs > had {
+            self.write_seconds.inc_by(secs - had);
+        }
+        if let Ok(board) = board.lock() {
+            for (p, progress) in board.iter() {
+                let label = p.to_string();
+                self.kafka[0].with_label_values(&[&label]).set(progress.next_offset);
+                self.kafka[1].with_label_values(&[&label]).set(progress.high_watermark);
+                self.kafka[2].with_label_values(&[&label]).set(progress.lag());
+            }
+        }
+        let mut out = Vec::new();
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
+            out = format!("# metrics could not be encoded: {e}\n").into_bytes();
+        }
+        out
+    }
+}
+
+/// Starts the endpoint on `listen`; returns the address it is bound to.
+/// `ready` turns `/readyz` to 200 once the workers are processing.
+pub fn serve(listen: &str, process: usize, stats: Arc<Stats>, board: ProgressBoard, ready: Arc<AtomicBool>) -> Result<SocketAddr> {
+    let listener = TcpListener::bind(listen).map_err(|e| Error::io(format!("binding the metrics endpoint to {listen}"), e))?;
+    let addr = listener.local_addr().map_err(|e| Error::io("metrics endpoint address", e))?;
+    let exported = Exported::new(process)?;
+    std::thread::Builder::new()
+        .name("metrics".into())
+        .spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(conn) = conn else { continue };
+                if let Err(e) = answer(conn, &exported, &stats, &board, &ready) {
+                    tracing::debug!(error = %e, "metrics request failed");
+                }
+            }
+        })
+        .map_err(|e| Error::io("starting the metrics thread", e))?;
+    Ok(addr)
+}
+
+fn answer(conn: TcpStream, exported: &Exported, stats: &Stats, board: &ProgressBoard, ready: &AtomicBool) -> std::io::Result<()> {
+    conn.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let mut reader = BufReader::new(conn.try_clone()?);
+    let mut request = String::new();
+    reader.read_line(&mut request)?;
+    // Drain the headers (bounded) so the client sees a clean response.
+    let mut line = String::new();
+    for _ in 0..100 {
+        line.clear();
+        if reader.read_line(&mut line)? == 0 || line == "\r\n" || line == "\n" {
+            break;
+        }
+    }
+    let path = request.split_whitespace().nth(1).unwrap_or("");
+    let (status, kind, body): (&str, &str, Vec<u8>) = match (request.split_whitespace().next(), path) {
+        (Some("GET"), "/metrics") => ("200 OK", "text/plain; version=0.0.4", exported.render(stats, board)),
+        (Some("GET"), "/healthz") => ("200 OK", "text/plain", b"ok\n".to_vec()),
+        (Some("GET"), "/readyz") if ready.load(Ordering::Relaxed) => ("200 OK", "text/plain", b"ready\n".to_vec()),
+        (Some("GET"), "/readyz") => ("503 Service Unavailable", "text/plain", b"starting\n".to_vec()),
+        (Some("GET"), _) => ("404 Not Found", "text/plain", b"not found: try /metrics, /healthz or /readyz\n".to_vec()),
+        _ => ("405 Method Not Allowed", "text/plain", b"only GET\n".to_vec()),
+    };
+    let mut conn = conn;
+    write!(conn, "HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len())?;
+    conn.write_all(&body)?;
+    conn.flush()
+}
