@@ -46,10 +46,15 @@ pub const METRIC_NAMES: &[&str] = &[
     "popularity_checkpoint_last_success_timestamp_seconds",
 ];
 
+/// Reads a counter's value from the job's stats.
+type CounterFn = fn(&Stats) -> u64;
+/// Reads a gauge's value from the job's stats.
+type GaugeFn = fn(&Stats) -> i64;
+
 struct Exported {
     registry: Registry,
-    counters: Vec<(IntCounter, fn(&Stats) -> u64)>,
-    gauges: Vec<(IntGauge, fn(&Stats) -> i64)>,
+    counters: Vec<(IntCounter, CounterFn)>,
+    gauges: Vec<(IntGauge, GaugeFn)>,
     kafka: [IntGaugeVec; 3],
     write_seconds: prometheus::Counter,
 }
@@ -61,7 +66,7 @@ fn perr(e: prometheus::Error) -> Error {
 impl Exported {
     fn new(process: usize) -> Result<Exported> {
         let registry = Registry::new_custom(None, Some([("process".to_string(), process.to_string())].into())).map_err(perr)?;
-        let counter_defs: [(&str, &str, fn(&Stats) -> u64); 11] = [
+        let counter_defs: [(&str, &str, CounterFn); 11] = [
             ("popularity_records_read_total", "Records read from sources, valid or not.", |s| s.read.load(Ordering::Relaxed)),
             ("popularity_records_decoded_total", "Records decoded into events.", |s| s.decoded.load(Ordering::Relaxed)),
             ("popularity_records_invalid_total", "Records rejected by the decoder.", |s| s.invalid.load(Ordering::Relaxed)),
@@ -74,7 +79,7 @@ impl Exported {
             ("popularity_hours_published_total", "Hours whose _SUCCESS manifest was written.", |s| s.hours_published.load(Ordering::Relaxed)),
             ("popularity_store_retries_total", "Store operations retried after a transient failure.", |s| s.store_retries.load(Ordering::Relaxed)),
         ];
-        let more_counters: [(&str, &str, fn(&Stats) -> u64); 2] = [
+        let more_counters: [(&str, &str, CounterFn); 2] = [
             ("popularity_checkpoints_total", "Checkpoint parts this process wrote.", |s| s.checkpoints.load(Ordering::Relaxed)),
             ("popularity_checkpoint_failures_total", "Checkpoint parts that could not be written.", |s| s.checkpoint_failures.load(Ordering::Relaxed)),
         ];
@@ -84,7 +89,7 @@ impl Exported {
             registry.register(Box::new(c.clone())).map_err(perr)?;
             counters.push((c, get));
         }
-        let gauge_defs: [(&str, &str, fn(&Stats) -> i64); 7] = [
+        let gauge_defs: [(&str, &str, GaugeFn); 7] = [
             ("popularity_live_state_entries", "Live window state: pending (content, pane) updates plus current counts.", |s| s.live_state.load(Ordering::Relaxed)),
             ("popularity_watermark_seconds", "Lowest input watermark over this process's workers (event time, seconds).", |s| s.low_watermark_ms() / 1000),
             ("popularity_watermark_lag_seconds", "Wall clock minus the lowest watermark.", |s| {
