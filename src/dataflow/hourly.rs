@@ -13,7 +13,7 @@ use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::StreamVec;
 
-use super::{shard, Views};
+use super::{follow_frontier, shard, Views};
 use crate::event::ContentId;
 use crate::stats::Stats;
 use crate::time::{Pane, WindowSpec};
@@ -77,16 +77,7 @@ pub fn hourly_tables<'scope>(windowed: Views<'scope>, window: WindowSpec, stats:
                     }
                     cursor = time;
                 }
-                match bound {
-                    Some(b) => {
-                        if let Some(cap) = held.as_mut() {
-                            if *cap.time() < b {
-                                cap.downgrade(&b);
-                            }
-                        }
-                    }
-                    None => held = None,
-                }
+                follow_frontier(&mut held, bound);
                 let now = pending.values().map(|v| v.len() as i64).sum::<i64>() + counts.len() as i64;
                 stats.live_state_delta(now - state);
                 state = now;

@@ -202,16 +202,7 @@ pub fn publish_hours<'scope>(
                     Err(e) => fault.set(&e),
                 }
             }
-            match bound {
-                Some(b) => {
-                    if let Some(cap) = held.as_mut() {
-                        if *cap.time() < b {
-                            cap.downgrade(&b);
-                        }
-                    }
-                }
-                None => held = None,
-            }
+            crate::dataflow::follow_frontier(&mut held, bound);
         }
     })
 }
