@@ -10,11 +10,14 @@
 //! ```
 //!
 //! - [`event`], [`catalog`], [`time`]: the data model and event-time arithmetic.
-//! - [`generator`]: deterministic synthetic traffic; [`source`]: file and generator sources.
+//! - [`generator`]: deterministic synthetic traffic; [`source`]: file, generator and Kafka sources.
 //! - [`dataflow`]: the collections and operators; no I/O, no knowledge of sources or stores.
-//! - [`sink`]: Parquet snapshots and manifests, object stores, dead letters.
+//! - [`sink`]: Parquet snapshots and manifests, local and S3 stores, dead letters.
 //! - [`pipeline`]: the per-worker driver that connects them; [`config`]: job files.
-//! - [`oracle`]: a from-scratch recount used by tests and `popularity verify`.
+//! - [`checkpoint`]: per-partition offsets, watermarks and pane counts; restore.
+//! - [`metrics`]: the Prometheus endpoint; [`stats`]: the counters behind it.
+//! - [`rank`]: the downstream ranker over published hours.
+//! - [`oracle`]: a from-scratch recount, what the tests compare against.
 
 #![forbid(unsafe_code)]
 
