@@ -536,7 +536,7 @@ mod tests {
     }
 }
 
-/// Figures of [`bench`].
+/// Figures of [`bench()`].
 #[derive(Clone, Debug, Serialize)]
 pub struct BenchReport {
     /// `(content, pane)` entries checkpointed.
