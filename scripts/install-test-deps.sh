@@ -24,3 +24,8 @@ fi
 
 # Prometheus (and promtool) for the metrics tests.
 bash scripts/prometheus.sh install
+
+# Offline validation of the Kubernetes manifests.
+if ! python3 -c "import kubernetes_validate, yaml" >/dev/null 2>&1; then
+  python3 -m pip install --quiet kubernetes-validate pyyaml
+fi

@@ -50,14 +50,16 @@ pub struct JobConfig {
 pub struct MetricsConfig {
     /// Serve `/metrics`, `/healthz` and `/readyz`.
     pub enabled: bool,
-    /// Address to listen on; the port is offset by the process index (`-p`),
-    /// so several processes on one host do not collide. Port 0: any free port.
+    /// Address to listen on. Port 0: any free port.
     pub listen: String,
+    /// Offset the port by the process index (`-p`), so several processes on
+    /// one host do not collide; off where each process has its own address (Kubernetes).
+    pub port_per_process: bool,
 }
 
 impl Default for MetricsConfig {
     fn default() -> Self {
-        MetricsConfig { enabled: true, listen: "127.0.0.1:9464".into() }
+        MetricsConfig { enabled: true, listen: "127.0.0.1:9464".into(), port_per_process: true }
     }
 }
 
@@ -66,7 +68,8 @@ impl MetricsConfig {
     pub fn address(&self, index: usize) -> Result<String, Error> {
         let (host, port) = self.listen.rsplit_once(':').ok_or_else(|| Error::Config(format!("metrics.listen `{}` needs host:port", self.listen)))?;
         let port: u16 = port.parse().map_err(|_| Error::Config(format!("metrics.listen `{}`: bad port", self.listen)))?;
-        let port = if port == 0 { 0 } else { port.checked_add(index as u16).ok_or_else(|| Error::Config("metrics port overflow".into()))? };
+        let offset = if self.port_per_process { index as u16 } else { 0 };
+        let port = if port == 0 { 0 } else { port.checked_add(offset).ok_or_else(|| Error::Config("metrics port overflow".into()))? };
         Ok(format!("{host}:{port}"))
     }
 }

@@ -72,6 +72,9 @@ pub struct KafkaConfig {
     pub connect_backoff: String,
     /// Extra librdkafka properties for every client (`"fetch.max.bytes" = "…"`).
     pub properties: BTreeMap<String, String>,
+    /// librdkafka properties whose values come from environment variables
+    /// (`"sasl.password" = "KAFKA_SASL_PASSWORD"`): secrets stay out of job files and logs.
+    pub secret_properties: BTreeMap<String, String>,
 }
 
 impl Default for KafkaConfig {
@@ -86,6 +89,7 @@ impl Default for KafkaConfig {
             connect_attempts: 6,
             connect_backoff: "250ms".into(),
             properties: BTreeMap::new(),
+            secret_properties: BTreeMap::new(),
         }
     }
 }
@@ -94,10 +98,29 @@ impl KafkaConfig {
     fn client(&self) -> ClientConfig {
         let mut c = ClientConfig::new();
         c.set("bootstrap.servers", &self.brokers);
+        self.apply_properties(&mut c);
+        c
+    }
+
+    /// Fails if a secret property's environment variable is missing (checked when connecting).
+    pub fn check_secrets(&self) -> Result<()> {
+        for (k, var) in &self.secret_properties {
+            if std::env::var(var).is_err() {
+                return Err(Error::Config(format!("source.kafka.secret-properties: `{k}` wants environment variable {var}, which is not set")));
+            }
+        }
+        Ok(())
+    }
+
+    fn apply_properties(&self, c: &mut ClientConfig) {
         for (k, v) in &self.properties {
             c.set(k, v);
         }
-        c
+        for (k, var) in &self.secret_properties {
+            if let Ok(v) = std::env::var(var) {
+                c.set(k, v);
+            }
+        }
     }
 
     /// Checks the durations parse.
@@ -205,6 +228,7 @@ impl KafkaSource {
         limits: Validation,
         progress: ProgressBoard,
     ) -> Result<KafkaSource> {
+        cfg.check_secrets()?;
         let consumer: BaseConsumer = cfg
             .client()
             .set("group.id", group)
@@ -401,15 +425,14 @@ impl ProducerContext for CountingContext {
 }
 
 fn producer(cfg: &KafkaConfig, ctx: CountingContext) -> Result<BaseProducer<CountingContext>> {
+    cfg.check_secrets()?;
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", &cfg.brokers)
         .set("enable.idempotence", "true")
         .set("linger.ms", "5")
         .set("message.timeout.ms", "300000");
     // The job's properties win over these defaults.
-    for (k, v) in &cfg.properties {
-        c.set(k, v);
-    }
+    cfg.apply_properties(&mut c);
     c.create_with_context(ctx).map_err(|e| Error::Config(format!("Kafka producer: {e}")))
 }
 

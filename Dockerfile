@@ -1,0 +1,16 @@
+# Multi-stage build: compile with the Rust toolchain, run on a slim image as a non-root user.
+FROM rust:1.95-bookworm AS build
+WORKDIR /src
+COPY Cargo.toml Cargo.lock ./
+COPY src ./src
+COPY jobs ./jobs
+RUN cargo build --release --locked --bin popularity
+
+FROM debian:bookworm-slim
+RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates && rm -rf /var/lib/apt/lists/* \
+    && useradd --system --uid 10001 --no-create-home popularity
+COPY --from=build /src/target/release/popularity /usr/local/bin/popularity
+USER 10001
+EXPOSE 2101 9464
+ENTRYPOINT ["popularity"]
+CMD ["run"]

@@ -1,0 +1,205 @@
+#!/usr/bin/env python3
+"""Renders the kustomize overlays in k8s/ and checks them offline.
+
+usage: k8s_check.py OVERLAY_DIR [--kubernetes-version V] [--dump]
+
+No kustomize binary is available from the package registries this project
+builds from, so this renders the subset of kustomize the manifests use:
+`resources` (files and directories with their own kustomization),
+`namespace`, `labels`, `images`, `configMapGenerator` (files, behavior
+replace), and `patches` given as JSON 6902 operations against a kind/name
+target. Anything else in a kustomization is an error here, so the subset
+cannot silently drift. Every rendered object is then validated against the
+Kubernetes schemas (kubernetes-validate, strict), and the project's own
+invariants are checked. With --dump, prints the rendered objects as JSON.
+"""
+import json
+import os
+import re
+import sys
+
+import kubernetes_validate
+import yaml
+
+KNOWN = {"apiVersion", "kind", "resources", "namespace", "labels", "images",
+         "configMapGenerator", "generatorOptions", "patches"}
+
+
+def fail(msg):
+    print(f"k8s check failed: {msg}", file=sys.stderr)
+    sys.exit(1)
+
+
+def pointer(path):
+    return [p.replace("~1", "/").replace("~0", "~") for p in path.lstrip("/").split("/")]
+
+
+def apply_patch(obj, ops):
+    for op in ops:
+        parts = pointer(op["path"])
+        parent = obj
+        for p in parts[:-1]:
+            parent = parent[int(p)] if isinstance(parent, list) else parent[p]
+        last = parts[-1]
+        kind = op["op"]
+        if isinstance(parent, list):
+            i = len(parent) if last == "-" else int(last)
+            if kind == "add":
+                parent.insert(i, op["value"])
+            elif kind == "replace":
+                parent[i] = op["value"]
+            elif kind == "remove":
+                del parent[i]
+            else:
+                fail(f"unsupported patch op {kind}")
+        else:
+            if kind in ("add", "replace"):
+                if kind == "replace" and last not in parent:
+                    fail(f"replace of missing {op['path']}")
+                parent[last] = op["value"]
+            elif kind == "remove":
+                del parent[last]
+            else:
+                fail(f"unsupported patch op {kind}")
+
+
+def render(directory):
+    with open(os.path.join(directory, "kustomization.yaml")) as f:
+        k = yaml.safe_load(f)
+    unknown = set(k) - KNOWN
+    if unknown:
+        fail(f"{directory}: kustomization fields not supported by this renderer: {sorted(unknown)}")
+    objs = []
+    for r in k.get("resources", []):
+        path = os.path.join(directory, r)
+        if os.path.isdir(path):
+            objs.extend(render(path))
+        else:
+            with open(path) as f:
+                objs.extend(d for d in yaml.safe_load_all(f) if d)
+    for gen in k.get("configMapGenerator", []):
+        data = {}
+        for file in gen.get("files", []):
+            with open(os.path.join(directory, file)) as f:
+                data[os.path.basename(file)] = f.read()
+        cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": gen["name"]}, "data": data}
+        if gen.get("behavior") == "replace":
+            before = len(objs)
+            objs = [o for o in objs if not (o["kind"] == "ConfigMap" and o["metadata"]["name"] == gen["name"])]
+            if len(objs) == before:
+                fail(f"{directory}: configMapGenerator replaces {gen['name']}, which the base does not have")
+        objs.append(cm)
+    for label in k.get("labels", []):
+        for o in objs:
+            o.setdefault("metadata", {}).setdefault("labels", {}).update(label["pairs"])
+    for img in k.get("images", []):
+        for o in objs:
+            for c in o.get("spec", {}).get("template", {}).get("spec", {}).get("containers", []):
+                name, _, _ = c["image"].partition(":")
+                if name == img["name"]:
+                    c["image"] = f"{img.get('newName', name)}:{img.get('newTag', 'latest')}"
+    for p in k.get("patches", []):
+        t = p["target"]
+        targets = [o for o in objs if o["kind"] == t["kind"] and o["metadata"]["name"] == t["name"]]
+        if not targets:
+            fail(f"{directory}: patch target {t} not found")
+        for o in targets:
+            apply_patch(o, yaml.safe_load(p["patch"]))
+    if "namespace" in k:
+        for o in objs:
+            o["metadata"]["namespace"] = k["namespace"]
+    return objs
+
+
+def env_of(container):
+    return {e["name"]: e for e in container.get("env", [])}
+
+
+def check(objs, version):
+    for o in objs:
+        try:
+            kubernetes_validate.validate(o, version, strict=True)
+        except kubernetes_validate.ValidationError as e:
+            fail(f"{o['kind']}/{o['metadata']['name']}: {e.message} at {'/'.join(map(str, e.path))}")
+    by_kind = {}
+    for o in objs:
+        by_kind.setdefault(o["kind"], []).append(o)
+    [sts] = by_kind["StatefulSet"]
+    services = {s["metadata"]["name"]: s for s in by_kind.get("Service", [])}
+    spec = sts["spec"]
+    pod = spec["template"]["spec"]
+    [container] = pod["containers"]
+    [init] = pod["initContainers"]
+    replicas = spec["replicas"]
+    env, init_env = env_of(container), env_of(init)
+    if int(env["REPLICAS"]["value"]) != replicas or int(init_env["REPLICAS"]["value"]) != replicas:
+        fail(f"replicas {replicas} disagree with REPLICAS ({env['REPLICAS']['value']}, hostfile {init_env['REPLICAS']['value']})")
+    args = " ".join(container.get("args", []))
+    for flag in ["-n $REPLICAS", "-w $WORKERS", "-p ${HOSTNAME##*-}", "-h /cluster/hosts"]:
+        if flag not in args:
+            fail(f"the container does not pass `{flag}`")
+    # The hostfile lists one entry per replica, named after the StatefulSet and its Service.
+    script = " ".join(init["command"])
+    svc_name = spec["serviceName"]
+    if f"{sts['metadata']['name']}-$i.{svc_name}." not in script or "$REPLICAS" not in script:
+        fail("the hostfile entries do not follow <sts>-<i>.<svc> for each replica")
+    if spec.get("podManagementPolicy") != "Parallel":
+        fail("podManagementPolicy must be Parallel: every process must start")
+    svc = services.get(svc_name) or fail(f"no Service {svc_name}")
+    if svc["spec"].get("clusterIP") != "None" or not svc["spec"].get("publishNotReadyAddresses"):
+        fail("the Service must be headless with publishNotReadyAddresses")
+    pod_labels = spec["template"]["metadata"]["labels"]
+    if any(pod_labels.get(k) != v for k, v in svc["spec"]["selector"].items()):
+        fail("the Service selector does not select the pods")
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    svc_ports = {p["name"]: p["port"] for p in svc["spec"]["ports"]}
+    if ports != svc_ports:
+        fail(f"Service ports {svc_ports} differ from container ports {ports}")
+    metrics = ports["metrics"]
+    ann = spec["template"]["metadata"]["annotations"]
+    listen = env["POPULARITY__METRICS__LISTEN"]["value"]
+    probe_ports = {container["readinessProbe"]["httpGet"]["port"], container["livenessProbe"]["httpGet"]["port"]}
+    if int(ann["prometheus.io/port"]) != metrics or probe_ports != {metrics} or not listen.endswith(f":{metrics}"):
+        fail(f"metrics port disagrees: container {metrics}, annotation {ann['prometheus.io/port']}, probes {probe_ports}, listen {listen}")
+    if env.get("POPULARITY__METRICS__PORT_PER_PROCESS", {}).get("value") != "false":
+        fail("each pod has its own address: the metrics port must not be offset by the process index")
+    if "2101" not in str(init["command"]) or ports["dataflow"] != 2101:
+        fail("the hostfile port and the dataflow port differ")
+    for pdb in by_kind.get("PodDisruptionBudget", []):
+        if any(pod_labels.get(k) != v for k, v in pdb["spec"]["selector"]["matchLabels"].items()):
+            fail("the PodDisruptionBudget does not select the pods")
+    if not by_kind.get("PodDisruptionBudget"):
+        fail("no PodDisruptionBudget")
+    cms = {c["metadata"]["name"]: c for c in by_kind.get("ConfigMap", [])}
+    vol = next(v for v in pod["volumes"] if v["name"] == "job")
+    job = cms.get(vol["configMap"]["name"]) or fail("the job ConfigMap is missing")
+    toml = job["data"]["job.toml"]
+    m = re.search(r'stop-timeout\s*=\s*"(\d+)s"', toml)
+    stop = int(m.group(1)) if m else 60
+    if pod.get("terminationGracePeriodSeconds", 30) <= stop:
+        fail(f"terminationGracePeriodSeconds must exceed the checkpoint stop-timeout ({stop}s)")
+    for e in env.values():
+        if e["name"].startswith("AWS_") and "secretKeyRef" not in e.get("valueFrom", {}):
+            fail(f"{e['name']} must come from a Secret")
+    for secret_var in re.findall(r'=\s*"([A-Z_]+)"', toml.split("secret-properties", 1)[1].split("\n")[0]) if "secret-properties" in toml else []:
+        if secret_var not in env or "secretKeyRef" not in env[secret_var].get("valueFrom", {}):
+            fail(f"secret property variable {secret_var} must come from a Secret")
+    return objs
+
+
+def main():
+    args = sys.argv[1:]
+    if not args:
+        fail(__doc__)
+    version = "1.30.0"
+    if "--kubernetes-version" in args:
+        version = args[args.index("--kubernetes-version") + 1]
+    objs = check(render(args[0]), version)
+    if "--dump" in args:
+        print(json.dumps(objs))
+    else:
+        print(f"{args[0]}: {len(objs)} objects valid for Kubernetes {version}")
+
+
+if __name__ == "__main__":
+    main()
