@@ -64,9 +64,12 @@ fn broken(name: &str, file: &str, edit: impl Fn(String) -> String) -> PathBuf {
     dir
 }
 
+/// A way to break a manifest: (name, file, edit, expected message).
+type Breakage = (&'static str, &'static str, Box<dyn Fn(String) -> String>, &'static str);
+
 #[test]
 fn the_checks_catch_inconsistent_manifests() {
-    let cases: Vec<(&str, &str, Box<dyn Fn(String) -> String>, &str)> = vec![
+    let cases: Vec<Breakage> = vec![
         ("replicas", "overlays/production/kustomization.yaml", Box::new(|t| t.replacen("value: 4\n", "value: 5\n", 1)), "disagree with REPLICAS"),
         ("probe", "base/statefulset.yaml", Box::new(|t| t.replace("httpGet: {path: /readyz, port: 9464}", "httpGet: {path: /readyz, port: 9465}")), "metrics port disagrees"),
         ("headless", "base/service.yaml", Box::new(|t| t.replace("publishNotReadyAddresses: true", "publishNotReadyAddresses: false")), "headless"),
