@@ -253,7 +253,7 @@ fn run(args: RunArgs) -> Result<()> {
     // SIGTERM (as Kubernetes sends) and Ctrl-C: stop reading, checkpoint, exit 0.
     signal_hook::flag::register(signal_hook::consts::SIGTERM, ctx.stop.clone())?;
     signal_hook::flag::register(signal_hook::consts::SIGINT, ctx.stop.clone())?;
-    if let Some(addr) = ctx.serve_metrics(args.cluster.process)? {
+    if let Some(addr) = ctx.serve_metrics(args.cluster.process, args.cluster.processes)? {
         eprintln!("metrics on http://{addr}/metrics");
     }
     let ctx = Arc::new(ctx);
@@ -404,6 +404,7 @@ fn bench(args: BenchArgs) -> Result<()> {
     g.late = 0.0;
     g.invalid = 0.0;
     job.source.batch = 65_536;
+    job.metrics.enabled = false; // no endpoint, no live-window copies: the dataflow alone
     if let Some(path) = &args.sink_job {
         job.sink = JobConfig::load(Some(path))?.sink;
     }

@@ -14,7 +14,10 @@ use std::time::Duration;
 
 use prometheus::{Encoder, IntCounter, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
 
+use crate::catalog::{Catalog, Kind};
+use crate::dataflow::live::LiveBoard;
 use crate::error::{Error, Result};
+use crate::time::{rfc3339, WindowSpec};
 use crate::source::kafka::ProgressBoard;
 use crate::stats::Stats;
 
@@ -156,9 +159,21 @@ impl Exported {
     }
 }
 
+/// What the query API answers from.
+pub struct Api {
+    /// The live window shards of this process.
+    pub live: Arc<LiveBoard>,
+    /// Titles, for names, categories and rollups.
+    pub catalog: Arc<Catalog>,
+    /// Window geometry, to report what `as_of` covers.
+    pub window: WindowSpec,
+    /// Processes in the cluster: the API answers only when this process holds every shard.
+    pub processes: usize,
+}
+
 /// Starts the endpoint on `listen`; returns the address it is bound to.
 /// `ready` turns `/readyz` to 200 once the workers are processing.
-pub fn serve(listen: &str, process: usize, stats: Arc<Stats>, board: ProgressBoard, ready: Arc<AtomicBool>) -> Result<SocketAddr> {
+pub fn serve(listen: &str, process: usize, stats: Arc<Stats>, board: ProgressBoard, ready: Arc<AtomicBool>, api: Api) -> Result<SocketAddr> {
     let listener = TcpListener::bind(listen).map_err(|e| Error::io(format!("binding the metrics endpoint to {listen}"), e))?;
     let addr = listener.local_addr().map_err(|e| Error::io("metrics endpoint address", e))?;
     let exported = Exported::new(process)?;
@@ -167,7 +182,7 @@ pub fn serve(listen: &str, process: usize, stats: Arc<Stats>, board: ProgressBoa
         .spawn(move || {
             for conn in listener.incoming() {
                 let Ok(conn) = conn else { continue };
-                if let Err(e) = answer(conn, &exported, &stats, &board, &ready) {
+                if let Err(e) = answer(conn, &exported, &stats, &board, &ready, &api) {
                     tracing::debug!(error = %e, "metrics request failed");
                 }
             }
@@ -176,7 +191,7 @@ pub fn serve(listen: &str, process: usize, stats: Arc<Stats>, board: ProgressBoa
     Ok(addr)
 }
 
-fn answer(conn: TcpStream, exported: &Exported, stats: &Stats, board: &ProgressBoard, ready: &AtomicBool) -> std::io::Result<()> {
+fn answer(conn: TcpStream, exported: &Exported, stats: &Stats, board: &ProgressBoard, ready: &AtomicBool, api: &Api) -> std::io::Result<()> {
     conn.set_read_timeout(Some(Duration::from_secs(5)))?;
     let mut reader = BufReader::new(conn.try_clone()?);
     let mut request = String::new();
@@ -195,11 +210,81 @@ fn answer(conn: TcpStream, exported: &Exported, stats: &Stats, board: &ProgressB
         (Some("GET"), "/healthz") => ("200 OK", "text/plain", b"ok\n".to_vec()),
         (Some("GET"), "/readyz") if ready.load(Ordering::Relaxed) => ("200 OK", "text/plain", b"ready\n".to_vec()),
         (Some("GET"), "/readyz") => ("503 Service Unavailable", "text/plain", b"starting\n".to_vec()),
-        (Some("GET"), _) => ("404 Not Found", "text/plain", b"not found: try /metrics, /healthz or /readyz\n".to_vec()),
+        (Some("GET"), p) if p.starts_with("/api/") => {
+            let (status, body) = query(api, p);
+            (status, "application/json", body.to_string().into_bytes())
+        }
+        (Some("GET"), _) => ("404 Not Found", "text/plain", b"not found: try /metrics, /healthz, /readyz, /api/top, /api/titles/<id>\n".to_vec()),
         _ => ("405 Method Not Allowed", "text/plain", b"only GET\n".to_vec()),
     };
     let mut conn = conn;
     write!(conn, "HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len())?;
     conn.write_all(&body)?;
     conn.flush()
+}
+
+fn bad(status: &'static str, msg: impl Into<String>) -> (&'static str, serde_json::Value) {
+    (status, serde_json::json!({ "error": msg.into() }))
+}
+
+/// Answers `/api/top?category=C&k=N` and `/api/titles/<id>` from the live window.
+fn query(api: &Api, path: &str) -> (&'static str, serde_json::Value) {
+    let (route, params) = path.split_once('?').unwrap_or((path, ""));
+    let mut args = std::collections::BTreeMap::new();
+    for kv in params.split('&').filter(|s| !s.is_empty()) {
+        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+        args.insert(k.to_string(), v.to_string());
+    }
+    if api.processes > 1 {
+        return bad("503 Service Unavailable", "this process holds only its own shards of a multi-process job; the query API answers single-process jobs for now");
+    }
+    let shards = api.live.shards();
+    let Some(as_of) = shards.values().map(|s| s.as_of).min() else {
+        return bad("503 Service Unavailable", "no window published yet; retry in a second");
+    };
+    let (start, end) = api.window.window_bounds(as_of);
+    let window = serde_json::json!({ "start": rfc3339(start), "end": rfc3339(end) });
+    if let Some(id) = route.strip_prefix("/api/titles/") {
+        if !args.is_empty() {
+            return bad("400 Bad Request", "/api/titles/<id> takes no parameters");
+        }
+        let Ok(id) = id.parse::<u64>() else { return bad("400 Bad Request", format!("`{id}` is not a content id")) };
+        let Some(title) = api.catalog.get(id) else { return bad("404 Not Found", format!("no title {id} in the catalog")) };
+        let views: i64 = shards.values().filter_map(|s| s.counts.get(&id)).sum();
+        return ("200 OK", serde_json::json!({ "content_id": id, "name": title.name, "kind": title.kind.as_str(), "views": views, "window": window }));
+    }
+    if route != "/api/top" {
+        return bad("404 Not Found", format!("no such endpoint `{route}`; try /api/top?category=episode&k=10 or /api/titles/<id>"));
+    }
+    if let Some(k) = args.keys().find(|k| !["category", "k"].contains(&k.as_str())) {
+        return bad("400 Bad Request", format!("unknown parameter `{k}` (category, k)"));
+    }
+    let category = args.get("category").map(String::as_str).unwrap_or("episode");
+    let Some(kind) = Kind::parse(category) else {
+        return bad("400 Bad Request", format!("unknown category `{category}` (movie, show, episode, live, clip, channel)"));
+    };
+    let k = match args.get("k").map(|k| k.parse::<usize>()) {
+        None => 10,
+        Some(Ok(k)) if (1..=1000).contains(&k) => k,
+        Some(_) => return bad("400 Bad Request", "k must be a whole number from 1 to 1000"),
+    };
+    let mut totals: std::collections::HashMap<u64, i64> = std::collections::HashMap::new();
+    for shard in shards.values() {
+        for (&id, &v) in shard.counts.iter() {
+            if let Some(b) = crate::rank::bucket(&api.catalog, id, kind) {
+                *totals.entry(b).or_insert(0) += v;
+            }
+        }
+    }
+    let mut rows: Vec<(u64, i64)> = totals.into_iter().collect();
+    rows.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    rows.truncate(k);
+    let titles: Vec<serde_json::Value> = rows
+        .iter()
+        .enumerate()
+        .map(|(i, (id, v))| {
+            serde_json::json!({ "rank": i + 1, "content_id": id, "name": api.catalog.get(*id).map(|t| t.name.as_str()).unwrap_or(""), "views": v })
+        })
+        .collect();
+    ("200 OK", serde_json::json!({ "category": kind.as_str(), "k": k, "window": window, "titles": titles }))
 }

@@ -79,6 +79,29 @@ pub fn recount(partitions: &[Vec<Vec<u8>>], window: &WindowSpec, lateness: Milli
     out
 }
 
+/// Views in the window ending at `pane`, recounted from scratch (same acceptance rules as [`recount`]).
+pub fn window_at(partitions: &[Vec<Vec<u8>>], window: &WindowSpec, lateness: Millis, limits: &Validation, pane: u64) -> BTreeMap<ContentId, i64> {
+    let mut out = BTreeMap::new();
+    for records in partitions {
+        let mut mark = Watermark::new(lateness);
+        for raw in records {
+            let Ok(event) = WatchEvent::decode(raw, limits) else { continue };
+            if mark.is_late(event.event_time, window) {
+                continue;
+            }
+            mark.observe(event.event_time);
+            if event.event_type == EventType::StartedVideo {
+                if let Some(p) = window.pane_of(event.event_time) {
+                    if p <= pane && p + window.panes() > pane {
+                        *out.entry(event.content_id).or_insert(0) += 1;
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
 /// The records of a JSON-lines file, cut into `peers` partitions as the file source does.
 pub fn file_partitions(path: &Path, peers: usize) -> Result<Vec<Vec<Vec<u8>>>> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;

@@ -96,6 +96,8 @@ pub struct Context {
     pub stop: Arc<AtomicBool>,
     /// Set once the workers are processing (restored and reading): `/readyz`.
     pub ready: Arc<AtomicBool>,
+    /// The live window of this process's workers, for the query API.
+    pub live: Arc<crate::dataflow::live::LiveBoard>,
 }
 
 impl Context {
@@ -133,16 +135,18 @@ impl Context {
             kafka_progress: ProgressBoard::default(),
             stop: Arc::new(AtomicBool::new(false)),
             ready: Arc::new(AtomicBool::new(false)),
+            live: Arc::default(),
         })
     }
 
     /// Starts the metrics endpoint for process `process` if the job wants one.
-    pub fn serve_metrics(&self, process: usize) -> Result<Option<std::net::SocketAddr>> {
+    pub fn serve_metrics(&self, process: usize, processes: usize) -> Result<Option<std::net::SocketAddr>> {
         if !self.job.metrics.enabled {
             return Ok(None);
         }
         let addr = self.job.metrics.address(process)?;
-        crate::metrics::serve(&addr, process, self.stats.clone(), self.kafka_progress.clone(), self.ready.clone()).map(Some)
+        let api = crate::metrics::Api { live: self.live.clone(), catalog: self.catalog.clone(), window: self.window, processes };
+        crate::metrics::serve(&addr, process, self.stats.clone(), self.kafka_progress.clone(), self.ready.clone(), api).map(Some)
     }
 
     /// True if this job takes checkpoints (a resumable source and a store).
@@ -201,7 +205,7 @@ pub fn run_worker(worker: &mut Worker, ctx: &Context) -> Result<()> {
         // Windows as of the checkpoint come back through their own input.
         let (restored, carried) = scope.new_collection::<ContentId, i64>();
         let windowed = windowed_views(views, &ctx.window).concat(carried);
-        let hours = hourly_tables(windowed, ctx.window, ctx.stats.clone());
+        let hours = hourly_tables(windowed, ctx.window, ctx.stats.clone(), ctx.job.metrics.enabled.then(|| ctx.live.clone()));
         let probe = match &ctx.store {
             Some(store) => {
                 let parts = write_parts(hours, store.clone(), ctx.window, ctx.stats.clone(), ctx.fault.clone());

@@ -60,7 +60,7 @@ pub struct Ranking {
 }
 
 /// The node of `category` that `id`'s views count towards, if any.
-fn bucket(catalog: &Catalog, id: ContentId, category: Kind) -> Option<ContentId> {
+pub fn bucket(catalog: &Catalog, id: ContentId, category: Kind) -> Option<ContentId> {
     let t = catalog.get(id)?;
     match category {
         Kind::Show => match t.kind {

@@ -43,7 +43,7 @@ fn prometheus_scrapes_the_job_and_the_series_move() {
     job.source.generator.rate = 6_000.0; // about ten seconds
     job.metrics.listen = format!("127.0.0.1:{}", free_port());
     let ctx = popularity::pipeline::Context::from_job(job).expect("valid job");
-    let addr = ctx.serve_metrics(0).expect("binds").expect("enabled").to_string();
+    let addr = ctx.serve_metrics(0, 1).expect("binds").expect("enabled").to_string();
     let (code, _) = get(&addr, "/readyz");
     assert_eq!(code, 503, "not ready before the workers run");
     assert_eq!(get(&addr, "/healthz").0, 200);

@@ -16,6 +16,10 @@ use timely::dataflow::StreamVec;
 use super::{follow_frontier, shard, Views};
 use crate::event::ContentId;
 use crate::stats::Stats;
+use super::live::LiveBoard;
+
+/// How often a shard of the live window is republished at most.
+const PUBLISH_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 use crate::time::{Pane, WindowSpec};
 
 /// One worker's share of one hour: the window ending at the hour's last pane.
@@ -30,12 +34,23 @@ pub struct HourTable {
 }
 
 /// Emits each worker's [`HourTable`] at the time of the hour's last pane.
-pub fn hourly_tables<'scope>(windowed: Views<'scope>, window: WindowSpec, stats: Arc<Stats>) -> StreamVec<'scope, Pane, HourTable> {
+pub fn hourly_tables<'scope>(
+    windowed: Views<'scope>,
+    window: WindowSpec,
+    stats: Arc<Stats>,
+    live: Option<Arc<LiveBoard>>,
+) -> StreamVec<'scope, Pane, HourTable> {
     let worker = windowed.scope().index();
+    let scope = windowed.scope();
     windowed.inner.unary_frontier(
         Exchange::new(|u: &(ContentId, Pane, i64)| shard(u.0)),
         "HourlyTables",
-        move |initial, _info| {
+        move |initial, info| {
+            let activator = scope.activator_for(info.address.clone());
+            // Live publication: at most about once a second; `dirty` marks unpublished changes.
+            let mut last_publish = std::time::Instant::now() - PUBLISH_EVERY;
+            let mut dirty = false;
+            let mut published_bound: Option<Pane> = None;
             // The least time we may still emit at: downgraded to the input frontier.
             let mut held = Some(initial);
             let mut pending: BTreeMap<Pane, Vec<(ContentId, i64)>> = BTreeMap::new();
@@ -65,6 +80,19 @@ pub fn hourly_tables<'scope>(windowed: Views<'scope>, window: WindowSpec, stats:
                             cursor = end + 1;
                         }
                     }
+                    if next.is_none() && (dirty || bound.is_some_and(|b| Some(b) != published_bound)) {
+                        if let (Some(board), Some(b)) = (live.as_ref(), bound) {
+                            let since = last_publish.elapsed();
+                            if since >= PUBLISH_EVERY {
+                                board.publish(worker, b.saturating_sub(1), Arc::new(counts.clone()));
+                                published_bound = Some(b);
+                                last_publish = std::time::Instant::now();
+                                dirty = false;
+                            } else {
+                                activator.activate_after(PUBLISH_EVERY - since);
+                            }
+                        }
+                    }
                     let Some(time) = next else { break };
                     if let Some(updates) = pending.remove(&time) {
                         for (content, diff) in updates {
@@ -76,6 +104,7 @@ pub fn hourly_tables<'scope>(windowed: Views<'scope>, window: WindowSpec, stats:
                         }
                     }
                     cursor = time;
+                    dirty = true;
                 }
                 follow_frontier(&mut held, bound);
                 let now = pending.values().map(|v| v.len() as i64).sum::<i64>() + counts.len() as i64;

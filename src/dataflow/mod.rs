@@ -10,6 +10,7 @@
 //! ```
 
 pub mod hourly;
+pub mod live;
 pub mod window;
 
 use differential_dataflow::VecCollection;

@@ -1,0 +1,41 @@
+//! The live window, shared with the query API.
+//!
+//! Each worker's `HourlyTables` operator publishes its shard of the current
+//! window counts, as of the last pane its input frontier has passed, at most
+//! about once a second. Readers get an immutable snapshot per shard; nothing
+//! here blocks a worker for more than a pointer swap.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+
+use crate::event::ContentId;
+use crate::time::Pane;
+
+/// One shard's counts, as of a pane.
+#[derive(Clone, Debug, Default)]
+pub struct LiveShard {
+    /// The last pane whose updates are all applied.
+    pub as_of: Pane,
+    /// Views in the window ending at `as_of`, per title (nonzero only).
+    pub counts: Arc<HashMap<ContentId, i64>>,
+}
+
+/// The shards of the workers in this process.
+#[derive(Debug, Default)]
+pub struct LiveBoard {
+    shards: Mutex<BTreeMap<usize, LiveShard>>,
+}
+
+impl LiveBoard {
+    /// Replaces worker `worker`'s shard.
+    pub fn publish(&self, worker: usize, as_of: Pane, counts: Arc<HashMap<ContentId, i64>>) {
+        if let Ok(mut s) = self.shards.lock() {
+            s.insert(worker, LiveShard { as_of, counts });
+        }
+    }
+
+    /// Every shard published so far, by worker.
+    pub fn shards(&self) -> BTreeMap<usize, LiveShard> {
+        self.shards.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+}
