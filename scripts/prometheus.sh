@@ -31,6 +31,15 @@ install() {
   (systemctl stop prometheus prometheus-node-exporter || service prometheus stop || true) >/dev/null 2>&1
 }
 
+# True once Prometheus answers 200 on /-/ready (it listens before its storage is ready).
+ready() {
+  exec 3<>"/dev/tcp/127.0.0.1/$PORT" 2>/dev/null || return 1
+  printf 'GET /-/ready HTTP/1.0\r\n\r\n' >&3
+  local status; read -r _ status _ <&3 || true
+  exec 3<&-
+  [ "$status" = "200" ]
+}
+
 start() {
   install
   mkdir -p "$DIR"
@@ -48,7 +57,7 @@ start() {
     --web.listen-address="127.0.0.1:$PORT" >>"$DIR/prometheus.log" 2>&1 &
   echo $! > "$DIR/prometheus.pid"
   for _ in $(seq 1 100); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then echo "http://127.0.0.1:$PORT"; return 0; fi
+    if ready; then echo "http://127.0.0.1:$PORT"; return 0; fi
     sleep 0.1
   done
   echo "Prometheus did not come up; log:" >&2; tail -20 "$DIR/prometheus.log" >&2; return 1

@@ -25,6 +25,9 @@ fn get(addr: &str, path: &str) -> (u16, String) {
 fn prom_value(prom: &str, query: &str) -> Option<f64> {
     let q: String = query.bytes().map(|b| if b.is_ascii_alphanumeric() || b == b'_' { (b as char).to_string() } else { format!("%{b:02X}") }).collect();
     let (code, body) = get(prom, &format!("/api/v1/query?query={q}"));
+    if code == 503 {
+        return None; // Prometheus answers 503 until its storage is ready
+    }
     assert_eq!(code, 200, "{body}");
     let v: serde_json::Value = serde_json::from_str(&body).expect("json");
     let results = v["data"]["result"].as_array()?;
