@@ -29,3 +29,9 @@ bash scripts/prometheus.sh install
 if ! python3 -c "import kubernetes_validate, yaml" >/dev/null 2>&1; then
   python3 -m pip install --quiet kubernetes-validate pyyaml
 fi
+
+# Headless Chromium for the trending page test.
+if ! command -v chromium >/dev/null 2>&1; then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+fi

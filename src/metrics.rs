@@ -159,6 +159,9 @@ impl Exported {
     }
 }
 
+/// The live trending page: polls `/api/top` and `/api/stats` every two seconds.
+pub const TRENDING_PAGE: &str = include_str!("web/trending.html");
+
 /// What the query API answers from.
 pub struct Api {
     /// The live window shards of this process.
@@ -208,6 +211,10 @@ fn answer(conn: TcpStream, exported: &Exported, stats: &Stats, board: &ProgressB
     let (status, kind, body): (&str, &str, Vec<u8>) = match (request.split_whitespace().next(), path) {
         (Some("GET"), "/metrics") => ("200 OK", "text/plain; version=0.0.4", exported.render(stats, board)),
         (Some("GET"), "/healthz") => ("200 OK", "text/plain", b"ok\n".to_vec()),
+        (Some("GET"), "/" | "/trending") => ("200 OK", "text/html; charset=utf-8", TRENDING_PAGE.as_bytes().to_vec()),
+        (Some("GET"), "/api/stats") => {
+            ("200 OK", "application/json", serde_json::to_vec(&stats.snapshot()).unwrap_or_else(|_| b"{}".to_vec()))
+        }
         (Some("GET"), "/readyz") if ready.load(Ordering::Relaxed) => ("200 OK", "text/plain", b"ready\n".to_vec()),
         (Some("GET"), "/readyz") => ("503 Service Unavailable", "text/plain", b"starting\n".to_vec()),
         (Some("GET"), p) if p.starts_with("/api/") => {
