@@ -200,6 +200,7 @@ pub fn run_worker(worker: &mut Worker, ctx: &Context) -> Result<()> {
     let _span = tracing::info_span!("worker", index, peers).entered();
     let began = Instant::now();
     let restore = restore_state(ctx, index, peers)?;
+    let dataflow = worker.next_dataflow_index();
     let (mut input, mut restored, probe) = worker.dataflow::<Pane, _, _>(|scope| {
         let (input, views) = scope.new_collection::<ContentId, i64>();
         // Windows as of the checkpoint come back through their own input.
@@ -255,7 +256,13 @@ pub fn run_worker(worker: &mut Worker, ctx: &Context) -> Result<()> {
         }
         driver.checkpointer = Some(cp);
     }
-    driver.drive(worker, input, &probe)
+    let stopped = driver.drive(worker, input, &probe)?;
+    if stopped {
+        // A stop is not the end of the stream: drop the dataflow rather than let
+        // the closed input run the frontier out and publish unfinished hours.
+        worker.drop_dataflow(dataflow);
+    }
+    Ok(())
 }
 
 /// Feeds one pre-aggregated count. After a restore from a checkpoint taken at
@@ -338,7 +345,9 @@ impl<'a> Driver<'a> {
         }
     }
 
-    fn drive(&mut self, worker: &mut Worker, input: InputSession<Pane, ContentId, i64>, probe: &ProbeHandle<Pane>) -> Result<()> {
+    /// Feeds the dataflow until the source is done and the frontier is empty
+    /// (returns `false`), or until a stop is requested (returns `true`).
+    fn drive(&mut self, worker: &mut Worker, input: InputSession<Pane, ContentId, i64>, probe: &ProbeHandle<Pane>) -> Result<bool> {
         let mut input = Some(input);
         let max_lead = self.ctx.job.window.max_lead_panes;
         let batch_size = self.ctx.job.source.batch;
@@ -367,7 +376,7 @@ impl<'a> Driver<'a> {
                         Self::checkpoint(&self.ctx.stats, cp, &*self.source, &self.marks, id, frontier)?;
                         stopping = Some((id, Instant::now()));
                     }
-                    None => return Ok(()),
+                    None => return Ok(true),
                 }
             }
             if let Some((id, since)) = stopping {
@@ -377,11 +386,11 @@ impl<'a> Driver<'a> {
                     let limit = crate::time::parse_duration(&self.ctx.job.checkpoint.stop_timeout).unwrap_or(60_000) as u64;
                     if cp.is_complete(id)? {
                         tracing::info!(checkpoint = id, "final checkpoint complete; stopping");
-                        return Ok(());
+                        return Ok(true);
                     }
                     if since.elapsed() > Duration::from_millis(limit) {
                         tracing::warn!(checkpoint = id, "final checkpoint did not complete in time; the previous one stands");
-                        return Ok(());
+                        return Ok(true);
                     }
                 }
                 worker.step_or_park(Some(Duration::from_millis(5)));
@@ -442,7 +451,7 @@ impl<'a> Driver<'a> {
                 if let Some(cp) = self.checkpointer.as_mut() {
                     cp.complete_pending(None, true)?;
                 }
-                return Ok(());
+                return Ok(false);
             }
             worker.step_or_park(if idle { Some(Duration::from_millis(1)) } else { Some(Duration::ZERO) });
         }
