@@ -188,6 +188,7 @@ fn checkpoint_from_one_worker_restores_on_two_workers_and_two_processes() {
     let cfg = messy(42, 80_000);
     let g = generator(&cfg);
     produce_range(&broker, "events", &g, 0..40_000, 0.0);
+    let mut stopped_hours = Vec::new();
     for (name, layout) in [("two-workers", vec!["-w", "2"]), ("two-processes", vec![])] {
         let root = dir.join(name);
         let job = job_file(&dir, name, &broker, "events", &local_sink(&root));
@@ -197,6 +198,8 @@ fn checkpoint_from_one_worker_restores_on_two_workers_and_two_processes() {
         let read = terminate(child);
         assert!(read > 0, "{name}: the first run read something ({read})");
         assert!(!checkpoint_ids(&root, name).is_empty(), "{name}: the stop left a checkpoint");
+        // A stop is not the end of the stream: only finished hours may be out.
+        stopped_hours.push((name, hours_of(&snapshot_objects(&LocalStore::new(&root).expect("store")))));
         if name == "two-workers" {
             produce_range(&broker, "events", &g, 40_000..80_000, 0.0);
         }
@@ -221,6 +224,13 @@ fn checkpoint_from_one_worker_restores_on_two_workers_and_two_processes() {
         let got = snapshot_objects(&LocalStore::new(&dir.join(name)).expect("store"));
         // Part files are per worker, so compare hour contents rather than file names.
         assert_eq!(hours_of(&got), hours_of(&want), "{name}: restored on another layout");
+    }
+    let reference = hours_of(&want);
+    for (name, hours) in stopped_hours {
+        assert!(!hours.is_empty(), "{name}: the stopped run had published finished hours");
+        for (hour, rows) in hours {
+            assert_eq!(Some(&rows), reference.get(&hour), "{name}: the stopped run published {hour} unfinished");
+        }
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
