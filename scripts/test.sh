@@ -9,5 +9,5 @@ bash scripts/install-test-deps.sh
 export CARGO_TERM_COLOR=never
 cargo build --release --all-targets --locked
 cargo clippy --release --all-targets --locked -- -D warnings
-cargo test --release --all-targets --locked
 cargo test --release --doc --locked
+cargo test --release --all-targets --locked
