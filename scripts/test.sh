@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 bash scripts/install-test-deps.sh
 
 export CARGO_TERM_COLOR=never
+cargo fmt --check
 cargo build --release --all-targets --locked
 cargo clippy --release --all-targets --locked -- -D warnings
 cargo test --release --doc --locked

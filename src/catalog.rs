@@ -51,7 +51,16 @@ impl Kind {
     }
     /// Parses a category name.
     pub fn parse(s: &str) -> Option<Kind> {
-        [Kind::Channel, Kind::Show, Kind::Episode, Kind::Movie, Kind::Live, Kind::Clip].into_iter().find(|k| k.as_str() == s)
+        [
+            Kind::Channel,
+            Kind::Show,
+            Kind::Episode,
+            Kind::Movie,
+            Kind::Live,
+            Kind::Clip,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == s)
     }
 }
 
@@ -90,7 +99,10 @@ impl Catalog {
         let mut index = HashMap::with_capacity(titles.len());
         for (i, t) in titles.iter().enumerate() {
             if index.insert(t.id, i).is_some() {
-                return Err(Error::Input(format!("catalog: duplicate title id {}", t.id)));
+                return Err(Error::Input(format!(
+                    "catalog: duplicate title id {}",
+                    t.id
+                )));
             }
         }
         let cat = Catalog { titles, index };
@@ -103,17 +115,44 @@ impl Catalog {
             };
             match (want, t.parent) {
                 (None, None) => {}
-                (None, Some(p)) => return Err(Error::Input(format!("catalog: channel {} must not have a parent (has {p})", t.id))),
-                (Some(k), None) => return Err(Error::Input(format!("catalog: {} {} needs a parent {}", t.kind.as_str(), t.id, k.as_str()))),
+                (None, Some(p)) => {
+                    return Err(Error::Input(format!(
+                        "catalog: channel {} must not have a parent (has {p})",
+                        t.id
+                    )))
+                }
+                (Some(k), None) => {
+                    return Err(Error::Input(format!(
+                        "catalog: {} {} needs a parent {}",
+                        t.kind.as_str(),
+                        t.id,
+                        k.as_str()
+                    )))
+                }
                 (Some(k), Some(p)) => match cat.get(p) {
                     Some(pt) if pt.kind == k => {}
-                    Some(pt) => return Err(Error::Input(format!(
-                        "catalog: parent {p} of {} {} is a {}, expected a {}", t.kind.as_str(), t.id, pt.kind.as_str(), k.as_str()))),
-                    None => return Err(Error::Input(format!("catalog: parent {p} of title {} does not exist", t.id))),
+                    Some(pt) => {
+                        return Err(Error::Input(format!(
+                            "catalog: parent {p} of {} {} is a {}, expected a {}",
+                            t.kind.as_str(),
+                            t.id,
+                            pt.kind.as_str(),
+                            k.as_str()
+                        )))
+                    }
+                    None => {
+                        return Err(Error::Input(format!(
+                            "catalog: parent {p} of title {} does not exist",
+                            t.id
+                        )))
+                    }
                 },
             }
             if t.kind == Kind::Live && t.ends_at.is_none() {
-                return Err(Error::Input(format!("catalog: live event {} needs ends_at", t.id)));
+                return Err(Error::Input(format!(
+                    "catalog: live event {} needs ends_at",
+                    t.id
+                )));
             }
         }
         Ok(cat)
@@ -136,20 +175,25 @@ impl Catalog {
 
     /// Titles people watch directly (episodes, movies, live events, clips).
     pub fn watchable(&self) -> impl Iterator<Item = &Title> {
-        self.titles.iter().filter(|t| Kind::WATCHABLE.contains(&t.kind))
+        self.titles
+            .iter()
+            .filter(|t| Kind::WATCHABLE.contains(&t.kind))
     }
 
     /// Reads a JSON-lines catalog.
     pub fn load(path: &Path) -> Result<Catalog, Error> {
-        let file = std::fs::File::open(path).map_err(|e| Error::io(format!("opening catalog {}", path.display()), e))?;
+        let file = std::fs::File::open(path)
+            .map_err(|e| Error::io(format!("opening catalog {}", path.display()), e))?;
         let mut titles = Vec::new();
         for (n, line) in std::io::BufReader::new(file).lines().enumerate() {
-            let line = line.map_err(|e| Error::io(format!("reading catalog {}", path.display()), e))?;
+            let line =
+                line.map_err(|e| Error::io(format!("reading catalog {}", path.display()), e))?;
             if line.trim().is_empty() {
                 continue;
             }
-            let t: Title = serde_json::from_str(&line)
-                .map_err(|e| Error::Input(format!("catalog {} line {}: {e}", path.display(), n + 1)))?;
+            let t: Title = serde_json::from_str(&line).map_err(|e| {
+                Error::Input(format!("catalog {} line {}: {e}", path.display(), n + 1))
+            })?;
             titles.push(t);
         }
         Catalog::new(titles)
@@ -178,42 +222,94 @@ impl Catalog {
         let lives = (n / 100).max(1);
         let movies = n / 5;
         let clips = (n / 7).max(lives);
-        let episodes = n.saturating_sub(channels + shows + lives + movies + clips).max(1);
+        let episodes = n
+            .saturating_sub(channels + shows + lives + movies + clips)
+            .max(1);
         let mut titles = Vec::with_capacity(n);
         let mut next_id: ContentId = 1;
-        let mut push = |titles: &mut Vec<Title>, kind: Kind, name: String, parent: Option<ContentId>, span: Option<(Millis, Millis)>| {
+        let mut push = |titles: &mut Vec<Title>,
+                        kind: Kind,
+                        name: String,
+                        parent: Option<ContentId>,
+                        span: Option<(Millis, Millis)>| {
             let id = next_id;
             next_id += 1;
-            titles.push(Title { id, kind, name, parent, starts_at: span.map(|s| s.0), ends_at: span.map(|s| s.1) });
+            titles.push(Title {
+                id,
+                kind,
+                name,
+                parent,
+                starts_at: span.map(|s| s.0),
+                ends_at: span.map(|s| s.1),
+            });
             id
         };
-        let channel_ids: Vec<ContentId> =
-            (0..channels).map(|c| push(&mut titles, Kind::Channel, format!("Channel {}", c + 1), None, None)).collect();
+        let channel_ids: Vec<ContentId> = (0..channels)
+            .map(|c| {
+                push(
+                    &mut titles,
+                    Kind::Channel,
+                    format!("Channel {}", c + 1),
+                    None,
+                    None,
+                )
+            })
+            .collect();
         let show_ids: Vec<ContentId> = (0..shows)
             .map(|s| {
                 let ch = channel_ids[rng.below(channels as u64) as usize];
-                push(&mut titles, Kind::Show, format!("Show {}", s + 1), Some(ch), None)
+                push(
+                    &mut titles,
+                    Kind::Show,
+                    format!("Show {}", s + 1),
+                    Some(ch),
+                    None,
+                )
             })
             .collect();
         for e in 0..episodes {
             let show = show_ids[rng.below(shows as u64) as usize];
-            push(&mut titles, Kind::Episode, format!("Episode {}", e + 1), Some(show), None);
+            push(
+                &mut titles,
+                Kind::Episode,
+                format!("Episode {}", e + 1),
+                Some(show),
+                None,
+            );
         }
         for m in 0..movies {
             let ch = channel_ids[rng.below(channels as u64) as usize];
-            push(&mut titles, Kind::Movie, format!("Movie {}", m + 1), Some(ch), None);
+            push(
+                &mut titles,
+                Kind::Movie,
+                format!("Movie {}", m + 1),
+                Some(ch),
+                None,
+            );
         }
         let live_ids: Vec<ContentId> = (0..lives)
             .map(|l| {
                 let ch = channel_ids[rng.below(channels as u64) as usize];
                 let begin = start_ms + (rng.below(48) as Millis) * HOUR_MS;
                 let len = (2 + rng.below(5) as Millis) * HOUR_MS;
-                push(&mut titles, Kind::Live, format!("Live {}", l + 1), Some(ch), Some((begin, begin + len)))
+                push(
+                    &mut titles,
+                    Kind::Live,
+                    format!("Live {}", l + 1),
+                    Some(ch),
+                    Some((begin, begin + len)),
+                )
             })
             .collect();
         for c in 0..clips {
             let live = live_ids[rng.below(lives as u64) as usize];
-            push(&mut titles, Kind::Clip, format!("Clip {}", c + 1), Some(live), None);
+            push(
+                &mut titles,
+                Kind::Clip,
+                format!("Clip {}", c + 1),
+                Some(live),
+                None,
+            );
         }
         // Validated like a loaded catalog: a bug above shows as an error, not bad data.
         Catalog::new(titles).map_err(|e| Error::Internal(format!("synthesized catalog: {e}")))
@@ -230,7 +326,14 @@ mod tests {
         let b = Catalog::synthesize(10_000, 7, 1_767_225_600_000).expect("valid");
         assert_eq!(a.titles, b.titles);
         assert!(a.len() >= 9_000 && a.len() <= 10_000, "{}", a.len());
-        for kind in [Kind::Channel, Kind::Show, Kind::Episode, Kind::Movie, Kind::Live, Kind::Clip] {
+        for kind in [
+            Kind::Channel,
+            Kind::Show,
+            Kind::Episode,
+            Kind::Movie,
+            Kind::Live,
+            Kind::Clip,
+        ] {
             assert!(a.titles.iter().any(|t| t.kind == kind), "no {kind:?}");
         }
         let mut buf = Vec::new();
@@ -244,18 +347,49 @@ mod tests {
 
     #[test]
     fn shipped_catalog_loads() {
-        let c = Catalog::load(Path::new("jobs/catalog.jsonl")).expect("jobs/catalog.jsonl is valid");
+        let c =
+            Catalog::load(Path::new("jobs/catalog.jsonl")).expect("jobs/catalog.jsonl is valid");
         assert!(c.len() > 4000);
-        assert!(c.titles.iter().any(|t| t.kind == Kind::Clip && c.get(t.parent.unwrap_or(0)).is_some_and(|p| p.kind == Kind::Live)));
+        assert!(c.titles.iter().any(|t| t.kind == Kind::Clip
+            && c.get(t.parent.unwrap_or(0))
+                .is_some_and(|p| p.kind == Kind::Live)));
     }
 
     #[test]
     fn rejects_broken_hierarchies() {
-        let t = |id, kind, parent| Title { id, kind, name: format!("t{id}"), parent, starts_at: None, ends_at: None };
-        assert!(Catalog::new(vec![t(1, Kind::Channel, None), t(2, Kind::Show, Some(1)), t(3, Kind::Episode, Some(2))]).is_ok());
-        assert!(Catalog::new(vec![t(1, Kind::Channel, None), t(1, Kind::Show, Some(1))]).is_err(), "duplicate id");
-        assert!(Catalog::new(vec![t(1, Kind::Channel, None), t(3, Kind::Episode, Some(1))]).is_err(), "episode under channel");
-        assert!(Catalog::new(vec![t(3, Kind::Episode, Some(9))]).is_err(), "dangling parent");
-        assert!(Catalog::new(vec![t(1, Kind::Channel, None), t(2, Kind::Live, Some(1))]).is_err(), "live without end");
+        let t = |id, kind, parent| Title {
+            id,
+            kind,
+            name: format!("t{id}"),
+            parent,
+            starts_at: None,
+            ends_at: None,
+        };
+        assert!(Catalog::new(vec![
+            t(1, Kind::Channel, None),
+            t(2, Kind::Show, Some(1)),
+            t(3, Kind::Episode, Some(2))
+        ])
+        .is_ok());
+        assert!(
+            Catalog::new(vec![t(1, Kind::Channel, None), t(1, Kind::Show, Some(1))]).is_err(),
+            "duplicate id"
+        );
+        assert!(
+            Catalog::new(vec![
+                t(1, Kind::Channel, None),
+                t(3, Kind::Episode, Some(1))
+            ])
+            .is_err(),
+            "episode under channel"
+        );
+        assert!(
+            Catalog::new(vec![t(3, Kind::Episode, Some(9))]).is_err(),
+            "dangling parent"
+        );
+        assert!(
+            Catalog::new(vec![t(1, Kind::Channel, None), t(2, Kind::Live, Some(1))]).is_err(),
+            "live without end"
+        );
     }
 }

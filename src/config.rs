@@ -59,17 +59,34 @@ pub struct MetricsConfig {
 
 impl Default for MetricsConfig {
     fn default() -> Self {
-        MetricsConfig { enabled: true, listen: "127.0.0.1:9464".into(), port_per_process: true }
+        MetricsConfig {
+            enabled: true,
+            listen: "127.0.0.1:9464".into(),
+            port_per_process: true,
+        }
     }
 }
 
 impl MetricsConfig {
     /// The address for process `index`.
     pub fn address(&self, index: usize) -> Result<String, Error> {
-        let (host, port) = self.listen.rsplit_once(':').ok_or_else(|| Error::Config(format!("metrics.listen `{}` needs host:port", self.listen)))?;
-        let port: u16 = port.parse().map_err(|_| Error::Config(format!("metrics.listen `{}`: bad port", self.listen)))?;
-        let offset = if self.port_per_process { index as u16 } else { 0 };
-        let port = if port == 0 { 0 } else { port.checked_add(offset).ok_or_else(|| Error::Config("metrics port overflow".into()))? };
+        let (host, port) = self.listen.rsplit_once(':').ok_or_else(|| {
+            Error::Config(format!("metrics.listen `{}` needs host:port", self.listen))
+        })?;
+        let port: u16 = port
+            .parse()
+            .map_err(|_| Error::Config(format!("metrics.listen `{}`: bad port", self.listen)))?;
+        let offset = if self.port_per_process {
+            index as u16
+        } else {
+            0
+        };
+        let port = if port == 0 {
+            0
+        } else {
+            port.checked_add(offset)
+                .ok_or_else(|| Error::Config("metrics port overflow".into()))?
+        };
         Ok(format!("{host}:{port}"))
     }
 }
@@ -90,7 +107,12 @@ pub struct CheckpointConfig {
 
 impl Default for CheckpointConfig {
     fn default() -> Self {
-        CheckpointConfig { enabled: true, interval: "1m".into(), keep: 3, stop_timeout: "60s".into() }
+        CheckpointConfig {
+            enabled: true,
+            interval: "1m".into(),
+            keep: 3,
+            stop_timeout: "60s".into(),
+        }
     }
 }
 
@@ -104,7 +126,9 @@ pub struct JobSection {
 
 impl Default for JobSection {
     fn default() -> Self {
-        JobSection { name: "popularity".into() }
+        JobSection {
+            name: "popularity".into(),
+        }
     }
 }
 
@@ -173,7 +197,11 @@ pub struct CatalogConfig {
 
 impl Default for CatalogConfig {
     fn default() -> Self {
-        CatalogConfig { path: None, titles: 20_000, seed: 7 }
+        CatalogConfig {
+            path: None,
+            titles: 20_000,
+            seed: 7,
+        }
     }
 }
 
@@ -193,7 +221,12 @@ pub struct WindowConfig {
 
 impl Default for WindowConfig {
     fn default() -> Self {
-        WindowConfig { size: "1h".into(), slide: "1m".into(), allowed_lateness: "2m".into(), max_lead_panes: 60 }
+        WindowConfig {
+            size: "1h".into(),
+            slide: "1m".into(),
+            allowed_lateness: "2m".into(),
+            max_lead_panes: 60,
+        }
     }
 }
 
@@ -223,7 +256,11 @@ pub struct SinkConfig {
 
 impl Default for SinkConfig {
     fn default() -> Self {
-        SinkConfig { kind: SinkKind::Local, path: PathBuf::from("out/snapshots"), s3: S3Config::default() }
+        SinkConfig {
+            kind: SinkKind::Local,
+            path: PathBuf::from("out/snapshots"),
+            s3: S3Config::default(),
+        }
     }
 }
 
@@ -237,34 +274,42 @@ pub struct DeadLetterConfig {
 
 impl Default for DeadLetterConfig {
     fn default() -> Self {
-        DeadLetterConfig { path: PathBuf::from("out/dead-letters") }
+        DeadLetterConfig {
+            path: PathBuf::from("out/dead-letters"),
+        }
     }
 }
 
 impl WindowConfig {
     /// The validated window geometry.
     pub fn spec(&self) -> Result<WindowSpec, Error> {
-        let size = parse_duration(&self.size).map_err(|e| Error::Config(format!("window.size: {e}")))?;
-        let slide = parse_duration(&self.slide).map_err(|e| Error::Config(format!("window.slide: {e}")))?;
+        let size =
+            parse_duration(&self.size).map_err(|e| Error::Config(format!("window.size: {e}")))?;
+        let slide =
+            parse_duration(&self.slide).map_err(|e| Error::Config(format!("window.slide: {e}")))?;
         WindowSpec::new(size, slide).map_err(|e| Error::Config(format!("window: {e}")))
     }
 
     /// Allowed lateness in ms.
     pub fn lateness_ms(&self) -> Result<Millis, Error> {
-        parse_duration(&self.allowed_lateness).map_err(|e| Error::Config(format!("window.allowed-lateness: {e}")))
+        parse_duration(&self.allowed_lateness)
+            .map_err(|e| Error::Config(format!("window.allowed-lateness: {e}")))
     }
 }
 
 impl SourceConfig {
     /// The future tolerance in ms.
     pub fn max_future_ms(&self) -> Result<Millis, Error> {
-        parse_duration(&self.max_future).map_err(|e| Error::Config(format!("source.max-future: {e}")))
+        parse_duration(&self.max_future)
+            .map_err(|e| Error::Config(format!("source.max-future: {e}")))
     }
 }
 
 impl SinkConfig {
     /// Opens the configured store (for S3: connects and checks the bucket).
-    pub fn open(&self) -> Result<Option<std::sync::Arc<dyn crate::sink::store::ObjectStore>>, Error> {
+    pub fn open(
+        &self,
+    ) -> Result<Option<std::sync::Arc<dyn crate::sink::store::ObjectStore>>, Error> {
         use std::sync::Arc;
         Ok(match self.kind {
             SinkKind::Local => Some(Arc::new(crate::sink::store::LocalStore::new(&self.path)?)),
@@ -277,17 +322,32 @@ impl SinkConfig {
 impl JobConfig {
     /// Parses a job from TOML text, applying `overrides` (`(KEY, value)` pairs
     /// as found in the environment) on top.
-    pub fn parse(text: &str, overrides: impl IntoIterator<Item = (String, String)>) -> Result<JobConfig, Error> {
-        let mut doc: toml::Table = text.parse().map_err(|e| Error::Config(format!("job file: {e}")))?;
+    pub fn parse(
+        text: &str,
+        overrides: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<JobConfig, Error> {
+        let mut doc: toml::Table = text
+            .parse()
+            .map_err(|e| Error::Config(format!("job file: {e}")))?;
         for (key, value) in overrides {
-            let Some(path) = key.strip_prefix(ENV_PREFIX) else { continue };
-            let parts: Vec<String> = path.split("__").map(|p| p.to_ascii_lowercase().replace('_', "-")).collect();
+            let Some(path) = key.strip_prefix(ENV_PREFIX) else {
+                continue;
+            };
+            let parts: Vec<String> = path
+                .split("__")
+                .map(|p| p.to_ascii_lowercase().replace('_', "-"))
+                .collect();
             if parts.iter().any(|p| p.is_empty()) {
-                return Err(Error::Config(format!("environment override {key}: empty key segment")));
+                return Err(Error::Config(format!(
+                    "environment override {key}: empty key segment"
+                )));
             }
-            set_path(&mut doc, &parts, parse_scalar(&value)).map_err(|e| Error::Config(format!("environment override {key}: {e}")))?;
+            set_path(&mut doc, &parts, parse_scalar(&value))
+                .map_err(|e| Error::Config(format!("environment override {key}: {e}")))?;
         }
-        let job: JobConfig = toml::Value::Table(doc).try_into().map_err(|e: toml::de::Error| Error::Config(format!("job file: {}", e.message())))?;
+        let job: JobConfig = toml::Value::Table(doc)
+            .try_into()
+            .map_err(|e: toml::de::Error| Error::Config(format!("job file: {}", e.message())))?;
         job.validate()?;
         Ok(job)
     }
@@ -295,7 +355,8 @@ impl JobConfig {
     /// Loads a job file (or the embedded default) with environment overrides.
     pub fn load(path: Option<&Path>) -> Result<JobConfig, Error> {
         let text = match path {
-            Some(p) => std::fs::read_to_string(p).map_err(|e| Error::io(format!("reading job file {}", p.display()), e))?,
+            Some(p) => std::fs::read_to_string(p)
+                .map_err(|e| Error::io(format!("reading job file {}", p.display()), e))?,
             None => LOCAL_JOB.to_string(),
         };
         JobConfig::parse(&text, std::env::vars())
@@ -309,8 +370,10 @@ impl JobConfig {
         if self.source.batch == 0 {
             return Err(Error::Config("source.batch must be at least 1".into()));
         }
-        parse_duration(&self.checkpoint.interval).map_err(|e| Error::Config(format!("checkpoint.interval: {e}")))?;
-        parse_duration(&self.checkpoint.stop_timeout).map_err(|e| Error::Config(format!("checkpoint.stop-timeout: {e}")))?;
+        parse_duration(&self.checkpoint.interval)
+            .map_err(|e| Error::Config(format!("checkpoint.interval: {e}")))?;
+        parse_duration(&self.checkpoint.stop_timeout)
+            .map_err(|e| Error::Config(format!("checkpoint.stop-timeout: {e}")))?;
         if self.sink.kind == SinkKind::S3 {
             self.sink.s3.validate()?;
         }
@@ -318,7 +381,9 @@ impl JobConfig {
             self.source.kafka.validate()?;
         }
         if self.source.kind == SourceKind::File && self.source.file.path.as_os_str().is_empty() {
-            return Err(Error::Config("source.kind = \"file\" needs source.file.path".into()));
+            return Err(Error::Config(
+                "source.kind = \"file\" needs source.file.path".into(),
+            ));
         }
         Ok(())
     }
@@ -346,7 +411,9 @@ fn set_path(table: &mut toml::Table, path: &[String], value: toml::Value) -> Res
             Ok(())
         }
         [first, rest @ ..] => {
-            let entry = table.entry(first.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            let entry = table
+                .entry(first.clone())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
             match entry {
                 toml::Value::Table(t) => set_path(t, rest, value),
                 _ => Err(format!("`{first}` is not a table")),
@@ -376,7 +443,8 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_rejected_by_name() {
-        let err = JobConfig::parse("[window]\nsize = \"1h\"\nslid = \"1m\"\n", []).expect_err("typo");
+        let err =
+            JobConfig::parse("[window]\nsize = \"1h\"\nslid = \"1m\"\n", []).expect_err("typo");
         assert!(err.to_string().contains("slid"), "{err}");
         let err = JobConfig::parse("[windw]\n", []).expect_err("typo");
         assert!(err.to_string().contains("windw"), "{err}");
@@ -385,14 +453,24 @@ mod tests {
     #[test]
     fn environment_overrides_win() {
         let env = vec![
-            ("POPULARITY__WINDOW__ALLOWED_LATENESS".to_string(), "5m".to_string()),
-            ("POPULARITY__SOURCE__GENERATOR__EVENTS".to_string(), "123".to_string()),
+            (
+                "POPULARITY__WINDOW__ALLOWED_LATENESS".to_string(),
+                "5m".to_string(),
+            ),
+            (
+                "POPULARITY__SOURCE__GENERATOR__EVENTS".to_string(),
+                "123".to_string(),
+            ),
             ("UNRELATED".to_string(), "x".to_string()),
         ];
         let job = JobConfig::parse("[window]\nallowed-lateness = \"1m\"\n", env).expect("valid");
         assert_eq!(job.window.lateness_ms().expect("valid"), 300_000);
         assert_eq!(job.source.generator.events, 123);
-        let err = JobConfig::parse("", vec![("POPULARITY__WINDOW__NOPE".to_string(), "1".to_string())]).expect_err("unknown");
+        let err = JobConfig::parse(
+            "",
+            vec![("POPULARITY__WINDOW__NOPE".to_string(), "1".to_string())],
+        )
+        .expect_err("unknown");
         assert!(err.to_string().contains("nope"), "{err}");
     }
 

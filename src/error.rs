@@ -39,7 +39,10 @@ pub enum Error {
 impl Error {
     /// Wraps an I/O error with what was being done.
     pub fn io(context: impl Into<String>, source: std::io::Error) -> Error {
-        Error::Io { context: context.into(), source }
+        Error::Io {
+            context: context.into(),
+            source,
+        }
     }
 
     /// True if the same operation may succeed when retried.
@@ -47,7 +50,9 @@ impl Error {
         match self {
             Error::Io { source, .. } => matches!(
                 source.kind(),
-                std::io::ErrorKind::Interrupted | std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock
+                std::io::ErrorKind::Interrupted
+                    | std::io::ErrorKind::TimedOut
+                    | std::io::ErrorKind::WouldBlock
             ),
             Error::External { retryable, .. } => *retryable,
             _ => false,
@@ -61,7 +66,10 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// Where operators, which cannot return errors, leave the first fatal one
 /// for the driver loop to pick up and stop on.
 #[derive(Debug, Default)]
-pub struct FaultSlot(std::sync::Mutex<Option<String>>, std::sync::atomic::AtomicBool);
+pub struct FaultSlot(
+    std::sync::Mutex<Option<String>>,
+    std::sync::atomic::AtomicBool,
+);
 
 impl FaultSlot {
     /// Records `err` unless an earlier fault is already recorded.

@@ -18,7 +18,8 @@ pub type ContentId = u64;
 /// Regions known to the pipeline; breakdowns are per region, so the set is
 /// closed and small on purpose.
 pub const REGIONS: [&str; 12] = [
-    "IN-MH", "IN-DL", "IN-KA", "IN-TN", "IN-WB", "IN-UP", "IN-GJ", "IN-TG", "IN-KL", "IN-RJ", "US", "GB",
+    "IN-MH", "IN-DL", "IN-KA", "IN-TN", "IN-WB", "IN-UP", "IN-GJ", "IN-TG", "IN-KL", "IN-RJ", "US",
+    "GB",
 ];
 
 /// Longest watch time one event may report: a day.
@@ -71,10 +72,17 @@ pub enum Tier {
 impl Tier {
     /// The wire name.
     pub fn as_str(self) -> &'static str {
-        match self { Tier::Free => "free", Tier::Paid => "paid" }
+        match self {
+            Tier::Free => "free",
+            Tier::Paid => "paid",
+        }
     }
     fn parse(s: &str) -> Option<Self> {
-        match s { "free" => Some(Tier::Free), "paid" => Some(Tier::Paid), _ => None }
+        match s {
+            "free" => Some(Tier::Free),
+            "paid" => Some(Tier::Paid),
+            _ => None,
+        }
     }
 }
 
@@ -97,7 +105,12 @@ impl Device {
     pub const ALL: [Device; 4] = [Device::Mobile, Device::Tv, Device::Web, Device::Tablet];
     /// The wire name.
     pub fn as_str(self) -> &'static str {
-        match self { Device::Mobile => "mobile", Device::Tv => "tv", Device::Web => "web", Device::Tablet => "tablet" }
+        match self {
+            Device::Mobile => "mobile",
+            Device::Tv => "tv",
+            Device::Web => "web",
+            Device::Tablet => "tablet",
+        }
     }
     fn parse(s: &str) -> Option<Self> {
         Device::ALL.into_iter().find(|d| d.as_str() == s)
@@ -115,7 +128,10 @@ impl Region {
     }
     /// Looks a region code up.
     pub fn parse(s: &str) -> Option<Self> {
-        REGIONS.iter().position(|r| *r == s).map(|i| Region(i as u8))
+        REGIONS
+            .iter()
+            .position(|r| *r == s)
+            .map(|i| Region(i as u8))
     }
 }
 
@@ -181,7 +197,9 @@ impl fmt::Display for DecodeError {
         match self {
             DecodeError::Malformed(m) => write!(f, "malformed record: {m}"),
             DecodeError::UnknownValue { field, value } => write!(f, "unknown {field} `{value}`"),
-            DecodeError::OutOfRange { field, value, rule } => write!(f, "{field} {value} out of range: {rule}"),
+            DecodeError::OutOfRange { field, value, rule } => {
+                write!(f, "{field} {value} out of range: {rule}")
+            }
         }
     }
 }
@@ -217,14 +235,25 @@ struct Wire<'a> {
 impl WatchEvent {
     /// Decodes and validates one JSON record.
     pub fn decode(bytes: &[u8], limits: &Validation) -> Result<WatchEvent, DecodeError> {
-        let w: Wire = serde_json::from_slice(bytes).map_err(|e| DecodeError::Malformed(e.to_string()))?;
-        let event_type = EventType::parse(&w.event_type)
-            .ok_or_else(|| DecodeError::UnknownValue { field: "event_type", value: w.event_type.to_string() })?;
-        let region = Region::parse(&w.region)
-            .ok_or_else(|| DecodeError::UnknownValue { field: "region", value: w.region.to_string() })?;
-        let tier = Tier::parse(&w.tier).ok_or_else(|| DecodeError::UnknownValue { field: "tier", value: w.tier.to_string() })?;
-        let device = Device::parse(&w.device)
-            .ok_or_else(|| DecodeError::UnknownValue { field: "device", value: w.device.to_string() })?;
+        let w: Wire =
+            serde_json::from_slice(bytes).map_err(|e| DecodeError::Malformed(e.to_string()))?;
+        let event_type =
+            EventType::parse(&w.event_type).ok_or_else(|| DecodeError::UnknownValue {
+                field: "event_type",
+                value: w.event_type.to_string(),
+            })?;
+        let region = Region::parse(&w.region).ok_or_else(|| DecodeError::UnknownValue {
+            field: "region",
+            value: w.region.to_string(),
+        })?;
+        let tier = Tier::parse(&w.tier).ok_or_else(|| DecodeError::UnknownValue {
+            field: "tier",
+            value: w.tier.to_string(),
+        })?;
+        let device = Device::parse(&w.device).ok_or_else(|| DecodeError::UnknownValue {
+            field: "device",
+            value: w.device.to_string(),
+        })?;
         check_ranges(w.watched_ms, w.event_time, limits)?;
         Ok(WatchEvent {
             event_id: w.event_id,
@@ -272,7 +301,11 @@ impl WatchEvent {
     }
 }
 
-fn check_ranges(watched_ms: i64, event_time: Millis, limits: &Validation) -> Result<(), DecodeError> {
+fn check_ranges(
+    watched_ms: i64,
+    event_time: Millis,
+    limits: &Validation,
+) -> Result<(), DecodeError> {
     if !(0..=MAX_WATCHED_MS).contains(&watched_ms) {
         return Err(DecodeError::OutOfRange {
             field: "watched_ms",
@@ -281,7 +314,11 @@ fn check_ranges(watched_ms: i64, event_time: Millis, limits: &Validation) -> Res
         });
     }
     if event_time < MIN_EVENT_TIME {
-        return Err(DecodeError::OutOfRange { field: "event_time", value: event_time, rule: "before 2000-01-01".into() });
+        return Err(DecodeError::OutOfRange {
+            field: "event_time",
+            value: event_time,
+            rule: "before 2000-01-01".into(),
+        });
     }
     if event_time > limits.now_ms.saturating_add(limits.max_future_ms) {
         return Err(DecodeError::OutOfRange {
@@ -298,7 +335,10 @@ mod tests {
     use super::*;
 
     fn limits() -> Validation {
-        Validation { now_ms: 1_800_000_000_000, max_future_ms: 86_400_000 }
+        Validation {
+            now_ms: 1_800_000_000_000,
+            max_future_ms: 86_400_000,
+        }
     }
 
     fn sample() -> WatchEvent {
@@ -329,13 +369,31 @@ mod tests {
             (good[..good.len() - 5].to_string(), "malformed"),
             (good.replace("\"user_id\":99,", ""), "malformed"),
             (good.replace("started_video", "paused"), "unknown_value"),
-            (good.replace("\"tier\":\"paid\"", "\"tier\":\"gold\""), "unknown_value"),
-            (good.replace("\"region\":\"IN-TN\"", "\"region\":\"XX\""), "unknown_value"),
-            (good.replace("\"watched_ms\":0", "\"watched_ms\":-5"), "out_of_range"),
-            (good.replace("1767225600000", "1900000000000"), "out_of_range"),
+            (
+                good.replace("\"tier\":\"paid\"", "\"tier\":\"gold\""),
+                "unknown_value",
+            ),
+            (
+                good.replace("\"region\":\"IN-TN\"", "\"region\":\"XX\""),
+                "unknown_value",
+            ),
+            (
+                good.replace("\"watched_ms\":0", "\"watched_ms\":-5"),
+                "out_of_range",
+            ),
+            (
+                good.replace("1767225600000", "1900000000000"),
+                "out_of_range",
+            ),
             (good.replace("1767225600000", "12"), "out_of_range"),
-            (good.replace("\"content_id\":1234", "\"content_id\":-1"), "malformed"),
-            (good.replace("\"content_id\":1234", "\"content_id\":\"1234\""), "malformed"),
+            (
+                good.replace("\"content_id\":1234", "\"content_id\":-1"),
+                "malformed",
+            ),
+            (
+                good.replace("\"content_id\":1234", "\"content_id\":\"1234\""),
+                "malformed",
+            ),
             ("[1,2,3]".into(), "malformed"),
             (String::new(), "malformed"),
         ];
@@ -349,7 +407,9 @@ mod tests {
 
     #[test]
     fn tolerates_extra_fields_and_escapes() {
-        let line = sample().to_json().replace("{\"event_id\"", "{\"app_version\":\"9.1\\n\",\"event_id\"");
+        let line = sample()
+            .to_json()
+            .replace("{\"event_id\"", "{\"app_version\":\"9.1\\n\",\"event_id\"");
         assert_eq!(WatchEvent::decode(line.as_bytes(), &limits()), Ok(sample()));
     }
 }

@@ -109,8 +109,8 @@ pub enum GenItem {
 
 /// Hourly traffic weights, starting at midnight: low at night, peak at 21:00.
 const RHYTHM: [f64; 24] = [
-    0.30, 0.20, 0.15, 0.10, 0.10, 0.15, 0.30, 0.50, 0.60, 0.70, 0.75, 0.80, 0.85, 0.85, 0.80, 0.80, 0.90, 1.00, 1.20,
-    1.50, 1.80, 1.90, 1.40, 0.80,
+    0.30, 0.20, 0.15, 0.10, 0.10, 0.15, 0.30, 0.50, 0.60, 0.70, 0.75, 0.80, 0.85, 0.85, 0.80, 0.80,
+    0.90, 1.00, 1.20, 1.50, 1.80, 1.90, 1.40, 0.80,
 ];
 
 struct LiveEvent {
@@ -151,13 +151,22 @@ const CLIP_AFTERGLOW: Millis = 6 * HOUR_MS;
 impl Generator {
     /// Builds a generator over `catalog` (ignored when `cfg.ids` is set).
     pub fn new(cfg: &GeneratorConfig, catalog: &Catalog) -> Result<Generator, String> {
-        let start = crate::time::parse_rfc3339(&cfg.start).ok_or_else(|| format!("generator start `{}` is not RFC 3339", cfg.start))?;
+        let start = crate::time::parse_rfc3339(&cfg.start)
+            .ok_or_else(|| format!("generator start `{}` is not RFC 3339", cfg.start))?;
         if !(cfg.time_rate > 0.0 && cfg.time_rate.is_finite()) {
             return Err("generator time-rate must be positive".into());
         }
-        for (name, v) in [("out-of-order", cfg.out_of_order), ("late", cfg.late), ("invalid", cfg.invalid), ("live-share", cfg.live_share), ("clip-share", cfg.clip_share)] {
+        for (name, v) in [
+            ("out-of-order", cfg.out_of_order),
+            ("late", cfg.late),
+            ("invalid", cfg.invalid),
+            ("live-share", cfg.live_share),
+            ("clip-share", cfg.clip_share),
+        ] {
             if !(0.0..=1.0).contains(&v) {
-                return Err(format!("generator {name} must be a share in 0..=1, got {v}"));
+                return Err(format!(
+                    "generator {name} must be a share in 0..=1, got {v}"
+                ));
             }
         }
         let max_disorder = crate::time::parse_duration(&cfg.max_disorder)?;
@@ -171,17 +180,28 @@ impl Generator {
                 // the base distribution covers episodes and movies.
                 for t in catalog.titles.iter().filter(|t| t.kind == Kind::Live) {
                     if let (Some(s), Some(e)) = (t.starts_at, t.ends_at) {
-                        lives.push(LiveEvent { id: t.id, start: s, end: e, clips: Vec::new() });
+                        lives.push(LiveEvent {
+                            id: t.id,
+                            start: s,
+                            end: e,
+                            clips: Vec::new(),
+                        });
                     }
                 }
                 lives.sort_by_key(|l| (l.start, l.id));
-                let pos: std::collections::HashMap<ContentId, usize> = lives.iter().enumerate().map(|(i, l)| (l.id, i)).collect();
+                let pos: std::collections::HashMap<ContentId, usize> =
+                    lives.iter().enumerate().map(|(i, l)| (l.id, i)).collect();
                 for t in catalog.titles.iter().filter(|t| t.kind == Kind::Clip) {
                     if let Some(&i) = t.parent.as_ref().and_then(|p| pos.get(p)) {
                         lives[i].clips.push(t.id);
                     }
                 }
-                catalog.titles.iter().filter(|t| matches!(t.kind, Kind::Episode | Kind::Movie)).map(|t| t.id).collect()
+                catalog
+                    .titles
+                    .iter()
+                    .filter(|t| matches!(t.kind, Kind::Episode | Kind::Movie))
+                    .map(|t| t.id)
+                    .collect()
             }
         };
         if ids.is_empty() {
@@ -196,7 +216,9 @@ impl Generator {
         }
         let popularity = match cfg.popularity {
             Popularity::Uniform => None,
-            Popularity::Zipf => Some(Alias::zipf(ids.len(), cfg.zipf_exponent).ok_or("bad zipf exponent")?),
+            Popularity::Zipf => {
+                Some(Alias::zipf(ids.len(), cfg.zipf_exponent).ok_or("bad zipf exponent")?)
+            }
         };
         let hour_index = |spans: &mut dyn Iterator<Item = (usize, Millis, Millis)>| {
             let mut by_hour: Vec<Vec<u32>> = Vec::new();
@@ -215,9 +237,15 @@ impl Generator {
             }
             by_hour
         };
-        let live_by_hour = hour_index(&mut lives.iter().enumerate().map(|(i, l)| (i, l.start, l.end)));
-        let clips_by_hour =
-            hour_index(&mut lives.iter().enumerate().filter(|(_, l)| !l.clips.is_empty()).map(|(i, l)| (i, l.end, l.end + CLIP_AFTERGLOW)));
+        let live_by_hour =
+            hour_index(&mut lives.iter().enumerate().map(|(i, l)| (i, l.start, l.end)));
+        let clips_by_hour = hour_index(
+            &mut lives
+                .iter()
+                .enumerate()
+                .filter(|(_, l)| !l.clips.is_empty())
+                .map(|(i, l)| (i, l.end, l.end + CLIP_AFTERGLOW)),
+        );
         let rhythm_cum = cfg.daily_rhythm.then(|| {
             let total: f64 = RHYTHM.iter().sum();
             let mut cum = [0.0; 25];
@@ -240,7 +268,8 @@ impl Generator {
             live_share: cfg.live_share,
             clip_share: cfg.clip_share,
             users: cfg.users.max(1),
-            mix: Alias::new(&cfg.mix).ok_or("generator mix needs non-negative weights, one positive")?,
+            mix: Alias::new(&cfg.mix)
+                .ok_or("generator mix needs non-negative weights, one positive")?,
             regions: Alias::new(&region_weights).ok_or("region weights")?,
             devices: Alias::new(&[0.55, 0.25, 0.12, 0.08]).ok_or("device weights")?,
             out_of_order: cfg.out_of_order,
@@ -261,7 +290,10 @@ impl Generator {
                 let frac = x / DAY_MS as f64 - day;
                 let h = cum[1..].partition_point(|c| *c <= frac).min(23);
                 let within = (frac - cum[h]) / (cum[h + 1] - cum[h]);
-                self.start + day as Millis * DAY_MS + h as Millis * HOUR_MS + (within * HOUR_MS as f64) as Millis
+                self.start
+                    + day as Millis * DAY_MS
+                    + h as Millis * HOUR_MS
+                    + (within * HOUR_MS as f64) as Millis
             }
         }
     }
@@ -270,7 +302,11 @@ impl Generator {
         let hour = ((t - self.start).max(0) / HOUR_MS) as usize;
         if let Some(on) = self.live_by_hour.get(hour) {
             if rng.chance(self.live_share) {
-                let live: Vec<&LiveEvent> = on.iter().map(|&i| &self.lives[i as usize]).filter(|l| l.start <= t && t < l.end).collect();
+                let live: Vec<&LiveEvent> = on
+                    .iter()
+                    .map(|&i| &self.lives[i as usize])
+                    .filter(|l| l.start <= t && t < l.end)
+                    .collect();
                 if !live.is_empty() {
                     return live[rng.below(live.len() as u64) as usize].id;
                 }
@@ -328,7 +364,11 @@ impl Generator {
             event_time: t,
             watched_ms,
             region: Region(self.regions.sample(&mut rng) as u8),
-            tier: if rng.chance(0.3) { Tier::Paid } else { Tier::Free },
+            tier: if rng.chance(0.3) {
+                Tier::Paid
+            } else {
+                Tier::Free
+            },
             device: Device::ALL[self.devices.sample(&mut rng)],
         };
         if rng.chance(self.invalid) {
@@ -337,10 +377,16 @@ impl Generator {
                 0 => good[..good.len() / 2].to_string(),
                 1 => good.replace(event_type.as_str(), "paused_video"),
                 2 => good.replacen("\"watched_ms\":", "\"watched_ms\":-", 1),
-                3 => good.replace(&format!("\"event_time\":{t}"), &format!("\"event_time\":{}", t + 400 * DAY_MS * 100)),
+                3 => good.replace(
+                    &format!("\"event_time\":{t}"),
+                    &format!("\"event_time\":{}", t + 400 * DAY_MS * 100),
+                ),
                 4 => good.replace(&format!("\"user_id\":{},", event.user_id), ""),
                 5 => format!("garbage #{i}"),
-                _ => good.replace(&format!("\"region\":\"{}\"", event.region.as_str()), "\"region\":\"ZZ\""),
+                _ => good.replace(
+                    &format!("\"region\":\"{}\"", event.region.as_str()),
+                    "\"region\":\"ZZ\"",
+                ),
             };
             return GenItem::Malformed(bad);
         }
@@ -354,12 +400,21 @@ mod tests {
     use crate::event::Validation;
 
     fn cfg() -> GeneratorConfig {
-        GeneratorConfig { invalid: 0.05, late: 0.01, ..GeneratorConfig::default() }
+        GeneratorConfig {
+            invalid: 0.05,
+            late: 0.01,
+            ..GeneratorConfig::default()
+        }
     }
 
     #[test]
     fn deterministic_and_worker_independent() {
-        let cat = Catalog::synthesize(2_000, 1, crate::time::parse_rfc3339("2026-01-01T00:00:00Z").expect("valid")).expect("valid catalog");
+        let cat = Catalog::synthesize(
+            2_000,
+            1,
+            crate::time::parse_rfc3339("2026-01-01T00:00:00Z").expect("valid"),
+        )
+        .expect("valid catalog");
         let g = Generator::new(&cfg(), &cat).expect("valid config");
         let h = Generator::new(&cfg(), &cat).expect("valid config");
         for i in [0, 1, 17, 99_999] {
@@ -369,22 +424,44 @@ mod tests {
 
     #[test]
     fn invalid_records_are_rejected_and_times_advance() {
-        let cat = Catalog::synthesize(2_000, 1, crate::time::parse_rfc3339("2026-01-01T00:00:00Z").expect("valid")).expect("valid catalog");
+        let cat = Catalog::synthesize(
+            2_000,
+            1,
+            crate::time::parse_rfc3339("2026-01-01T00:00:00Z").expect("valid"),
+        )
+        .expect("valid catalog");
         let g = Generator::new(&cfg(), &cat).expect("valid config");
-        let limits = Validation { now_ms: crate::time::parse_rfc3339("2026-06-01T00:00:00Z").expect("valid"), max_future_ms: DAY_MS };
+        let limits = Validation {
+            now_ms: crate::time::parse_rfc3339("2026-06-01T00:00:00Z").expect("valid"),
+            max_future_ms: DAY_MS,
+        };
         let (mut bad, mut live) = (0, 0);
-        let lives: std::collections::HashSet<ContentId> = cat.titles.iter().filter(|t| t.kind == Kind::Live).map(|t| t.id).collect();
+        let lives: std::collections::HashSet<ContentId> = cat
+            .titles
+            .iter()
+            .filter(|t| t.kind == Kind::Live)
+            .map(|t| t.id)
+            .collect();
         for i in 0..20_000 {
             match g.item(i) {
                 GenItem::Malformed(line) => {
                     bad += 1;
-                    assert!(WatchEvent::decode(line.as_bytes(), &limits).is_err(), "accepted {line}");
+                    assert!(
+                        WatchEvent::decode(line.as_bytes(), &limits).is_err(),
+                        "accepted {line}"
+                    );
                 }
-                GenItem::Event(e) => assert_eq!(WatchEvent::decode(e.to_json().as_bytes(), &limits), Ok(e.clone())),
+                GenItem::Event(e) => assert_eq!(
+                    WatchEvent::decode(e.to_json().as_bytes(), &limits),
+                    Ok(e.clone())
+                ),
             }
             assert!(g.base_time(i + 1) >= g.base_time(i));
         }
-        assert!((700..1300).contains(&bad), "{bad} malformed of 20000 at 5 %");
+        assert!(
+            (700..1300).contains(&bad),
+            "{bad} malformed of 20000 at 5 %"
+        );
         // Over two days (sampled), live events get a real share of traffic.
         for i in (0..20_000u64).map(|k| k * 1_300) {
             if let GenItem::Event(e) = g.item(i) {

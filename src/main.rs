@@ -138,9 +138,15 @@ impl Cluster {
             args.push(h.display().to_string());
         }
         if self.workers == 0 || self.processes == 0 || self.process >= self.processes {
-            bail!("need -w ≥ 1, -n ≥ 1 and -p < -n (got -w {} -n {} -p {})", self.workers, self.processes, self.process);
+            bail!(
+                "need -w ≥ 1, -n ≥ 1 and -p < -n (got -w {} -n {} -p {})",
+                self.workers,
+                self.processes,
+                self.process
+            );
         }
-        timely::Config::from_args(args.into_iter()).map_err(|e| anyhow::anyhow!("cluster flags: {e}"))
+        timely::Config::from_args(args.into_iter())
+            .map_err(|e| anyhow::anyhow!("cluster flags: {e}"))
     }
 }
 
@@ -225,7 +231,10 @@ struct BenchArgs {
 
 fn main() {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("POPULARITY_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("POPULARITY_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
         .with_writer(std::io::stderr)
         .init();
     if let Err(e) = real_main() {
@@ -305,7 +314,9 @@ fn generate(args: GenerateArgs) -> Result<()> {
         return generate_to_kafka(&generator, g.events, brokers, &args.topic, rate);
     }
     let mut out: Box<dyn Write> = match &args.out {
-        Some(p) => Box::new(std::io::BufWriter::new(std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?)),
+        Some(p) => Box::new(std::io::BufWriter::new(
+            std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?,
+        )),
         None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
     };
     let began = Instant::now();
@@ -337,12 +348,22 @@ fn generate(args: GenerateArgs) -> Result<()> {
 }
 
 /// Produces generated events to Kafka, keyed by user id, with a progress line and a clean stop on Ctrl-C.
-fn generate_to_kafka(generator: &Generator, events: u64, brokers: &str, topic: &str, rate: f64) -> Result<()> {
+fn generate_to_kafka(
+    generator: &Generator,
+    events: u64,
+    brokers: &str,
+    topic: &str,
+    rate: f64,
+) -> Result<()> {
     use std::sync::atomic::AtomicBool;
     let stop = Arc::new(AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGINT, stop.clone())?;
     signal_hook::flag::register(signal_hook::consts::SIGTERM, stop.clone())?;
-    let kafka = popularity::source::kafka::KafkaConfig { brokers: brokers.to_string(), topic: topic.to_string(), ..Default::default() };
+    let kafka = popularity::source::kafka::KafkaConfig {
+        brokers: brokers.to_string(),
+        topic: topic.to_string(),
+        ..Default::default()
+    };
     let total = if events == 0 { u64::MAX } else { events };
     let records = (0..total).map(|i| match generator.item(i) {
         GenItem::Event(e) => (e.user_id.to_string().into_bytes(), e.to_json().into_bytes()),
@@ -366,7 +387,10 @@ fn generate_to_kafka(generator: &Generator, events: u64, brokers: &str, topic: &
     if interactive {
         eprintln!();
     }
-    println!("produced {} events to {topic} in {:.2}s ({} delivered, {} failed)", done.sent, done.elapsed, done.delivered, done.failed);
+    println!(
+        "produced {} events to {topic} in {:.2}s ({} delivered, {} failed)",
+        done.sent, done.elapsed, done.delivered, done.failed
+    );
     if done.failed > 0 {
         bail!("{} events could not be delivered", done.failed);
     }
@@ -377,7 +401,9 @@ fn catalog(args: CatalogArgs) -> Result<()> {
     let start = popularity::time::parse_rfc3339(&args.start).context("--start must be RFC 3339")?;
     let cat = Catalog::synthesize(args.titles, args.seed, start)?;
     let mut out: Box<dyn Write> = match &args.out {
-        Some(p) => Box::new(std::io::BufWriter::new(std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?)),
+        Some(p) => Box::new(std::io::BufWriter::new(
+            std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?,
+        )),
         None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
     };
     cat.write(&mut out)?;
@@ -419,8 +445,14 @@ fn bench(args: BenchArgs) -> Result<()> {
     println!("events          {}", stats.read);
     println!("seconds         {secs:.3}");
     println!("events/s        {:.0}", stats.read as f64 / secs.max(1e-9));
-    println!("peak RSS        {} MiB", peak_rss_kib().map_or("?".to_string(), |k| format!("{:.1}", k as f64 / 1024.0)));
-    println!("live state peak {} (content, pane) updates", stats.live_state_peak);
+    println!(
+        "peak RSS        {} MiB",
+        peak_rss_kib().map_or("?".to_string(), |k| format!("{:.1}", k as f64 / 1024.0))
+    );
+    println!(
+        "live state peak {} (content, pane) updates",
+        stats.live_state_peak
+    );
     if stats.parts_written > 0 {
         println!(
             "snapshots       {} hours, {} parts, {} rows, {:.1} MiB, {:.2}s writing parts ({:.1} MiB/s), {} retries",
@@ -437,8 +469,14 @@ fn bench(args: BenchArgs) -> Result<()> {
 }
 
 fn consume(args: ConsumeArgs) -> Result<()> {
-    let idle = std::time::Duration::from_millis(popularity::time::parse_duration(&args.idle).map_err(anyhow::Error::msg)? as u64);
-    let cfg = popularity::source::kafka::KafkaConfig { brokers: args.brokers, topic: args.topic, ..Default::default() };
+    let idle = std::time::Duration::from_millis(
+        popularity::time::parse_duration(&args.idle).map_err(anyhow::Error::msg)? as u64,
+    );
+    let cfg = popularity::source::kafka::KafkaConfig {
+        brokers: args.brokers,
+        topic: args.topic,
+        ..Default::default()
+    };
     let (records, bytes, secs) = popularity::source::kafka::consume_all(&cfg, idle)?;
     println!("records         {records}");
     println!("bytes           {bytes}");
@@ -450,26 +488,46 @@ fn consume(args: ConsumeArgs) -> Result<()> {
 fn rank(args: RankArgs) -> Result<()> {
     use popularity::rank::{rank, to_csv, to_table, RankQuery};
     let job = JobConfig::load(args.job.as_deref())?;
-    let category = popularity::catalog::Kind::parse(&args.category)
-        .ok_or_else(|| anyhow::anyhow!("unknown category `{}` (movie, show, episode, live, clip, channel)", args.category))?;
+    let category = popularity::catalog::Kind::parse(&args.category).ok_or_else(|| {
+        anyhow::anyhow!(
+            "unknown category `{}` (movie, show, episode, live, clip, channel)",
+            args.category
+        )
+    })?;
     let end_hour = match &args.hour {
         None => None,
         Some(h) => {
-            let (dt, hh) = h.split_once('T').ok_or_else(|| anyhow::anyhow!("--hour wants YYYY-MM-DDTHH, got {h}"))?;
-            let hh: u32 = hh.parse().map_err(|_| anyhow::anyhow!("--hour wants YYYY-MM-DDTHH, got {h}"))?;
-            Some(popularity::time::parse_hour(dt, hh).ok_or_else(|| anyhow::anyhow!("--hour {h} is not a valid hour"))?)
+            let (dt, hh) = h
+                .split_once('T')
+                .ok_or_else(|| anyhow::anyhow!("--hour wants YYYY-MM-DDTHH, got {h}"))?;
+            let hh: u32 = hh
+                .parse()
+                .map_err(|_| anyhow::anyhow!("--hour wants YYYY-MM-DDTHH, got {h}"))?;
+            Some(
+                popularity::time::parse_hour(dt, hh)
+                    .ok_or_else(|| anyhow::anyhow!("--hour {h} is not a valid hour"))?,
+            )
         }
     };
     let store: Arc<dyn popularity::sink::store::ObjectStore> = match &args.local {
         Some(dir) => Arc::new(popularity::sink::store::LocalStore::new(dir)?),
-        None => job.sink.open()?.ok_or_else(|| anyhow::anyhow!("the job has no snapshot store (sink.kind = \"none\")"))?,
+        None => job.sink.open()?.ok_or_else(|| {
+            anyhow::anyhow!("the job has no snapshot store (sink.kind = \"none\")")
+        })?,
     };
-    let start = popularity::time::parse_rfc3339(&job.source.generator.start).context("generator start")?;
+    let start =
+        popularity::time::parse_rfc3339(&job.source.generator.start).context("generator start")?;
     let catalog = match args.catalog.as_ref().or(job.catalog.path.as_ref()) {
         Some(p) => Catalog::load(p)?,
         None => Catalog::synthesize(job.catalog.titles, job.catalog.seed, start)?,
     };
-    let query = RankQuery { category, end_hour, hours: args.hours, half_life_hours: args.half_life, top: args.top };
+    let query = RankQuery {
+        category,
+        end_hour,
+        hours: args.hours,
+        half_life_hours: args.half_life,
+        top: args.top,
+    };
     let interactive = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let ranking = rank(&*store, &catalog, &query, |i, n| {
         if n > 1 && interactive {
@@ -480,7 +538,11 @@ fn rank(args: RankArgs) -> Result<()> {
         eprintln!();
     }
     if !ranking.hours_missing.is_empty() {
-        eprintln!("warning: {} of {} hours are not published and were skipped", ranking.hours_missing.len(), args.hours.max(1));
+        eprintln!(
+            "warning: {} of {} hours are not published and were skipped",
+            ranking.hours_missing.len(),
+            args.hours.max(1)
+        );
     }
     let text = match args.format.as_str() {
         "table" => to_table(&ranking),
@@ -497,19 +559,38 @@ fn rank(args: RankArgs) -> Result<()> {
 
 fn checkpoint_bench(args: CheckpointBenchArgs) -> Result<()> {
     let store: Arc<dyn popularity::sink::store::ObjectStore> = match &args.sink_job {
-        Some(job) => JobConfig::load(Some(job))?.sink.open()?.ok_or_else(|| anyhow::anyhow!("that job has no store"))?,
+        Some(job) => JobConfig::load(Some(job))?
+            .sink
+            .open()?
+            .ok_or_else(|| anyhow::anyhow!("that job has no store"))?,
         None => Arc::new(popularity::sink::store::LocalStore::new(&args.dir)?),
     };
     let r = popularity::checkpoint::bench(store, args.entries, args.panes)?;
     println!("entries         {}", r.entries);
-    println!("part bytes      {} ({:.1} MiB)", r.bytes, r.bytes as f64 / 1048576.0);
-    println!("take seconds    {:.3} (encode + write part)", r.take_seconds);
+    println!(
+        "part bytes      {} ({:.1} MiB)",
+        r.bytes,
+        r.bytes as f64 / 1048576.0
+    );
+    println!(
+        "take seconds    {:.3} (encode + write part)",
+        r.take_seconds
+    );
     println!("manifest secs   {:.3}", r.complete_seconds);
-    println!("load seconds    {:.3} (find, read, verify, decode)", r.load_seconds);
+    println!(
+        "load seconds    {:.3} (find, read, verify, decode)",
+        r.load_seconds
+    );
     Ok(())
 }
 
 fn peak_rss_kib() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    status.lines().find(|l| l.starts_with("VmHWM:"))?.split_whitespace().nth(1)?.parse().ok()
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
 }

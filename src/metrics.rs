@@ -17,9 +17,9 @@ use prometheus::{Encoder, IntCounter, IntGauge, IntGaugeVec, Opts, Registry, Tex
 use crate::catalog::{Catalog, Kind};
 use crate::dataflow::live::LiveBoard;
 use crate::error::{Error, Result};
-use crate::time::{rfc3339, WindowSpec};
 use crate::source::kafka::ProgressBoard;
 use crate::stats::Stats;
+use crate::time::{rfc3339, WindowSpec};
 
 /// Every metric the job exports (also checked against the dashboard and alert rules by the tests).
 pub const METRIC_NAMES: &[&str] = &[
@@ -68,23 +68,79 @@ fn perr(e: prometheus::Error) -> Error {
 
 impl Exported {
     fn new(process: usize) -> Result<Exported> {
-        let registry = Registry::new_custom(None, Some([("process".to_string(), process.to_string())].into())).map_err(perr)?;
+        let registry = Registry::new_custom(
+            None,
+            Some([("process".to_string(), process.to_string())].into()),
+        )
+        .map_err(perr)?;
         let counter_defs: [(&str, &str, CounterFn); 11] = [
-            ("popularity_records_read_total", "Records read from sources, valid or not.", |s| s.read.load(Ordering::Relaxed)),
-            ("popularity_records_decoded_total", "Records decoded into events.", |s| s.decoded.load(Ordering::Relaxed)),
-            ("popularity_records_invalid_total", "Records rejected by the decoder.", |s| s.invalid.load(Ordering::Relaxed)),
-            ("popularity_events_late_total", "Valid events behind their partition's watermark.", |s| s.late.load(Ordering::Relaxed)),
-            ("popularity_views_total", "started_video events counted as views.", |s| s.views.load(Ordering::Relaxed)),
-            ("popularity_dead_letters_total", "Records written to the dead-letter sink.", |s| s.dead_lettered.load(Ordering::Relaxed)),
-            ("popularity_snapshot_parts_written_total", "Snapshot parts written.", |s| s.parts_written.load(Ordering::Relaxed)),
-            ("popularity_snapshot_rows_written_total", "Snapshot rows written.", |s| s.rows_written.load(Ordering::Relaxed)),
-            ("popularity_snapshot_bytes_written_total", "Snapshot bytes written.", |s| s.bytes_written.load(Ordering::Relaxed)),
-            ("popularity_hours_published_total", "Hours whose _SUCCESS manifest was written.", |s| s.hours_published.load(Ordering::Relaxed)),
-            ("popularity_store_retries_total", "Store operations retried after a transient failure.", |s| s.store_retries.load(Ordering::Relaxed)),
+            (
+                "popularity_records_read_total",
+                "Records read from sources, valid or not.",
+                |s| s.read.load(Ordering::Relaxed),
+            ),
+            (
+                "popularity_records_decoded_total",
+                "Records decoded into events.",
+                |s| s.decoded.load(Ordering::Relaxed),
+            ),
+            (
+                "popularity_records_invalid_total",
+                "Records rejected by the decoder.",
+                |s| s.invalid.load(Ordering::Relaxed),
+            ),
+            (
+                "popularity_events_late_total",
+                "Valid events behind their partition's watermark.",
+                |s| s.late.load(Ordering::Relaxed),
+            ),
+            (
+                "popularity_views_total",
+                "started_video events counted as views.",
+                |s| s.views.load(Ordering::Relaxed),
+            ),
+            (
+                "popularity_dead_letters_total",
+                "Records written to the dead-letter sink.",
+                |s| s.dead_lettered.load(Ordering::Relaxed),
+            ),
+            (
+                "popularity_snapshot_parts_written_total",
+                "Snapshot parts written.",
+                |s| s.parts_written.load(Ordering::Relaxed),
+            ),
+            (
+                "popularity_snapshot_rows_written_total",
+                "Snapshot rows written.",
+                |s| s.rows_written.load(Ordering::Relaxed),
+            ),
+            (
+                "popularity_snapshot_bytes_written_total",
+                "Snapshot bytes written.",
+                |s| s.bytes_written.load(Ordering::Relaxed),
+            ),
+            (
+                "popularity_hours_published_total",
+                "Hours whose _SUCCESS manifest was written.",
+                |s| s.hours_published.load(Ordering::Relaxed),
+            ),
+            (
+                "popularity_store_retries_total",
+                "Store operations retried after a transient failure.",
+                |s| s.store_retries.load(Ordering::Relaxed),
+            ),
         ];
         let more_counters: [(&str, &str, CounterFn); 2] = [
-            ("popularity_checkpoints_total", "Checkpoint parts this process wrote.", |s| s.checkpoints.load(Ordering::Relaxed)),
-            ("popularity_checkpoint_failures_total", "Checkpoint parts that could not be written.", |s| s.checkpoint_failures.load(Ordering::Relaxed)),
+            (
+                "popularity_checkpoints_total",
+                "Checkpoint parts this process wrote.",
+                |s| s.checkpoints.load(Ordering::Relaxed),
+            ),
+            (
+                "popularity_checkpoint_failures_total",
+                "Checkpoint parts that could not be written.",
+                |s| s.checkpoint_failures.load(Ordering::Relaxed),
+            ),
         ];
         let mut counters = Vec::new();
         for (name, help, get) in counter_defs.into_iter().chain(more_counters) {
@@ -93,16 +149,48 @@ impl Exported {
             counters.push((c, get));
         }
         let gauge_defs: [(&str, &str, GaugeFn); 7] = [
-            ("popularity_live_state_entries", "Live window state: pending (content, pane) updates plus current counts.", |s| s.live_state.load(Ordering::Relaxed)),
-            ("popularity_watermark_seconds", "Lowest input watermark over this process's workers (event time, seconds).", |s| s.low_watermark_ms() / 1000),
-            ("popularity_watermark_lag_seconds", "Wall clock minus the lowest watermark.", |s| {
-                let w = s.low_watermark_ms();
-                if w == 0 { 0 } else { (crate::time::now_ms() - w) / 1000 }
-            }),
-            ("popularity_frontier_seconds", "Dataflow output frontier (event time, seconds): hours before it are final.", |s| s.frontier_ms.load(Ordering::Relaxed) / 1000),
-            ("popularity_checkpoint_duration_seconds", "Time the last checkpoint part took to write (seconds, rounded down).", |s| s.checkpoint_micros.load(Ordering::Relaxed) as i64 / 1_000_000),
-            ("popularity_checkpoint_bytes", "Size of the last checkpoint part.", |s| s.checkpoint_bytes.load(Ordering::Relaxed) as i64),
-            ("popularity_checkpoint_last_success_timestamp_seconds", "When the last checkpoint part was written (Unix seconds).", |s| s.checkpoint_last_ms.load(Ordering::Relaxed) / 1000),
+            (
+                "popularity_live_state_entries",
+                "Live window state: pending (content, pane) updates plus current counts.",
+                |s| s.live_state.load(Ordering::Relaxed),
+            ),
+            (
+                "popularity_watermark_seconds",
+                "Lowest input watermark over this process's workers (event time, seconds).",
+                |s| s.low_watermark_ms() / 1000,
+            ),
+            (
+                "popularity_watermark_lag_seconds",
+                "Wall clock minus the lowest watermark.",
+                |s| {
+                    let w = s.low_watermark_ms();
+                    if w == 0 {
+                        0
+                    } else {
+                        (crate::time::now_ms() - w) / 1000
+                    }
+                },
+            ),
+            (
+                "popularity_frontier_seconds",
+                "Dataflow output frontier (event time, seconds): hours before it are final.",
+                |s| s.frontier_ms.load(Ordering::Relaxed) / 1000,
+            ),
+            (
+                "popularity_checkpoint_duration_seconds",
+                "Time the last checkpoint part took to write (seconds, rounded down).",
+                |s| s.checkpoint_micros.load(Ordering::Relaxed) as i64 / 1_000_000,
+            ),
+            (
+                "popularity_checkpoint_bytes",
+                "Size of the last checkpoint part.",
+                |s| s.checkpoint_bytes.load(Ordering::Relaxed) as i64,
+            ),
+            (
+                "popularity_checkpoint_last_success_timestamp_seconds",
+                "When the last checkpoint part was written (Unix seconds).",
+                |s| s.checkpoint_last_ms.load(Ordering::Relaxed) / 1000,
+            ),
         ];
         let mut gauges = Vec::new();
         for (name, help, get) in gauge_defs {
@@ -111,9 +199,18 @@ impl Exported {
             gauges.push((g, get));
         }
         let kafka = [
-            ("popularity_kafka_next_offset", "Next offset to read, per partition."),
-            ("popularity_kafka_high_watermark", "The partition's end offset as the broker reports it."),
-            ("popularity_kafka_consumer_lag", "Records in the partition not read yet."),
+            (
+                "popularity_kafka_next_offset",
+                "Next offset to read, per partition.",
+            ),
+            (
+                "popularity_kafka_high_watermark",
+                "The partition's end offset as the broker reports it.",
+            ),
+            (
+                "popularity_kafka_consumer_lag",
+                "Records in the partition not read yet.",
+            ),
         ]
         .map(|(n, h)| IntGaugeVec::new(Opts::new(n, h), &["partition"]));
         let [a, b, c] = kafka;
@@ -121,10 +218,21 @@ impl Exported {
         for k in &kafka {
             registry.register(Box::new(k.clone())).map_err(perr)?;
         }
-        let write_seconds =
-            prometheus::Counter::new("popularity_snapshot_write_seconds_total", "Time spent encoding and storing snapshot parts.").map_err(perr)?;
-        registry.register(Box::new(write_seconds.clone())).map_err(perr)?;
-        Ok(Exported { registry, counters, gauges, kafka, write_seconds })
+        let write_seconds = prometheus::Counter::new(
+            "popularity_snapshot_write_seconds_total",
+            "Time spent encoding and storing snapshot parts.",
+        )
+        .map_err(perr)?;
+        registry
+            .register(Box::new(write_seconds.clone()))
+            .map_err(perr)?;
+        Ok(Exported {
+            registry,
+            counters,
+            gauges,
+            kafka,
+            write_seconds,
+        })
     }
 
     fn render(&self, stats: &Stats, board: &ProgressBoard) -> Vec<u8> {
@@ -146,9 +254,15 @@ impl Exported {
         if let Ok(board) = board.lock() {
             for (p, progress) in board.iter() {
                 let label = p.to_string();
-                self.kafka[0].with_label_values(&[&label]).set(progress.next_offset);
-                self.kafka[1].with_label_values(&[&label]).set(progress.high_watermark);
-                self.kafka[2].with_label_values(&[&label]).set(progress.lag());
+                self.kafka[0]
+                    .with_label_values(&[&label])
+                    .set(progress.next_offset);
+                self.kafka[1]
+                    .with_label_values(&[&label])
+                    .set(progress.high_watermark);
+                self.kafka[2]
+                    .with_label_values(&[&label])
+                    .set(progress.lag());
             }
         }
         let mut out = Vec::new();
@@ -176,9 +290,19 @@ pub struct Api {
 
 /// Starts the endpoint on `listen`; returns the address it is bound to.
 /// `ready` turns `/readyz` to 200 once the workers are processing.
-pub fn serve(listen: &str, process: usize, stats: Arc<Stats>, board: ProgressBoard, ready: Arc<AtomicBool>, api: Api) -> Result<SocketAddr> {
-    let listener = TcpListener::bind(listen).map_err(|e| Error::io(format!("binding the metrics endpoint to {listen}"), e))?;
-    let addr = listener.local_addr().map_err(|e| Error::io("metrics endpoint address", e))?;
+pub fn serve(
+    listen: &str,
+    process: usize,
+    stats: Arc<Stats>,
+    board: ProgressBoard,
+    ready: Arc<AtomicBool>,
+    api: Api,
+) -> Result<SocketAddr> {
+    let listener = TcpListener::bind(listen)
+        .map_err(|e| Error::io(format!("binding the metrics endpoint to {listen}"), e))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| Error::io("metrics endpoint address", e))?;
     let exported = Exported::new(process)?;
     std::thread::Builder::new()
         .name("metrics".into())
@@ -194,7 +318,14 @@ pub fn serve(listen: &str, process: usize, stats: Arc<Stats>, board: ProgressBoa
     Ok(addr)
 }
 
-fn answer(conn: TcpStream, exported: &Exported, stats: &Stats, board: &ProgressBoard, ready: &AtomicBool, api: &Api) -> std::io::Result<()> {
+fn answer(
+    conn: TcpStream,
+    exported: &Exported,
+    stats: &Stats,
+    board: &ProgressBoard,
+    ready: &AtomicBool,
+    api: &Api,
+) -> std::io::Result<()> {
     conn.set_read_timeout(Some(Duration::from_secs(5)))?;
     let mut reader = BufReader::new(conn.try_clone()?);
     let mut request = String::new();
@@ -208,22 +339,48 @@ fn answer(conn: TcpStream, exported: &Exported, stats: &Stats, board: &ProgressB
         }
     }
     let path = request.split_whitespace().nth(1).unwrap_or("");
-    let (status, kind, body): (&str, &str, Vec<u8>) = match (request.split_whitespace().next(), path) {
-        (Some("GET"), "/metrics") => ("200 OK", "text/plain; version=0.0.4", exported.render(stats, board)),
-        (Some("GET"), "/healthz") => ("200 OK", "text/plain", b"ok\n".to_vec()),
-        (Some("GET"), "/" | "/trending") => ("200 OK", "text/html; charset=utf-8", TRENDING_PAGE.as_bytes().to_vec()),
-        (Some("GET"), "/api/stats") => {
-            ("200 OK", "application/json", serde_json::to_vec(&stats.snapshot()).unwrap_or_else(|_| b"{}".to_vec()))
-        }
-        (Some("GET"), "/readyz") if ready.load(Ordering::Relaxed) => ("200 OK", "text/plain", b"ready\n".to_vec()),
-        (Some("GET"), "/readyz") => ("503 Service Unavailable", "text/plain", b"starting\n".to_vec()),
-        (Some("GET"), p) if p.starts_with("/api/") => {
-            let (status, body) = query(api, p);
-            (status, "application/json", body.to_string().into_bytes())
-        }
-        (Some("GET"), _) => ("404 Not Found", "text/plain", b"not found: try /metrics, /healthz, /readyz, /api/top, /api/titles/<id>\n".to_vec()),
-        _ => ("405 Method Not Allowed", "text/plain", b"only GET\n".to_vec()),
-    };
+    let (status, kind, body): (&str, &str, Vec<u8>) =
+        match (request.split_whitespace().next(), path) {
+            (Some("GET"), "/metrics") => (
+                "200 OK",
+                "text/plain; version=0.0.4",
+                exported.render(stats, board),
+            ),
+            (Some("GET"), "/healthz") => ("200 OK", "text/plain", b"ok\n".to_vec()),
+            (Some("GET"), "/" | "/trending") => (
+                "200 OK",
+                "text/html; charset=utf-8",
+                TRENDING_PAGE.as_bytes().to_vec(),
+            ),
+            (Some("GET"), "/api/stats") => (
+                "200 OK",
+                "application/json",
+                serde_json::to_vec(&stats.snapshot()).unwrap_or_else(|_| b"{}".to_vec()),
+            ),
+            (Some("GET"), "/readyz") if ready.load(Ordering::Relaxed) => {
+                ("200 OK", "text/plain", b"ready\n".to_vec())
+            }
+            (Some("GET"), "/readyz") => (
+                "503 Service Unavailable",
+                "text/plain",
+                b"starting\n".to_vec(),
+            ),
+            (Some("GET"), p) if p.starts_with("/api/") => {
+                let (status, body) = query(api, p);
+                (status, "application/json", body.to_string().into_bytes())
+            }
+            (Some("GET"), _) => (
+                "404 Not Found",
+                "text/plain",
+                b"not found: try /metrics, /healthz, /readyz, /api/top, /api/titles/<id>\n"
+                    .to_vec(),
+            ),
+            _ => (
+                "405 Method Not Allowed",
+                "text/plain",
+                b"only GET\n".to_vec(),
+            ),
+        };
     let mut conn = conn;
     write!(conn, "HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len())?;
     conn.write_all(&body)?;
@@ -247,7 +404,10 @@ fn query(api: &Api, path: &str) -> (&'static str, serde_json::Value) {
     }
     let shards = api.live.shards();
     let Some(as_of) = shards.values().map(|s| s.as_of).min() else {
-        return bad("503 Service Unavailable", "no window published yet; retry in a second");
+        return bad(
+            "503 Service Unavailable",
+            "no window published yet; retry in a second",
+        );
     };
     let (start, end) = api.window.window_bounds(as_of);
     let window = serde_json::json!({ "start": rfc3339(start), "end": rfc3339(end) });
@@ -255,20 +415,39 @@ fn query(api: &Api, path: &str) -> (&'static str, serde_json::Value) {
         if !args.is_empty() {
             return bad("400 Bad Request", "/api/titles/<id> takes no parameters");
         }
-        let Ok(id) = id.parse::<u64>() else { return bad("400 Bad Request", format!("`{id}` is not a content id")) };
-        let Some(title) = api.catalog.get(id) else { return bad("404 Not Found", format!("no title {id} in the catalog")) };
+        let Ok(id) = id.parse::<u64>() else {
+            return bad("400 Bad Request", format!("`{id}` is not a content id"));
+        };
+        let Some(title) = api.catalog.get(id) else {
+            return bad("404 Not Found", format!("no title {id} in the catalog"));
+        };
         let views: i64 = shards.values().filter_map(|s| s.counts.get(&id)).sum();
-        return ("200 OK", serde_json::json!({ "content_id": id, "name": title.name, "kind": title.kind.as_str(), "views": views, "window": window }));
+        return (
+            "200 OK",
+            serde_json::json!({ "content_id": id, "name": title.name, "kind": title.kind.as_str(), "views": views, "window": window }),
+        );
     }
     if route != "/api/top" {
         return bad("404 Not Found", format!("no such endpoint `{route}`; try /api/top?category=episode&k=10 or /api/titles/<id>"));
     }
-    if let Some(k) = args.keys().find(|k| !["category", "k"].contains(&k.as_str())) {
-        return bad("400 Bad Request", format!("unknown parameter `{k}` (category, k)"));
+    if let Some(k) = args
+        .keys()
+        .find(|k| !["category", "k"].contains(&k.as_str()))
+    {
+        return bad(
+            "400 Bad Request",
+            format!("unknown parameter `{k}` (category, k)"),
+        );
     }
-    let category = args.get("category").map(String::as_str).unwrap_or("episode");
+    let category = args
+        .get("category")
+        .map(String::as_str)
+        .unwrap_or("episode");
     let Some(kind) = Kind::parse(category) else {
-        return bad("400 Bad Request", format!("unknown category `{category}` (movie, show, episode, live, clip, channel)"));
+        return bad(
+            "400 Bad Request",
+            format!("unknown category `{category}` (movie, show, episode, live, clip, channel)"),
+        );
     };
     let k = match args.get("k").map(|k| k.parse::<usize>()) {
         None => 10,
@@ -293,5 +472,8 @@ fn query(api: &Api, path: &str) -> (&'static str, serde_json::Value) {
             serde_json::json!({ "rank": i + 1, "content_id": id, "name": api.catalog.get(*id).map(|t| t.name.as_str()).unwrap_or(""), "views": v })
         })
         .collect();
-    ("200 OK", serde_json::json!({ "category": kind.as_str(), "k": k, "window": window, "titles": titles }))
+    (
+        "200 OK",
+        serde_json::json!({ "category": kind.as_str(), "k": k, "window": window, "titles": titles }),
+    )
 }

@@ -30,7 +30,12 @@ pub struct Expected {
 }
 
 /// Recounts from scratch. `partitions[k]` holds partition `k`'s raw records in order.
-pub fn recount(partitions: &[Vec<Vec<u8>>], window: &WindowSpec, lateness: Millis, limits: &Validation) -> Expected {
+pub fn recount(
+    partitions: &[Vec<Vec<u8>>],
+    window: &WindowSpec,
+    lateness: Millis,
+    limits: &Validation,
+) -> Expected {
     let mut out = Expected::default();
     let mut accepted: Vec<(ContentId, u64)> = Vec::new();
     for (k, records) in partitions.iter().enumerate() {
@@ -66,7 +71,11 @@ pub fn recount(partitions: &[Vec<Vec<u8>>], window: &WindowSpec, lateness: Milli
         for hour in first_hour..=last_hour {
             let end = window.last_pane_of_hour(hour);
             if pane <= end && pane + window.panes() > end {
-                *out.hours.entry(hour).or_default().entry(content).or_insert(0) += 1;
+                *out.hours
+                    .entry(hour)
+                    .or_default()
+                    .entry(content)
+                    .or_insert(0) += 1;
             }
         }
     }
@@ -80,12 +89,20 @@ pub fn recount(partitions: &[Vec<Vec<u8>>], window: &WindowSpec, lateness: Milli
 }
 
 /// Views in the window ending at `pane`, recounted from scratch (same acceptance rules as [`recount`]).
-pub fn window_at(partitions: &[Vec<Vec<u8>>], window: &WindowSpec, lateness: Millis, limits: &Validation, pane: u64) -> BTreeMap<ContentId, i64> {
+pub fn window_at(
+    partitions: &[Vec<Vec<u8>>],
+    window: &WindowSpec,
+    lateness: Millis,
+    limits: &Validation,
+    pane: u64,
+) -> BTreeMap<ContentId, i64> {
     let mut out = BTreeMap::new();
     for records in partitions {
         let mut mark = Watermark::new(lateness);
         for raw in records {
-            let Ok(event) = WatchEvent::decode(raw, limits) else { continue };
+            let Ok(event) = WatchEvent::decode(raw, limits) else {
+                continue;
+            };
             if mark.is_late(event.event_time, window) {
                 continue;
             }
@@ -104,17 +121,24 @@ pub fn window_at(partitions: &[Vec<Vec<u8>>], window: &WindowSpec, lateness: Mil
 
 /// The records of a JSON-lines file, cut into `peers` partitions as the file source does.
 pub fn file_partitions(path: &Path, peers: usize) -> Result<Vec<Vec<Vec<u8>>>> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+    let bytes =
+        std::fs::read(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
     let ranges = crate::source::file::splits(bytes.len() as u64, peers);
     let mut parts: Vec<Vec<Vec<u8>>> = vec![Vec::new(); ranges.len()];
     let mut at = 0usize;
     while at < bytes.len() {
-        let end = bytes[at..].iter().position(|&b| b == b'\n').map_or(bytes.len(), |i| at + i);
+        let end = bytes[at..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(bytes.len(), |i| at + i);
         let mut line = &bytes[at..end];
         if let Some(s) = line.strip_suffix(b"\r") {
             line = s;
         }
-        let k = ranges.iter().position(|&(s, e)| (at as u64) >= s && (at as u64) < e).unwrap_or(0);
+        let k = ranges
+            .iter()
+            .position(|&(s, e)| (at as u64) >= s && (at as u64) < e)
+            .unwrap_or(0);
         parts[k].push(line.to_vec());
         at = end + 1;
     }

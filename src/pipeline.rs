@@ -105,16 +105,21 @@ impl Context {
     pub fn from_job(job: JobConfig) -> Result<Context> {
         let window = job.window.spec()?;
         let lateness = job.window.lateness_ms()?;
-        let start = crate::time::parse_rfc3339(&job.source.generator.start)
-            .ok_or_else(|| Error::Config(format!("source.generator.start `{}` is not RFC 3339", job.source.generator.start)))?;
+        let start = crate::time::parse_rfc3339(&job.source.generator.start).ok_or_else(|| {
+            Error::Config(format!(
+                "source.generator.start `{}` is not RFC 3339",
+                job.source.generator.start
+            ))
+        })?;
         let catalog = match &job.catalog.path {
             Some(p) => Catalog::load(p)?,
             None => Catalog::synthesize(job.catalog.titles, job.catalog.seed, start)?,
         };
         let generator = match job.source.kind {
-            SourceKind::Generator => {
-                Some(Arc::new(Generator::new(&job.source.generator, &catalog).map_err(|e| Error::Config(format!("source.generator: {e}")))?))
-            }
+            SourceKind::Generator => Some(Arc::new(
+                Generator::new(&job.source.generator, &catalog)
+                    .map_err(|e| Error::Config(format!("source.generator: {e}")))?,
+            )),
             SourceKind::File | SourceKind::Kafka => None,
         };
         let store: Option<Arc<dyn ObjectStore>> = job.sink.open()?;
@@ -140,32 +145,82 @@ impl Context {
     }
 
     /// Starts the metrics endpoint for process `process` if the job wants one.
-    pub fn serve_metrics(&self, process: usize, processes: usize) -> Result<Option<std::net::SocketAddr>> {
+    pub fn serve_metrics(
+        &self,
+        process: usize,
+        processes: usize,
+    ) -> Result<Option<std::net::SocketAddr>> {
         if !self.job.metrics.enabled {
             return Ok(None);
         }
         let addr = self.job.metrics.address(process)?;
-        let api = crate::metrics::Api { live: self.live.clone(), catalog: self.catalog.clone(), window: self.window, processes };
-        crate::metrics::serve(&addr, process, self.stats.clone(), self.kafka_progress.clone(), self.ready.clone(), api).map(Some)
+        let api = crate::metrics::Api {
+            live: self.live.clone(),
+            catalog: self.catalog.clone(),
+            window: self.window,
+            processes,
+        };
+        crate::metrics::serve(
+            &addr,
+            process,
+            self.stats.clone(),
+            self.kafka_progress.clone(),
+            self.ready.clone(),
+            api,
+        )
+        .map(Some)
     }
 
     /// True if this job takes checkpoints (a resumable source and a store).
     pub fn checkpointing(&self) -> bool {
-        self.job.checkpoint.enabled && self.job.source.kind == SourceKind::Kafka && self.store.is_some()
+        self.job.checkpoint.enabled
+            && self.job.source.kind == SourceKind::Kafka
+            && self.store.is_some()
     }
 
-    fn open_source(&self, index: usize, peers: usize, offsets: &BTreeMap<PartitionId, i64>) -> Result<(Box<dyn Source>, String)> {
-        let limits = Validation { now_ms: crate::time::now_ms(), max_future_ms: self.job.source.max_future_ms()? };
+    fn open_source(
+        &self,
+        index: usize,
+        peers: usize,
+        offsets: &BTreeMap<PartitionId, i64>,
+    ) -> Result<(Box<dyn Source>, String)> {
+        let limits = Validation {
+            now_ms: crate::time::now_ms(),
+            max_future_ms: self.job.source.max_future_ms()?,
+        };
         Ok(match self.job.source.kind {
             SourceKind::Generator => {
-                let generator = self.generator.clone().ok_or_else(|| Error::Internal("generator source without a generator".into()))?;
+                let generator = self.generator.clone().ok_or_else(|| {
+                    Error::Internal("generator source without a generator".into())
+                })?;
                 let g = &self.job.source.generator;
-                (Box::new(GeneratorSource::new(generator, index, peers, g.events, g.rate, limits)), "generator".into())
+                (
+                    Box::new(GeneratorSource::new(
+                        generator, index, peers, g.events, g.rate, limits,
+                    )),
+                    "generator".into(),
+                )
             }
-            SourceKind::File => (Box::new(FileSource::open(&self.job.source.file.path, index, peers, limits)?), "file".into()),
+            SourceKind::File => (
+                Box::new(FileSource::open(
+                    &self.job.source.file.path,
+                    index,
+                    peers,
+                    limits,
+                )?),
+                "file".into(),
+            ),
             SourceKind::Kafka => {
                 let k = &self.job.source.kafka;
-                let source = KafkaSource::open(k, &self.job.job.name, index, peers, offsets, limits, self.kafka_progress.clone())?;
+                let source = KafkaSource::open(
+                    k,
+                    &self.job.job.name,
+                    index,
+                    peers,
+                    offsets,
+                    limits,
+                    self.kafka_progress.clone(),
+                )?;
                 (Box::new(source), format!("kafka:{}", k.topic))
             }
         })
@@ -206,17 +261,40 @@ pub fn run_worker(worker: &mut Worker, ctx: &Context) -> Result<()> {
         // Windows as of the checkpoint come back through their own input.
         let (restored, carried) = scope.new_collection::<ContentId, i64>();
         let windowed = windowed_views(views, &ctx.window).concat(carried);
-        let hours = hourly_tables(windowed, ctx.window, ctx.stats.clone(), ctx.job.metrics.enabled.then(|| ctx.live.clone()));
+        let hours = hourly_tables(
+            windowed,
+            ctx.window,
+            ctx.stats.clone(),
+            ctx.job.metrics.enabled.then(|| ctx.live.clone()),
+        );
         let probe = match &ctx.store {
             Some(store) => {
-                let parts = write_parts(hours, store.clone(), ctx.window, ctx.stats.clone(), ctx.fault.clone());
-                publish_hours(parts, store.clone(), ctx.window, ctx.stats.clone(), ctx.fault.clone()).probe().0
+                let parts = write_parts(
+                    hours,
+                    store.clone(),
+                    ctx.window,
+                    ctx.stats.clone(),
+                    ctx.fault.clone(),
+                );
+                publish_hours(
+                    parts,
+                    store.clone(),
+                    ctx.window,
+                    ctx.stats.clone(),
+                    ctx.fault.clone(),
+                )
+                .probe()
+                .0
             }
             None => hours.probe().0,
         };
         (input, restored, probe)
     });
-    let offsets: BTreeMap<PartitionId, i64> = restore.ledgers.iter().map(|(p, l)| (*p, l.next_offset)).collect();
+    let offsets: BTreeMap<PartitionId, i64> = restore
+        .ledgers
+        .iter()
+        .map(|(p, l)| (*p, l.next_offset))
+        .collect();
     let (source, source_name) = ctx.open_source(index, peers, &offsets)?;
     let mut carry = None;
     if let Some(time) = restore.time {
@@ -225,7 +303,15 @@ pub fn run_worker(worker: &mut Worker, ctx: &Context) -> Result<()> {
         for ledger in restore.ledgers.values() {
             for (&pane, counts) in &ledger.panes {
                 for (&content, &n) in counts {
-                    feed(&mut input, &mut restored, time, ctx.window.panes(), content, pane, n);
+                    feed(
+                        &mut input,
+                        &mut restored,
+                        time,
+                        ctx.window.panes(),
+                        content,
+                        pane,
+                        n,
+                    );
                 }
             }
         }
@@ -238,18 +324,33 @@ pub fn run_worker(worker: &mut Worker, ctx: &Context) -> Result<()> {
     }
     let dead: Box<dyn DeadLetterSink> = match &ctx.dead_letters {
         DeadLetterTarget::Local(dir) => Box::new(LocalDeadLetters::open(dir, index)?),
-        DeadLetterTarget::CountOnly => Box::new(MemoryDeadLetters { count_only: true, ..Default::default() }),
+        DeadLetterTarget::CountOnly => Box::new(MemoryDeadLetters {
+            count_only: true,
+            ..Default::default()
+        }),
         DeadLetterTarget::Kafka => Box::new(KafkaDeadLetters::open(&ctx.job.source.kafka)?),
     };
     let mut driver = Driver::new(ctx, source, source_name, dead);
     driver.carry = carry;
     ctx.ready.store(true, Ordering::Relaxed);
     for (p, l) in &restore.ledgers {
-        driver.marks.insert(*p, Watermark::with_max_seen(ctx.lateness, l.max_seen));
+        driver
+            .marks
+            .insert(*p, Watermark::with_max_seen(ctx.lateness, l.max_seen));
     }
     if let (true, Some(store)) = (ctx.checkpointing(), &ctx.store) {
-        let interval = crate::time::parse_duration(&ctx.job.checkpoint.interval).map_err(Error::Config)?.max(1) as u64;
-        let mut cp = Checkpointer::new(store.clone(), &ctx.job.job.name, index, peers, interval, ctx.job.checkpoint.keep, ctx.window.panes());
+        let interval = crate::time::parse_duration(&ctx.job.checkpoint.interval)
+            .map_err(Error::Config)?
+            .max(1) as u64;
+        let mut cp = Checkpointer::new(
+            store.clone(),
+            &ctx.job.job.name,
+            index,
+            peers,
+            interval,
+            ctx.job.checkpoint.keep,
+            ctx.window.panes(),
+        );
         cp.ledgers = restore.ledgers;
         if let (Some(id), Some(time)) = (restore.id, restore.time) {
             cp.restored(id, time);
@@ -296,15 +397,28 @@ struct Restore {
 }
 
 fn restore_state(ctx: &Context, index: usize, peers: usize) -> Result<Restore> {
-    let (true, Some(store)) = (ctx.checkpointing(), &ctx.store) else { return Ok(Restore::default()) };
-    let Some((manifest, ledgers)) = Checkpoints::new(&**store, &ctx.job.job.name).latest_valid()? else {
+    let (true, Some(store)) = (ctx.checkpointing(), &ctx.store) else {
+        return Ok(Restore::default());
+    };
+    let Some((manifest, ledgers)) = Checkpoints::new(&**store, &ctx.job.job.name).latest_valid()?
+    else {
         return Ok(Restore::default());
     };
     // Partition p belongs to worker p mod peers, whatever the layout that wrote the checkpoint.
-    let mine: BTreeMap<PartitionId, PartitionLedger> = ledgers.into_iter().filter(|(p, _)| *p as usize % peers == index).collect();
+    let mine: BTreeMap<PartitionId, PartitionLedger> = ledgers
+        .into_iter()
+        .filter(|(p, _)| *p as usize % peers == index)
+        .collect();
     tracing::info!(checkpoint = manifest.id, time = manifest.time, partitions = ?mine.keys().collect::<Vec<_>>(), "restoring");
-    Stats::add(&ctx.stats.restored_entries, mine.values().map(|l| l.entries() as u64).sum());
-    Ok(Restore { id: Some(manifest.id), time: Some(manifest.time), ledgers: mine })
+    Stats::add(
+        &ctx.stats.restored_entries,
+        mine.values().map(|l| l.entries() as u64).sum(),
+    );
+    Ok(Restore {
+        id: Some(manifest.id),
+        time: Some(manifest.time),
+        ledgers: mine,
+    })
 }
 
 /// The per-worker feeding loop and its state.
@@ -328,8 +442,17 @@ struct Driver<'a> {
 }
 
 impl<'a> Driver<'a> {
-    fn new(ctx: &'a Context, source: Box<dyn Source>, source_name: String, dead: Box<dyn DeadLetterSink>) -> Self {
-        let marks = source.partitions().into_iter().map(|p| (p, Watermark::new(ctx.lateness))).collect();
+    fn new(
+        ctx: &'a Context,
+        source: Box<dyn Source>,
+        source_name: String,
+        dead: Box<dyn DeadLetterSink>,
+    ) -> Self {
+        let marks = source
+            .partitions()
+            .into_iter()
+            .map(|p| (p, Watermark::new(ctx.lateness)))
+            .collect();
         Driver {
             ctx,
             source,
@@ -347,7 +470,12 @@ impl<'a> Driver<'a> {
 
     /// Feeds the dataflow until the source is done and the frontier is empty
     /// (returns `false`), or until a stop is requested (returns `true`).
-    fn drive(&mut self, worker: &mut Worker, input: InputSession<Pane, ContentId, i64>, probe: &ProbeHandle<Pane>) -> Result<bool> {
+    fn drive(
+        &mut self,
+        worker: &mut Worker,
+        input: InputSession<Pane, ContentId, i64>,
+        probe: &ProbeHandle<Pane>,
+    ) -> Result<bool> {
         let mut input = Some(input);
         let max_lead = self.ctx.job.window.max_lead_panes;
         let batch_size = self.ctx.job.source.batch;
@@ -365,15 +493,28 @@ impl<'a> Driver<'a> {
             }
             let frontier = probe.with_frontier(|f| f.first().copied());
             if let Some(f) = frontier {
-                self.ctx.stats.frontier_ms.store(self.ctx.window.pane_start(f), Ordering::Relaxed);
+                self.ctx
+                    .stats
+                    .frontier_ms
+                    .store(self.ctx.window.pane_start(f), Ordering::Relaxed);
             }
             if stopping.is_none() && self.ctx.stop.load(Ordering::Relaxed) {
                 self.dead.flush()?;
                 match self.checkpointer.as_mut() {
                     Some(cp) => {
                         let id = cp.final_id(crate::time::now_ms() as u64);
-                        tracing::info!(checkpoint = id, "stop requested: taking a final checkpoint");
-                        Self::checkpoint(&self.ctx.stats, cp, &*self.source, &self.marks, id, frontier)?;
+                        tracing::info!(
+                            checkpoint = id,
+                            "stop requested: taking a final checkpoint"
+                        );
+                        Self::checkpoint(
+                            &self.ctx.stats,
+                            cp,
+                            &*self.source,
+                            &self.marks,
+                            id,
+                            frontier,
+                        )?;
                         stopping = Some((id, Instant::now()));
                     }
                     None => return Ok(true),
@@ -383,13 +524,17 @@ impl<'a> Driver<'a> {
                 // Keep stepping (the frontier must pass the checkpoint time) until it is complete.
                 if let Some(cp) = self.checkpointer.as_mut() {
                     cp.complete_pending(frontier, false)?;
-                    let limit = crate::time::parse_duration(&self.ctx.job.checkpoint.stop_timeout).unwrap_or(60_000) as u64;
+                    let limit = crate::time::parse_duration(&self.ctx.job.checkpoint.stop_timeout)
+                        .unwrap_or(60_000) as u64;
                     if cp.is_complete(id)? {
                         tracing::info!(checkpoint = id, "final checkpoint complete; stopping");
                         return Ok(true);
                     }
                     if since.elapsed() > Duration::from_millis(limit) {
-                        tracing::warn!(checkpoint = id, "final checkpoint did not complete in time; the previous one stands");
+                        tracing::warn!(
+                            checkpoint = id,
+                            "final checkpoint did not complete in time; the previous one stands"
+                        );
                         return Ok(true);
                     }
                 }
@@ -440,7 +585,11 @@ impl<'a> Driver<'a> {
                         session.flush();
                         if let Some((carry, time)) = self.carry.as_mut() {
                             carry.flush();
-                            if self.marks.values().all(|w| w.pane(&self.ctx.window) >= *time) {
+                            if self
+                                .marks
+                                .values()
+                                .all(|w| w.pane(&self.ctx.window) >= *time)
+                            {
                                 self.carry = None;
                                 tracing::info!(after = ?started.elapsed(), "every partition is past the checkpoint time");
                             }
@@ -453,7 +602,11 @@ impl<'a> Driver<'a> {
                 }
                 return Ok(false);
             }
-            worker.step_or_park(if idle { Some(Duration::from_millis(1)) } else { Some(Duration::ZERO) });
+            worker.step_or_park(if idle {
+                Some(Duration::from_millis(1))
+            } else {
+                Some(Duration::ZERO)
+            });
         }
     }
 
@@ -466,17 +619,24 @@ impl<'a> Driver<'a> {
         id: u64,
         frontier: Option<Pane>,
     ) -> Result<()> {
-        let Some(frontier) = frontier else { return Ok(()) };
+        let Some(frontier) = frontier else {
+            return Ok(());
+        };
         let positions = source.positions();
-        let max_seen: BTreeMap<PartitionId, Option<Millis>> = marks.iter().map(|(p, w)| (*p, w.max_seen())).collect();
+        let max_seen: BTreeMap<PartitionId, Option<Millis>> =
+            marks.iter().map(|(p, w)| (*p, w.max_seen())).collect();
         let started = Instant::now();
         match cp.take(id, frontier, &positions, &max_seen) {
             Ok(meta) => {
                 tracing::info!(checkpoint = id, entries = meta.entries, bytes = meta.bytes, took = ?started.elapsed(), "checkpoint part written");
                 Stats::add(&stats.checkpoints, 1);
-                stats.checkpoint_micros.store(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+                stats
+                    .checkpoint_micros
+                    .store(started.elapsed().as_micros() as u64, Ordering::Relaxed);
                 stats.checkpoint_bytes.store(meta.bytes, Ordering::Relaxed);
-                stats.checkpoint_last_ms.store(crate::time::now_ms(), Ordering::Relaxed);
+                stats
+                    .checkpoint_last_ms
+                    .store(crate::time::now_ms(), Ordering::Relaxed);
             }
             Err(e) => {
                 Stats::add(&stats.checkpoint_failures, 1);
@@ -493,7 +653,11 @@ impl<'a> Driver<'a> {
         let batch = &self.batch;
         // A partition that was idle may lag the input's time: nothing before that time can be counted any more
         // (after a restore, panes before the checkpoint time still can, through the carry input).
-        let floor = if self.carry.is_some() { 0 } else { *session.time() };
+        let floor = if self.carry.is_some() {
+            0
+        } else {
+            *session.time()
+        };
         for reject in &batch.rejects {
             let letter = DeadLetter {
                 reason: reject.error.code().to_string(),
@@ -511,9 +675,19 @@ impl<'a> Driver<'a> {
         // Runs of one partition share a watermark lookup.
         while start < batch.events.len() {
             let partition = batch.partitions[start];
-            let end = start + batch.partitions[start..].iter().take_while(|p| **p == partition).count();
-            let mark = self.marks.entry(partition).or_insert_with(|| Watermark::new(self.ctx.lateness));
-            for (event, &position) in batch.events[start..end].iter().zip(&batch.positions[start..end]) {
+            let end = start
+                + batch.partitions[start..]
+                    .iter()
+                    .take_while(|p| **p == partition)
+                    .count();
+            let mark = self
+                .marks
+                .entry(partition)
+                .or_insert_with(|| Watermark::new(self.ctx.lateness));
+            for (event, &position) in batch.events[start..end]
+                .iter()
+                .zip(&batch.positions[start..end])
+            {
                 let behind_mark = mark.is_late(event.event_time, &window);
                 if behind_mark || window.pane_of(event.event_time).is_none_or(|p| p < floor) {
                     late += 1;
@@ -547,7 +721,10 @@ impl<'a> Driver<'a> {
                     views += 1;
                     // Not late, so the pane is at or after the watermark pane, hence after the input's time.
                     let pane = window.pane_of(event.event_time).unwrap_or(0);
-                    *self.panes.entry((partition, event.content_id, pane)).or_insert(0) += 1;
+                    *self
+                        .panes
+                        .entry((partition, event.content_id, pane))
+                        .or_insert(0) += 1;
                 }
             }
             start = end;
@@ -574,4 +751,3 @@ impl<'a> Driver<'a> {
         Ok(())
     }
 }
-

@@ -79,20 +79,31 @@ pub fn bucket(catalog: &Catalog, id: ContentId, category: Kind) -> Option<Conten
 }
 
 /// Ranks `query.category` over the published hours in `store`.
-pub fn rank(store: &dyn ObjectStore, catalog: &Catalog, query: &RankQuery, mut progress: impl FnMut(usize, usize)) -> Result<Ranking> {
+pub fn rank(
+    store: &dyn ObjectStore,
+    catalog: &Catalog,
+    query: &RankQuery,
+    mut progress: impl FnMut(usize, usize),
+) -> Result<Ranking> {
     let published = published_hours(store)?;
     let end = match query.end_hour {
         Some(h) => h,
-        None => *published.last().ok_or_else(|| Error::Input(format!("no published hours in {}", store.describe())))?,
+        None => *published
+            .last()
+            .ok_or_else(|| Error::Input(format!("no published hours in {}", store.describe())))?,
     };
     let n = query.hours.max(1);
     let wanted: Vec<u64> = (end.saturating_sub(n - 1)..=end).collect();
-    let (have, missing): (Vec<u64>, Vec<u64>) = wanted.iter().partition(|h| published.binary_search(h).is_ok());
+    let (have, missing): (Vec<u64>, Vec<u64>) = wanted
+        .iter()
+        .partition(|h| published.binary_search(h).is_ok());
     let mut scores: HashMap<ContentId, (f64, i64)> = HashMap::new();
     let mut unknown = 0i64;
     for (i, &hour) in have.iter().enumerate() {
         progress(i + 1, have.len());
-        let Some((_, rows)) = read_hour(store, hour)? else { continue };
+        let Some((_, rows)) = read_hour(store, hour)? else {
+            continue;
+        };
         let weight = match query.half_life_hours {
             Some(hl) if hl > 0.0 => 0.5f64.powf((end - hour) as f64 / hl),
             _ => 1.0,
@@ -109,7 +120,8 @@ pub fn rank(store: &dyn ObjectStore, catalog: &Catalog, query: &RankQuery, mut p
             }
         }
     }
-    let mut rows: Vec<(ContentId, f64, i64)> = scores.into_iter().map(|(id, (s, v))| (id, s, v)).collect();
+    let mut rows: Vec<(ContentId, f64, i64)> =
+        scores.into_iter().map(|(id, (s, v))| (id, s, v)).collect();
     rows.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
     if query.top > 0 {
         rows.truncate(query.top);
@@ -125,14 +137,25 @@ pub fn rank(store: &dyn ObjectStore, catalog: &Catalog, query: &RankQuery, mut p
             views,
         })
         .collect();
-    Ok(Ranking { hours_read: have, hours_missing: missing, unknown_views: unknown, rows })
+    Ok(Ranking {
+        hours_read: have,
+        hours_missing: missing,
+        unknown_views: unknown,
+        rows,
+    })
 }
 
 /// Renders a ranking as an aligned text table.
 pub fn to_table(r: &Ranking) -> String {
-    let mut out = format!("{:>5}  {:>10}  {:<32}  {:>14}  {:>10}\n", "rank", "id", "name", "score", "views");
+    let mut out = format!(
+        "{:>5}  {:>10}  {:<32}  {:>14}  {:>10}\n",
+        "rank", "id", "name", "score", "views"
+    );
     for row in &r.rows {
-        out.push_str(&format!("{:>5}  {:>10}  {:<32}  {:>14.2}  {:>10}\n", row.rank, row.content_id, row.name, row.score, row.views));
+        out.push_str(&format!(
+            "{:>5}  {:>10}  {:<32}  {:>14.2}  {:>10}\n",
+            row.rank, row.content_id, row.name, row.score, row.views
+        ));
     }
     out
 }
@@ -141,8 +164,15 @@ pub fn to_table(r: &Ranking) -> String {
 pub fn to_csv(r: &Ranking) -> String {
     let mut out = String::from("rank,content_id,name,score,views\n");
     for row in &r.rows {
-        let name = if row.name.contains([',', '"', '\n']) { format!("\"{}\"", row.name.replace('"', "\"\"")) } else { row.name.clone() };
-        out.push_str(&format!("{},{},{},{},{}\n", row.rank, row.content_id, name, row.score, row.views));
+        let name = if row.name.contains([',', '"', '\n']) {
+            format!("\"{}\"", row.name.replace('"', "\"\""))
+        } else {
+            row.name.clone()
+        };
+        out.push_str(&format!(
+            "{},{},{},{},{}\n",
+            row.rank, row.content_id, name, row.score, row.views
+        ));
     }
     out
 }
@@ -162,12 +192,21 @@ mod tests {
     use super::*;
     use crate::catalog::Title;
     use crate::sink::parquet::{encode_titles, TitleRow};
-    use crate::sink::snapshot::{hour_prefix, manifest_for, part_name, PartRecord, SUCCESS, TITLES};
+    use crate::sink::snapshot::{
+        hour_prefix, manifest_for, part_name, PartRecord, SUCCESS, TITLES,
+    };
     use crate::sink::store::LocalStore;
     use crate::time::WindowSpec;
 
     fn title(id: u64, kind: Kind, parent: Option<u64>) -> Title {
-        Title { id, kind, name: format!("{}-{id}", kind.as_str()), parent, starts_at: Some(0), ends_at: Some(1) }
+        Title {
+            id,
+            kind,
+            name: format!("{}-{id}", kind.as_str()),
+            parent,
+            starts_at: Some(0),
+            ends_at: Some(1),
+        }
     }
 
     fn catalog() -> Catalog {
@@ -194,14 +233,31 @@ mod tests {
             let part: Vec<TitleRow> = rows
                 .iter()
                 .filter(|(id, _)| (*id as usize) % 2 == worker)
-                .map(|&(content_id, views)| TitleRow { content_id, views, window_start: 0, window_end: 1 })
+                .map(|&(content_id, views)| TitleRow {
+                    content_id,
+                    views,
+                    window_start: 0,
+                    window_end: 1,
+                })
                 .collect();
             let bytes = encode_titles(&part).expect("encodes");
-            store.put(&format!("{}{}", hour_prefix(TITLES, hour), part_name(worker)), &bytes).expect("put");
-            records.push(PartRecord { hour, name: part_name(worker), rows: part.len() as u64, bytes: bytes.len() as u64 });
+            store
+                .put(
+                    &format!("{}{}", hour_prefix(TITLES, hour), part_name(worker)),
+                    &bytes,
+                )
+                .expect("put");
+            records.push(PartRecord {
+                hour,
+                name: part_name(worker),
+                rows: part.len() as u64,
+                bytes: bytes.len() as u64,
+            });
         }
         let m = serde_json::to_vec(&manifest_for(&w, hour, &records)).expect("json");
-        store.put(&format!("{}{SUCCESS}", hour_prefix(TITLES, hour)), &m).expect("put");
+        store
+            .put(&format!("{}{SUCCESS}", hour_prefix(TITLES, hour)), &m)
+            .expect("put");
     }
 
     #[test]
@@ -211,11 +267,26 @@ mod tests {
         let store = LocalStore::new(&dir).expect("store");
         let cat = catalog();
         let h = 490_000;
-        publish(&store, h, &[(3, 5), (4, 7), (6, 7), (7, 1), (8, 50), (9, 2), (999, 4)]);
+        publish(
+            &store,
+            h,
+            &[(3, 5), (4, 7), (6, 7), (7, 1), (8, 50), (9, 2), (999, 4)],
+        );
         publish(&store, h + 1, &[(3, 9), (4, 1), (6, 3), (9, 20)]);
         // An unpublished hour (parts but no manifest) must be ignored.
-        store.put(&format!("{}{}", hour_prefix(TITLES, h + 2), part_name(0)), b"not even parquet").expect("put");
-        let q = |category, end_hour, hours, half_life_hours| RankQuery { category, end_hour, hours, half_life_hours, top: 0 };
+        store
+            .put(
+                &format!("{}{}", hour_prefix(TITLES, h + 2), part_name(0)),
+                b"not even parquet",
+            )
+            .expect("put");
+        let q = |category, end_hour, hours, half_life_hours| RankQuery {
+            category,
+            end_hour,
+            hours,
+            half_life_hours,
+            top: 0,
+        };
 
         // One hour, episodes: 4 and 6 tie at 7 and break by id.
         let r = rank(&store, &cat, &q(Kind::Episode, Some(h), 1, None), |_, _| {}).expect("ranks");
@@ -230,20 +301,47 @@ mod tests {
         assert_eq!(ids, vec![(2, 22), (5, 10)]);
 
         // Channels: 1 gets show 2 and movie 7 = 23; 10 gets show 5, live 8 and clip 9 = 10 + 50 + 22 = 82.
-        let r = rank(&store, &cat, &q(Kind::Channel, Some(h + 1), 2, None), |_, _| {}).expect("ranks");
+        let r = rank(
+            &store,
+            &cat,
+            &q(Kind::Channel, Some(h + 1), 2, None),
+            |_, _| {},
+        )
+        .expect("ranks");
         let ids: Vec<(u64, i64)> = r.rows.iter().map(|x| (x.content_id, x.views)).collect();
         assert_eq!(ids, vec![(10, 82), (1, 23)]);
 
         // Decay with a one-hour half-life: clip 9 = 20 + 2/2 = 21; live 8 = 50/2 = 25.
-        let r = rank(&store, &cat, &q(Kind::Clip, Some(h + 1), 2, Some(1.0)), |_, _| {}).expect("ranks");
+        let r = rank(
+            &store,
+            &cat,
+            &q(Kind::Clip, Some(h + 1), 2, Some(1.0)),
+            |_, _| {},
+        )
+        .expect("ranks");
         assert_eq!(r.rows[0].score, 21.0);
-        let r = rank(&store, &cat, &q(Kind::Live, Some(h + 1), 2, Some(1.0)), |_, _| {}).expect("ranks");
+        let r = rank(
+            &store,
+            &cat,
+            &q(Kind::Live, Some(h + 1), 2, Some(1.0)),
+            |_, _| {},
+        )
+        .expect("ranks");
         assert_eq!(r.rows[0].score, 25.0);
 
         // A range reaching before the data reports the missing hours.
-        let r = rank(&store, &cat, &q(Kind::Movie, Some(h + 1), 4, None), |_, _| {}).expect("ranks");
+        let r = rank(
+            &store,
+            &cat,
+            &q(Kind::Movie, Some(h + 1), 4, None),
+            |_, _| {},
+        )
+        .expect("ranks");
         assert_eq!(r.hours_missing, vec![h - 2, h - 1]);
-        assert_eq!(to_csv(&r), "rank,content_id,name,score,views\n1,7,movie-7,1,1\n");
+        assert_eq!(
+            to_csv(&r),
+            "rank,content_id,name,score,views\n1,7,movie-7,1,1\n"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -18,7 +18,9 @@ impl SplitMix64 {
     /// A generator for item `index` of stream `seed`: counter-based, so any
     /// worker can produce any item without producing the ones before it.
     pub fn for_item(seed: u64, index: u64) -> Self {
-        SplitMix64 { state: mix(seed ^ mix(index.wrapping_add(0x9e37_79b9_7f4a_7c15))) }
+        SplitMix64 {
+            state: mix(seed ^ mix(index.wrapping_add(0x9e37_79b9_7f4a_7c15))),
+        }
     }
 
     /// Next 64 random bits.
@@ -62,13 +64,18 @@ impl Alias {
     pub fn new(weights: &[f64]) -> Option<Alias> {
         let n = weights.len();
         let total: f64 = weights.iter().sum();
-        if n == 0 || total <= 0.0 || weights.iter().any(|w| !w.is_finite() || *w < 0.0) || n > u32::MAX as usize {
+        if n == 0
+            || total <= 0.0
+            || weights.iter().any(|w| !w.is_finite() || *w < 0.0)
+            || n > u32::MAX as usize
+        {
             return None;
         }
         let mut scaled: Vec<f64> = weights.iter().map(|w| w * n as f64 / total).collect();
         let mut prob = vec![1.0; n];
         let mut alias: Vec<u32> = (0..n as u32).collect();
-        let (mut small, mut large): (Vec<usize>, Vec<usize>) = (0..n).partition(|&i| scaled[i] < 1.0);
+        let (mut small, mut large): (Vec<usize>, Vec<usize>) =
+            (0..n).partition(|&i| scaled[i] < 1.0);
         while let (Some(s), Some(&l)) = (small.pop(), large.last()) {
             prob[s] = scaled[s];
             alias[s] = l as u32;
@@ -90,7 +97,11 @@ impl Alias {
     /// Draws an index.
     pub fn sample(&self, rng: &mut SplitMix64) -> usize {
         let i = rng.below(self.prob.len() as u64) as usize;
-        if rng.unit() < self.prob[i] { i } else { self.alias[i] as usize }
+        if rng.unit() < self.prob[i] {
+            i
+        } else {
+            self.alias[i] as usize
+        }
     }
 
     /// Number of outcomes.
@@ -127,8 +138,12 @@ mod tests {
 
     #[test]
     fn counter_based_streams_are_stable() {
-        let a: Vec<u64> = (0..4).map(|i| SplitMix64::for_item(9, i).next_u64()).collect();
-        let b: Vec<u64> = (0..4).map(|i| SplitMix64::for_item(9, i).next_u64()).collect();
+        let a: Vec<u64> = (0..4)
+            .map(|i| SplitMix64::for_item(9, i).next_u64())
+            .collect();
+        let b: Vec<u64> = (0..4)
+            .map(|i| SplitMix64::for_item(9, i).next_u64())
+            .collect();
         assert_eq!(a, b);
         assert_ne!(a[0], a[1]);
     }

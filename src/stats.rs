@@ -105,7 +105,11 @@ impl Stats {
 
     /// The lowest watermark over the workers of this process (ms; 0 before any).
     pub fn low_watermark_ms(&self) -> i64 {
-        self.worker_watermarks.lock().ok().and_then(|m| m.values().min().copied()).unwrap_or(0)
+        self.worker_watermarks
+            .lock()
+            .ok()
+            .and_then(|m| m.values().min().copied())
+            .unwrap_or(0)
     }
 
     /// Reads every counter.

@@ -33,20 +33,29 @@ impl WindowSpec {
     /// (so that every hour ends on a pane boundary).
     pub fn new(size_ms: Millis, slide_ms: Millis) -> Result<Self, String> {
         if slide_ms <= 0 || size_ms <= 0 {
-            return Err(format!("window size ({size_ms} ms) and slide ({slide_ms} ms) must be positive"));
+            return Err(format!(
+                "window size ({size_ms} ms) and slide ({slide_ms} ms) must be positive"
+            ));
         }
         if size_ms % slide_ms != 0 {
-            return Err(format!("window size ({size_ms} ms) must be a multiple of the slide ({slide_ms} ms)"));
+            return Err(format!(
+                "window size ({size_ms} ms) must be a multiple of the slide ({slide_ms} ms)"
+            ));
         }
         if HOUR_MS % slide_ms != 0 {
-            return Err(format!("the slide ({slide_ms} ms) must divide an hour evenly"));
+            return Err(format!(
+                "the slide ({slide_ms} ms) must divide an hour evenly"
+            ));
         }
         Ok(WindowSpec { slide_ms, size_ms })
     }
 
     /// The standard window: one hour, sliding every minute.
     pub fn hourly() -> Self {
-        WindowSpec { slide_ms: 60_000, size_ms: HOUR_MS }
+        WindowSpec {
+            slide_ms: 60_000,
+            size_ms: HOUR_MS,
+        }
     }
 
     /// Number of panes in one window.
@@ -61,7 +70,11 @@ impl WindowSpec {
 
     /// The pane holding event time `ms`, or `None` before the epoch.
     pub fn pane_of(&self, ms: Millis) -> Option<Pane> {
-        if ms < 0 { None } else { Some((ms / self.slide_ms) as Pane) }
+        if ms < 0 {
+            None
+        } else {
+            Some((ms / self.slide_ms) as Pane)
+        }
     }
 
     /// First millisecond of `pane`.
@@ -108,12 +121,18 @@ pub struct Watermark {
 impl Watermark {
     /// A watermark with the given allowed lateness.
     pub fn new(lateness_ms: Millis) -> Self {
-        Watermark { lateness_ms, max_seen: None }
+        Watermark {
+            lateness_ms,
+            max_seen: None,
+        }
     }
 
     /// Restores a watermark that had already seen `max_seen`.
     pub fn with_max_seen(lateness_ms: Millis, max_seen: Option<Millis>) -> Self {
-        Watermark { lateness_ms, max_seen }
+        Watermark {
+            lateness_ms,
+            max_seen,
+        }
     }
 
     /// The watermark in ms, if any event has been seen.
@@ -147,7 +166,10 @@ impl Watermark {
 
 /// Wall-clock now, ms since the epoch.
 pub fn now_ms() -> Millis {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as Millis).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as Millis)
+        .unwrap_or(0)
 }
 
 /// A civil date (proleptic Gregorian, UTC).
@@ -177,7 +199,11 @@ pub fn date_from_days(days: i64) -> Date {
 
 /// Converts a civil date to days since 1970-01-01.
 pub fn days_from_date(date: Date) -> i64 {
-    let y = if date.month <= 2 { date.year - 1 } else { date.year };
+    let y = if date.month <= 2 {
+        date.year - 1
+    } else {
+        date.year
+    };
     let era = y.div_euclid(400);
     let yoe = y.rem_euclid(400);
     let m = date.month as i64;
@@ -190,7 +216,10 @@ pub fn days_from_date(date: Date) -> i64 {
 pub fn hour_partition(hour: u64) -> (String, String) {
     let days = (hour / 24) as i64;
     let d = date_from_days(days);
-    (format!("{:04}-{:02}-{:02}", d.year, d.month, d.day), format!("{:02}", hour % 24))
+    (
+        format!("{:04}-{:02}-{:02}", d.year, d.month, d.day),
+        format!("{:02}", hour % 24),
+    )
 }
 
 /// Parses `YYYY-MM-DD` and an hour into hours since the epoch.
@@ -216,8 +245,13 @@ pub fn rfc3339(ms: Millis) -> String {
     let d = date_from_days(days);
     format!(
         "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-        d.year, d.month, d.day,
-        rem / HOUR_MS, (rem / 60_000) % 60, (rem / 1000) % 60, rem % 1000
+        d.year,
+        d.month,
+        d.day,
+        rem / HOUR_MS,
+        (rem / 60_000) % 60,
+        (rem / 1000) % 60,
+        rem % 1000
     )
 }
 
@@ -229,7 +263,10 @@ pub fn parse_rfc3339(s: &str) -> Option<Millis> {
     let year: i64 = it.next()?.parse().ok()?;
     let month: u32 = it.next()?.parse().ok()?;
     let day: u32 = it.next()?.parse().ok()?;
-    let (hms, frac) = match time.split_once('.') { Some((a, b)) => (a, Some(b)), None => (time, None) };
+    let (hms, frac) = match time.split_once('.') {
+        Some((a, b)) => (a, Some(b)),
+        None => (time, None),
+    };
     let mut t = hms.split(':');
     let h: i64 = t.next()?.parse().ok()?;
     let m: i64 = t.next()?.parse().ok()?;
@@ -253,16 +290,23 @@ pub fn parse_duration(s: &str) -> Result<Millis, String> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
-    let n: i64 = num.parse().map_err(|_| format!("`{s}` is not a duration (try 500ms, 30s, 1m, 1h, 1d)"))?;
+    let n: i64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration (try 500ms, 30s, 1m, 1h, 1d)"))?;
     let scale = match unit.trim() {
         "" | "ms" => 1,
         "s" => 1000,
         "m" | "min" => 60_000,
         "h" => HOUR_MS,
         "d" => DAY_MS,
-        other => return Err(format!("unknown unit `{other}` in duration `{s}` (use ms, s, m, h or d)")),
+        other => {
+            return Err(format!(
+                "unknown unit `{other}` in duration `{s}` (use ms, s, m, h or d)"
+            ))
+        }
     };
-    n.checked_mul(scale).ok_or_else(|| format!("duration `{s}` is too large"))
+    n.checked_mul(scale)
+        .ok_or_else(|| format!("duration `{s}` is too large"))
 }
 
 #[cfg(test)]
@@ -276,7 +320,10 @@ mod tests {
         let midnight = parse_rfc3339("2026-01-01T00:00:00Z").expect("valid");
         let p = w.pane_of(midnight).expect("after epoch");
         assert_eq!(w.pane_start(p), midnight);
-        assert!(w.ends_hour(p - 1), "the minute before midnight ends an hour");
+        assert!(
+            w.ends_hour(p - 1),
+            "the minute before midnight ends an hour"
+        );
         assert!(!w.ends_hour(p));
         assert_eq!(w.hour_of(p - 1) + 1, w.hour_of(p));
         // last ms of the day is in the last pane of hour 23
@@ -300,7 +347,10 @@ mod tests {
         }
         let feb29 = parse_rfc3339("2028-02-29T23:59:59.999Z").expect("leap day");
         assert_eq!(rfc3339(feb29), "2028-02-29T23:59:59.999Z");
-        assert_eq!(hour_partition((feb29 / HOUR_MS) as u64), ("2028-02-29".to_string(), "23".to_string()));
+        assert_eq!(
+            hour_partition((feb29 / HOUR_MS) as u64),
+            ("2028-02-29".to_string(), "23".to_string())
+        );
         assert_eq!(parse_hour("2028-02-29", 23), Some((feb29 / HOUR_MS) as u64));
         assert_eq!(parse_hour("2027-02-29", 0), None);
         assert_eq!(parse_hour("2027-13-01", 0), None);
@@ -315,7 +365,10 @@ mod tests {
         let t0 = parse_rfc3339("2026-03-01T10:59:30Z").expect("valid");
         wm.observe(t0);
         // watermark = 10:57:30, its pane starts 10:57:00
-        assert!(!wm.is_late(t0 - 150_000, &w), "10:57:00 is in the watermark pane");
+        assert!(
+            !wm.is_late(t0 - 150_000, &w),
+            "10:57:00 is in the watermark pane"
+        );
         assert!(wm.is_late(t0 - 150_001, &w), "10:56:59.999 is before it");
         wm.observe(t0 - 1_000_000); // an older event does not move it back
         assert_eq!(wm.millis(), Some(t0 - 120_000));
@@ -325,7 +378,10 @@ mod tests {
         wm.observe(late_night + 1);
         assert!(wm.is_late(late_night, &w));
         assert_eq!(wm.pane(&w), w.pane_of(late_night + 1).expect("after epoch"));
-        assert!(wm.is_late(-5, &w), "times before the epoch are never countable");
+        assert!(
+            wm.is_late(-5, &w),
+            "times before the epoch are never countable"
+        );
     }
 
     #[test]

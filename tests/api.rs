@@ -14,13 +14,28 @@ use popularity::oracle::window_at;
 
 fn get(addr: &str, path: &str) -> (u16, serde_json::Value) {
     let mut s = std::net::TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
-    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").expect("send");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send");
     let mut text = String::new();
     s.read_to_string(&mut text).expect("read");
-    let code = text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
-    (code, serde_json::from_str(&body).unwrap_or(serde_json::Value::Null))
+    let code = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (
+        code,
+        serde_json::from_str(&body).unwrap_or(serde_json::Value::Null),
+    )
 }
 
 #[test]
@@ -31,18 +46,31 @@ fn top_k_and_titles_equal_the_recount_and_bad_requests_are_400() {
     let cfg = messy(71, 30_000);
     produce_generated(&broker.addr, "events", &generator(&cfg), cfg.events);
     let records = read_topic(&broker.addr, "events", Duration::from_secs(2));
-    let parts: Vec<Vec<Vec<u8>>> = records.values().map(|rs| rs.iter().map(|r| r.1.clone()).collect()).collect();
+    let parts: Vec<Vec<Vec<u8>>> = records
+        .values()
+        .map(|rs| rs.iter().map(|r| r.1.clone()).collect())
+        .collect();
     let dir = scratch("api");
     let mut job = kafka_job(&dir, &broker.addr, "events");
     job.source.kafka.until = popularity::source::kafka::Until::Never;
     job.metrics.listen = format!("127.0.0.1:{}", free_port());
     let ctx = popularity::pipeline::Context::from_job(job).expect("valid job");
-    let addr = ctx.serve_metrics(0, 1).expect("binds").expect("enabled").to_string();
-    assert_eq!(get(&addr, "/api/top").0, 503, "nothing to answer from before the window exists");
+    let addr = ctx
+        .serve_metrics(0, 1)
+        .expect("binds")
+        .expect("enabled")
+        .to_string();
+    assert_eq!(
+        get(&addr, "/api/top").0,
+        503,
+        "nothing to answer from before the window exists"
+    );
     let ctx = Arc::new(ctx);
     let runner = {
         let ctx = ctx.clone();
-        std::thread::spawn(move || popularity::pipeline::execute(timely::Config::process(2), ctx).expect("job runs"))
+        std::thread::spawn(move || {
+            popularity::pipeline::execute(timely::Config::process(2), ctx).expect("job runs")
+        })
     };
     // Wait until everything is read and both shards have published the same, settled minute.
     let started = Instant::now();
@@ -61,7 +89,10 @@ fn top_k_and_titles_equal_the_recount_and_bad_requests_are_400() {
     let as_of = settled.expect("the live window settled");
     let window = popularity::time::WindowSpec::hourly();
     let want = window_at(&parts, &window, 120_000, &limits(), as_of);
-    assert!(want.values().sum::<i64>() > 100, "a window with real traffic");
+    assert!(
+        want.values().sum::<i64>() > 100,
+        "a window with real traffic"
+    );
     for category in [Kind::Episode, Kind::Show, Kind::Clip, Kind::Channel] {
         let mut totals: std::collections::BTreeMap<u64, i64> = std::collections::BTreeMap::new();
         for (id, v) in &want {
@@ -72,24 +103,43 @@ fn top_k_and_titles_equal_the_recount_and_bad_requests_are_400() {
         let mut expected: Vec<(u64, i64)> = totals.into_iter().collect();
         expected.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
         expected.truncate(5);
-        let (code, body) = get(&addr, &format!("/api/top?category={}&k=5", category.as_str()));
+        let (code, body) = get(
+            &addr,
+            &format!("/api/top?category={}&k=5", category.as_str()),
+        );
         assert_eq!(code, 200, "{body}");
         let got: Vec<(u64, i64)> = body["titles"]
             .as_array()
             .expect("titles")
             .iter()
-            .map(|t| (t["content_id"].as_u64().expect("id"), t["views"].as_i64().expect("views")))
+            .map(|t| {
+                (
+                    t["content_id"].as_u64().expect("id"),
+                    t["views"].as_i64().expect("views"),
+                )
+            })
             .collect();
         assert_eq!(got, expected, "top 5 {}", category.as_str());
         let (start, end) = window.window_bounds(as_of);
         assert_eq!(body["window"]["end"], popularity::time::rfc3339(end));
         assert_eq!(body["window"]["start"], popularity::time::rfc3339(start));
     }
-    let (&top_id, &top_views) = want.iter().max_by_key(|(id, v)| (**v, std::cmp::Reverse(**id))).expect("a title");
+    let (&top_id, &top_views) = want
+        .iter()
+        .max_by_key(|(id, v)| (**v, std::cmp::Reverse(**id)))
+        .expect("a title");
     let (code, body) = get(&addr, &format!("/api/titles/{top_id}"));
-    assert_eq!((code, body["views"].as_i64()), (200, Some(top_views)), "{body}");
+    assert_eq!(
+        (code, body["views"].as_i64()),
+        (200, Some(top_views)),
+        "{body}"
+    );
     for (path, code, says) in [
-        ("/api/top?category=podcast", 400, "unknown category `podcast`"),
+        (
+            "/api/top?category=podcast",
+            400,
+            "unknown category `podcast`",
+        ),
         ("/api/top?k=0", 400, "k must be"),
         ("/api/top?k=ten", 400, "k must be"),
         ("/api/top?region=IN-MH", 400, "unknown parameter `region`"),
@@ -99,7 +149,10 @@ fn top_k_and_titles_equal_the_recount_and_bad_requests_are_400() {
     ] {
         let (got, body) = get(&addr, path);
         assert_eq!(got, code, "{path}: {body}");
-        assert!(body["error"].as_str().unwrap_or("").contains(says), "{path}: {body}");
+        assert!(
+            body["error"].as_str().unwrap_or("").contains(says),
+            "{path}: {body}"
+        );
     }
     // Latency under a loopback load (reported, not asserted: a benchmark, not a timed test).
     let mut times: Vec<Duration> = (0..2000)
@@ -111,7 +164,10 @@ fn top_k_and_titles_equal_the_recount_and_bad_requests_are_400() {
         })
         .collect();
     times.sort();
-    eprintln!("/api/top latency over 2000 sequential requests: p50 {:?}, p99 {:?}, max {:?}", times[1000], times[1980], times[1999]);
+    eprintln!(
+        "/api/top latency over 2000 sequential requests: p50 {:?}, p99 {:?}, max {:?}",
+        times[1000], times[1980], times[1999]
+    );
     ctx.stop.store(true, Ordering::Relaxed);
     runner.join().expect("job stops");
     let _ = std::fs::remove_dir_all(&dir);

@@ -30,11 +30,23 @@ fn every_bad_line_is_dead_lettered_with_its_reason() {
     lines.push(("{\"event_id\": 1, \"user_id\"".into(), Some("malformed")));
     lines.push(("".into(), Some("malformed")));
     lines.push(("\u{fffd}\u{0}binary".into(), Some("malformed")));
-    lines.push((good.replace("started_video", "rewound"), Some("unknown_value")));
+    lines.push((
+        good.replace("started_video", "rewound"),
+        Some("unknown_value"),
+    ));
     lines.push((good.replace("\"free\"", "\"vip\""), Some("unknown_value")));
-    lines.push((good.replace("\"mobile\"", "\"fridge\""), Some("unknown_value")));
-    lines.push((good.replace("\"watched_ms\":0", "\"watched_ms\":-1000"), Some("out_of_range")));
-    lines.push((good.replace(&(t0 + 70 * 60_000).to_string(), "4102444800000"), Some("out_of_range")));
+    lines.push((
+        good.replace("\"mobile\"", "\"fridge\""),
+        Some("unknown_value"),
+    ));
+    lines.push((
+        good.replace("\"watched_ms\":0", "\"watched_ms\":-1000"),
+        Some("out_of_range"),
+    ));
+    lines.push((
+        good.replace(&(t0 + 70 * 60_000).to_string(), "4102444800000"),
+        Some("out_of_range"),
+    ));
     lines.push((good.replace("\"content_id\":7,", ""), Some("malformed")));
     // Far behind the watermark (which is near t0 + 50 min by now): late.
     lines.push((ev(1000, 2, t0 - 3_600_000).to_json(), Some("late")));
@@ -50,13 +62,21 @@ fn every_bad_line_is_dead_lettered_with_its_reason() {
     std::fs::write(&events, &text).expect("write");
     let stats = run_in_process(file_job(&dir, &events), 1);
     let (_, letters) = dead_letter_counts(&dir.join("dead-letters"));
-    let want: Vec<(u64, &str, String)> =
-        lines.iter().zip(&offsets).filter_map(|((l, r), o)| r.map(|r| (*o, r, l.clone()))).collect();
-    let mut got: Vec<(u64, &str, String)> = letters.iter().map(|d| (d.position, d.reason.as_str(), d.raw.clone())).collect();
+    let want: Vec<(u64, &str, String)> = lines
+        .iter()
+        .zip(&offsets)
+        .filter_map(|((l, r), o)| r.map(|r| (*o, r, l.clone())))
+        .collect();
+    let mut got: Vec<(u64, &str, String)> = letters
+        .iter()
+        .map(|d| (d.position, d.reason.as_str(), d.raw.clone()))
+        .collect();
     got.sort();
     // Raw bytes come back as lossy UTF-8; the test lines are valid UTF-8, so they compare exactly.
     assert_eq!(got, want);
-    assert!(letters.iter().all(|d| !d.detail.is_empty() && d.source == "file"));
+    assert!(letters
+        .iter()
+        .all(|d| !d.detail.is_empty() && d.source == "file"));
     assert_eq!(stats.read, lines.len() as u64);
     assert_eq!(stats.dead_lettered, want.len() as u64);
     // Valid counts: the hour 10:00–11:00 holds 50 views over contents 1..=3, the 11:00 hour the rest.

@@ -47,10 +47,20 @@ fn spawn(job: &Path, cluster: &[&str]) -> Child {
 /// Waits for a job and returns how many records it read (from its summary line).
 fn finish(child: Child) -> u64 {
     let out = child.wait_with_output().expect("wait");
-    assert!(out.status.success(), "job failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "job failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8_lossy(&out.stdout);
     text.lines()
-        .find_map(|l| l.strip_prefix("read ")?.split_whitespace().next()?.parse().ok())
+        .find_map(|l| {
+            l.strip_prefix("read ")?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
         .unwrap_or_else(|| panic!("no summary in {text:?}"))
 }
 
@@ -72,20 +82,38 @@ fn snapshot_objects(store: &dyn ObjectStore) -> BTreeMap<String, Vec<u8>> {
 }
 
 fn assert_identical(got: &BTreeMap<String, Vec<u8>>, want: &BTreeMap<String, Vec<u8>>, what: &str) {
-    assert!(want.len() > 4, "{what}: the reference published too little to compare ({} objects)", want.len());
+    assert!(
+        want.len() > 4,
+        "{what}: the reference published too little to compare ({} objects)",
+        want.len()
+    );
     let got_keys: Vec<&String> = got.keys().collect();
     let want_keys: Vec<&String> = want.keys().collect();
-    assert_eq!(got_keys, want_keys, "{what}: the same objects, no hour missing");
+    assert_eq!(
+        got_keys, want_keys,
+        "{what}: the same objects, no hour missing"
+    );
     for (k, v) in want {
         assert!(got[k] == *v, "{what}: {k} differs");
     }
 }
 
-fn produce_range(broker: &Broker, topic: &str, g: &popularity::generator::Generator, range: std::ops::Range<u64>, rate: f64) {
-    let cfg = popularity::source::kafka::KafkaConfig { brokers: broker.addr.clone(), ..Default::default() };
+fn produce_range(
+    broker: &Broker,
+    topic: &str,
+    g: &popularity::generator::Generator,
+    range: std::ops::Range<u64>,
+    rate: f64,
+) {
+    let cfg = popularity::source::kafka::KafkaConfig {
+        brokers: broker.addr.clone(),
+        ..Default::default()
+    };
     let stop = std::sync::atomic::AtomicBool::new(false);
     let records = range.map(|i| match g.item(i) {
-        popularity::generator::GenItem::Event(e) => (e.user_id.to_string().into_bytes(), e.to_json().into_bytes()),
+        popularity::generator::GenItem::Event(e) => {
+            (e.user_id.to_string().into_bytes(), e.to_json().into_bytes())
+        }
         popularity::generator::GenItem::Malformed(s) => (b"malformed".to_vec(), s.into_bytes()),
     });
     popularity::source::kafka::produce(&cfg, topic, records, rate, &stop, |_| {}).expect("produce");
@@ -93,7 +121,9 @@ fn produce_range(broker: &Broker, topic: &str, g: &popularity::generator::Genera
 
 fn checkpoint_ids(root: &Path, job: &str) -> Vec<u64> {
     let store = LocalStore::new(root).expect("store");
-    popularity::checkpoint::Checkpoints::new(&store, job).complete().expect("list checkpoints")
+    popularity::checkpoint::Checkpoints::new(&store, job)
+        .complete()
+        .expect("list checkpoints")
 }
 
 #[test]
@@ -130,7 +160,10 @@ fn killed_ten_times_while_producing_gives_identical_hours() {
     }
     producer.join().expect("producer");
     let read = run_to_end(&job, &["-w", "2"]);
-    assert!(read < 120_000, "the last run resumed from a checkpoint (read {read} of 120000)");
+    assert!(
+        read < 120_000,
+        "the last run resumed from a checkpoint (read {read} of 120000)"
+    );
     // The reference: one uninterrupted run over the whole topic.
     let reference = job_file(&dir, "reference", &broker, "events", &s3_sink("reference"));
     run_to_end(&reference, &["-w", "2"]);
@@ -148,8 +181,15 @@ fn killed_ten_times_while_producing_gives_identical_hours() {
     reference_cfg.prefix = "reference".into();
     let crashy = popularity::sink::s3::S3Store::connect(&crashy_cfg).expect("connect");
     let refs = popularity::sink::s3::S3Store::connect(&reference_cfg).expect("connect");
-    assert_identical(&snapshot_objects(&crashy), &snapshot_objects(&refs), "killed 10 times");
-    assert!(!crashy.list("checkpoints/crashy/").expect("list").is_empty(), "checkpoints were taken");
+    assert_identical(
+        &snapshot_objects(&crashy),
+        &snapshot_objects(&refs),
+        "killed 10 times",
+    );
+    assert!(
+        !crashy.list("checkpoints/crashy/").expect("list").is_empty(),
+        "checkpoints were taken"
+    );
     let _ = g;
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -158,23 +198,43 @@ fn killed_ten_times_while_producing_gives_identical_hours() {
 struct BrokerAddr(String);
 
 impl BrokerAddr {
-    fn produce(&self, g: &popularity::generator::Generator, range: std::ops::Range<u64>, rate: f64) {
+    fn produce(
+        &self,
+        g: &popularity::generator::Generator,
+        range: std::ops::Range<u64>,
+        rate: f64,
+    ) {
         self.produce_to("events", g, range, rate)
     }
 
-    fn produce_to(&self, topic: &str, g: &popularity::generator::Generator, range: std::ops::Range<u64>, rate: f64) {
-        let cfg = popularity::source::kafka::KafkaConfig { brokers: self.0.clone(), ..Default::default() };
+    fn produce_to(
+        &self,
+        topic: &str,
+        g: &popularity::generator::Generator,
+        range: std::ops::Range<u64>,
+        rate: f64,
+    ) {
+        let cfg = popularity::source::kafka::KafkaConfig {
+            brokers: self.0.clone(),
+            ..Default::default()
+        };
         let stop = std::sync::atomic::AtomicBool::new(false);
         let records = range.map(|i| match g.item(i) {
-            popularity::generator::GenItem::Event(e) => (e.user_id.to_string().into_bytes(), e.to_json().into_bytes()),
+            popularity::generator::GenItem::Event(e) => {
+                (e.user_id.to_string().into_bytes(), e.to_json().into_bytes())
+            }
             popularity::generator::GenItem::Malformed(s) => (b"malformed".to_vec(), s.into_bytes()),
         });
-        popularity::source::kafka::produce(&cfg, topic, records, rate, &stop, |_| {}).expect("produce");
+        popularity::source::kafka::produce(&cfg, topic, records, rate, &stop, |_| {})
+            .expect("produce");
     }
 }
 
 fn terminate(child: Child) -> u64 {
-    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill -TERM");
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill -TERM");
     assert!(status.success());
     finish(child)
 }
@@ -197,39 +257,75 @@ fn checkpoint_from_one_worker_restores_on_two_workers_and_two_processes() {
         std::thread::sleep(Duration::from_secs(3));
         let read = terminate(child);
         assert!(read > 0, "{name}: the first run read something ({read})");
-        assert!(!checkpoint_ids(&root, name).is_empty(), "{name}: the stop left a checkpoint");
+        assert!(
+            !checkpoint_ids(&root, name).is_empty(),
+            "{name}: the stop left a checkpoint"
+        );
         // A stop is not the end of the stream: only finished hours may be out.
-        stopped_hours.push((name, hours_of(&snapshot_objects(&LocalStore::new(&root).expect("store")))));
+        stopped_hours.push((
+            name,
+            hours_of(&snapshot_objects(&LocalStore::new(&root).expect("store"))),
+        ));
         if name == "two-workers" {
             produce_range(&broker, "events", &g, 40_000..80_000, 0.0);
         }
         if layout.is_empty() {
             let ports = [free_port(), free_port()];
             let hostfile = dir.join("hosts");
-            std::fs::write(&hostfile, format!("127.0.0.1:{}\n127.0.0.1:{}\n", ports[0], ports[1])).expect("hostfile");
+            std::fs::write(
+                &hostfile,
+                format!("127.0.0.1:{}\n127.0.0.1:{}\n", ports[0], ports[1]),
+            )
+            .expect("hostfile");
             let h = hostfile.display().to_string();
             let a = spawn(&job, &["-w", "1", "-n", "2", "-p", "0", "-h", &h]);
             let b = spawn(&job, &["-w", "1", "-n", "2", "-p", "1", "-h", &h]);
             let read = finish(a) + finish(b);
-            assert!(read < 40_000, "{name}: resumed from the checkpoint (read {read})");
+            assert!(
+                read < 40_000,
+                "{name}: resumed from the checkpoint (read {read})"
+            );
         } else {
             let read = run_to_end(&job, &layout);
-            assert!(read < 80_000, "{name}: resumed from the checkpoint (read {read})");
+            assert!(
+                read < 80_000,
+                "{name}: resumed from the checkpoint (read {read})"
+            );
         }
     }
     let reference_root = dir.join("reference");
-    run_to_end(&job_file(&dir, "reference", &broker, "events", &local_sink(&reference_root)), &["-w", "1"]);
+    run_to_end(
+        &job_file(
+            &dir,
+            "reference",
+            &broker,
+            "events",
+            &local_sink(&reference_root),
+        ),
+        &["-w", "1"],
+    );
     let want = snapshot_objects(&LocalStore::new(&reference_root).expect("store"));
     for name in ["two-workers", "two-processes"] {
         let got = snapshot_objects(&LocalStore::new(&dir.join(name)).expect("store"));
         // Part files are per worker, so compare hour contents rather than file names.
-        assert_eq!(hours_of(&got), hours_of(&want), "{name}: restored on another layout");
+        assert_eq!(
+            hours_of(&got),
+            hours_of(&want),
+            "{name}: restored on another layout"
+        );
     }
     let reference = hours_of(&want);
     for (name, hours) in stopped_hours {
-        assert!(!hours.is_empty(), "{name}: the stopped run had published finished hours");
+        assert!(
+            !hours.is_empty(),
+            "{name}: the stopped run had published finished hours"
+        );
         for (hour, rows) in hours {
-            assert_eq!(Some(&rows), reference.get(&hour), "{name}: the stopped run published {hour} unfinished");
+            assert_eq!(
+                Some(&rows),
+                reference.get(&hour),
+                "{name}: the stopped run published {hour} unfinished"
+            );
         }
     }
     let _ = std::fs::remove_dir_all(&dir);
@@ -245,7 +341,9 @@ fn hours_of(objects: &BTreeMap<String, Vec<u8>>) -> BTreeMap<String, Vec<(u64, i
         if k.ends_with(".parquet") {
             let hour = &k[..k.rfind('/').expect("has dir") + 1];
             let rows = popularity::sink::parquet::decode_titles(v.clone()).expect("parquet");
-            out.entry(hour.to_string()).or_default().extend(rows.into_iter().map(|r| (r.content_id, r.views)));
+            out.entry(hour.to_string())
+                .or_default()
+                .extend(rows.into_iter().map(|r| (r.content_id, r.views)));
         }
     }
     for rows in out.values_mut() {
@@ -294,7 +392,10 @@ fn corrupt_or_incomplete_newest_checkpoint_falls_back_to_the_previous() {
         let _ = child.wait();
         producer.join().expect("producer");
         let ids = checkpoint_ids(&root, damage);
-        assert!(ids.len() >= 2, "{damage}: two checkpoints to choose from, got {ids:?}");
+        assert!(
+            ids.len() >= 2,
+            "{damage}: two checkpoints to choose from, got {ids:?}"
+        );
         let newest = format!("checkpoints/{damage}/{:020}", ids[0]);
         let part = format!("{newest}/part-00000.ckpt");
         let mut bytes = store.get(&part).expect("get").expect("part exists");
@@ -308,9 +409,21 @@ fn corrupt_or_incomplete_newest_checkpoint_falls_back_to_the_previous() {
             _ => store.delete(&format!("{newest}/MANIFEST")).expect("delete"),
         }
         let read = run_to_end(&job, &["-w", "2"]);
-        assert!(read < 60_000, "{damage}: resumed from the previous checkpoint (read {read})");
+        assert!(
+            read < 60_000,
+            "{damage}: resumed from the previous checkpoint (read {read})"
+        );
         let reference_root = dir.join(format!("reference-{damage}"));
-        run_to_end(&job_file(&dir, &format!("reference-{damage}"), &broker, &topic, &local_sink(&reference_root)), &["-w", "2"]);
+        run_to_end(
+            &job_file(
+                &dir,
+                &format!("reference-{damage}"),
+                &broker,
+                &topic,
+                &local_sink(&reference_root),
+            ),
+            &["-w", "2"],
+        );
         let want = snapshot_objects(&LocalStore::new(&reference_root).expect("store"));
         assert_identical(&snapshot_objects(&store), &want, damage);
     }
@@ -335,10 +448,16 @@ fn killing_one_process_of_a_cluster_ten_times_gives_identical_hours() {
     for round in 0..10 {
         let ports = [free_port(), free_port()];
         let hostfile = dir.join("hosts");
-        std::fs::write(&hostfile, format!("127.0.0.1:{}\n127.0.0.1:{}\n", ports[0], ports[1])).expect("hostfile");
+        std::fs::write(
+            &hostfile,
+            format!("127.0.0.1:{}\n127.0.0.1:{}\n", ports[0], ports[1]),
+        )
+        .expect("hostfile");
         let h = hostfile.display().to_string();
-        let mut procs =
-            [spawn(&job, &["-w", "1", "-n", "2", "-p", "0", "-h", &h]), spawn(&job, &["-w", "1", "-n", "2", "-p", "1", "-h", &h])];
+        let mut procs = [
+            spawn(&job, &["-w", "1", "-n", "2", "-p", "0", "-h", &h]),
+            spawn(&job, &["-w", "1", "-n", "2", "-p", "1", "-h", &h]),
+        ];
         std::thread::sleep(Duration::from_millis(1000 + rng.below(1500)));
         // Kill one process; its peer loses the connection and goes down too (or is taken down).
         let victim = round % 2;
@@ -346,7 +465,9 @@ fn killing_one_process_of_a_cluster_ten_times_gives_identical_hours() {
         let _ = procs[victim].wait();
         let survivor = &mut procs[1 - victim];
         let waited = std::time::Instant::now();
-        while survivor.try_wait().expect("poll").is_none() && waited.elapsed() < Duration::from_secs(3) {
+        while survivor.try_wait().expect("poll").is_none()
+            && waited.elapsed() < Duration::from_secs(3)
+        {
             std::thread::sleep(Duration::from_millis(50));
         }
         let _ = survivor.kill();
@@ -354,9 +475,21 @@ fn killing_one_process_of_a_cluster_ten_times_gives_identical_hours() {
     }
     producer.join().expect("producer");
     let read = run_to_end(&job, &["-w", "2"]);
-    assert!(read < 100_000, "the last run resumed from a checkpoint (read {read} of 100000)");
+    assert!(
+        read < 100_000,
+        "the last run resumed from a checkpoint (read {read} of 100000)"
+    );
     let reference_root = dir.join("reference");
-    run_to_end(&job_file(&dir, "reference", &broker, "events", &local_sink(&reference_root)), &["-w", "2"]);
+    run_to_end(
+        &job_file(
+            &dir,
+            "reference",
+            &broker,
+            "events",
+            &local_sink(&reference_root),
+        ),
+        &["-w", "2"],
+    );
     let want = snapshot_objects(&LocalStore::new(&reference_root).expect("store"));
     let got = snapshot_objects(&LocalStore::new(&root).expect("store"));
     assert_eq!(hours_of(&got), hours_of(&want), "cluster killed 10 times");

@@ -20,8 +20,16 @@ fn two_processes_of_two_workers_via_the_launcher_match_the_recount() {
     let cfg = messy(61, 40_000);
     produce_generated(&broker.addr, "events", &generator(&cfg), cfg.events);
     let records = read_topic(&broker.addr, "events", Duration::from_secs(2));
-    let parts: Vec<Vec<Vec<u8>>> = records.values().map(|rs| rs.iter().map(|r| r.1.clone()).collect()).collect();
-    let want = recount(&parts, &popularity::time::WindowSpec::hourly(), 120_000, &limits());
+    let parts: Vec<Vec<Vec<u8>>> = records
+        .values()
+        .map(|rs| rs.iter().map(|r| r.1.clone()).collect())
+        .collect();
+    let want = recount(
+        &parts,
+        &popularity::time::WindowSpec::hourly(),
+        120_000,
+        &limits(),
+    );
     let dir = scratch("launcher");
     let job = dir.join("job.toml");
     std::fs::write(
@@ -43,12 +51,37 @@ fn two_processes_of_two_workers_via_the_launcher_match_the_recount() {
     };
     let cdir = dir.join("cluster").display().to_string();
     let (port, mport) = (free_port(), free_port());
-    let out = run(&["start", "--job", &job.display().to_string(), "--processes", "2", "--workers", "2", "--dir", &cdir, "--port", &port.to_string(), "--metrics-port", &mport.to_string()]);
-    assert!(out.status.success(), "start: {}", String::from_utf8_lossy(&out.stderr));
+    let out = run(&[
+        "start",
+        "--job",
+        &job.display().to_string(),
+        "--processes",
+        "2",
+        "--workers",
+        "2",
+        "--dir",
+        &cdir,
+        "--port",
+        &port.to_string(),
+        "--metrics-port",
+        &mport.to_string(),
+    ]);
+    assert!(
+        out.status.success(),
+        "start: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let status = run(&["status", "--dir", &cdir]);
-    assert!(String::from_utf8_lossy(&status.stdout).contains("process 1"), "status lists both processes");
+    assert!(
+        String::from_utf8_lossy(&status.stdout).contains("process 1"),
+        "status lists both processes"
+    );
     let out = run(&["wait", "--dir", &cdir]);
-    assert!(out.status.success(), "a process failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "a process failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let store = S3Store::connect(&S3Config {
         bucket: "popularity".into(),
         prefix: "cluster".into(),
@@ -63,7 +96,12 @@ fn two_processes_of_two_workers_via_the_launcher_match_the_recount() {
     let mut got = std::collections::BTreeMap::new();
     for hour in published_hours(&store).expect("hours") {
         let (_, rows) = read_hour(&store, hour).expect("read").expect("published");
-        got.insert(hour, rows.into_iter().map(|r| (r.content_id, r.views)).collect::<std::collections::BTreeMap<_, _>>());
+        got.insert(
+            hour,
+            rows.into_iter()
+                .map(|r| (r.content_id, r.views))
+                .collect::<std::collections::BTreeMap<_, _>>(),
+        );
     }
     assert_matches(&got, &want, "launcher, 2 processes x 2 workers");
     let _ = std::fs::remove_dir_all(&dir);

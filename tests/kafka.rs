@@ -15,27 +15,48 @@ use popularity::oracle::recount;
 
 fn topic_partitions(brokers: &str, topic: &str) -> (Vec<Vec<Vec<u8>>>, TopicRecords) {
     let records = read_topic(brokers, topic, Duration::from_secs(2));
-    let parts = records.values().map(|rs| rs.iter().map(|r| r.1.clone()).collect()).collect();
+    let parts = records
+        .values()
+        .map(|rs| rs.iter().map(|r| r.1.clone()).collect())
+        .collect();
     (parts, records)
 }
 
-fn check_dead_letters(brokers: &str, topic: &str, want: &popularity::oracle::Expected, partitions: &[i32]) {
+fn check_dead_letters(
+    brokers: &str,
+    topic: &str,
+    want: &popularity::oracle::Expected,
+    partitions: &[i32],
+) {
     let dlq = read_topic(brokers, &format!("{topic}-dlq"), Duration::from_secs(2));
     let mut got: Vec<(usize, usize, String)> = dlq
         .values()
         .flatten()
         .map(|(_, _, headers)| {
-            let h: BTreeMap<&str, &str> = headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            let h: BTreeMap<&str, &str> = headers
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
             let p: i32 = h["source-partition"].parse().expect("partition header");
-            let k = partitions.iter().position(|x| *x == p).expect("known partition");
-            (k, h["source-offset"].parse().expect("offset header"), h["reason"].to_string())
+            let k = partitions
+                .iter()
+                .position(|x| *x == p)
+                .expect("known partition");
+            (
+                k,
+                h["source-offset"].parse().expect("offset header"),
+                h["reason"].to_string(),
+            )
         })
         .collect();
     got.sort();
     let mut expected = want.rejected.clone();
     expected.sort();
     assert_eq!(got.len(), expected.len(), "dead-letter count");
-    assert_eq!(got, expected, "dead letters by partition, offset and reason");
+    assert_eq!(
+        got, expected,
+        "dead letters by partition, offset and reason"
+    );
 }
 
 #[test]
@@ -46,10 +67,22 @@ fn kafka_source_matches_recount_and_dead_letters_are_exact() {
     let cfg = messy(21, 40_000);
     produce_generated(&broker.addr, "events", &generator(&cfg), cfg.events);
     let (parts, records) = topic_partitions(&broker.addr, "events");
-    assert_eq!(parts.iter().map(|p| p.len()).sum::<usize>(), 40_000, "the topic holds every record");
-    assert!(parts.iter().all(|p| !p.is_empty()), "keys spread over all partitions");
+    assert_eq!(
+        parts.iter().map(|p| p.len()).sum::<usize>(),
+        40_000,
+        "the topic holds every record"
+    );
+    assert!(
+        parts.iter().all(|p| !p.is_empty()),
+        "keys spread over all partitions"
+    );
     let ids: Vec<i32> = records.keys().copied().collect();
-    let want = recount(&parts, &popularity::time::WindowSpec::hourly(), 120_000, &limits());
+    let want = recount(
+        &parts,
+        &popularity::time::WindowSpec::hourly(),
+        120_000,
+        &limits(),
+    );
     for workers in [1usize, 2] {
         let dir = scratch(&format!("kafka-w{workers}"));
         let mut job = kafka_job(&dir, &broker.addr, "events");
@@ -58,7 +91,11 @@ fn kafka_source_matches_recount_and_dead_letters_are_exact() {
         let stats = run_in_process(job, workers);
         assert_eq!(stats.read, 40_000);
         check_dead_letters(&broker.addr, &format!("events-w{workers}"), &want, &ids);
-        assert_matches(&published(&dir.join("snapshots")), &want, &format!("kafka, {workers} workers"));
+        assert_matches(
+            &published(&dir.join("snapshots")),
+            &want,
+            &format!("kafka, {workers} workers"),
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
@@ -72,7 +109,12 @@ fn two_processes_read_every_partition_once() {
     produce_generated(&broker.addr, "events", &generator(&cfg), cfg.events);
     let (parts, records) = topic_partitions(&broker.addr, "events");
     let ids: Vec<i32> = records.keys().copied().collect();
-    let want = recount(&parts, &popularity::time::WindowSpec::hourly(), 120_000, &limits());
+    let want = recount(
+        &parts,
+        &popularity::time::WindowSpec::hourly(),
+        120_000,
+        &limits(),
+    );
     let dir = scratch("kafka-cluster");
     let job_path = dir.join("job.toml");
     std::fs::write(
@@ -86,7 +128,11 @@ fn two_processes_read_every_partition_once() {
     .expect("job file");
     let ports = [free_port(), free_port()];
     let hostfile = dir.join("hosts");
-    std::fs::write(&hostfile, format!("127.0.0.1:{}\n127.0.0.1:{}\n", ports[0], ports[1])).expect("hostfile");
+    std::fs::write(
+        &hostfile,
+        format!("127.0.0.1:{}\n127.0.0.1:{}\n", ports[0], ports[1]),
+    )
+    .expect("hostfile");
     let children: Vec<_> = (0..2)
         .map(|p| {
             std::process::Command::new(env!("CARGO_BIN_EXE_popularity"))
@@ -102,9 +148,17 @@ fn two_processes_read_every_partition_once() {
         .collect();
     for c in children {
         let out = c.wait_with_output().expect("wait");
-        assert!(out.status.success(), "process failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "process failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
-    assert_matches(&published(&dir.join("snapshots")), &want, "kafka, 2 processes");
+    assert_matches(
+        &published(&dir.join("snapshots")),
+        &want,
+        "kafka, 2 processes",
+    );
     check_dead_letters(&broker.addr, "events", &want, &ids);
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -118,14 +172,23 @@ fn unreachable_broker_and_missing_topic_are_clear_errors() {
     let ctx = std::sync::Arc::new(popularity::pipeline::Context::from_job(job).expect("valid job"));
     let started = std::time::Instant::now();
     let err = popularity::pipeline::execute(timely::Config::thread(), ctx).expect_err("no broker");
-    assert!(err.to_string().contains("unreachable after 2 attempts"), "{err}");
-    assert!(started.elapsed() < Duration::from_secs(30), "bounded retries");
+    assert!(
+        err.to_string().contains("unreachable after 2 attempts"),
+        "{err}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "bounded retries"
+    );
 
     let broker = Broker::start("errors");
     let job = kafka_job(&dir, &broker.addr, "no-such-topic");
     let ctx = std::sync::Arc::new(popularity::pipeline::Context::from_job(job).expect("valid job"));
     let err = popularity::pipeline::execute(timely::Config::thread(), ctx).expect_err("no topic");
-    assert!(err.to_string().contains("`no-such-topic` does not exist"), "{err}");
+    assert!(
+        err.to_string().contains("`no-such-topic` does not exist"),
+        "{err}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -147,10 +210,15 @@ fn broker_restart_mid_run_loses_and_duplicates_nothing() {
     job.source.kafka.idle_timeout = "20s".into();
     // This broker forgets idempotent-producer state on restart (the producer
     // then fails with OutOfOrderSequenceNumber), so dead letters go without it here.
-    job.source.kafka.properties.insert("enable.idempotence".into(), "false".into());
+    job.source
+        .kafka
+        .properties
+        .insert("enable.idempotence".into(), "false".into());
     let ctx = std::sync::Arc::new(popularity::pipeline::Context::from_job(job).expect("valid job"));
     let stats = ctx.stats.clone();
-    let runner = std::thread::spawn(move || popularity::pipeline::execute(timely::Config::process(2), ctx).expect("job runs"));
+    let runner = std::thread::spawn(move || {
+        popularity::pipeline::execute(timely::Config::process(2), ctx).expect("job runs")
+    });
     std::thread::sleep(Duration::from_secs(2));
     // The rest goes in while the job is reading, and the broker stops right
     // after it, normally with part of it not yet read.
@@ -167,22 +235,38 @@ fn broker_restart_mid_run_loses_and_duplicates_nothing() {
     let (parts, _) = topic_partitions(&broker.addr, "events");
     assert_eq!(parts.iter().map(|p| p.len()).sum::<usize>(), 120_000);
     assert_eq!(stats.read, 120_000, "every record read exactly once");
-    let want = recount(&parts, &popularity::time::WindowSpec::hourly(), 120_000, &limits());
-    assert_matches(&published(&dir.join("snapshots")), &want, "broker restarted mid-run");
+    let want = recount(
+        &parts,
+        &popularity::time::WindowSpec::hourly(),
+        120_000,
+        &limits(),
+    );
+    assert_matches(
+        &published(&dir.join("snapshots")),
+        &want,
+        "broker restarted mid-run",
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
 fn keyed(g: &popularity::generator::Generator, i: u64) -> (Vec<u8>, Vec<u8>) {
     match g.item(i) {
-        popularity::generator::GenItem::Event(e) => (e.user_id.to_string().into_bytes(), e.to_json().into_bytes()),
+        popularity::generator::GenItem::Event(e) => {
+            (e.user_id.to_string().into_bytes(), e.to_json().into_bytes())
+        }
         popularity::generator::GenItem::Malformed(s) => (b"malformed".to_vec(), s.into_bytes()),
     }
 }
 
 fn produce_records(brokers: &str, topic: &str, records: Vec<(Vec<u8>, Vec<u8>)>) {
-    let cfg = popularity::source::kafka::KafkaConfig { brokers: brokers.to_string(), ..Default::default() };
+    let cfg = popularity::source::kafka::KafkaConfig {
+        brokers: brokers.to_string(),
+        ..Default::default()
+    };
     let n = records.len() as u64;
     let stop = std::sync::atomic::AtomicBool::new(false);
-    let done = popularity::source::kafka::produce(&cfg, topic, records.into_iter(), 0.0, &stop, |_| {}).expect("produce");
+    let done =
+        popularity::source::kafka::produce(&cfg, topic, records.into_iter(), 0.0, &stop, |_| {})
+            .expect("produce");
     assert_eq!((done.sent, done.delivered, done.failed), (n, n, 0));
 }

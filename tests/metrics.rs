@@ -12,18 +12,39 @@ use popularity::metrics::METRIC_NAMES;
 /// A plain HTTP GET on loopback: (status code, body).
 fn get(addr: &str, path: &str) -> (u16, String) {
     let mut s = std::net::TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
-    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").expect("send");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send");
     let mut text = String::new();
     s.read_to_string(&mut text).expect("read");
-    let code = text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let code = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
     (code, body)
 }
 
 /// The value of an instant PromQL query (summed over series), if any series exists.
 fn prom_value(prom: &str, query: &str) -> Option<f64> {
-    let q: String = query.bytes().map(|b| if b.is_ascii_alphanumeric() || b == b'_' { (b as char).to_string() } else { format!("%{b:02X}") }).collect();
+    let q: String = query
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b == b'_' {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect();
     let (code, body) = get(prom, &format!("/api/v1/query?query={q}"));
     if code == 503 {
         return None; // Prometheus answers 503 until its storage is ready
@@ -34,7 +55,12 @@ fn prom_value(prom: &str, query: &str) -> Option<f64> {
     if results.is_empty() {
         return None;
     }
-    Some(results.iter().filter_map(|r| r["value"][1].as_str()?.parse::<f64>().ok()).sum())
+    Some(
+        results
+            .iter()
+            .filter_map(|r| r["value"][1].as_str()?.parse::<f64>().ok())
+            .sum(),
+    )
 }
 
 #[test]
@@ -46,7 +72,11 @@ fn prometheus_scrapes_the_job_and_the_series_move() {
     job.source.generator.rate = 6_000.0; // about ten seconds
     job.metrics.listen = format!("127.0.0.1:{}", free_port());
     let ctx = popularity::pipeline::Context::from_job(job).expect("valid job");
-    let addr = ctx.serve_metrics(0, 1).expect("binds").expect("enabled").to_string();
+    let addr = ctx
+        .serve_metrics(0, 1)
+        .expect("binds")
+        .expect("enabled")
+        .to_string();
     let (code, _) = get(&addr, "/readyz");
     assert_eq!(code, 503, "not ready before the workers run");
     assert_eq!(get(&addr, "/healthz").0, 200);
@@ -54,17 +84,30 @@ fn prometheus_scrapes_the_job_and_the_series_move() {
     let ctx = std::sync::Arc::new(ctx);
     let runner = {
         let ctx = ctx.clone();
-        std::thread::spawn(move || popularity::pipeline::execute(timely::Config::process(2), ctx).expect("job runs"))
+        std::thread::spawn(move || {
+            popularity::pipeline::execute(timely::Config::process(2), ctx).expect("job runs")
+        })
     };
     let prom_port = free_port();
     let prom_dir = dir.join("prometheus");
     let out = std::process::Command::new("bash")
         .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/prometheus.sh"))
-        .args(["start", "--port", &prom_port.to_string(), "--target", &addr, "--dir"])
+        .args([
+            "start",
+            "--port",
+            &prom_port.to_string(),
+            "--target",
+            &addr,
+            "--dir",
+        ])
         .arg(&prom_dir)
         .output()
         .expect("start prometheus");
-    assert!(out.status.success(), "prometheus: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "prometheus: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let prom = format!("127.0.0.1:{prom_port}");
     let started = Instant::now();
     let mut first = None;
@@ -80,14 +123,28 @@ fn prometheus_scrapes_the_job_and_the_series_move() {
     std::thread::sleep(Duration::from_secs(3));
     let later = prom_value(&prom, "popularity_records_read_total").expect("series still there");
     assert!(later > first, "the counter moves: {first} then {later}");
-    for name in ["popularity_views_total", "popularity_live_state_entries", "popularity_frontier_seconds", "popularity_watermark_seconds"] {
+    for name in [
+        "popularity_views_total",
+        "popularity_live_state_entries",
+        "popularity_frontier_seconds",
+        "popularity_watermark_seconds",
+    ] {
         assert!(prom_value(&prom, name).is_some(), "{name} is scraped");
     }
-    assert!(prom_value(&prom, "popularity_watermark_seconds").unwrap_or(0.0) > 1.7e9, "the watermark is event time in seconds");
+    assert!(
+        prom_value(&prom, "popularity_watermark_seconds").unwrap_or(0.0) > 1.7e9,
+        "the watermark is event time in seconds"
+    );
     runner.join().expect("job");
     let (_, text) = get(&addr, "/metrics");
-    for name in METRIC_NAMES.iter().filter(|n| !n.starts_with("popularity_kafka")) {
-        assert!(text.contains(&format!("\n{name}{{")) || text.contains(&format!("\n{name} ")), "{name} exported");
+    for name in METRIC_NAMES
+        .iter()
+        .filter(|n| !n.starts_with("popularity_kafka"))
+    {
+        assert!(
+            text.contains(&format!("\n{name}{{")) || text.contains(&format!("\n{name} ")),
+            "{name} exported"
+        );
     }
     let _ = std::process::Command::new("bash")
         .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/prometheus.sh"))
@@ -101,8 +158,14 @@ fn prometheus_scrapes_the_job_and_the_series_move() {
 fn check_names(expr: &str, whence: &str) {
     let mut found = 0;
     for (i, _) in expr.match_indices("popularity_") {
-        let name: String = expr[i..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
-        assert!(METRIC_NAMES.contains(&name.as_str()), "{whence}: `{name}` is not a metric the job exports");
+        let name: String = expr[i..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        assert!(
+            METRIC_NAMES.contains(&name.as_str()),
+            "{whence}: `{name}` is not a metric the job exports"
+        );
         found += 1;
     }
     assert!(found > 0, "{whence}: `{expr}` names no job metric");
@@ -112,8 +175,18 @@ fn check_names(expr: &str, whence: &str) {
 fn alert_rules_and_dashboard_parse_and_name_exported_metrics() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let check = |file: &std::path::Path| {
-        let out = std::process::Command::new("promtool").args(["check", "rules"]).arg(file).output().expect("promtool");
-        assert!(out.status.success(), "{}: {}{}", file.display(), String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        let out = std::process::Command::new("promtool")
+            .args(["check", "rules"])
+            .arg(file)
+            .output()
+            .expect("promtool");
+        assert!(
+            out.status.success(),
+            "{}: {}{}",
+            file.display(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
     };
     let alerts = root.join("k8s/prometheus/alerts.yml");
     check(&alerts);
@@ -125,16 +198,25 @@ fn alert_rules_and_dashboard_parse_and_name_exported_metrics() {
             n += 1;
         }
     }
-    assert!(n >= 4, "consumer lag, checkpoints, snapshots and dead letters are covered");
+    assert!(
+        n >= 4,
+        "consumer lag, checkpoints, snapshots and dead letters are covered"
+    );
     // Dashboard expressions: parsed by promtool as recording rules.
-    let dash: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(root.join("k8s/grafana/dashboard.json")).expect("dashboard")).expect("json");
+    let dash: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root.join("k8s/grafana/dashboard.json")).expect("dashboard"),
+    )
+    .expect("json");
     let mut rules = String::from("groups:\n  - name: dashboard\n    rules:\n");
     let mut count = 0;
     for panel in dash["panels"].as_array().expect("panels") {
         for target in panel["targets"].as_array().expect("targets") {
             let expr = target["expr"].as_str().expect("expr");
             check_names(expr, panel["title"].as_str().unwrap_or("panel"));
-            rules.push_str(&format!("      - record: dashboard:expr{count}\n        expr: {}\n", serde_json::to_string(expr).expect("quote")));
+            rules.push_str(&format!(
+                "      - record: dashboard:expr{count}\n        expr: {}\n",
+                serde_json::to_string(expr).expect("quote")
+            ));
             count += 1;
         }
     }

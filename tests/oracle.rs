@@ -25,12 +25,32 @@ fn file_source_matches_recount_with_1_2_4_workers() {
             let window = job.window.spec().expect("valid");
             let lateness = job.window.lateness_ms().expect("valid");
             let stats = run_in_process(job, workers);
-            let want = recount(&file_partitions(&events, workers).expect("read"), &window, lateness, &limits());
-            assert!(want.hours.len() >= 4, "at least four hours of data, got {}", want.hours.len());
-            assert!(want.dead_letters.get("late").copied().unwrap_or(0) > 100, "late events exercised: {:?}", want.dead_letters);
-            assert_matches(&published(&out.join("snapshots")), &want, &format!("seed {seed}, {workers} workers"));
+            let want = recount(
+                &file_partitions(&events, workers).expect("read"),
+                &window,
+                lateness,
+                &limits(),
+            );
+            assert!(
+                want.hours.len() >= 4,
+                "at least four hours of data, got {}",
+                want.hours.len()
+            );
+            assert!(
+                want.dead_letters.get("late").copied().unwrap_or(0) > 100,
+                "late events exercised: {:?}",
+                want.dead_letters
+            );
+            assert_matches(
+                &published(&out.join("snapshots")),
+                &want,
+                &format!("seed {seed}, {workers} workers"),
+            );
             let (letters, _) = dead_letter_counts(&out.join("dead-letters"));
-            assert_eq!(letters, want.dead_letters, "dead letters, seed {seed}, {workers} workers");
+            assert_eq!(
+                letters, want.dead_letters,
+                "dead letters, seed {seed}, {workers} workers"
+            );
             assert_eq!(stats.read, want.records);
             assert_eq!(stats.views, want.views);
             assert_eq!(stats.dead_lettered, want.dead_letters.values().sum::<u64>());
@@ -52,8 +72,17 @@ fn generator_source_matches_recount() {
         let ctx = popularity::pipeline::Context::from_job(job.clone()).expect("valid job");
         let g = ctx.generator.clone().expect("generator");
         run_in_process(job, workers);
-        let want = recount(&generator_partitions(&g, 50_000, workers), &window, lateness, &limits());
-        assert_matches(&published(&dir.join("snapshots")), &want, &format!("generator, {workers} workers"));
+        let want = recount(
+            &generator_partitions(&g, 50_000, workers),
+            &window,
+            lateness,
+            &limits(),
+        );
+        assert_matches(
+            &published(&dir.join("snapshots")),
+            &want,
+            &format!("generator, {workers} workers"),
+        );
         let (letters, _) = dead_letter_counts(&dir.join("dead-letters"));
         assert_eq!(letters, want.dead_letters);
         let _ = std::fs::remove_dir_all(&dir);
@@ -73,7 +102,12 @@ fn other_window_geometries_match_recount() {
         let window = job.window.spec().expect("valid");
         let lateness = job.window.lateness_ms().expect("valid");
         run_in_process(job, 2);
-        let want = recount(&file_partitions(&events, 2).expect("read"), &window, lateness, &limits());
+        let want = recount(
+            &file_partitions(&events, 2).expect("read"),
+            &window,
+            lateness,
+            &limits(),
+        );
         let got = published_any_width(&dir.join("snapshots"));
         assert_matches(&got, &want, &format!("window {size} sliding {slide}"));
         let _ = std::fs::remove_dir_all(&dir);
@@ -81,14 +115,19 @@ fn other_window_geometries_match_recount() {
 }
 
 /// Like `published` but without the 1-hour window-width check.
-fn published_any_width(root: &std::path::Path) -> std::collections::BTreeMap<u64, std::collections::BTreeMap<u64, i64>> {
+fn published_any_width(
+    root: &std::path::Path,
+) -> std::collections::BTreeMap<u64, std::collections::BTreeMap<u64, i64>> {
     use popularity::sink::snapshot::{published_hours, read_hour};
     use popularity::sink::store::LocalStore;
     let store = LocalStore::new(root).expect("store");
     let mut out = std::collections::BTreeMap::new();
     for hour in published_hours(&store).expect("hours") {
         let (_, rows) = read_hour(&store, hour).expect("read").expect("published");
-        out.insert(hour, rows.into_iter().map(|r| (r.content_id, r.views)).collect());
+        out.insert(
+            hour,
+            rows.into_iter().map(|r| (r.content_id, r.views)).collect(),
+        );
     }
     out
 }
@@ -111,7 +150,13 @@ fn same_input_gives_byte_identical_snapshots() {
                 if p.is_dir() {
                     stack.push(p);
                 } else {
-                    files.push((p.strip_prefix(&root).expect("under root").display().to_string(), std::fs::read(&p).expect("read")));
+                    files.push((
+                        p.strip_prefix(&root)
+                            .expect("under root")
+                            .display()
+                            .to_string(),
+                        std::fs::read(&p).expect("read"),
+                    ));
                 }
             }
         }
@@ -143,16 +188,37 @@ fn two_processes_on_localhost_match_recount() {
         let _ = std::fs::remove_dir_all(dir.join("snapshots"));
         let _ = std::fs::remove_dir_all(dir.join("dead-letters"));
         let ports: Vec<u16> = (0..2)
-            .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("free port").local_addr().expect("addr").port())
+            .map(|_| {
+                std::net::TcpListener::bind("127.0.0.1:0")
+                    .expect("free port")
+                    .local_addr()
+                    .expect("addr")
+                    .port()
+            })
             .collect();
         let hostfile = dir.join("hosts");
-        std::fs::write(&hostfile, ports.iter().map(|p| format!("127.0.0.1:{p}\n")).collect::<String>()).expect("hostfile");
+        std::fs::write(
+            &hostfile,
+            ports
+                .iter()
+                .map(|p| format!("127.0.0.1:{p}\n"))
+                .collect::<String>(),
+        )
+        .expect("hostfile");
         let handles: Vec<_> = (0..2)
             .map(|p| {
                 Command::new(env!("CARGO_BIN_EXE_popularity"))
                     .args(["run", "--job"])
                     .arg(&job_path)
-                    .args(["-w", &workers.to_string(), "-n", "2", "-p", &p.to_string(), "-h"])
+                    .args([
+                        "-w",
+                        &workers.to_string(),
+                        "-n",
+                        "2",
+                        "-p",
+                        &p.to_string(),
+                        "-h",
+                    ])
                     .arg(&hostfile)
                     .stdout(std::process::Stdio::piped())
                     .stderr(std::process::Stdio::piped())
@@ -162,10 +228,23 @@ fn two_processes_on_localhost_match_recount() {
             .collect();
         for h in handles {
             let out = h.wait_with_output().expect("wait");
-            assert!(out.status.success(), "process failed: {}", String::from_utf8_lossy(&out.stderr));
+            assert!(
+                out.status.success(),
+                "process failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
-        let want = recount(&file_partitions(&events, 2 * workers).expect("read"), &popularity::time::WindowSpec::hourly(), 120_000, &limits());
-        assert_matches(&published(&dir.join("snapshots")), &want, &format!("2 processes × {workers} workers"));
+        let want = recount(
+            &file_partitions(&events, 2 * workers).expect("read"),
+            &popularity::time::WindowSpec::hourly(),
+            120_000,
+            &limits(),
+        );
+        assert_matches(
+            &published(&dir.join("snapshots")),
+            &want,
+            &format!("2 processes × {workers} workers"),
+        );
         let (letters, _) = dead_letter_counts(&dir.join("dead-letters"));
         assert_eq!(letters, want.dead_letters);
     }

@@ -11,8 +11,16 @@ use common::*;
 
 fn chromium(args: &[&str], url: &str, profile: &std::path::Path) -> std::process::Output {
     std::process::Command::new("chromium")
-        .args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync"])
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+        ])
         .arg(format!("--user-data-dir={}", profile.display()))
         .args(args)
         .arg(url)
@@ -29,33 +37,74 @@ fn trending_page_renders_titles_and_updates() {
     job.source.generator.rate = 3_000.0;
     job.metrics.listen = format!("127.0.0.1:{}", free_port());
     let ctx = popularity::pipeline::Context::from_job(job).expect("valid job");
-    let addr = ctx.serve_metrics(0, 1).expect("binds").expect("enabled").to_string();
+    let addr = ctx
+        .serve_metrics(0, 1)
+        .expect("binds")
+        .expect("enabled")
+        .to_string();
     let ctx = Arc::new(ctx);
     let runner = {
         let ctx = ctx.clone();
-        std::thread::spawn(move || popularity::pipeline::execute(timely::Config::process(2), ctx).expect("job runs"))
+        std::thread::spawn(move || {
+            popularity::pipeline::execute(timely::Config::process(2), ctx).expect("job runs")
+        })
     };
     std::thread::sleep(Duration::from_secs(4));
     let url = format!("http://{addr}/");
     // Six seconds of page time: the page polls every two, so it must have updated several times.
-    let out = chromium(&["--virtual-time-budget=6000", "--dump-dom"], &url, &dir.join("profile-dom"));
+    let out = chromium(
+        &["--virtual-time-budget=6000", "--dump-dom"],
+        &url,
+        &dir.join("profile-dom"),
+    );
     let dom = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(out.status.success(), "chromium failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "chromium failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let updates: u32 = dom
         .split("data-updates=\"")
         .nth(1)
         .and_then(|r| r.split('"').next())
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("the page never finished an update: {dom}"));
-    assert!(updates >= 2, "the page updates in place ({updates} updates)");
-    assert!(dom.contains("data-category=\"episode\""), "an episode card: {dom}");
-    assert!(dom.contains("Episode ") || dom.contains("Movie "), "titles by name: {dom}");
-    assert!(!dom.contains("waiting for the first window"), "the window is shown");
+    assert!(
+        updates >= 2,
+        "the page updates in place ({updates} updates)"
+    );
+    assert!(
+        dom.contains("data-category=\"episode\""),
+        "an episode card: {dom}"
+    );
+    assert!(
+        dom.contains("Episode ") || dom.contains("Movie "),
+        "titles by name: {dom}"
+    );
+    assert!(
+        !dom.contains("waiting for the first window"),
+        "the window is shown"
+    );
     let shot = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/trending-page.png");
-    let out = chromium(&["--virtual-time-budget=5000", "--window-size=1200,800", &format!("--screenshot={}", shot.display())], &url, &dir.join("profile-shot"));
-    assert!(out.status.success(), "screenshot failed: {}", String::from_utf8_lossy(&out.stderr));
+    let out = chromium(
+        &[
+            "--virtual-time-budget=5000",
+            "--window-size=1200,800",
+            &format!("--screenshot={}", shot.display()),
+        ],
+        &url,
+        &dir.join("profile-shot"),
+    );
+    assert!(
+        out.status.success(),
+        "screenshot failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let png = std::fs::read(&shot).expect("screenshot written");
-    assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000, "a real screenshot");
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 10_000,
+        "a real screenshot"
+    );
     ctx.stop.store(true, Ordering::Relaxed);
     runner.join().expect("job stops");
     let _ = std::fs::remove_dir_all(&dir);

@@ -26,7 +26,13 @@ fn s3_config(s3: &S3, bucket: &str, prefix: &str) -> S3Config {
     }
 }
 
-fn generator_job(dir: &std::path::Path, s3: &S3, bucket: &str, events: u64, seed: u64) -> popularity::config::JobConfig {
+fn generator_job(
+    dir: &std::path::Path,
+    s3: &S3,
+    bucket: &str,
+    events: u64,
+    seed: u64,
+) -> popularity::config::JobConfig {
     let mut job = file_job(dir, &dir.join("unused"));
     job.source.kind = SourceKind::Generator;
     job.source.generator = messy(seed, events);
@@ -52,14 +58,25 @@ fn duckdb_counts(root: &std::path::Path) -> BTreeMap<u64, BTreeMap<u64, i64>> {
         .arg(root)
         .output()
         .expect("run duckdb");
-    assert!(out.status.success(), "duckdb failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "duckdb failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let mut counts: BTreeMap<u64, BTreeMap<u64, i64>> = BTreeMap::new();
     for line in String::from_utf8_lossy(&out.stdout).lines() {
         let v: serde_json::Value = serde_json::from_str(line).expect("json line");
         let dt = v["dt"].as_str().expect("dt");
-        let hh: u32 = v["hour"].as_str().expect("hour").parse().expect("hour number");
+        let hh: u32 = v["hour"]
+            .as_str()
+            .expect("hour")
+            .parse()
+            .expect("hour number");
         let hour = popularity::time::parse_hour(dt, hh).expect("valid hour");
-        let prev = counts.entry(hour).or_default().insert(v["content_id"].as_u64().expect("id"), v["views"].as_i64().expect("views"));
+        let prev = counts.entry(hour).or_default().insert(
+            v["content_id"].as_u64().expect("id"),
+            v["views"].as_i64().expect("views"),
+        );
         assert!(prev.is_none(), "a title twice in one hour");
     }
     counts
@@ -75,18 +92,36 @@ fn pipeline_writes_to_s3_and_duckdb_reads_the_oracle_counts() {
     let ctx = popularity::pipeline::Context::from_job(job.clone()).expect("connects");
     let g = ctx.generator.clone().expect("generator");
     run_in_process(job.clone(), 2);
-    let want = recount(&generator_partitions(&g, 60_000, 2), &window, 120_000, &limits());
+    let want = recount(
+        &generator_partitions(&g, 60_000, 2),
+        &window,
+        120_000,
+        &limits(),
+    );
     let store = S3Store::connect(&job.sink.s3).expect("connects");
     // Our reader, through the manifests.
     let mut ours = BTreeMap::new();
     for hour in published_hours(&store).expect("hours") {
         let (manifest, rows) = read_hour(&store, hour).expect("read").expect("published");
         let prefix = hour_prefix(TITLES, hour);
-        let present: Vec<String> =
-            store.list(&prefix).expect("list").into_iter().map(|k| k[prefix.len()..].to_string()).filter(|n| n.ends_with(".parquet")).collect();
+        let present: Vec<String> = store
+            .list(&prefix)
+            .expect("list")
+            .into_iter()
+            .map(|k| k[prefix.len()..].to_string())
+            .filter(|n| n.ends_with(".parquet"))
+            .collect();
         let listed: Vec<String> = manifest.parts.iter().map(|p| p.name.clone()).collect();
-        assert_eq!(present, listed, "_SUCCESS lists exactly the parts present in hour {hour}");
-        ours.insert(hour, rows.into_iter().map(|r| (r.content_id, r.views)).collect::<BTreeMap<_, _>>());
+        assert_eq!(
+            present, listed,
+            "_SUCCESS lists exactly the parts present in hour {hour}"
+        );
+        ours.insert(
+            hour,
+            rows.into_iter()
+                .map(|r| (r.content_id, r.views))
+                .collect::<BTreeMap<_, _>>(),
+        );
     }
     assert_matches(&ours, &want, "S3, our reader");
     // DuckDB, an independent reader, over the same objects.
@@ -110,15 +145,29 @@ fn large_objects_go_up_in_several_parts() {
     cfg.multipart_chunk = "5MiB".into();
     let store = S3Store::connect(&cfg).expect("connects");
     let mut rng = popularity::rng::SplitMix64::new(5);
-    let bytes: Vec<u8> = (0..(12 << 20) + 12_345).map(|_| rng.next_u64() as u8).collect();
+    let bytes: Vec<u8> = (0..(12 << 20) + 12_345)
+        .map(|_| rng.next_u64() as u8)
+        .collect();
     store.put("big/object.bin", &bytes).expect("multipart put");
     let etag = store.etag("big/object.bin").expect("head").expect("exists");
-    assert!(etag.trim_matches('"').ends_with("-3"), "three parts (5 + 5 + 2 MiB), etag {etag}");
+    assert!(
+        etag.trim_matches('"').ends_with("-3"),
+        "three parts (5 + 5 + 2 MiB), etag {etag}"
+    );
     assert_eq!(store.get("big/object.bin").expect("get"), Some(bytes));
-    assert_eq!(store.pending_multipart().expect("list uploads"), 0, "no upload left open");
+    assert_eq!(
+        store.pending_multipart().expect("list uploads"),
+        0,
+        "no upload left open"
+    );
     // Rewriting the same key is harmless (idempotent outputs rely on it).
-    store.put("big/object.bin", b"small now").expect("overwrite");
-    assert_eq!(store.get("big/object.bin").expect("get"), Some(b"small now".to_vec()));
+    store
+        .put("big/object.bin", b"small now")
+        .expect("overwrite");
+    assert_eq!(
+        store.get("big/object.bin").expect("get"),
+        Some(b"small now".to_vec())
+    );
 }
 
 #[test]
@@ -132,23 +181,42 @@ fn store_outage_mid_run_loses_no_hour() {
     let ctx = Arc::new(popularity::pipeline::Context::from_job(job.clone()).expect("connects"));
     let g = ctx.generator.clone().expect("generator");
     let stats = ctx.stats.clone();
-    let runner = std::thread::spawn(move || popularity::pipeline::execute(timely::Config::process(2), ctx).expect("job runs"));
+    let runner = std::thread::spawn(move || {
+        popularity::pipeline::execute(timely::Config::process(2), ctx).expect("job runs")
+    });
     std::thread::sleep(Duration::from_secs(3));
     s3.down();
     std::thread::sleep(Duration::from_secs(5));
     s3.up();
     runner.join().expect("job thread");
     let snap = stats.snapshot();
-    assert!(snap.store_retries > 0, "the outage was noticed and retried: {snap:?}");
-    let want = recount(&generator_partitions(&g, 60_000, 2), &window, 120_000, &limits());
+    assert!(
+        snap.store_retries > 0,
+        "the outage was noticed and retried: {snap:?}"
+    );
+    let want = recount(
+        &generator_partitions(&g, 60_000, 2),
+        &window,
+        120_000,
+        &limits(),
+    );
     let store = S3Store::connect(&job.sink.s3).expect("connects");
     let mut got = BTreeMap::new();
     for hour in published_hours(&store).expect("hours") {
         let (_, rows) = read_hour(&store, hour).expect("read").expect("published");
-        got.insert(hour, rows.into_iter().map(|r| (r.content_id, r.views)).collect::<BTreeMap<_, _>>());
+        got.insert(
+            hour,
+            rows.into_iter()
+                .map(|r| (r.content_id, r.views))
+                .collect::<BTreeMap<_, _>>(),
+        );
     }
     assert_matches(&got, &want, "S3 outage");
-    assert_eq!(snap.hours_published as usize, want.hours.len(), "every hour published once");
+    assert_eq!(
+        snap.hours_published as usize,
+        want.hours.len(),
+        "every hour published once"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -156,12 +224,20 @@ fn store_outage_mid_run_loses_no_hour() {
 fn missing_bucket_and_bad_credentials_fail_at_start() {
     let s3 = S3::start("errors");
     s3.bucket("popularity");
-    let err = S3Store::connect(&s3_config(&s3, "no-such-bucket", "")).err().expect("missing bucket");
-    assert!(err.to_string().contains("`no-such-bucket` does not exist"), "{err}");
+    let err = S3Store::connect(&s3_config(&s3, "no-such-bucket", ""))
+        .err()
+        .expect("missing bucket");
+    assert!(
+        err.to_string().contains("`no-such-bucket` does not exist"),
+        "{err}"
+    );
     let mut bad = s3_config(&s3, "popularity", "");
     bad.secret_access_key = Some("f".repeat(64));
     let err = S3Store::connect(&bad).err().expect("bad secret");
-    assert!(err.to_string().contains("credentials were refused"), "{err}");
+    assert!(
+        err.to_string().contains("credentials were refused"),
+        "{err}"
+    );
     let mut down = s3_config(&s3, "popularity", "");
     down.endpoint = Some(format!("http://127.0.0.1:{}", free_port()));
     let err = S3Store::connect(&down).err().expect("nothing listening");

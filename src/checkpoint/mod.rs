@@ -103,7 +103,11 @@ pub fn crc32(bytes: &[u8]) -> u32 {
         for (i, slot) in t.iter_mut().enumerate() {
             let mut c = i as u32;
             for _ in 0..8 {
-                c = if c & 1 != 0 { 0xEDB8_8320 ^ (c >> 1) } else { c >> 1 };
+                c = if c & 1 != 0 {
+                    0xEDB8_8320 ^ (c >> 1)
+                } else {
+                    c >> 1
+                };
             }
             *slot = c;
         }
@@ -153,7 +157,11 @@ struct Reader<'a> {
 
 impl Reader<'_> {
     fn take<const N: usize>(&mut self) -> Result<[u8; N]> {
-        let end = self.at.checked_add(N).filter(|e| *e <= self.bytes.len()).ok_or_else(|| Error::Input("checkpoint part is truncated".into()))?;
+        let end = self
+            .at
+            .checked_add(N)
+            .filter(|e| *e <= self.bytes.len())
+            .ok_or_else(|| Error::Input("checkpoint part is truncated".into()))?;
         let mut a = [0u8; N];
         a.copy_from_slice(&self.bytes[self.at..end]);
         self.at = end;
@@ -173,23 +181,33 @@ impl Reader<'_> {
 /// Decodes a part file, verifying magic, version, length and checksum before reading anything.
 pub fn decode_part(bytes: &[u8]) -> Result<Vec<(PartitionId, PartitionLedger)>> {
     if bytes.len() < 24 || &bytes[..8] != MAGIC {
-        return Err(Error::Input("not a checkpoint part (bad magic or too short)".into()));
+        return Err(Error::Input(
+            "not a checkpoint part (bad magic or too short)".into(),
+        ));
     }
     let mut header = Reader { bytes, at: 8 };
     let version = header.u32()?;
     if version != VERSION {
-        return Err(Error::Input(format!("checkpoint part format version {version}, this build reads {VERSION}")));
+        return Err(Error::Input(format!(
+            "checkpoint part format version {version}, this build reads {VERSION}"
+        )));
     }
     let len = header.u64()? as usize;
     let crc = header.u32()?;
     let payload = &bytes[24..];
     if payload.len() != len {
-        return Err(Error::Input(format!("checkpoint part is {} bytes, its header says {len}", payload.len())));
+        return Err(Error::Input(format!(
+            "checkpoint part is {} bytes, its header says {len}",
+            payload.len()
+        )));
     }
     if crc32(payload) != crc {
         return Err(Error::Input("checkpoint part fails its checksum".into()));
     }
-    let mut r = Reader { bytes: payload, at: 0 };
+    let mut r = Reader {
+        bytes: payload,
+        at: 0,
+    };
     let n = r.u32()?;
     let mut out = Vec::with_capacity(n as usize);
     for _ in 0..n {
@@ -204,7 +222,14 @@ pub fn decode_part(bytes: &[u8]) -> Result<Vec<(PartitionId, PartitionLedger)>> 
             let v = r.i64()?;
             panes.entry(pane).or_default().insert(c, v);
         }
-        out.push((p, PartitionLedger { next_offset, max_seen, panes }));
+        out.push((
+            p,
+            PartitionLedger {
+                next_offset,
+                max_seen,
+                panes,
+            },
+        ));
     }
     if r.at != payload.len() {
         return Err(Error::Input("checkpoint part has trailing bytes".into()));
@@ -225,7 +250,10 @@ fn json_err(what: &str, e: serde_json::Error) -> Error {
 impl<'a> Checkpoints<'a> {
     /// The checkpoints of `job` in `store`.
     pub fn new(store: &'a dyn ObjectStore, job: &str) -> Self {
-        Checkpoints { store, root: format!("checkpoints/{job}") }
+        Checkpoints {
+            store,
+            root: format!("checkpoints/{job}"),
+        }
     }
 
     fn dir(&self, id: u64) -> String {
@@ -235,9 +263,11 @@ impl<'a> Checkpoints<'a> {
     /// Writes worker `meta.worker`'s part and its metadata.
     pub fn write_part(&self, id: u64, part: &[u8], meta: &PartMeta) -> Result<()> {
         let dir = self.dir(id);
-        self.store.put(&format!("{dir}/part-{:05}.ckpt", meta.worker), part)?;
+        self.store
+            .put(&format!("{dir}/part-{:05}.ckpt", meta.worker), part)?;
         let json = serde_json::to_vec(meta).map_err(|e| Error::Internal(e.to_string()))?;
-        self.store.put(&format!("{dir}/part-{:05}.json", meta.worker), &json)
+        self.store
+            .put(&format!("{dir}/part-{:05}.json", meta.worker), &json)
     }
 
     /// Metadata of the parts of checkpoint `id` written so far.
@@ -247,7 +277,10 @@ impl<'a> Checkpoints<'a> {
         for key in self.store.list(&format!("{dir}/"))? {
             if key.ends_with(".json") {
                 if let Some(bytes) = self.store.get(&key)? {
-                    metas.push(serde_json::from_slice::<PartMeta>(&bytes).map_err(|e| json_err(&key, e))?);
+                    metas.push(
+                        serde_json::from_slice::<PartMeta>(&bytes)
+                            .map_err(|e| json_err(&key, e))?,
+                    );
                 }
             }
         }
@@ -257,7 +290,12 @@ impl<'a> Checkpoints<'a> {
 
     /// Writes the manifest of `id` if all `peers` parts exist and `frontier`
     /// has passed the checkpoint time; returns it when written.
-    pub fn try_complete(&self, id: u64, peers: usize, frontier: Option<Pane>) -> Result<Option<Manifest>> {
+    pub fn try_complete(
+        &self,
+        id: u64,
+        peers: usize,
+        frontier: Option<Pane>,
+    ) -> Result<Option<Manifest>> {
         let metas = self.part_metas(id)?;
         if metas.len() < peers || metas.iter().any(|m| m.peers != peers) {
             return Ok(None);
@@ -267,9 +305,16 @@ impl<'a> Checkpoints<'a> {
         if frontier.is_some_and(|f| f < time) {
             return Ok(None);
         }
-        let manifest = Manifest { id, time, peers, parts: metas };
-        let json = serde_json::to_vec_pretty(&manifest).map_err(|e| Error::Internal(e.to_string()))?;
-        self.store.put(&format!("{}/{MANIFEST}", self.dir(id)), &json)?;
+        let manifest = Manifest {
+            id,
+            time,
+            peers,
+            parts: metas,
+        };
+        let json =
+            serde_json::to_vec_pretty(&manifest).map_err(|e| Error::Internal(e.to_string()))?;
+        self.store
+            .put(&format!("{}/{MANIFEST}", self.dir(id)), &json)?;
         Ok(Some(manifest))
     }
 
@@ -295,7 +340,9 @@ impl<'a> Checkpoints<'a> {
         for id in self.complete()? {
             match self.load(id) {
                 Ok(found) => return Ok(Some(found)),
-                Err(e) => tracing::warn!(checkpoint = id, error = %e, "checkpoint unusable; trying an older one"),
+                Err(e) => {
+                    tracing::warn!(checkpoint = id, error = %e, "checkpoint unusable; trying an older one")
+                }
             }
         }
         Ok(None)
@@ -304,17 +351,32 @@ impl<'a> Checkpoints<'a> {
     /// Loads and verifies checkpoint `id`.
     pub fn load(&self, id: u64) -> Result<Loaded> {
         let dir = self.dir(id);
-        let bytes = self.store.get(&format!("{dir}/{MANIFEST}"))?.ok_or_else(|| Error::Input(format!("{dir}: no manifest")))?;
-        let manifest: Manifest = serde_json::from_slice(&bytes).map_err(|e| json_err(&format!("{dir}/{MANIFEST}"), e))?;
+        let bytes = self
+            .store
+            .get(&format!("{dir}/{MANIFEST}"))?
+            .ok_or_else(|| Error::Input(format!("{dir}: no manifest")))?;
+        let manifest: Manifest = serde_json::from_slice(&bytes)
+            .map_err(|e| json_err(&format!("{dir}/{MANIFEST}"), e))?;
         if manifest.parts.len() != manifest.peers {
-            return Err(Error::Input(format!("{dir}: manifest lists {} parts for {} workers", manifest.parts.len(), manifest.peers)));
+            return Err(Error::Input(format!(
+                "{dir}: manifest lists {} parts for {} workers",
+                manifest.parts.len(),
+                manifest.peers
+            )));
         }
         let mut all = Vec::new();
         for meta in &manifest.parts {
             let key = format!("{dir}/part-{:05}.ckpt", meta.worker);
-            let part = self.store.get(&key)?.ok_or_else(|| Error::Input(format!("{key} is missing")))?;
+            let part = self
+                .store
+                .get(&key)?
+                .ok_or_else(|| Error::Input(format!("{key} is missing")))?;
             if part.len() as u64 != meta.bytes {
-                return Err(Error::Input(format!("{key} is {} bytes, the manifest says {}", part.len(), meta.bytes)));
+                return Err(Error::Input(format!(
+                    "{key} is {} bytes, the manifest says {}",
+                    part.len(),
+                    meta.bytes
+                )));
             }
             all.extend(decode_part(&part).map_err(|e| Error::Input(format!("{key}: {e}")))?);
         }
@@ -325,10 +387,15 @@ impl<'a> Checkpoints<'a> {
     /// ones older than the newest complete one.
     pub fn prune(&self, keep: usize) -> Result<()> {
         let complete = self.complete()?;
-        let Some(&newest) = complete.first() else { return Ok(()) };
+        let Some(&newest) = complete.first() else {
+            return Ok(());
+        };
         let kept: Vec<u64> = complete.iter().take(keep.max(1)).copied().collect();
         for key in self.store.list(&format!("{}/", self.root))? {
-            let Some(id) = key.strip_prefix(&format!("{}/", self.root)).and_then(|r| r.split_once('/')).and_then(|(id, _)| id.parse::<u64>().ok())
+            let Some(id) = key
+                .strip_prefix(&format!("{}/", self.root))
+                .and_then(|r| r.split_once('/'))
+                .and_then(|(id, _)| id.parse::<u64>().ok())
             else {
                 continue;
             };
@@ -397,7 +464,15 @@ impl Checkpointer {
 
     /// Adds accepted views to a partition's ledger.
     pub fn record(&mut self, partition: PartitionId, content: ContentId, pane: Pane, n: i64) {
-        *self.ledgers.entry(partition).or_default().panes.entry(pane).or_default().entry(content).or_insert(0) += n;
+        *self
+            .ledgers
+            .entry(partition)
+            .or_default()
+            .panes
+            .entry(pane)
+            .or_default()
+            .entry(content)
+            .or_insert(0) += n;
     }
 
     /// The id of the checkpoint due now, if this worker has not taken it.
@@ -431,7 +506,12 @@ impl Checkpointer {
         for l in self.ledgers.values_mut() {
             l.prune(frontier, self.window_panes);
         }
-        let list: Vec<(PartitionId, &PartitionLedger)> = self.ledgers.iter().filter(|(p, _)| positions.contains_key(p)).map(|(p, l)| (*p, l)).collect();
+        let list: Vec<(PartitionId, &PartitionLedger)> = self
+            .ledgers
+            .iter()
+            .filter(|(p, _)| positions.contains_key(p))
+            .map(|(p, l)| (*p, l))
+            .collect();
         let part = encode_part(&list);
         let meta = PartMeta {
             worker: self.index,
@@ -452,7 +532,9 @@ impl Checkpointer {
     /// Worker 0: writes manifests of checkpoints whose parts all exist and
     /// whose time the frontier has passed; prunes old ones. Returns completed ids.
     pub fn complete_pending(&mut self, frontier: Option<Pane>, force: bool) -> Result<Vec<u64>> {
-        if self.pending.is_empty() || (!force && self.last_poll.elapsed() < std::time::Duration::from_millis(250)) {
+        if self.pending.is_empty()
+            || (!force && self.last_poll.elapsed() < std::time::Duration::from_millis(250))
+        {
             return Ok(Vec::new());
         }
         self.last_poll = std::time::Instant::now();
@@ -475,7 +557,10 @@ impl Checkpointer {
 
     /// True once checkpoint `id` has its manifest (any worker may ask).
     pub fn is_complete(&self, id: u64) -> Result<bool> {
-        Ok(self.store.get(&format!("checkpoints/{}/{id:020}/{MANIFEST}", self.job))?.is_some())
+        Ok(self
+            .store
+            .get(&format!("checkpoints/{}/{id:020}/{MANIFEST}", self.job))?
+            .is_some())
     }
 }
 
@@ -484,10 +569,17 @@ mod tests {
     use super::*;
 
     fn ledger() -> PartitionLedger {
-        let mut l = PartitionLedger { next_offset: 42, max_seen: Some(1_767_225_600_000), panes: BTreeMap::new() };
+        let mut l = PartitionLedger {
+            next_offset: 42,
+            max_seen: Some(1_767_225_600_000),
+            panes: BTreeMap::new(),
+        };
         for pane in 100..170u64 {
             for c in 0..50u64 {
-                l.panes.entry(pane).or_default().insert(c * 7, (pane + c) as i64 % 5 + 1);
+                l.panes
+                    .entry(pane)
+                    .or_default()
+                    .insert(c * 7, (pane + c) as i64 % 5 + 1);
             }
         }
         l
@@ -497,18 +589,29 @@ mod tests {
     fn checkpoints_after_a_restore_never_go_back() {
         let dir = std::env::temp_dir().join(format!("ckpt-floor-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        let store: std::sync::Arc<dyn ObjectStore> = std::sync::Arc::new(crate::sink::store::LocalStore::new(&dir).expect("store"));
+        let store: std::sync::Arc<dyn ObjectStore> =
+            std::sync::Arc::new(crate::sink::store::LocalStore::new(&dir).expect("store"));
         let mut cp = Checkpointer::new(store.clone(), "j", 0, 1, 1000, 3, 60);
         cp.restored(50, 29_000_000);
         assert_eq!(cp.due(50_999), None, "ids continue after the restored one");
         assert_eq!(cp.due(51_000), Some(51));
         cp.record(0, 7, 29_000_010, 2);
         let positions: BTreeMap<PartitionId, i64> = [(0, 9)].into();
-        let meta = cp.take(51, 0, &positions, &BTreeMap::new()).expect("written");
-        assert_eq!(meta.frontier, 29_000_000, "a fresh probe reading 0 does not pull the checkpoint time back");
-        let m = cp.complete_pending(Some(29_000_000), true).expect("completes");
+        let meta = cp
+            .take(51, 0, &positions, &BTreeMap::new())
+            .expect("written");
+        assert_eq!(
+            meta.frontier, 29_000_000,
+            "a fresh probe reading 0 does not pull the checkpoint time back"
+        );
+        let m = cp
+            .complete_pending(Some(29_000_000), true)
+            .expect("completes");
         assert_eq!(m, vec![51]);
-        let (manifest, ledgers) = Checkpoints::new(&*store, "j").latest_valid().expect("reads").expect("exists");
+        let (manifest, ledgers) = Checkpoints::new(&*store, "j")
+            .latest_valid()
+            .expect("reads")
+            .expect("exists");
         assert_eq!(manifest.time, 29_000_000);
         assert_eq!(ledgers[0].1.next_offset, 9);
         let _ = std::fs::remove_dir_all(&dir);
@@ -521,7 +624,10 @@ mod tests {
         let empty = PartitionLedger::default();
         let bytes = encode_part(&[(3, &l), (9, &empty)]);
         assert_eq!(bytes, encode_part(&[(3, &l), (9, &empty)]), "deterministic");
-        assert_eq!(decode_part(&bytes).expect("decodes"), vec![(3, l.clone()), (9, empty.clone())]);
+        assert_eq!(
+            decode_part(&bytes).expect("decodes"),
+            vec![(3, l.clone()), (9, empty.clone())]
+        );
         // Every single flipped byte and every truncation is caught.
         for i in (0..bytes.len()).step_by(97) {
             let mut bad = bytes.clone();
@@ -532,7 +638,11 @@ mod tests {
             assert!(decode_part(&bytes[..len]).is_err(), "truncated to {len}");
         }
         l.prune(160, 60);
-        assert_eq!(l.panes.keys().next(), Some(&101), "panes 100 + 60 <= 160 are gone");
+        assert_eq!(
+            l.panes.keys().next(),
+            Some(&101),
+            "panes 100 + 60 <= 160 are gone"
+        );
     }
 }
 
@@ -553,7 +663,11 @@ pub struct BenchReport {
 
 /// Checkpoints `entries` live entries (over `panes` panes of one partition) to
 /// `store` and loads them back, timing each step.
-pub fn bench(store: std::sync::Arc<dyn ObjectStore>, entries: u64, panes: u64) -> Result<BenchReport> {
+pub fn bench(
+    store: std::sync::Arc<dyn ObjectStore>,
+    entries: u64,
+    panes: u64,
+) -> Result<BenchReport> {
     let panes = panes.max(1);
     let mut cp = Checkpointer::new(store.clone(), "checkpoint-bench", 0, 1, 1, 1, panes);
     let per_pane = entries.div_ceil(panes);
@@ -584,7 +698,15 @@ pub fn bench(store: std::sync::Arc<dyn ObjectStore>, entries: u64, panes: u64) -
     let load_seconds = t.elapsed().as_secs_f64();
     let got: u64 = ledgers.iter().map(|(_, l)| l.entries() as u64).sum();
     if got != entries {
-        return Err(Error::Internal(format!("wrote {entries} entries, read back {got}")));
+        return Err(Error::Internal(format!(
+            "wrote {entries} entries, read back {got}"
+        )));
     }
-    Ok(BenchReport { entries, bytes: meta.bytes, take_seconds, complete_seconds, load_seconds })
+    Ok(BenchReport {
+        entries,
+        bytes: meta.bytes,
+        take_seconds,
+        complete_seconds,
+        load_seconds,
+    })
 }

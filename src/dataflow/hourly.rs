@@ -13,10 +13,10 @@ use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::StreamVec;
 
+use super::live::LiveBoard;
 use super::{follow_frontier, shard, Views};
 use crate::event::ContentId;
 use crate::stats::Stats;
-use super::live::LiveBoard;
 
 /// How often a shard of the live window is republished at most.
 const PUBLISH_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
@@ -66,7 +66,10 @@ pub fn hourly_tables<'scope>(
                 });
                 let bound: Option<Pane> = frontier.frontier().first().copied();
                 loop {
-                    let next = pending.first_key_value().map(|(t, _)| *t).filter(|t| bound.is_none_or(|b| *t < b));
+                    let next = pending
+                        .first_key_value()
+                        .map(|(t, _)| *t)
+                        .filter(|t| bound.is_none_or(|b| *t < b));
                     // Hours ending before the next update (or the frontier) are final.
                     if let (Some(upto), Some(cap)) = (next.or(bound), held.as_ref()) {
                         while !counts.is_empty() {
@@ -74,17 +77,28 @@ pub fn hourly_tables<'scope>(
                             if end >= upto {
                                 break;
                             }
-                            let mut rows: Vec<(ContentId, i64)> = counts.iter().map(|(c, n)| (*c, *n)).collect();
+                            let mut rows: Vec<(ContentId, i64)> =
+                                counts.iter().map(|(c, n)| (*c, *n)).collect();
                             rows.sort_unstable();
-                            output.session(&cap.delayed(&end)).give(HourTable { hour: window.hour_of(end), worker, rows });
+                            output.session(&cap.delayed(&end)).give(HourTable {
+                                hour: window.hour_of(end),
+                                worker,
+                                rows,
+                            });
                             cursor = end + 1;
                         }
                     }
-                    if next.is_none() && (dirty || bound.is_some_and(|b| Some(b) != published_bound)) {
+                    if next.is_none()
+                        && (dirty || bound.is_some_and(|b| Some(b) != published_bound))
+                    {
                         if let (Some(board), Some(b)) = (live.as_ref(), bound) {
                             let since = last_publish.elapsed();
                             if since >= PUBLISH_EVERY {
-                                board.publish(worker, b.saturating_sub(1), Arc::new(counts.clone()));
+                                board.publish(
+                                    worker,
+                                    b.saturating_sub(1),
+                                    Arc::new(counts.clone()),
+                                );
                                 published_bound = Some(b);
                                 last_publish = std::time::Instant::now();
                                 dirty = false;
@@ -107,7 +121,8 @@ pub fn hourly_tables<'scope>(
                     dirty = true;
                 }
                 follow_frontier(&mut held, bound);
-                let now = pending.values().map(|v| v.len() as i64).sum::<i64>() + counts.len() as i64;
+                let now =
+                    pending.values().map(|v| v.len() as i64).sum::<i64>() + counts.len() as i64;
                 stats.live_state_delta(now - state);
                 state = now;
             }

@@ -31,7 +31,10 @@ pub use hourly::{hourly_tables, HourTable};
 /// Moves a held capability up to the input frontier `bound`, or drops it when
 /// the input is done: operators that emit "when the frontier passes a time"
 /// keep the least capability they may still need, and no more.
-pub fn follow_frontier(held: &mut Option<timely::dataflow::operators::Capability<Pane>>, bound: Option<Pane>) {
+pub fn follow_frontier(
+    held: &mut Option<timely::dataflow::operators::Capability<Pane>>,
+    bound: Option<Pane>,
+) {
     match bound {
         Some(b) => {
             if let Some(cap) = held.as_mut() {

@@ -41,7 +41,9 @@ mod tests {
         let seen: Arc<Mutex<Vec<(u64, Pane, i64)>>> = Arc::new(Mutex::new(Vec::new()));
         let sink = seen.clone();
         let mut rng = crate::rng::SplitMix64::new(11);
-        let updates: Vec<(u64, Pane, i64)> = (0..2000).map(|_| (rng.below(20), rng.below(40), 1 + rng.below(3) as i64)).collect();
+        let updates: Vec<(u64, Pane, i64)> = (0..2000)
+            .map(|_| (rng.below(20), rng.below(40), 1 + rng.below(3) as i64))
+            .collect();
         let input_updates = updates.clone();
         timely::execute(timely::Config::thread(), move |worker| {
             let sink = sink.clone();
@@ -68,8 +70,16 @@ mod tests {
         let seen = seen.lock().expect("not poisoned");
         for p in 0..60 {
             for d in 0..20 {
-                let got: i64 = seen.iter().filter(|u| u.0 == d && u.1 <= p).map(|u| u.2).sum();
-                let want: i64 = updates.iter().filter(|u| u.0 == d && u.1 <= p && u.1 + 5 > p).map(|u| u.2).sum();
+                let got: i64 = seen
+                    .iter()
+                    .filter(|u| u.0 == d && u.1 <= p)
+                    .map(|u| u.2)
+                    .sum();
+                let want: i64 = updates
+                    .iter()
+                    .filter(|u| u.0 == d && u.1 <= p && u.1 + 5 > p)
+                    .map(|u| u.2)
+                    .sum();
                 assert_eq!(got, want, "content {d} at pane {p}");
             }
         }

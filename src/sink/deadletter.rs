@@ -51,26 +51,42 @@ pub struct LocalDeadLetters {
 impl LocalDeadLetters {
     /// Opens (appending) the file of worker `index` in `dir`.
     pub fn open(dir: &Path, index: usize) -> Result<LocalDeadLetters> {
-        std::fs::create_dir_all(dir).map_err(|e| Error::io(format!("creating dead-letter directory {}", dir.display()), e))?;
+        std::fs::create_dir_all(dir).map_err(|e| {
+            Error::io(
+                format!("creating dead-letter directory {}", dir.display()),
+                e,
+            )
+        })?;
         let path = dir.join(format!("worker-{index:05}.jsonl"));
         let file = OpenOptions::new()
             .create(true)
             .append(true)
             .open(&path)
             .map_err(|e| Error::io(format!("opening dead-letter file {}", path.display()), e))?;
-        Ok(LocalDeadLetters { path: path.display().to_string(), out: BufWriter::new(file) })
+        Ok(LocalDeadLetters {
+            path: path.display().to_string(),
+            out: BufWriter::new(file),
+        })
     }
 }
 
 impl DeadLetterSink for LocalDeadLetters {
     fn write(&mut self, letter: &DeadLetter, _raw: &[u8]) -> Result<()> {
-        serde_json::to_writer(&mut self.out, letter)
-            .map_err(|e| Error::io(format!("writing dead letter to {}", self.path), std::io::Error::other(e)))?;
-        self.out.write_all(b"\n").map_err(|e| Error::io(format!("writing dead letter to {}", self.path), e))
+        serde_json::to_writer(&mut self.out, letter).map_err(|e| {
+            Error::io(
+                format!("writing dead letter to {}", self.path),
+                std::io::Error::other(e),
+            )
+        })?;
+        self.out
+            .write_all(b"\n")
+            .map_err(|e| Error::io(format!("writing dead letter to {}", self.path), e))
     }
 
     fn flush(&mut self) -> Result<()> {
-        self.out.flush().map_err(|e| Error::io(format!("flushing {}", self.path), e))
+        self.out
+            .flush()
+            .map_err(|e| Error::io(format!("flushing {}", self.path), e))
     }
 }
 
@@ -109,10 +125,11 @@ pub fn read_local(dir: &Path) -> Result<Vec<DeadLetter>> {
     let mut paths: Vec<_> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
     paths.sort();
     for p in paths {
-        let text = std::fs::read_to_string(&p).map_err(|e| Error::io(format!("reading {}", p.display()), e))?;
+        let text = std::fs::read_to_string(&p)
+            .map_err(|e| Error::io(format!("reading {}", p.display()), e))?;
         for (n, line) in text.lines().enumerate() {
-            let letter: DeadLetter =
-                serde_json::from_str(line).map_err(|e| Error::Input(format!("{} line {}: {e}", p.display(), n + 1)))?;
+            let letter: DeadLetter = serde_json::from_str(line)
+                .map_err(|e| Error::Input(format!("{} line {}: {e}", p.display(), n + 1)))?;
             out.push(letter);
         }
     }

@@ -55,7 +55,8 @@ pub fn encode_titles(rows: &[TitleRow]) -> Result<Vec<u8>> {
     );
     let mut buf = Vec::with_capacity(rows.len() * 12 + 1024);
     {
-        let mut writer = SerializedFileWriter::new(&mut buf, schema, props).map_err(|e| perr("writer", e))?;
+        let mut writer =
+            SerializedFileWriter::new(&mut buf, schema, props).map_err(|e| perr("writer", e))?;
         let mut group = writer.next_row_group().map_err(|e| perr("row group", e))?;
         let columns: [Vec<i64>; 4] = [
             rows.iter().map(|r| r.content_id as i64).collect(),
@@ -65,9 +66,13 @@ pub fn encode_titles(rows: &[TitleRow]) -> Result<Vec<u8>> {
         ];
         for values in &columns {
             let Some(mut col) = group.next_column().map_err(|e| perr("column", e))? else {
-                return Err(Error::Internal("parquet schema has fewer columns than the writer".into()));
+                return Err(Error::Internal(
+                    "parquet schema has fewer columns than the writer".into(),
+                ));
             };
-            col.typed::<Int64Type>().write_batch(values, None, None).map_err(|e| perr("write", e))?;
+            col.typed::<Int64Type>()
+                .write_batch(values, None, None)
+                .map_err(|e| perr("write", e))?;
             col.close().map_err(|e| perr("close column", e))?;
         }
         group.close().map_err(|e| perr("close row group", e))?;
@@ -78,15 +83,25 @@ pub fn encode_titles(rows: &[TitleRow]) -> Result<Vec<u8>> {
 
 /// Decodes a `titles` Parquet file.
 pub fn decode_titles(bytes: Vec<u8>) -> Result<Vec<TitleRow>> {
-    let reader = SerializedFileReader::new(bytes::Bytes::from(bytes)).map_err(|e| Error::Input(format!("not a parquet file: {e}")))?;
+    let reader = SerializedFileReader::new(bytes::Bytes::from(bytes))
+        .map_err(|e| Error::Input(format!("not a parquet file: {e}")))?;
     let mut out = Vec::with_capacity(reader.metadata().file_metadata().num_rows().max(0) as usize);
-    let rows = reader.get_row_iter(None).map_err(|e| Error::Input(format!("parquet rows: {e}")))?;
+    let rows = reader
+        .get_row_iter(None)
+        .map_err(|e| Error::Input(format!("parquet rows: {e}")))?;
     for row in rows {
         let row = row.map_err(|e| Error::Input(format!("parquet row: {e}")))?;
         let get = |i: usize| -> Result<i64> {
-            row.get_long(i).or_else(|_| row.get_timestamp_millis(i)).map_err(|e| Error::Input(format!("parquet column {i}: {e}")))
+            row.get_long(i)
+                .or_else(|_| row.get_timestamp_millis(i))
+                .map_err(|e| Error::Input(format!("parquet column {i}: {e}")))
         };
-        out.push(TitleRow { content_id: get(0)? as ContentId, views: get(1)?, window_start: get(2)?, window_end: get(3)? });
+        out.push(TitleRow {
+            content_id: get(0)? as ContentId,
+            views: get(1)?,
+            window_start: get(2)?,
+            window_end: get(3)?,
+        });
     }
     Ok(out)
 }
@@ -97,14 +112,23 @@ mod tests {
 
     #[test]
     fn round_trip_is_deterministic() {
-        let rows: Vec<TitleRow> =
-            (0..5000).map(|i| TitleRow { content_id: i * 3, views: (i % 17) as i64 + 1, window_start: 1000, window_end: 2000 }).collect();
+        let rows: Vec<TitleRow> = (0..5000)
+            .map(|i| TitleRow {
+                content_id: i * 3,
+                views: (i % 17) as i64 + 1,
+                window_start: 1000,
+                window_end: 2000,
+            })
+            .collect();
         let a = encode_titles(&rows).expect("encodes");
         let b = encode_titles(&rows).expect("encodes");
         assert_eq!(a, b, "same rows, same bytes");
         assert_eq!(&a[..4], b"PAR1");
         assert_eq!(decode_titles(a).expect("decodes"), rows);
-        assert_eq!(decode_titles(encode_titles(&[]).expect("encodes")).expect("decodes"), vec![]);
+        assert_eq!(
+            decode_titles(encode_titles(&[]).expect("encodes")).expect("decodes"),
+            vec![]
+        );
         assert!(decode_titles(b"PAR1 nonsense".to_vec()).is_err());
     }
 }

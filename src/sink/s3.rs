@@ -65,7 +65,9 @@ pub fn parse_bytes(s: &str) -> std::result::Result<usize, String> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
-    let n: usize = num.parse().map_err(|_| format!("`{s}` is not a size (try 512, 64KiB, 8MiB)"))?;
+    let n: usize = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a size (try 512, 64KiB, 8MiB)"))?;
     let scale: usize = match unit.trim() {
         "" | "B" => 1,
         "KiB" | "KB" | "K" => 1 << 10,
@@ -73,7 +75,8 @@ pub fn parse_bytes(s: &str) -> std::result::Result<usize, String> {
         "GiB" | "GB" | "G" => 1 << 30,
         other => return Err(format!("unknown size unit `{other}` in `{s}`")),
     };
-    n.checked_mul(scale).ok_or_else(|| format!("size `{s}` is too large"))
+    n.checked_mul(scale)
+        .ok_or_else(|| format!("size `{s}` is too large"))
 }
 
 impl S3Config {
@@ -82,13 +85,17 @@ impl S3Config {
         if self.bucket.is_empty() {
             return Err(Error::Config("sink.s3.bucket is required".into()));
         }
-        let chunk = parse_bytes(&self.multipart_chunk).map_err(|e| Error::Config(format!("sink.s3.multipart-chunk: {e}")))?;
+        let chunk = parse_bytes(&self.multipart_chunk)
+            .map_err(|e| Error::Config(format!("sink.s3.multipart-chunk: {e}")))?;
         if chunk < MIN_PART {
             return Err(Error::Config(format!("sink.s3.multipart-chunk must be at least 5MiB (S3's minimum part size), got {chunk} bytes")));
         }
-        parse_bytes(&self.multipart_threshold).map_err(|e| Error::Config(format!("sink.s3.multipart-threshold: {e}")))?;
+        parse_bytes(&self.multipart_threshold)
+            .map_err(|e| Error::Config(format!("sink.s3.multipart-threshold: {e}")))?;
         if self.access_key_id.is_some() != self.secret_access_key.is_some() {
-            return Err(Error::Config("sink.s3: give both access-key-id and secret-access-key, or neither".into()));
+            return Err(Error::Config(
+                "sink.s3: give both access-key-id and secret-access-key, or neither".into(),
+            ));
         }
         Ok(())
     }
@@ -105,9 +112,16 @@ pub struct S3Store {
     chunk: usize,
 }
 
-fn classify<E: ProvideErrorMetadata + std::fmt::Debug, R: std::fmt::Debug>(what: &str, err: SdkError<E, R>, status: Option<u16>) -> Error {
+fn classify<E: ProvideErrorMetadata + std::fmt::Debug, R: std::fmt::Debug>(
+    what: &str,
+    err: SdkError<E, R>,
+    status: Option<u16>,
+) -> Error {
     let (retryable, message) = match &err {
-        SdkError::ConstructionFailure(_) => (false, format!("{what}: could not build the request: {err:?}")),
+        SdkError::ConstructionFailure(_) => (
+            false,
+            format!("{what}: could not build the request: {err:?}"),
+        ),
         SdkError::TimeoutError(_) => (true, format!("{what}: timed out")),
         SdkError::DispatchFailure(e) => (true, format!("{what}: could not reach the store: {e:?}")),
         SdkError::ResponseError(_) => (true, format!("{what}: unreadable response")),
@@ -115,11 +129,18 @@ fn classify<E: ProvideErrorMetadata + std::fmt::Debug, R: std::fmt::Debug>(what:
             let code = e.err().code().unwrap_or("unknown");
             let msg = e.err().message().unwrap_or("");
             let s = status.unwrap_or(0);
-            (s >= 500 || s == 429 || code == "SlowDown" || code == "RequestTimeout", format!("{what}: {code} (HTTP {s}) {msg}"))
+            (
+                s >= 500 || s == 429 || code == "SlowDown" || code == "RequestTimeout",
+                format!("{what}: {code} (HTTP {s}) {msg}"),
+            )
         }
         other => (true, format!("{what}: {other:?}")),
     };
-    Error::External { system: "s3", message, retryable }
+    Error::External {
+        system: "s3",
+        message,
+        retryable,
+    }
 }
 
 fn status<E>(err: &SdkError<E, aws_sdk_s3::config::http::HttpResponse>) -> Option<u16> {
@@ -135,15 +156,19 @@ impl S3Store {
             .enable_all()
             .build()
             .map_err(|e| Error::io("starting the S3 client runtime", e))?;
-        let mut loader = aws_config::defaults(BehaviorVersion::latest()).region(Region::new(cfg.region.clone()));
+        let mut loader =
+            aws_config::defaults(BehaviorVersion::latest()).region(Region::new(cfg.region.clone()));
         if let Some(ep) = &cfg.endpoint {
             loader = loader.endpoint_url(ep);
         }
         if let (Some(id), Some(secret)) = (&cfg.access_key_id, &cfg.secret_access_key) {
-            loader = loader.credentials_provider(Credentials::new(id, secret, None, None, "job-file"));
+            loader =
+                loader.credentials_provider(Credentials::new(id, secret, None, None, "job-file"));
         }
         let shared = runtime.block_on(loader.load());
-        let conf = aws_sdk_s3::config::Builder::from(&shared).force_path_style(cfg.path_style).build();
+        let conf = aws_sdk_s3::config::Builder::from(&shared)
+            .force_path_style(cfg.path_style)
+            .build();
         let store = S3Store {
             client: Client::from_conf(conf),
             runtime,
@@ -158,7 +183,9 @@ impl S3Store {
     }
 
     fn check_bucket(&self) -> Result<()> {
-        let result = self.runtime.block_on(self.client.head_bucket().bucket(&self.bucket).send());
+        let result = self
+            .runtime
+            .block_on(self.client.head_bucket().bucket(&self.bucket).send());
         match result {
             Ok(_) => Ok(()),
             Err(e) => {
@@ -176,7 +203,11 @@ impl S3Store {
     }
 
     fn key(&self, key: &str) -> String {
-        if self.prefix.is_empty() { key.to_string() } else { format!("{}/{key}", self.prefix) }
+        if self.prefix.is_empty() {
+            key.to_string()
+        } else {
+            format!("{}/{key}", self.prefix)
+        }
     }
 
     /// Uploads `bytes` in parts of the configured chunk size; aborts on failure.
@@ -184,7 +215,13 @@ impl S3Store {
         let full = self.key(key);
         let rt = &self.runtime;
         let created = rt
-            .block_on(self.client.create_multipart_upload().bucket(&self.bucket).key(&full).send())
+            .block_on(
+                self.client
+                    .create_multipart_upload()
+                    .bucket(&self.bucket)
+                    .key(&full)
+                    .send(),
+            )
             .map_err(|e| {
                 let s = status(&e);
                 classify(&format!("starting multipart upload of {full}"), e, s)
@@ -213,7 +250,12 @@ impl S3Store {
                         let s = status(&e);
                         classify(&format!("uploading part {number} of {full}"), e, s)
                     })?;
-                parts.push(CompletedPart::builder().part_number(number).set_e_tag(out.e_tag().map(str::to_string)).build());
+                parts.push(
+                    CompletedPart::builder()
+                        .part_number(number)
+                        .set_e_tag(out.e_tag().map(str::to_string))
+                        .build(),
+                );
             }
             let n = parts.len();
             rt.block_on(
@@ -222,7 +264,11 @@ impl S3Store {
                     .bucket(&self.bucket)
                     .key(&full)
                     .upload_id(upload_id)
-                    .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
+                    .multipart_upload(
+                        CompletedMultipartUpload::builder()
+                            .set_parts(Some(parts))
+                            .build(),
+                    )
                     .send(),
             )
             .map_err(|e| {
@@ -234,7 +280,14 @@ impl S3Store {
         if result.is_err() {
             // Leave no half-finished upload behind; if this fails too, the
             // bucket's lifecycle rule for incomplete uploads is the backstop.
-            let abort = rt.block_on(self.client.abort_multipart_upload().bucket(&self.bucket).key(&full).upload_id(upload_id).send());
+            let abort = rt.block_on(
+                self.client
+                    .abort_multipart_upload()
+                    .bucket(&self.bucket)
+                    .key(&full)
+                    .upload_id(upload_id)
+                    .send(),
+            );
             if let Err(e) = abort {
                 tracing::warn!(key = %full, error = ?e, "could not abort multipart upload");
             }
@@ -246,7 +299,13 @@ impl S3Store {
     pub fn pending_multipart(&self) -> Result<usize> {
         let out = self
             .runtime
-            .block_on(self.client.list_multipart_uploads().bucket(&self.bucket).prefix(&self.prefix).send())
+            .block_on(
+                self.client
+                    .list_multipart_uploads()
+                    .bucket(&self.bucket)
+                    .prefix(&self.prefix)
+                    .send(),
+            )
             .map_err(|e| {
                 let s = status(&e);
                 classify("listing multipart uploads", e, s)
@@ -257,7 +316,13 @@ impl S3Store {
     /// The ETag of an object (multipart objects end in `-<parts>`).
     pub fn etag(&self, key: &str) -> Result<Option<String>> {
         let full = self.key(key);
-        match self.runtime.block_on(self.client.head_object().bucket(&self.bucket).key(&full).send()) {
+        match self.runtime.block_on(
+            self.client
+                .head_object()
+                .bucket(&self.bucket)
+                .key(&full)
+                .send(),
+        ) {
             Ok(o) => Ok(o.e_tag().map(str::to_string)),
             Err(e) if status(&e) == Some(404) => Ok(None),
             Err(e) => {
@@ -276,7 +341,14 @@ impl ObjectStore for S3Store {
         }
         let full = self.key(key);
         self.runtime
-            .block_on(self.client.put_object().bucket(&self.bucket).key(&full).body(ByteStream::from(bytes.to_vec())).send())
+            .block_on(
+                self.client
+                    .put_object()
+                    .bucket(&self.bucket)
+                    .key(&full)
+                    .body(ByteStream::from(bytes.to_vec()))
+                    .send(),
+            )
             .map_err(|e| {
                 let s = status(&e);
                 classify(&format!("putting {full}"), e, s)
@@ -286,7 +358,13 @@ impl ObjectStore for S3Store {
 
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
         let full = self.key(key);
-        let out = match self.runtime.block_on(self.client.get_object().bucket(&self.bucket).key(&full).send()) {
+        let out = match self.runtime.block_on(
+            self.client
+                .get_object()
+                .bucket(&self.bucket)
+                .key(&full)
+                .send(),
+        ) {
             Ok(o) => o,
             Err(e) if status(&e) == Some(404) => return Ok(None),
             Err(e) => {
@@ -297,17 +375,29 @@ impl ObjectStore for S3Store {
         let body = self
             .runtime
             .block_on(out.body.collect())
-            .map_err(|e| Error::External { system: "s3", message: format!("reading {full}: {e}"), retryable: true })?;
+            .map_err(|e| Error::External {
+                system: "s3",
+                message: format!("reading {full}: {e}"),
+                retryable: true,
+            })?;
         Ok(Some(body.into_bytes().to_vec()))
     }
 
     fn list(&self, prefix: &str) -> Result<Vec<String>> {
         let full = self.key(prefix);
-        let strip = if self.prefix.is_empty() { 0 } else { self.prefix.len() + 1 };
+        let strip = if self.prefix.is_empty() {
+            0
+        } else {
+            self.prefix.len() + 1
+        };
         let mut keys = Vec::new();
         let mut token: Option<String> = None;
         loop {
-            let mut req = self.client.list_objects_v2().bucket(&self.bucket).prefix(&full);
+            let mut req = self
+                .client
+                .list_objects_v2()
+                .bucket(&self.bucket)
+                .prefix(&full);
             if let Some(t) = &token {
                 req = req.continuation_token(t);
             }
@@ -315,7 +405,13 @@ impl ObjectStore for S3Store {
                 let s = status(&e);
                 classify(&format!("listing {full}"), e, s)
             })?;
-            keys.extend(out.contents().iter().filter_map(|o| o.key()).filter(|k| k.len() >= strip).map(|k| k[strip..].to_string()));
+            keys.extend(
+                out.contents()
+                    .iter()
+                    .filter_map(|o| o.key())
+                    .filter(|k| k.len() >= strip)
+                    .map(|k| k[strip..].to_string()),
+            );
             match out.next_continuation_token() {
                 Some(t) if out.is_truncated().unwrap_or(false) => token = Some(t.to_string()),
                 _ => break,
@@ -327,10 +423,18 @@ impl ObjectStore for S3Store {
 
     fn delete(&self, key: &str) -> Result<()> {
         let full = self.key(key);
-        self.runtime.block_on(self.client.delete_object().bucket(&self.bucket).key(&full).send()).map_err(|e| {
-            let s = status(&e);
-            classify(&format!("deleting {full}"), e, s)
-        })?;
+        self.runtime
+            .block_on(
+                self.client
+                    .delete_object()
+                    .bucket(&self.bucket)
+                    .key(&full)
+                    .send(),
+            )
+            .map_err(|e| {
+                let s = status(&e);
+                classify(&format!("deleting {full}"), e, s)
+            })?;
         Ok(())
     }
 
@@ -348,7 +452,10 @@ mod tests {
         assert_eq!(parse_bytes("8MiB"), Ok(8 << 20));
         assert_eq!(parse_bytes("512"), Ok(512));
         assert!(parse_bytes("8XB").is_err());
-        let mut c = S3Config { bucket: "b".into(), ..S3Config::default() };
+        let mut c = S3Config {
+            bucket: "b".into(),
+            ..S3Config::default()
+        };
         assert!(c.validate().is_ok());
         c.multipart_chunk = "1MiB".into();
         assert!(c.validate().is_err(), "parts below 5 MiB are refused by S3");

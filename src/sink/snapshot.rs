@@ -108,25 +108,33 @@ pub fn write_parts<'scope>(
     let worker = hours.scope().worker();
     hours.unary_frontier(Pipeline, "WriteParts", move |_cap, info| {
         let activator = worker.sync_activator_for(info.address.to_vec());
-        let mut uploader: Uploader<PartRecord> = Uploader::spawn("part-writer", store, activator, stats.clone());
+        let mut uploader: Uploader<PartRecord> =
+            Uploader::spawn("part-writer", store, activator, stats.clone());
         let mut inflight: HashMap<u64, Capability<Pane>> = HashMap::new();
         move |(input, _frontier), output| {
             input.for_each(|cap, data| {
                 for table in data.drain(..) {
-                    let Some(held) = cap.retain_least(output.output_index()) else { continue };
+                    let Some(held) = cap.retain_least(output.output_index()) else {
+                        continue;
+                    };
                     let table = Arc::new(table);
                     let timing = stats.clone();
                     let id = uploader.submit(Box::new(move |store| {
                         let started = std::time::Instant::now();
                         let record = write_part(store, &window, &table)?;
-                        Stats::add(&timing.part_write_micros, started.elapsed().as_micros() as u64);
+                        Stats::add(
+                            &timing.part_write_micros,
+                            started.elapsed().as_micros() as u64,
+                        );
                         Ok(record)
                     }));
                     inflight.insert(id, held);
                 }
             });
             for (id, result) in uploader.completed() {
-                let Some(cap) = inflight.remove(&id) else { continue };
+                let Some(cap) = inflight.remove(&id) else {
+                    continue;
+                };
                 match result {
                     Ok(record) => {
                         Stats::add(&stats.parts_written, 1);
@@ -141,14 +149,34 @@ pub fn write_parts<'scope>(
     })
 }
 
-fn write_part(store: &dyn ObjectStore, window: &WindowSpec, table: &HourTable) -> Result<PartRecord> {
+fn write_part(
+    store: &dyn ObjectStore,
+    window: &WindowSpec,
+    table: &HourTable,
+) -> Result<PartRecord> {
     let (start, end) = window.window_bounds(window.last_pane_of_hour(table.hour));
-    let rows: Vec<TitleRow> =
-        table.rows.iter().map(|&(content_id, views)| TitleRow { content_id, views, window_start: start, window_end: end }).collect();
+    let rows: Vec<TitleRow> = table
+        .rows
+        .iter()
+        .map(|&(content_id, views)| TitleRow {
+            content_id,
+            views,
+            window_start: start,
+            window_end: end,
+        })
+        .collect();
     let bytes = encode_titles(&rows)?;
     let name = part_name(table.worker);
-    store.put(&format!("{}{name}", hour_prefix(TITLES, table.hour)), &bytes)?;
-    Ok(PartRecord { hour: table.hour, name, rows: rows.len() as u64, bytes: bytes.len() as u64 })
+    store.put(
+        &format!("{}{name}", hour_prefix(TITLES, table.hour)),
+        &bytes,
+    )?;
+    Ok(PartRecord {
+        hour: table.hour,
+        name,
+        rows: rows.len() as u64,
+        bytes: bytes.len() as u64,
+    })
 }
 
 /// Publishes each hour with a `_SUCCESS` manifest once all its parts exist.
@@ -160,51 +188,64 @@ pub fn publish_hours<'scope>(
     fault: Arc<FaultSlot>,
 ) -> StreamVec<'scope, Pane, Manifest> {
     let worker = parts.scope().worker();
-    parts.unary_frontier(Exchange::new(|_: &PartRecord| 0), "PublishHours", move |initial, info| {
-        let activator = worker.sync_activator_for(info.address.to_vec());
-        let mut uploader: Uploader<Vec<Manifest>> = Uploader::spawn("hour-publisher", store, activator, stats.clone());
-        let mut inflight: HashMap<u64, Capability<Pane>> = HashMap::new();
-        let mut held = Some(initial);
-        let mut pending: BTreeMap<Pane, Vec<PartRecord>> = BTreeMap::new();
-        let mut last_published: Option<u64> = None;
-        move |(input, frontier), output| {
-            input.for_each(|_cap, data| {
-                for record in data.drain(..) {
-                    let time = window.last_pane_of_hour(record.hour);
-                    pending.entry(time).or_default().push(record);
-                }
-            });
-            let bound = frontier.frontier().first().copied();
-            while let Some((&time, _)) = pending.first_key_value() {
-                if bound.is_some_and(|b| time >= b) {
-                    break;
-                }
-                let Some(mut records) = pending.remove(&time) else { break };
-                let Some(cap) = held.as_ref() else { break };
-                records.sort();
-                let hour = window.hour_of(time);
-                // Hours in an event-time gap since the last one are published empty.
-                let first = last_published.map_or(hour, |h| h + 1);
-                last_published = Some(hour);
-                let records = Arc::new(records);
-                let id = uploader.submit(Box::new(move |store| {
-                    (first..=hour).map(|h| publish(store, &window, h, if h == hour { &records } else { &[] })).collect()
-                }));
-                inflight.insert(id, cap.delayed(&time));
-            }
-            for (id, result) in uploader.completed() {
-                let Some(cap) = inflight.remove(&id) else { continue };
-                match result {
-                    Ok(manifests) => {
-                        Stats::add(&stats.hours_published, manifests.len() as u64);
-                        output.session(&cap).give_iterator(manifests.into_iter());
+    parts.unary_frontier(
+        Exchange::new(|_: &PartRecord| 0),
+        "PublishHours",
+        move |initial, info| {
+            let activator = worker.sync_activator_for(info.address.to_vec());
+            let mut uploader: Uploader<Vec<Manifest>> =
+                Uploader::spawn("hour-publisher", store, activator, stats.clone());
+            let mut inflight: HashMap<u64, Capability<Pane>> = HashMap::new();
+            let mut held = Some(initial);
+            let mut pending: BTreeMap<Pane, Vec<PartRecord>> = BTreeMap::new();
+            let mut last_published: Option<u64> = None;
+            move |(input, frontier), output| {
+                input.for_each(|_cap, data| {
+                    for record in data.drain(..) {
+                        let time = window.last_pane_of_hour(record.hour);
+                        pending.entry(time).or_default().push(record);
                     }
-                    Err(e) => fault.set(&e),
+                });
+                let bound = frontier.frontier().first().copied();
+                while let Some((&time, _)) = pending.first_key_value() {
+                    if bound.is_some_and(|b| time >= b) {
+                        break;
+                    }
+                    let Some(mut records) = pending.remove(&time) else {
+                        break;
+                    };
+                    let Some(cap) = held.as_ref() else { break };
+                    records.sort();
+                    let hour = window.hour_of(time);
+                    // Hours in an event-time gap since the last one are published empty.
+                    let first = last_published.map_or(hour, |h| h + 1);
+                    last_published = Some(hour);
+                    let records = Arc::new(records);
+                    let id = uploader.submit(Box::new(move |store| {
+                        (first..=hour)
+                            .map(|h| {
+                                publish(store, &window, h, if h == hour { &records } else { &[] })
+                            })
+                            .collect()
+                    }));
+                    inflight.insert(id, cap.delayed(&time));
                 }
+                for (id, result) in uploader.completed() {
+                    let Some(cap) = inflight.remove(&id) else {
+                        continue;
+                    };
+                    match result {
+                        Ok(manifests) => {
+                            Stats::add(&stats.hours_published, manifests.len() as u64);
+                            output.session(&cap).give_iterator(manifests.into_iter());
+                        }
+                        Err(e) => fault.set(&e),
+                    }
+                }
+                crate::dataflow::follow_frontier(&mut held, bound);
             }
-            crate::dataflow::follow_frontier(&mut held, bound);
-        }
-    })
+        },
+    )
 }
 
 /// Builds the manifest of `hour` from its parts.
@@ -218,12 +259,24 @@ pub fn manifest_for(window: &WindowSpec, hour: u64, parts: &[PartRecord]) -> Man
         window_start: rfc3339(start),
         window_end: rfc3339(end),
         watermark: rfc3339(hour as i64 * HOUR_MS + HOUR_MS),
-        parts: parts.iter().map(|p| ManifestPart { name: p.name.clone(), rows: p.rows, bytes: p.bytes }).collect(),
+        parts: parts
+            .iter()
+            .map(|p| ManifestPart {
+                name: p.name.clone(),
+                rows: p.rows,
+                bytes: p.bytes,
+            })
+            .collect(),
         rows: parts.iter().map(|p| p.rows).sum(),
     }
 }
 
-fn publish(store: &dyn ObjectStore, window: &WindowSpec, hour: u64, parts: &[PartRecord]) -> Result<Manifest> {
+fn publish(
+    store: &dyn ObjectStore,
+    window: &WindowSpec,
+    hour: u64,
+    parts: &[PartRecord],
+) -> Result<Manifest> {
     let manifest = manifest_for(window, hour, parts);
     let prefix = hour_prefix(TITLES, hour);
     // Parts left by an earlier run with more workers would confuse readers
@@ -234,7 +287,8 @@ fn publish(store: &dyn ObjectStore, window: &WindowSpec, hour: u64, parts: &[Par
             store.delete(&key)?;
         }
     }
-    let mut json = serde_json::to_vec_pretty(&manifest).map_err(|e| Error::Internal(format!("manifest: {e}")))?;
+    let mut json = serde_json::to_vec_pretty(&manifest)
+        .map_err(|e| Error::Internal(format!("manifest: {e}")))?;
     json.push(b'\n');
     store.put(&format!("{prefix}{SUCCESS}"), &json)?;
     tracing::info!(dt = %manifest.dt, hour = %manifest.hour, parts = parts.len(), rows = manifest.rows, "published hour");
@@ -244,12 +298,17 @@ fn publish(store: &dyn ObjectStore, window: &WindowSpec, hour: u64, parts: &[Par
 /// Reads one published hour: its manifest and all rows, or `None` if unpublished.
 pub fn read_hour(store: &dyn ObjectStore, hour: u64) -> Result<Option<(Manifest, Vec<TitleRow>)>> {
     let prefix = hour_prefix(TITLES, hour);
-    let Some(bytes) = store.get(&format!("{prefix}{SUCCESS}"))? else { return Ok(None) };
-    let manifest: Manifest = serde_json::from_slice(&bytes).map_err(|e| Error::Input(format!("{prefix}{SUCCESS}: {e}")))?;
+    let Some(bytes) = store.get(&format!("{prefix}{SUCCESS}"))? else {
+        return Ok(None);
+    };
+    let manifest: Manifest = serde_json::from_slice(&bytes)
+        .map_err(|e| Error::Input(format!("{prefix}{SUCCESS}: {e}")))?;
     let mut rows = Vec::with_capacity(manifest.rows as usize);
     for part in &manifest.parts {
         let key = format!("{prefix}{}", part.name);
-        let bytes = store.get(&key)?.ok_or_else(|| Error::Input(format!("{key} is listed in the manifest but missing")))?;
+        let bytes = store
+            .get(&key)?
+            .ok_or_else(|| Error::Input(format!("{key} is listed in the manifest but missing")))?;
         rows.extend(super::parquet::decode_titles(bytes)?);
     }
     rows.sort();
@@ -260,7 +319,9 @@ pub fn read_hour(store: &dyn ObjectStore, hour: u64) -> Result<Option<(Manifest,
 pub fn published_hours(store: &dyn ObjectStore) -> Result<Vec<u64>> {
     let mut hours = Vec::new();
     for key in store.list(&format!("{TITLES}/"))? {
-        let Some(rest) = key.strip_suffix(&format!("/{SUCCESS}")) else { continue };
+        let Some(rest) = key.strip_suffix(&format!("/{SUCCESS}")) else {
+            continue;
+        };
         let mut dt = None;
         let mut hh = None;
         for seg in rest.split('/') {

@@ -33,12 +33,19 @@ pub struct LocalStore {
 impl LocalStore {
     /// A store rooted at `root` (created if missing).
     pub fn new(root: &Path) -> Result<LocalStore> {
-        std::fs::create_dir_all(root).map_err(|e| Error::io(format!("creating store directory {}", root.display()), e))?;
-        Ok(LocalStore { root: root.to_path_buf() })
+        std::fs::create_dir_all(root)
+            .map_err(|e| Error::io(format!("creating store directory {}", root.display()), e))?;
+        Ok(LocalStore {
+            root: root.to_path_buf(),
+        })
     }
 
     fn path(&self, key: &str) -> Result<PathBuf> {
-        if key.is_empty() || key.split('/').any(|c| c.is_empty() || c == "." || c == "..") {
+        if key.is_empty()
+            || key
+                .split('/')
+                .any(|c| c.is_empty() || c == "." || c == "..")
+        {
             return Err(Error::Internal(format!("invalid object key `{key}`")));
         }
         Ok(self.root.join(key))
@@ -49,16 +56,22 @@ impl ObjectStore for LocalStore {
     fn put(&self, key: &str, bytes: &[u8]) -> Result<()> {
         let path = self.path(key)?;
         let dir = path.parent().unwrap_or(&self.root);
-        std::fs::create_dir_all(dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
         // A hidden temp name in the same directory: rename is atomic there, and
         // readers globbing `*.parquet` never pick it up.
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("object");
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("object");
         let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
         let ctx = |what: &str| format!("{what} {}", tmp.display());
         let mut f = std::fs::File::create(&tmp).map_err(|e| Error::io(ctx("creating"), e))?;
-        f.write_all(bytes).map_err(|e| Error::io(ctx("writing"), e))?;
+        f.write_all(bytes)
+            .map_err(|e| Error::io(ctx("writing"), e))?;
         f.sync_all().map_err(|e| Error::io(ctx("syncing"), e))?;
-        std::fs::rename(&tmp, &path).map_err(|e| Error::io(format!("renaming into {}", path.display()), e))?;
+        std::fs::rename(&tmp, &path)
+            .map_err(|e| Error::io(format!("renaming into {}", path.display()), e))?;
         Ok(())
     }
 
@@ -81,9 +94,12 @@ impl ObjectStore for LocalStore {
                 Err(e) => return Err(Error::io(format!("listing {}", dir.display()), e)),
             };
             for entry in entries {
-                let entry = entry.map_err(|e| Error::io(format!("listing {}", dir.display()), e))?;
+                let entry =
+                    entry.map_err(|e| Error::io(format!("listing {}", dir.display()), e))?;
                 let path = entry.path();
-                let Ok(rel) = path.strip_prefix(&self.root) else { continue };
+                let Ok(rel) = path.strip_prefix(&self.root) else {
+                    continue;
+                };
                 let key = rel.to_string_lossy().replace('\\', "/");
                 let is_dir = entry.file_type().map(|t| t.is_dir()).unwrap_or(false);
                 if is_dir {
@@ -92,7 +108,9 @@ impl ObjectStore for LocalStore {
                     if as_dir.starts_with(prefix) || prefix.starts_with(&as_dir) {
                         stack.push(path);
                     }
-                } else if key.starts_with(prefix) && !key.rsplit('/').next().unwrap_or("").starts_with('.') {
+                } else if key.starts_with(prefix)
+                    && !key.rsplit('/').next().unwrap_or("").starts_with('.')
+                {
                     out.push(key);
                 }
             }
@@ -133,14 +151,23 @@ mod tests {
     fn put_get_list_delete() {
         let root = std::env::temp_dir().join(format!("store-{}", std::process::id()));
         let s = LocalStore::new(&root).expect("creates");
-        s.put("a/dt=2026-01-01/hour=00/part-0.parquet", b"x").expect("put");
-        s.put("a/dt=2026-01-01/hour=00/_SUCCESS", b"{}").expect("put");
+        s.put("a/dt=2026-01-01/hour=00/part-0.parquet", b"x")
+            .expect("put");
+        s.put("a/dt=2026-01-01/hour=00/_SUCCESS", b"{}")
+            .expect("put");
         s.put("b/other", b"y").expect("put");
-        assert_eq!(s.get("a/dt=2026-01-01/hour=00/part-0.parquet").expect("get"), Some(b"x".to_vec()));
+        assert_eq!(
+            s.get("a/dt=2026-01-01/hour=00/part-0.parquet")
+                .expect("get"),
+            Some(b"x".to_vec())
+        );
         assert_eq!(s.get("a/missing").expect("get"), None);
         assert_eq!(
             s.list("a/dt=2026-01-01/").expect("list"),
-            vec!["a/dt=2026-01-01/hour=00/_SUCCESS".to_string(), "a/dt=2026-01-01/hour=00/part-0.parquet".to_string()]
+            vec![
+                "a/dt=2026-01-01/hour=00/_SUCCESS".to_string(),
+                "a/dt=2026-01-01/hour=00/part-0.parquet".to_string()
+            ]
         );
         s.delete("b/other").expect("delete");
         s.delete("b/other").expect("delete twice");

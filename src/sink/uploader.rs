@@ -39,7 +39,12 @@ const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
 impl<R: Send + 'static> Uploader<R> {
     /// Starts the thread; `activator` wakes the submitting operator when a job ends.
-    pub fn spawn(name: &str, store: Arc<dyn ObjectStore>, activator: SyncActivator, stats: Arc<Stats>) -> Uploader<R> {
+    pub fn spawn(
+        name: &str,
+        store: Arc<dyn ObjectStore>,
+        activator: SyncActivator,
+        stats: Arc<Stats>,
+    ) -> Uploader<R> {
         let (jobs, inbox) = mpsc::channel::<(u64, Job<R>)>();
         let (outbox, done) = mpsc::channel();
         let thread = std::thread::Builder::new()
@@ -65,7 +70,12 @@ impl<R: Send + 'static> Uploader<R> {
                 }
             })
             .ok();
-        Uploader { jobs: Some(jobs), done, next: 0, thread }
+        Uploader {
+            jobs: Some(jobs),
+            done,
+            next: 0,
+            thread,
+        }
     }
 
     /// Queues a job; its result comes back from [`Uploader::completed`] under the returned id.

@@ -15,7 +15,9 @@ use crate::event::Validation;
 /// The byte ranges `[start, end)` a file of `len` bytes is cut into for `parts` readers.
 pub fn splits(len: u64, parts: usize) -> Vec<(u64, u64)> {
     let parts = parts.max(1) as u64;
-    (0..parts).map(|k| (len * k / parts, len * (k + 1) / parts)).collect()
+    (0..parts)
+        .map(|k| (len * k / parts, len * (k + 1) / parts))
+        .collect()
 }
 
 /// Reads the lines starting in one byte range of a file.
@@ -41,13 +43,17 @@ impl FileSource {
         let mut pos = start;
         if start > 0 {
             // Skip the tail of a line that began in the previous range.
-            file.seek(SeekFrom::Start(start - 1)).map_err(|e| Error::io(ctx(), e))?;
+            file.seek(SeekFrom::Start(start - 1))
+                .map_err(|e| Error::io(ctx(), e))?;
             let mut reader = BufReader::new(file);
             let mut skipped = Vec::new();
-            let n = reader.read_until(b'\n', &mut skipped).map_err(|e| Error::io(ctx(), e))?;
+            let n = reader
+                .read_until(b'\n', &mut skipped)
+                .map_err(|e| Error::io(ctx(), e))?;
             pos = start - 1 + n as u64;
             file = reader.into_inner();
-            file.seek(SeekFrom::Start(pos)).map_err(|e| Error::io(ctx(), e))?;
+            file.seek(SeekFrom::Start(pos))
+                .map_err(|e| Error::io(ctx(), e))?;
         }
         Ok(FileSource {
             path: path.to_path_buf(),
@@ -117,7 +123,10 @@ mod tests {
             text.push_str(&format!("line {i} {}\n", "x".repeat(i % 17)));
         }
         std::fs::write(&dir, &text).expect("temp file");
-        let limits = Validation { now_ms: 0, max_future_ms: 0 };
+        let limits = Validation {
+            now_ms: 0,
+            max_future_ms: 0,
+        };
         for peers in [1, 2, 3, 7] {
             let mut seen = Vec::new();
             for k in 0..peers {
@@ -126,7 +135,12 @@ mod tests {
                 loop {
                     batch.clear();
                     match src.poll(&mut batch, 13).expect("reads") {
-                        Poll::Data => seen.extend(batch.rejects.iter().map(|r| String::from_utf8_lossy(&r.raw).into_owned())),
+                        Poll::Data => seen.extend(
+                            batch
+                                .rejects
+                                .iter()
+                                .map(|r| String::from_utf8_lossy(&r.raw).into_owned()),
+                        ),
                         _ => break,
                     }
                 }

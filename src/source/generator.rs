@@ -31,7 +31,14 @@ pub struct GeneratorSource {
 
 impl GeneratorSource {
     /// Worker `index` of `peers`; `events` total (0: unbounded), `rate` total events/s (0: unpaced).
-    pub fn new(generator: Arc<Generator>, index: usize, peers: usize, events: u64, rate: f64, limits: Validation) -> Self {
+    pub fn new(
+        generator: Arc<Generator>,
+        index: usize,
+        peers: usize,
+        events: u64,
+        rate: f64,
+        limits: Validation,
+    ) -> Self {
         GeneratorSource {
             generator,
             next: index as u64,

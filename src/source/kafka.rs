@@ -125,8 +125,10 @@ impl KafkaConfig {
 
     /// Checks the durations parse.
     pub fn validate(&self) -> Result<()> {
-        parse_duration(&self.idle_timeout).map_err(|e| Error::Config(format!("source.kafka.idle-timeout: {e}")))?;
-        parse_duration(&self.connect_backoff).map_err(|e| Error::Config(format!("source.kafka.connect-backoff: {e}")))?;
+        parse_duration(&self.idle_timeout)
+            .map_err(|e| Error::Config(format!("source.kafka.idle-timeout: {e}")))?;
+        parse_duration(&self.connect_backoff)
+            .map_err(|e| Error::Config(format!("source.kafka.connect-backoff: {e}")))?;
         if self.topic.is_empty() || self.brokers.is_empty() {
             return Err(Error::Config("source.kafka needs brokers and topic".into()));
         }
@@ -135,7 +137,11 @@ impl KafkaConfig {
 }
 
 fn kafka_err(message: String, retryable: bool) -> Error {
-    Error::External { system: "kafka", message, retryable }
+    Error::External {
+        system: "kafka",
+        message,
+        retryable,
+    }
 }
 
 /// Progress of one partition, for lag reporting.
@@ -159,23 +165,33 @@ pub type ProgressBoard = Arc<Mutex<BTreeMap<PartitionId, PartitionProgress>>>;
 
 /// Lists the topic's partitions, retrying with back-off while the brokers are unreachable.
 pub fn topic_partitions(consumer: &BaseConsumer, cfg: &KafkaConfig) -> Result<Vec<i32>> {
-    let mut backoff = Duration::from_millis(parse_duration(&cfg.connect_backoff).map_err(Error::Config)? as u64);
+    let mut backoff =
+        Duration::from_millis(parse_duration(&cfg.connect_backoff).map_err(Error::Config)? as u64);
     let attempts = cfg.connect_attempts.max(1);
     let mut last = String::new();
     for attempt in 1..=attempts {
         match consumer.fetch_metadata(Some(&cfg.topic), Duration::from_secs(5)) {
             Ok(md) => {
                 let Some(t) = md.topics().iter().find(|t| t.name() == cfg.topic) else {
-                    return Err(Error::Config(format!("Kafka topic `{}` does not exist on {}", cfg.topic, cfg.brokers)));
+                    return Err(Error::Config(format!(
+                        "Kafka topic `{}` does not exist on {}",
+                        cfg.topic, cfg.brokers
+                    )));
                 };
                 if let Some(err) = t.error() {
                     let err = rdkafka::types::RDKafkaErrorCode::from(err);
                     if err == rdkafka::types::RDKafkaErrorCode::UnknownTopicOrPartition {
-                        return Err(Error::Config(format!("Kafka topic `{}` does not exist on {}", cfg.topic, cfg.brokers)));
+                        return Err(Error::Config(format!(
+                            "Kafka topic `{}` does not exist on {}",
+                            cfg.topic, cfg.brokers
+                        )));
                     }
                     last = format!("metadata for topic `{}`: {err}", cfg.topic);
                 } else if t.partitions().is_empty() {
-                    return Err(Error::Config(format!("Kafka topic `{}` does not exist on {} (no partitions)", cfg.topic, cfg.brokers)));
+                    return Err(Error::Config(format!(
+                        "Kafka topic `{}` does not exist on {} (no partitions)",
+                        cfg.topic, cfg.brokers
+                    )));
                 } else {
                     let mut ids: Vec<i32> = t.partitions().iter().map(|p| p.id()).collect();
                     ids.sort_unstable();
@@ -190,7 +206,13 @@ pub fn topic_partitions(consumer: &BaseConsumer, cfg: &KafkaConfig) -> Result<Ve
             backoff = (backoff * 2).min(Duration::from_secs(10));
         }
     }
-    Err(kafka_err(format!("brokers {} unreachable after {attempts} attempts: {last}", cfg.brokers), true))
+    Err(kafka_err(
+        format!(
+            "brokers {} unreachable after {attempts} attempts: {last}",
+            cfg.brokers
+        ),
+        true,
+    ))
 }
 
 struct Assigned {
@@ -240,12 +262,22 @@ impl KafkaSource {
             // queue is full (default 1 s); a job that decodes slower than the
             // fetcher fills it constantly, and would idle for most of each second.
             .set("fetch.queue.backoff.ms", "5")
-            .set("auto.offset.reset", match cfg.start { StartAt::Earliest => "earliest", StartAt::Latest => "latest" })
+            .set(
+                "auto.offset.reset",
+                match cfg.start {
+                    StartAt::Earliest => "earliest",
+                    StartAt::Latest => "latest",
+                },
+            )
             .create()
             .map_err(|e| Error::Config(format!("Kafka consumer: {e}")))?;
         let consumer = Arc::new(consumer);
         let all = topic_partitions(&consumer, cfg)?;
-        let mine: Vec<i32> = all.iter().copied().filter(|p| (*p as usize) % peers == index).collect();
+        let mine: Vec<i32> = all
+            .iter()
+            .copied()
+            .filter(|p| (*p as usize) % peers == index)
+            .collect();
         let mut tpl = TopicPartitionList::new();
         for &p in &mine {
             let offset = match offsets.get(&(p as PartitionId)) {
@@ -255,9 +287,12 @@ impl KafkaSource {
                     StartAt::Latest => Offset::End,
                 },
             };
-            tpl.add_partition_offset(&cfg.topic, p, offset).map_err(|e| Error::Internal(format!("assigning partition {p}: {e}")))?;
+            tpl.add_partition_offset(&cfg.topic, p, offset)
+                .map_err(|e| Error::Internal(format!("assigning partition {p}: {e}")))?;
         }
-        consumer.assign(&tpl).map_err(|e| kafka_err(format!("assigning partitions: {e}"), true))?;
+        consumer
+            .assign(&tpl)
+            .map_err(|e| kafka_err(format!("assigning partitions: {e}"), true))?;
         let mut parts = Vec::with_capacity(mine.len());
         for &p in &mine {
             let (low, high) = consumer
@@ -276,17 +311,35 @@ impl KafkaSource {
                 Until::End => Some(high),
             };
             if let Ok(mut board) = progress.lock() {
-                board.insert(p as PartitionId, PartitionProgress { next_offset, high_watermark: high });
+                board.insert(
+                    p as PartitionId,
+                    PartitionProgress {
+                        next_offset,
+                        high_watermark: high,
+                    },
+                );
             }
-            parts.push(Assigned { id: p as PartitionId, next_offset, end, last_data: Instant::now(), finished: false });
+            parts.push(Assigned {
+                id: p as PartitionId,
+                next_offset,
+                end,
+                last_data: Instant::now(),
+                finished: false,
+            });
         }
         tracing::info!(topic = %cfg.topic, partitions = ?mine, "assigned Kafka partitions");
         Ok(KafkaSource {
             consumer,
             topic: cfg.topic.clone(),
-            slot: parts.iter().enumerate().map(|(k, p)| (p.id as i32, k)).collect(),
+            slot: parts
+                .iter()
+                .enumerate()
+                .map(|(k, p)| (p.id as i32, k))
+                .collect(),
             parts,
-            idle_timeout: Duration::from_millis(parse_duration(&cfg.idle_timeout).map_err(Error::Config)? as u64),
+            idle_timeout: Duration::from_millis(
+                parse_duration(&cfg.idle_timeout).map_err(Error::Config)? as u64,
+            ),
             limits,
             progress,
             last_refresh: Instant::now(),
@@ -295,9 +348,12 @@ impl KafkaSource {
         })
     }
 
-
     fn high_watermark(&self, partition: PartitionId) -> i64 {
-        self.progress.lock().ok().and_then(|b| b.get(&partition).map(|p| p.high_watermark)).unwrap_or(i64::MAX)
+        self.progress
+            .lock()
+            .ok()
+            .and_then(|b| b.get(&partition).map(|p| p.high_watermark))
+            .unwrap_or(i64::MAX)
     }
 
     fn refresh_progress(&mut self) {
@@ -306,7 +362,10 @@ impl KafkaSource {
         }
         self.last_refresh = Instant::now();
         for part in &self.parts {
-            let high = self.consumer.fetch_watermarks(&self.topic, part.id as i32, Duration::from_millis(500)).map(|(_, h)| h);
+            let high = self
+                .consumer
+                .fetch_watermarks(&self.topic, part.id as i32, Duration::from_millis(500))
+                .map(|(_, h)| h);
             if let Ok(mut board) = self.progress.lock() {
                 let entry = board.entry(part.id).or_default();
                 entry.next_offset = part.next_offset;
@@ -331,7 +390,10 @@ impl Source for KafkaSource {
         // Idle means nothing to read: silent, and caught up with the end offset
         // the broker last reported. A partition with a backlog is slow, not idle.
         self.parts.iter().any(|p| {
-            p.id == partition && !p.finished && p.last_data.elapsed() >= self.idle_timeout && p.next_offset >= self.high_watermark(p.id)
+            p.id == partition
+                && !p.finished
+                && p.last_data.elapsed() >= self.idle_timeout
+                && p.next_offset >= self.high_watermark(p.id)
         })
     }
 
@@ -344,7 +406,12 @@ impl Source for KafkaSource {
             let done = match (self.until, part.end) {
                 (_, Some(end)) => part.next_offset >= end,
                 (Until::Idle, None) => {
-                    let high = self.progress.lock().ok().and_then(|b| b.get(&part.id).map(|p| p.high_watermark)).unwrap_or(i64::MAX);
+                    let high = self
+                        .progress
+                        .lock()
+                        .ok()
+                        .and_then(|b| b.get(&part.id).map(|p| p.high_watermark))
+                        .unwrap_or(i64::MAX);
                     part.last_data.elapsed() >= idle_timeout && part.next_offset >= high
                 }
                 _ => false,
@@ -361,7 +428,11 @@ impl Source for KafkaSource {
         while (batch.read as usize) < max {
             // Wait a little once when the queue is empty: librdkafka wakes us
             // the moment a fetch lands, which beats sleeping and re-polling.
-            let wait = if batch.read == 0 && !waited { Duration::from_millis(2) } else { Duration::ZERO };
+            let wait = if batch.read == 0 && !waited {
+                Duration::from_millis(2)
+            } else {
+                Duration::ZERO
+            };
             waited = true;
             match self.consumer.poll(wait) {
                 None => break,
@@ -371,10 +442,15 @@ impl Source for KafkaSource {
                     break;
                 }
                 Some(Ok(m)) => {
-                    let Some(&k) = self.slot.get(&m.partition()) else { continue };
+                    let Some(&k) = self.slot.get(&m.partition()) else {
+                        continue;
+                    };
                     let part = &mut self.parts[k];
                     let offset = m.offset();
-                    if part.finished || offset < part.next_offset || part.end.is_some_and(|e| offset >= e) {
+                    if part.finished
+                        || offset < part.next_offset
+                        || part.end.is_some_and(|e| offset >= e)
+                    {
                         continue; // past the end, or a re-delivery after a reconnect
                     }
                     batch.partition = part.id;
@@ -384,7 +460,11 @@ impl Source for KafkaSource {
                 }
             }
         }
-        Ok(if batch.read > 0 { Poll::Data } else { Poll::Idle })
+        Ok(if batch.read > 0 {
+            Poll::Data
+        } else {
+            Poll::Idle
+        })
     }
 }
 
@@ -433,14 +513,23 @@ fn producer(cfg: &KafkaConfig, ctx: CountingContext) -> Result<BaseProducer<Coun
         .set("message.timeout.ms", "300000");
     // The job's properties win over these defaults.
     cfg.apply_properties(&mut c);
-    c.create_with_context(ctx).map_err(|e| Error::Config(format!("Kafka producer: {e}")))
+    c.create_with_context(ctx)
+        .map_err(|e| Error::Config(format!("Kafka producer: {e}")))
 }
 
-fn send_retrying(producer: &BaseProducer<CountingContext>, mut record: BaseRecord<'_, [u8], [u8]>) -> Result<()> {
+fn send_retrying(
+    producer: &BaseProducer<CountingContext>,
+    mut record: BaseRecord<'_, [u8], [u8]>,
+) -> Result<()> {
     loop {
         match producer.send(record) {
             Ok(()) => return Ok(()),
-            Err((rdkafka::error::KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull), r)) => {
+            Err((
+                rdkafka::error::KafkaError::MessageProduction(
+                    rdkafka::types::RDKafkaErrorCode::QueueFull,
+                ),
+                r,
+            )) => {
                 record = r;
                 producer.poll(Duration::from_millis(10));
             }
@@ -452,7 +541,10 @@ fn send_retrying(producer: &BaseProducer<CountingContext>, mut record: BaseRecor
 impl KafkaDeadLetters {
     /// A producer for `cfg.dead_letter_topic`.
     pub fn open(cfg: &KafkaConfig) -> Result<KafkaDeadLetters> {
-        Ok(KafkaDeadLetters { producer: producer(cfg, CountingContext::default())?, topic: cfg.dead_letter_topic.clone() })
+        Ok(KafkaDeadLetters {
+            producer: producer(cfg, CountingContext::default())?,
+            topic: cfg.dead_letter_topic.clone(),
+        })
     }
 }
 
@@ -461,11 +553,26 @@ impl DeadLetterSink for KafkaDeadLetters {
         let partition = letter.partition.to_string();
         let position = letter.position.to_string();
         let headers = OwnedHeaders::new()
-            .insert(Header { key: "reason", value: Some(letter.reason.as_str()) })
-            .insert(Header { key: "detail", value: Some(letter.detail.as_str()) })
-            .insert(Header { key: "source", value: Some(letter.source.as_str()) })
-            .insert(Header { key: "source-partition", value: Some(partition.as_str()) })
-            .insert(Header { key: "source-offset", value: Some(position.as_str()) });
+            .insert(Header {
+                key: "reason",
+                value: Some(letter.reason.as_str()),
+            })
+            .insert(Header {
+                key: "detail",
+                value: Some(letter.detail.as_str()),
+            })
+            .insert(Header {
+                key: "source",
+                value: Some(letter.source.as_str()),
+            })
+            .insert(Header {
+                key: "source-partition",
+                value: Some(partition.as_str()),
+            })
+            .insert(Header {
+                key: "source-offset",
+                value: Some(position.as_str()),
+            });
         let record = BaseRecord::to(&self.topic).payload(raw).headers(headers);
         send_retrying(&self.producer, record)?;
         self.producer.poll(Duration::ZERO);
@@ -473,7 +580,9 @@ impl DeadLetterSink for KafkaDeadLetters {
     }
 
     fn flush(&mut self) -> Result<()> {
-        self.producer.flush(Duration::from_secs(60)).map_err(|e| kafka_err(format!("flushing dead letters: {e}"), true))?;
+        self.producer
+            .flush(Duration::from_secs(60))
+            .map_err(|e| kafka_err(format!("flushing dead letters: {e}"), true))?;
         self.poll()
     }
 
@@ -481,8 +590,21 @@ impl DeadLetterSink for KafkaDeadLetters {
         self.producer.poll(Duration::ZERO);
         let failed = self.producer.context().failed.load(Ordering::Relaxed);
         if failed > 0 {
-            let why = self.producer.context().last_error.lock().ok().and_then(|e| e.clone()).unwrap_or_default();
-            return Err(kafka_err(format!("{failed} dead letters could not be delivered to `{}`: {why}", self.topic), true));
+            let why = self
+                .producer
+                .context()
+                .last_error
+                .lock()
+                .ok()
+                .and_then(|e| e.clone())
+                .unwrap_or_default();
+            return Err(kafka_err(
+                format!(
+                    "{failed} dead letters could not be delivered to `{}`: {why}",
+                    self.topic
+                ),
+                true,
+            ));
         }
         Ok(())
     }
@@ -538,7 +660,10 @@ where
                 }
             }
         }
-        send_retrying(&producer, BaseRecord::to(topic).key(&key[..]).payload(&payload[..]))?;
+        send_retrying(
+            &producer,
+            BaseRecord::to(topic).key(&key[..]).payload(&payload[..]),
+        )?;
         sent += 1;
         if sent.is_multiple_of(1024) {
             producer.poll(Duration::ZERO);
@@ -549,7 +674,9 @@ where
             progress(&snapshot(sent));
         }
     }
-    producer.flush(Duration::from_secs(120)).map_err(|e| kafka_err(format!("flushing: {e}"), true))?;
+    producer
+        .flush(Duration::from_secs(120))
+        .map_err(|e| kafka_err(format!("flushing: {e}"), true))?;
     let done = snapshot(sent);
     progress(&done);
     Ok(done)
@@ -568,9 +695,12 @@ pub fn consume_all(cfg: &KafkaConfig, idle: Duration) -> Result<(u64, u64, f64)>
         .map_err(|e| Error::Config(format!("Kafka consumer: {e}")))?;
     let mut tpl = TopicPartitionList::new();
     for p in topic_partitions(&consumer, cfg)? {
-        tpl.add_partition_offset(&cfg.topic, p, Offset::Beginning).map_err(|e| Error::Internal(e.to_string()))?;
+        tpl.add_partition_offset(&cfg.topic, p, Offset::Beginning)
+            .map_err(|e| Error::Internal(e.to_string()))?;
     }
-    consumer.assign(&tpl).map_err(|e| kafka_err(format!("assigning partitions: {e}"), true))?;
+    consumer
+        .assign(&tpl)
+        .map_err(|e| kafka_err(format!("assigning partitions: {e}"), true))?;
     let (mut records, mut bytes) = (0u64, 0u64);
     let mut first: Option<Instant> = None;
     let mut last = Instant::now();

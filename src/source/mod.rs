@@ -69,7 +69,12 @@ impl Batch {
         self.read += 1;
         match WatchEvent::decode(raw, limits) {
             Ok(e) => self.push_event(e, position),
-            Err(error) => self.rejects.push(Reject { partition: self.partition, position, raw: raw.to_vec(), error }),
+            Err(error) => self.rejects.push(Reject {
+                partition: self.partition,
+                position,
+                raw: raw.to_vec(),
+                error,
+            }),
         }
     }
 }

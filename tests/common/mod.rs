@@ -80,7 +80,9 @@ pub fn published(root: &Path) -> BTreeMap<u64, BTreeMap<ContentId, i64>> {
     let store = LocalStore::new(root).expect("store");
     let mut out = BTreeMap::new();
     for hour in published_hours(&store).expect("list hours") {
-        let (manifest, rows) = read_hour(&store, hour).expect("read hour").expect("published");
+        let (manifest, rows) = read_hour(&store, hour)
+            .expect("read hour")
+            .expect("published");
         // The manifest lists exactly the parts present.
         let prefix = hour_prefix(TITLES, hour);
         let mut present: Vec<String> = store
@@ -97,7 +99,11 @@ pub fn published(root: &Path) -> BTreeMap<u64, BTreeMap<ContentId, i64>> {
         let mut counts = BTreeMap::new();
         for r in rows {
             assert!(r.views != 0, "zero rows are not written");
-            assert!(counts.insert(r.content_id, r.views).is_none(), "content {} twice in hour {hour}", r.content_id);
+            assert!(
+                counts.insert(r.content_id, r.views).is_none(),
+                "content {} twice in hour {hour}",
+                r.content_id
+            );
             assert_eq!(r.window_end - r.window_start, 3_600_000);
         }
         out.insert(hour, counts);
@@ -117,12 +123,18 @@ pub fn dead_letter_counts(dir: &Path) -> (BTreeMap<String, u64>, Vec<DeadLetter>
 
 /// Validation limits matching the pipeline's defaults.
 pub fn limits() -> Validation {
-    Validation { now_ms: popularity::time::now_ms(), max_future_ms: 86_400_000 }
+    Validation {
+        now_ms: popularity::time::now_ms(),
+        max_future_ms: 86_400_000,
+    }
 }
 
 /// Asserts the pipeline's output equals the recount, with a readable diff.
 pub fn assert_matches(got: &BTreeMap<u64, BTreeMap<ContentId, i64>>, want: &Expected, what: &str) {
-    assert!(!want.hours.is_empty(), "{what}: the oracle expects no hours; the test is vacuous");
+    assert!(
+        !want.hours.is_empty(),
+        "{what}: the oracle expects no hours; the test is vacuous"
+    );
     let got_hours: Vec<u64> = got.keys().copied().collect();
     let want_hours: Vec<u64> = want.hours.keys().copied().collect();
     assert_eq!(got_hours, want_hours, "{what}: published hours");
@@ -133,7 +145,12 @@ pub fn assert_matches(got: &BTreeMap<u64, BTreeMap<ContentId, i64>>, want: &Expe
                 .iter()
                 .filter(|(c, n)| got_counts.get(c) != Some(n))
                 .map(|(c, n)| format!("{c}: want {n} got {:?}", got_counts.get(c)))
-                .chain(got_counts.iter().filter(|(c, _)| !want_counts.contains_key(c)).map(|(c, n)| format!("{c}: unexpected {n}")))
+                .chain(
+                    got_counts
+                        .iter()
+                        .filter(|(c, _)| !want_counts.contains_key(c))
+                        .map(|(c, n)| format!("{c}: unexpected {n}")),
+                )
                 .take(10)
                 .collect();
             panic!("{what}: hour {hour} differs: {diff:?}");
@@ -154,11 +171,17 @@ pub struct Broker {
 
 /// A free loopback port.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("free port").local_addr().expect("addr").port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("free port")
+        .local_addr()
+        .expect("addr")
+        .port()
 }
 
 fn script(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("scripts")
+        .join(name)
 }
 
 impl Broker {
@@ -171,7 +194,13 @@ impl Broker {
     pub fn start_with(name: &str, storage: Option<String>, env: Vec<(String, String)>) -> Broker {
         let port = free_port();
         let dir = scratch(&format!("broker-{name}"));
-        let b = Broker { addr: format!("127.0.0.1:{port}"), port, dir, storage, env };
+        let b = Broker {
+            addr: format!("127.0.0.1:{port}"),
+            port,
+            dir,
+            storage,
+            env,
+        };
         b.up();
         b
     }
@@ -179,13 +208,19 @@ impl Broker {
     /// (Re)starts the broker process.
     pub fn up(&self) {
         let mut cmd = std::process::Command::new("bash");
-        cmd.arg(script("kafka.sh")).args(["start", "--port", &self.port.to_string(), "--dir"]).arg(&self.dir);
+        cmd.arg(script("kafka.sh"))
+            .args(["start", "--port", &self.port.to_string(), "--dir"])
+            .arg(&self.dir);
         if let Some(s) = &self.storage {
             cmd.env("TANSU_STORAGE", s);
         }
         cmd.envs(self.env.iter().cloned());
         let out = cmd.output().expect("run kafka.sh");
-        assert!(out.status.success(), "broker start failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "broker start failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     /// Stops the broker process.
@@ -201,10 +236,20 @@ impl Broker {
     pub fn topic(&self, name: &str, partitions: u32) {
         let out = std::process::Command::new("bash")
             .arg(script("kafka.sh"))
-            .args(["topic", name, &partitions.to_string(), "--port", &self.port.to_string()])
+            .args([
+                "topic",
+                name,
+                &partitions.to_string(),
+                "--port",
+                &self.port.to_string(),
+            ])
             .output()
             .expect("run kafka.sh");
-        assert!(out.status.success(), "topic create failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "topic create failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }
 
@@ -229,11 +274,14 @@ pub fn read_topic(brokers: &str, topic: &str, quiet: std::time::Duration) -> Top
         .set("enable.auto.commit", "false")
         .create()
         .expect("consumer");
-    let md = consumer.fetch_metadata(Some(topic), std::time::Duration::from_secs(10)).expect("metadata");
+    let md = consumer
+        .fetch_metadata(Some(topic), std::time::Duration::from_secs(10))
+        .expect("metadata");
     let parts: Vec<i32> = md.topics()[0].partitions().iter().map(|p| p.id()).collect();
     let mut tpl = rdkafka::TopicPartitionList::new();
     for &p in &parts {
-        tpl.add_partition_offset(topic, p, rdkafka::Offset::Beginning).expect("tpl");
+        tpl.add_partition_offset(topic, p, rdkafka::Offset::Beginning)
+            .expect("tpl");
     }
     consumer.assign(&tpl).expect("assign");
     let mut out: TopicRecords = parts.iter().map(|p| (*p, Vec::new())).collect();
@@ -246,11 +294,20 @@ pub fn read_topic(brokers: &str, topic: &str, quiet: std::time::Duration) -> Top
                     .headers()
                     .map(|h| {
                         h.iter()
-                            .map(|h| (h.key.to_string(), String::from_utf8_lossy(h.value.unwrap_or(&[])).into_owned()))
+                            .map(|h| {
+                                (
+                                    h.key.to_string(),
+                                    String::from_utf8_lossy(h.value.unwrap_or(&[])).into_owned(),
+                                )
+                            })
                             .collect()
                     })
                     .unwrap_or_default();
-                out.entry(m.partition()).or_default().push((m.offset(), m.payload().unwrap_or(&[]).to_vec(), headers));
+                out.entry(m.partition()).or_default().push((
+                    m.offset(),
+                    m.payload().unwrap_or(&[]).to_vec(),
+                    headers,
+                ));
             }
             Some(Err(e)) => panic!("reading {topic}: {e}"),
             None => {}
@@ -258,7 +315,12 @@ pub fn read_topic(brokers: &str, topic: &str, quiet: std::time::Duration) -> Top
     }
     for (p, records) in &out {
         let offsets: Vec<i64> = records.iter().map(|r| r.0).collect();
-        let jumps: Vec<(i64, i64)> = offsets.windows(2).filter(|w| w[1] != w[0] + 1).map(|w| (w[0], w[1])).take(5).collect();
+        let jumps: Vec<(i64, i64)> = offsets
+            .windows(2)
+            .filter(|w| w[1] != w[0] + 1)
+            .map(|w| (w[0], w[1]))
+            .take(5)
+            .collect();
         assert!(
             jumps.is_empty() && offsets.first().is_none_or(|o| *o == 0),
             "offsets of partition {p} are not contiguous from 0: first {:?}, jumps {jumps:?}, {} records",
@@ -271,14 +333,21 @@ pub fn read_topic(brokers: &str, topic: &str, quiet: std::time::Duration) -> Top
 
 /// Produces the generator's records to `topic`, keyed by user id as `popularity generate --kafka` does.
 pub fn produce_generated(brokers: &str, topic: &str, g: &Generator, events: u64) {
-    let cfg = popularity::source::kafka::KafkaConfig { brokers: brokers.to_string(), ..Default::default() };
+    let cfg = popularity::source::kafka::KafkaConfig {
+        brokers: brokers.to_string(),
+        ..Default::default()
+    };
     let stop = std::sync::atomic::AtomicBool::new(false);
     let records = (0..events).map(|i| match g.item(i) {
         GenItem::Event(e) => (e.user_id.to_string().into_bytes(), e.to_json().into_bytes()),
         GenItem::Malformed(s) => (b"malformed".to_vec(), s.into_bytes()),
     });
-    let done = popularity::source::kafka::produce(&cfg, topic, records, 0.0, &stop, |_| {}).expect("produce");
-    assert_eq!((done.sent, done.delivered, done.failed), (events, events, 0));
+    let done = popularity::source::kafka::produce(&cfg, topic, records, 0.0, &stop, |_| {})
+        .expect("produce");
+    assert_eq!(
+        (done.sent, done.delivered, done.failed),
+        (events, events, 0)
+    );
 }
 
 /// A job reading `topic` until every partition has been quiet for a moment.
@@ -302,7 +371,11 @@ pub fn kafka_job(dir: &Path, brokers: &str, topic: &str) -> JobConfig {
 /// A generator over the standard 400-title test catalog.
 pub fn generator(cfg: &GeneratorConfig) -> Generator {
     let start = popularity::time::parse_rfc3339(&cfg.start).expect("valid start");
-    Generator::new(cfg, &Catalog::synthesize(400, 7, start).expect("valid catalog")).expect("valid generator")
+    Generator::new(
+        cfg,
+        &Catalog::synthesize(400, 7, start).expect("valid catalog"),
+    )
+    .expect("valid generator")
 }
 
 /// A real S3 store (single-node Garage) started by `scripts/garage.sh`, stopped on drop.
@@ -325,12 +398,19 @@ impl S3 {
         // Garage uses the port and the two after it.
         let port = loop {
             let p = free_port();
-            if p < 65_000 && std::net::TcpListener::bind(("127.0.0.1", p + 1)).is_ok() && std::net::TcpListener::bind(("127.0.0.1", p + 2)).is_ok() {
+            if p < 65_000
+                && std::net::TcpListener::bind(("127.0.0.1", p + 1)).is_ok()
+                && std::net::TcpListener::bind(("127.0.0.1", p + 2)).is_ok()
+            {
                 break p;
             }
         };
         let dir = scratch(&format!("garage-{name}"));
-        let s3 = S3 { endpoint: format!("http://127.0.0.1:{port}"), port, dir };
+        let s3 = S3 {
+            endpoint: format!("http://127.0.0.1:{port}"),
+            port,
+            dir,
+        };
         s3.up();
         s3
     }
@@ -343,7 +423,11 @@ impl S3 {
             .arg(&self.dir)
             .output()
             .expect("run garage.sh");
-        assert!(out.status.success(), "garage.sh {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "garage.sh {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     /// (Re)starts the server.
