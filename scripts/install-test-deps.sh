@@ -9,9 +9,11 @@ if ! have cargo; then
   echo "cargo is required (install Rust with rustup)" >&2
   exit 1
 fi
-if ! cargo clippy --version >/dev/null 2>&1; then
-  rustup component add clippy
-fi
+for component in clippy rustfmt; do
+  if ! cargo "${component/rustfmt/fmt}" --version >/dev/null 2>&1; then
+    rustup component add "$component"
+  fi
+done
 
 # The Kafka-protocol broker and the S3 store the integration tests start.
 bash scripts/kafka.sh install

@@ -167,18 +167,8 @@ fn killed_ten_times_while_producing_gives_identical_hours() {
     // The reference: one uninterrupted run over the whole topic.
     let reference = job_file(&dir, "reference", &broker, "events", &s3_sink("reference"));
     run_to_end(&reference, &["-w", "2"]);
-    let mut crashy_cfg = popularity::sink::s3::S3Config {
-        bucket: "popularity".into(),
-        region: "garage".into(),
-        endpoint: Some(s3.endpoint.clone()),
-        path_style: true,
-        access_key_id: Some(S3_KEY_ID.into()),
-        secret_access_key: Some(S3_SECRET.into()),
-        ..Default::default()
-    };
-    let mut reference_cfg = crashy_cfg.clone();
-    crashy_cfg.prefix = "crashy".into();
-    reference_cfg.prefix = "reference".into();
+    let crashy_cfg = s3.config("popularity", "crashy");
+    let reference_cfg = s3.config("popularity", "reference");
     let crashy = popularity::sink::s3::S3Store::connect(&crashy_cfg).expect("connect");
     let refs = popularity::sink::s3::S3Store::connect(&reference_cfg).expect("connect");
     assert_identical(

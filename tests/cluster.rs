@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use common::*;
 use popularity::oracle::recount;
-use popularity::sink::s3::{S3Config, S3Store};
+use popularity::sink::s3::S3Store;
 use popularity::sink::snapshot::{published_hours, read_hour};
 
 #[test]
@@ -82,17 +82,7 @@ fn two_processes_of_two_workers_via_the_launcher_match_the_recount() {
         "a process failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let store = S3Store::connect(&S3Config {
-        bucket: "popularity".into(),
-        prefix: "cluster".into(),
-        region: "garage".into(),
-        endpoint: Some(s3.endpoint.clone()),
-        path_style: true,
-        access_key_id: Some(S3_KEY_ID.into()),
-        secret_access_key: Some(S3_SECRET.into()),
-        ..S3Config::default()
-    })
-    .expect("connect");
+    let store = S3Store::connect(&s3.config("popularity", "cluster")).expect("connect");
     let mut got = std::collections::BTreeMap::new();
     for hour in published_hours(&store).expect("hours") {
         let (_, rows) = read_hour(&store, hour).expect("read").expect("published");

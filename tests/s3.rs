@@ -9,22 +9,9 @@ use std::time::Duration;
 use common::*;
 use popularity::config::{SinkKind, SourceKind};
 use popularity::oracle::{generator_partitions, recount};
-use popularity::sink::s3::{S3Config, S3Store};
+use popularity::sink::s3::S3Store;
 use popularity::sink::snapshot::{hour_prefix, published_hours, read_hour, TITLES};
 use popularity::sink::store::ObjectStore;
-
-fn s3_config(s3: &S3, bucket: &str, prefix: &str) -> S3Config {
-    S3Config {
-        bucket: bucket.into(),
-        prefix: prefix.into(),
-        region: "garage".into(),
-        endpoint: Some(s3.endpoint.clone()),
-        path_style: true,
-        access_key_id: Some(S3_KEY_ID.into()),
-        secret_access_key: Some(S3_SECRET.into()),
-        ..S3Config::default()
-    }
-}
 
 fn generator_job(
     dir: &std::path::Path,
@@ -37,7 +24,7 @@ fn generator_job(
     job.source.kind = SourceKind::Generator;
     job.source.generator = messy(seed, events);
     job.sink.kind = SinkKind::S3;
-    job.sink.s3 = s3_config(s3, bucket, "snapshots");
+    job.sink.s3 = s3.config(bucket, "snapshots");
     job
 }
 
@@ -140,7 +127,7 @@ fn pipeline_writes_to_s3_and_duckdb_reads_the_oracle_counts() {
 fn large_objects_go_up_in_several_parts() {
     let s3 = S3::start("multipart");
     s3.bucket("popularity");
-    let mut cfg = s3_config(&s3, "popularity", "mp");
+    let mut cfg = s3.config("popularity", "mp");
     cfg.multipart_threshold = "1".into(); // everything larger than a byte is multipart
     cfg.multipart_chunk = "5MiB".into();
     let store = S3Store::connect(&cfg).expect("connects");
@@ -224,21 +211,21 @@ fn store_outage_mid_run_loses_no_hour() {
 fn missing_bucket_and_bad_credentials_fail_at_start() {
     let s3 = S3::start("errors");
     s3.bucket("popularity");
-    let err = S3Store::connect(&s3_config(&s3, "no-such-bucket", ""))
+    let err = S3Store::connect(&s3.config("no-such-bucket", ""))
         .err()
         .expect("missing bucket");
     assert!(
         err.to_string().contains("`no-such-bucket` does not exist"),
         "{err}"
     );
-    let mut bad = s3_config(&s3, "popularity", "");
+    let mut bad = s3.config("popularity", "");
     bad.secret_access_key = Some("f".repeat(64));
     let err = S3Store::connect(&bad).err().expect("bad secret");
     assert!(
         err.to_string().contains("credentials were refused"),
         "{err}"
     );
-    let mut down = s3_config(&s3, "popularity", "");
+    let mut down = s3.config("popularity", "");
     down.endpoint = Some(format!("http://127.0.0.1:{}", free_port()));
     let err = S3Store::connect(&down).err().expect("nothing listening");
     assert!(err.to_string().contains("could not reach"), "{err}");

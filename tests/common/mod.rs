@@ -465,3 +465,45 @@ impl Drop for S3 {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// A plain HTTP GET on loopback: (status code, body).
+pub fn http_get(addr: &str, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    use std::time::Duration;
+    let mut s = std::net::TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send");
+    let mut text = String::new();
+    s.read_to_string(&mut text).expect("read");
+    let code = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (code, body)
+}
+
+impl S3 {
+    /// A store configuration for `bucket`/`prefix` in this Garage, with the test key.
+    pub fn config(&self, bucket: &str, prefix: &str) -> popularity::sink::s3::S3Config {
+        popularity::sink::s3::S3Config {
+            bucket: bucket.into(),
+            prefix: prefix.into(),
+            region: "garage".into(),
+            endpoint: Some(self.endpoint.clone()),
+            path_style: true,
+            access_key_id: Some(S3_KEY_ID.into()),
+            secret_access_key: Some(S3_SECRET.into()),
+            ..popularity::sink::s3::S3Config::default()
+        }
+    }
+}
