@@ -173,13 +173,6 @@ impl Catalog {
         self.titles.is_empty()
     }
 
-    /// Titles people watch directly (episodes, movies, live events, clips).
-    pub fn watchable(&self) -> impl Iterator<Item = &Title> {
-        self.titles
-            .iter()
-            .filter(|t| Kind::WATCHABLE.contains(&t.kind))
-    }
-
     /// Reads a JSON-lines catalog.
     pub fn load(path: &Path) -> Result<Catalog, Error> {
         let file = std::fs::File::open(path)

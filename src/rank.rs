@@ -6,7 +6,7 @@
 //! are ranked by the views of the titles below them in the catalog. Only
 //! hours with a `_SUCCESS` manifest are read; ties break by content id.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use serde::Serialize;
 
@@ -173,16 +173,6 @@ pub fn to_csv(r: &Ranking) -> String {
             "{},{},{},{},{}\n",
             row.rank, row.content_id, name, row.score, row.views
         ));
-    }
-    out
-}
-
-/// Per-category counts of one hour, for tests and tools.
-pub fn views_by_kind(catalog: &Catalog, rows: &[(ContentId, i64)]) -> BTreeMap<&'static str, i64> {
-    let mut out = BTreeMap::new();
-    for (id, v) in rows {
-        let k = catalog.get(*id).map_or("unknown", |t| t.kind.as_str());
-        *out.entry(k).or_insert(0) += v;
     }
     out
 }
