@@ -122,13 +122,26 @@ impl Default for CheckpointConfig {
 pub struct JobSection {
     /// Name, used in logs and in checkpoint paths.
     pub name: String,
+    /// How long a process of a multi-process job waits for its peers to
+    /// connect before it gives up with an error (a peer that failed to start
+    /// would otherwise leave it waiting forever).
+    pub connect_timeout: String,
 }
 
 impl Default for JobSection {
     fn default() -> Self {
         JobSection {
             name: "popularity".into(),
+            connect_timeout: "120s".into(),
         }
+    }
+}
+
+impl JobSection {
+    /// `connect-timeout` in milliseconds.
+    pub fn connect_timeout_ms(&self) -> Result<Millis, Error> {
+        parse_duration(&self.connect_timeout)
+            .map_err(|e| Error::Config(format!("job.connect-timeout: {e}")))
     }
 }
 
@@ -370,6 +383,7 @@ impl JobConfig {
         if self.source.batch == 0 {
             return Err(Error::Config("source.batch must be at least 1".into()));
         }
+        self.job.connect_timeout_ms()?;
         parse_duration(&self.checkpoint.interval)
             .map_err(|e| Error::Config(format!("checkpoint.interval: {e}")))?;
         parse_duration(&self.checkpoint.stop_timeout)

@@ -13,13 +13,13 @@ pub enum Error {
     #[error("input error: {0}")]
     Input(String),
     /// A local file or socket failed; often transient.
-    #[error("{context}: {source}")]
+    #[error("{context}: {cause}")]
     Io {
         /// What was being done.
         context: String,
-        /// The OS error.
-        #[source]
-        source: std::io::Error,
+        /// The OS error (in the message already, so not a separate `source`
+        /// that error reports would print twice).
+        cause: std::io::Error,
     },
     /// An external system (broker, object store) refused or failed.
     #[error("{system}: {message}")]
@@ -41,14 +41,14 @@ impl Error {
     pub fn io(context: impl Into<String>, source: std::io::Error) -> Error {
         Error::Io {
             context: context.into(),
-            source,
+            cause: source,
         }
     }
 
     /// True if the same operation may succeed when retried.
     pub fn retryable(&self) -> bool {
         match self {
-            Error::Io { source, .. } => matches!(
+            Error::Io { cause: source, .. } => matches!(
                 source.kind(),
                 std::io::ErrorKind::Interrupted
                     | std::io::ErrorKind::TimedOut

@@ -230,7 +230,35 @@ impl Context {
 /// Runs the job on the workers described by `config` and returns this process's counters.
 pub fn execute(config: timely::Config, ctx: Arc<Context>) -> Result<StatsSnapshot> {
     let shared = ctx.clone();
+    // Processes of a cluster block until every peer has connected. A peer
+    // that never comes up (it failed to start, its port was taken) would
+    // leave this one waiting forever: give up after `job.connect-timeout`.
+    let formed = Arc::new(AtomicBool::new(false));
+    if matches!(
+        config.communication,
+        timely::CommunicationConfig::Cluster { .. }
+    ) {
+        let formed = formed.clone();
+        let limit = Duration::from_millis(ctx.job.job.connect_timeout_ms()? as u64);
+        std::thread::spawn(move || {
+            let began = Instant::now();
+            while began.elapsed() < limit {
+                if formed.load(Ordering::Acquire) {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            if !formed.load(Ordering::Acquire) {
+                eprintln!(
+                    "error: the cluster did not form within {limit:?} (job.connect-timeout): \
+                     a peer process is down or unreachable"
+                );
+                std::process::exit(3);
+            }
+        });
+    }
     let guards = timely::execute(config, move |worker| {
+        formed.store(true, Ordering::Release);
         let result = run_worker(worker, &shared);
         if let Err(e) = &result {
             // Let the other workers of this process stop too.

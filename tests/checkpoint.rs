@@ -46,7 +46,11 @@ fn spawn(job: &Path, cluster: &[&str]) -> Child {
 
 /// Waits for a job and returns how many records it read (from its summary line).
 fn finish(child: Child) -> u64 {
-    let out = child.wait_with_output().expect("wait");
+    summary(wait_bounded(child, Duration::from_secs(300), "job"))
+}
+
+/// How many records a finished job read (from its summary line).
+fn summary(out: std::process::Output) -> u64 {
     assert!(
         out.status.success(),
         "job failed: {}",
@@ -260,7 +264,8 @@ fn checkpoint_from_one_worker_restores_on_two_workers_and_two_processes() {
             produce_range(&broker, "events", &g, 40_000..80_000, 0.0);
         }
         if layout.is_empty() {
-            let ports = [free_port(), free_port()];
+            let base = free_ports(2);
+            let ports = [base, base + 1];
             let hostfile = dir.join("hosts");
             std::fs::write(
                 &hostfile,
@@ -270,7 +275,10 @@ fn checkpoint_from_one_worker_restores_on_two_workers_and_two_processes() {
             let h = hostfile.display().to_string();
             let a = spawn(&job, &["-w", "1", "-n", "2", "-p", "0", "-h", &h]);
             let b = spawn(&job, &["-w", "1", "-n", "2", "-p", "1", "-h", &h]);
-            let read = finish(a) + finish(b);
+            let read: u64 = wait_group(vec![a, b], Duration::from_secs(300), "two processes")
+                .into_iter()
+                .map(summary)
+                .sum();
             assert!(
                 read < 40_000,
                 "{name}: resumed from the checkpoint (read {read})"
@@ -436,7 +444,8 @@ fn killing_one_process_of_a_cluster_ten_times_gives_identical_hours() {
     let job = job_file(&dir, "crashy", &broker, "events", &local_sink(&root));
     let mut rng = popularity::rng::SplitMix64::new(11);
     for round in 0..10 {
-        let ports = [free_port(), free_port()];
+        let base = free_ports(2);
+        let ports = [base, base + 1];
         let hostfile = dir.join("hosts");
         std::fs::write(
             &hostfile,

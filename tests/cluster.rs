@@ -50,7 +50,8 @@ fn two_processes_of_two_workers_via_the_launcher_match_the_recount() {
             .expect("cluster.sh")
     };
     let cdir = dir.join("cluster").display().to_string();
-    let (port, mport) = (free_port(), free_port());
+    let base = free_ports(4);
+    let (port, mport) = (base, base + 2);
     let out = run(&[
         "start",
         "--job",
@@ -76,7 +77,7 @@ fn two_processes_of_two_workers_via_the_launcher_match_the_recount() {
         String::from_utf8_lossy(&status.stdout).contains("process 1"),
         "status lists both processes"
     );
-    let out = run(&["wait", "--dir", &cdir]);
+    let out = run(&["wait", "--dir", &cdir, "--timeout", "300"]);
     assert!(
         out.status.success(),
         "a process failed: {}",

@@ -126,7 +126,8 @@ fn two_processes_read_every_partition_once() {
         ),
     )
     .expect("job file");
-    let ports = [free_port(), free_port()];
+    let base = free_ports(2);
+    let ports = [base, base + 1];
     let hostfile = dir.join("hosts");
     std::fs::write(
         &hostfile,
@@ -146,8 +147,7 @@ fn two_processes_read_every_partition_once() {
                 .expect("spawn")
         })
         .collect();
-    for c in children {
-        let out = c.wait_with_output().expect("wait");
+    for out in wait_group(children, Duration::from_secs(300), "two processes") {
         assert!(
             out.status.success(),
             "process failed: {}",

@@ -8,6 +8,7 @@
 mod common;
 
 use std::process::Command;
+use std::time::Duration;
 
 use common::*;
 use popularity::config::SourceKind;
@@ -187,15 +188,8 @@ fn two_processes_on_localhost_match_recount() {
     for workers in [1usize, 2] {
         let _ = std::fs::remove_dir_all(dir.join("snapshots"));
         let _ = std::fs::remove_dir_all(dir.join("dead-letters"));
-        let ports: Vec<u16> = (0..2)
-            .map(|_| {
-                std::net::TcpListener::bind("127.0.0.1:0")
-                    .expect("free port")
-                    .local_addr()
-                    .expect("addr")
-                    .port()
-            })
-            .collect();
+        let base = free_ports(2);
+        let ports = [base, base + 1];
         let hostfile = dir.join("hosts");
         std::fs::write(
             &hostfile,
@@ -226,8 +220,7 @@ fn two_processes_on_localhost_match_recount() {
                     .expect("spawn")
             })
             .collect();
-        for h in handles {
-            let out = h.wait_with_output().expect("wait");
+        for out in wait_group(handles, Duration::from_secs(300), "two processes") {
             assert!(
                 out.status.success(),
                 "process failed: {}",

@@ -10,7 +10,7 @@ use std::time::Duration;
 use common::*;
 
 fn chromium(args: &[&str], url: &str, profile: &std::path::Path) -> std::process::Output {
-    std::process::Command::new("chromium")
+    let child = std::process::Command::new("chromium")
         .args([
             "--headless",
             "--no-sandbox",
@@ -24,8 +24,11 @@ fn chromium(args: &[&str], url: &str, profile: &std::path::Path) -> std::process
         .arg(format!("--user-data-dir={}", profile.display()))
         .args(args)
         .arg(url)
-        .output()
-        .expect("run chromium")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run chromium");
+    wait_bounded(child, Duration::from_secs(120), "chromium")
 }
 
 #[test]

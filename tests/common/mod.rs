@@ -178,6 +178,111 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// The first of `n` consecutive ports that are all free right now (a
+/// cluster's processes listen on base, base+1, ...).
+pub fn free_ports(n: u16) -> u16 {
+    for _ in 0..200 {
+        let base = free_port();
+        if base.checked_add(n).is_none() {
+            continue;
+        }
+        let held: Vec<_> = (0..n)
+            .map_while(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).ok())
+            .collect();
+        if held.len() == n as usize {
+            return base;
+        }
+    }
+    panic!("no {n} consecutive free ports");
+}
+
+/// Waits for a child at most `limit`; past it, kills the child and panics
+/// (a test that hangs would stall the whole run instead of failing).
+pub fn wait_bounded(
+    child: std::process::Child,
+    limit: std::time::Duration,
+    what: &str,
+) -> std::process::Output {
+    wait_group(vec![child], limit, what).remove(0)
+}
+
+/// Waits for the processes of one cluster at most `limit`. When one fails,
+/// its peers would wait for it forever: they are killed, and the test fails
+/// with every process's stderr.
+pub fn wait_group(
+    mut children: Vec<std::process::Child>,
+    limit: std::time::Duration,
+    what: &str,
+) -> Vec<std::process::Output> {
+    use std::io::Read;
+    let began = std::time::Instant::now();
+    // Drain the pipes on threads so a chatty child cannot block on a full pipe.
+    fn drain<R: Read + Send + 'static>(pipe: Option<R>) -> std::thread::JoinHandle<Vec<u8>> {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(mut p) = pipe {
+                let _ = p.read_to_end(&mut buf);
+            }
+            buf
+        })
+    }
+    let pipes: Vec<_> = children
+        .iter_mut()
+        .map(|c| (drain(c.stdout.take()), drain(c.stderr.take())))
+        .collect();
+    let mut status: Vec<Option<std::process::ExitStatus>> = vec![None; children.len()];
+    let mut trouble = None;
+    while status.iter().any(|s| s.is_none()) {
+        for (c, s) in children.iter_mut().zip(status.iter_mut()) {
+            if s.is_none() {
+                *s = c.try_wait().expect("poll child");
+            }
+        }
+        if let Some(k) = status.iter().position(|s| s.is_some_and(|s| !s.success())) {
+            trouble = Some(format!("process {k} failed"));
+        } else if began.elapsed() > limit {
+            trouble = Some(format!("still running after {limit:?}"));
+        }
+        if trouble.is_some() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    for c in children.iter_mut() {
+        let _ = c.kill();
+    }
+    let outputs: Vec<_> = children
+        .into_iter()
+        .zip(pipes)
+        .map(|(mut c, (out, err))| std::process::Output {
+            status: c.wait().expect("reap child"),
+            stdout: out.join().unwrap_or_default(),
+            stderr: err.join().unwrap_or_default(),
+        })
+        .collect();
+    if let Some(trouble) = trouble {
+        let logs: Vec<String> = outputs
+            .iter()
+            .enumerate()
+            .map(|(k, o)| {
+                format!(
+                    "--- process {k} ({}), stderr ends:\n{}",
+                    o.status,
+                    tail(&String::from_utf8_lossy(&o.stderr), 15)
+                )
+            })
+            .collect();
+        panic!("{what}: {trouble}\n{}", logs.join("\n"));
+    }
+    outputs
+}
+
+/// The last `n` lines of `text`.
+pub fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
 fn script(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("scripts")
