@@ -93,6 +93,55 @@ pub struct Catalog {
     index: HashMap<ContentId, usize>,
 }
 
+/// Checks one title against the hierarchy rules: its parent (looked up by
+/// `kind_of`) exists and has the right kind; live events have an end.
+pub fn check_title(t: &Title, kind_of: impl Fn(ContentId) -> Option<Kind>) -> Result<(), String> {
+    if t.id > crate::event::MAX_CONTENT_ID {
+        return Err(format!(
+            "title id {} is above {}",
+            t.id,
+            crate::event::MAX_CONTENT_ID
+        ));
+    }
+    let want = match t.kind {
+        Kind::Channel => None,
+        Kind::Show | Kind::Movie | Kind::Live => Some(Kind::Channel),
+        Kind::Episode => Some(Kind::Show),
+        Kind::Clip => Some(Kind::Live),
+    };
+    match (want, t.parent) {
+        (None, None) => {}
+        (None, Some(p)) => {
+            return Err(format!("channel {} must not have a parent (has {p})", t.id))
+        }
+        (Some(k), None) => {
+            return Err(format!(
+                "{} {} needs a parent {}",
+                t.kind.as_str(),
+                t.id,
+                k.as_str()
+            ))
+        }
+        (Some(k), Some(p)) => match kind_of(p) {
+            Some(pk) if pk == k => {}
+            Some(pk) => {
+                return Err(format!(
+                    "parent {p} of {} {} is a {}, expected a {}",
+                    t.kind.as_str(),
+                    t.id,
+                    pk.as_str(),
+                    k.as_str()
+                ))
+            }
+            None => return Err(format!("parent {p} of title {} does not exist", t.id)),
+        },
+    }
+    if t.kind == Kind::Live && t.ends_at.is_none() {
+        return Err(format!("live event {} needs ends_at", t.id));
+    }
+    Ok(())
+}
+
 impl Catalog {
     /// Builds a catalog, checking ids are unique and parents exist with the right kind.
     pub fn new(titles: Vec<Title>) -> Result<Catalog, Error> {
@@ -107,53 +156,8 @@ impl Catalog {
         }
         let cat = Catalog { titles, index };
         for t in &cat.titles {
-            let want = match t.kind {
-                Kind::Channel => None,
-                Kind::Show | Kind::Movie | Kind::Live => Some(Kind::Channel),
-                Kind::Episode => Some(Kind::Show),
-                Kind::Clip => Some(Kind::Live),
-            };
-            match (want, t.parent) {
-                (None, None) => {}
-                (None, Some(p)) => {
-                    return Err(Error::Input(format!(
-                        "catalog: channel {} must not have a parent (has {p})",
-                        t.id
-                    )))
-                }
-                (Some(k), None) => {
-                    return Err(Error::Input(format!(
-                        "catalog: {} {} needs a parent {}",
-                        t.kind.as_str(),
-                        t.id,
-                        k.as_str()
-                    )))
-                }
-                (Some(k), Some(p)) => match cat.get(p) {
-                    Some(pt) if pt.kind == k => {}
-                    Some(pt) => {
-                        return Err(Error::Input(format!(
-                            "catalog: parent {p} of {} {} is a {}, expected a {}",
-                            t.kind.as_str(),
-                            t.id,
-                            pt.kind.as_str(),
-                            k.as_str()
-                        )))
-                    }
-                    None => {
-                        return Err(Error::Input(format!(
-                            "catalog: parent {p} of title {} does not exist",
-                            t.id
-                        )))
-                    }
-                },
-            }
-            if t.kind == Kind::Live && t.ends_at.is_none() {
-                return Err(Error::Input(format!(
-                    "catalog: live event {} needs ends_at",
-                    t.id
-                )));
-            }
+            check_title(t, |p| cat.get(p).map(|pt| pt.kind))
+                .map_err(|e| Error::Input(format!("catalog: {e}")))?;
         }
         Ok(cat)
     }

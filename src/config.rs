@@ -42,6 +42,8 @@ pub struct JobConfig {
     pub checkpoint: CheckpointConfig,
     /// The Prometheus endpoint.
     pub metrics: MetricsConfig,
+    /// The popularity model.
+    pub model: crate::model::ModelConfig,
 }
 
 /// `[metrics]`
@@ -206,6 +208,12 @@ pub struct CatalogConfig {
     pub titles: usize,
     /// Seed of the synthesized catalog.
     pub seed: u64,
+    /// Re-read `path` when it changes and apply the differences (embedded mode).
+    pub reload: bool,
+    /// A compacted Kafka topic of catalog updates (key: title id; value: the
+    /// title as JSON, optionally as `{"title": ..., "effective_at": ms}`;
+    /// no value: the title is removed). Uses `source.kafka`'s brokers and properties.
+    pub topic: Option<String>,
 }
 
 impl Default for CatalogConfig {
@@ -214,6 +222,8 @@ impl Default for CatalogConfig {
             path: None,
             titles: 20_000,
             seed: 7,
+            reload: false,
+            topic: None,
         }
     }
 }

@@ -22,6 +22,10 @@ pub const REGIONS: [&str; 12] = [
     "GB",
 ];
 
+/// Largest content id accepted: ids share a 64-bit key with the model's
+/// measure tag (see `model::fact`), which leaves them 58 bits.
+pub const MAX_CONTENT_ID: ContentId = (1 << 58) - 1;
+
 /// Longest watch time one event may report: a day.
 pub const MAX_WATCHED_MS: i64 = 86_400_000;
 
@@ -254,7 +258,7 @@ impl WatchEvent {
             field: "device",
             value: w.device.to_string(),
         })?;
-        check_ranges(w.watched_ms, w.event_time, limits)?;
+        check_ranges(w.content_id, w.watched_ms, w.event_time, limits)?;
         Ok(WatchEvent {
             event_id: w.event_id,
             user_id: w.user_id,
@@ -270,7 +274,12 @@ impl WatchEvent {
 
     /// Applies the range checks of [`WatchEvent::decode`] to an event built in process.
     pub fn check(&self, limits: &Validation) -> Result<(), DecodeError> {
-        check_ranges(self.watched_ms as i64, self.event_time, limits)
+        check_ranges(
+            self.content_id,
+            self.watched_ms as i64,
+            self.event_time,
+            limits,
+        )
     }
 
     /// Encodes the event as one line of JSON (no newline), appending to `out`.
@@ -302,10 +311,18 @@ impl WatchEvent {
 }
 
 fn check_ranges(
+    content_id: ContentId,
     watched_ms: i64,
     event_time: Millis,
     limits: &Validation,
 ) -> Result<(), DecodeError> {
+    if content_id > MAX_CONTENT_ID {
+        return Err(DecodeError::OutOfRange {
+            field: "content_id",
+            value: content_id.min(i64::MAX as u64) as i64,
+            rule: format!("must be at most {MAX_CONTENT_ID}"),
+        });
+    }
     if !(0..=MAX_WATCHED_MS).contains(&watched_ms) {
         return Err(DecodeError::OutOfRange {
             field: "watched_ms",

@@ -29,6 +29,7 @@ pub mod error;
 pub mod event;
 pub mod generator;
 pub mod metrics;
+pub mod model;
 pub mod oracle;
 pub mod pipeline;
 pub mod rank;

@@ -24,12 +24,15 @@ use timely::worker::Worker;
 use crate::catalog::Catalog;
 use crate::checkpoint::{Checkpointer, Checkpoints, PartitionLedger};
 use crate::config::{JobConfig, SourceKind};
+use crate::dataflow::model::{model_tables, windowed_facts, ModelBoard};
 use crate::dataflow::{hourly_tables, windowed_views};
 use crate::error::{Error, FaultSlot, Result};
 use crate::event::{ContentId, EventType, Validation};
 use crate::generator::Generator;
+use crate::model::feed::CatalogFeed;
+use crate::model::{CatalogEntry, Measures, ModelSpec};
 use crate::sink::deadletter::{DeadLetter, DeadLetterSink, LocalDeadLetters, MemoryDeadLetters};
-use crate::sink::snapshot::{publish_hours, write_parts};
+use crate::sink::snapshot::{publish_hours, write_model_parts, write_parts, write_trending};
 use crate::sink::store::ObjectStore;
 use crate::source::file::FileSource;
 use crate::source::generator::GeneratorSource;
@@ -98,6 +101,10 @@ pub struct Context {
     pub ready: Arc<AtomicBool>,
     /// The live window of this process's workers, for the query API.
     pub live: Arc<crate::dataflow::live::LiveBoard>,
+    /// The model's settings, when the job maintains the model.
+    pub model: Option<ModelSpec>,
+    /// The live model of this process's workers, for the query API.
+    pub model_live: Arc<ModelBoard>,
 }
 
 impl Context {
@@ -123,6 +130,15 @@ impl Context {
             SourceKind::File | SourceKind::Kafka => None,
         };
         let store: Option<Arc<dyn ObjectStore>> = job.sink.open()?;
+        let model = if job.model.enabled {
+            Some(
+                job.model
+                    .spec(window.slide_ms, window.panes())
+                    .map_err(Error::Config)?,
+            )
+        } else {
+            None
+        };
         let dead_letters = match job.source.kind {
             SourceKind::Kafka => DeadLetterTarget::Kafka,
             _ => DeadLetterTarget::Local(job.dead_letter.path.clone()),
@@ -141,6 +157,8 @@ impl Context {
             stop: Arc::new(AtomicBool::new(false)),
             ready: Arc::new(AtomicBool::new(false)),
             live: Arc::default(),
+            model,
+            model_live: Arc::default(),
         })
     }
 
@@ -284,7 +302,7 @@ pub fn run_worker(worker: &mut Worker, ctx: &Context) -> Result<()> {
     let began = Instant::now();
     let restore = restore_state(ctx, index, peers)?;
     let dataflow = worker.next_dataflow_index();
-    let (mut input, mut restored, probe) = worker.dataflow::<Pane, _, _>(|scope| {
+    let (mut input, mut restored, model_inputs, probe) = worker.dataflow::<Pane, _, _>(|scope| {
         let (input, views) = scope.new_collection::<ContentId, i64>();
         // Windows as of the checkpoint come back through their own input.
         let (restored, carried) = scope.new_collection::<ContentId, i64>();
@@ -295,28 +313,75 @@ pub fn run_worker(worker: &mut Worker, ctx: &Context) -> Result<()> {
             ctx.stats.clone(),
             ctx.job.metrics.enabled.then(|| ctx.live.clone()),
         );
+        let model = ctx.model.map(|spec| {
+            let (facts_in, facts) = scope.new_collection::<ContentId, Measures>();
+            let (carry_in, carried) = scope.new_collection::<ContentId, Measures>();
+            let (catalog_in, catalog) = scope.new_collection::<CatalogEntry, i64>();
+            let windowed = windowed_facts(facts, &ctx.window, &spec).concat(carried);
+            let tables = model_tables(
+                windowed,
+                catalog,
+                ctx.window,
+                spec,
+                ctx.stats.clone(),
+                ctx.job.metrics.enabled.then(|| ctx.model_live.clone()),
+            );
+            ((facts_in, carry_in, catalog_in), tables)
+        });
+        let (model_inputs, model_hours) = match model {
+            Some((i, h)) => (Some(i), Some(h)),
+            None => (None, None),
+        };
         let probe = match &ctx.store {
             Some(store) => {
-                let parts = write_parts(
+                let mut parts = write_parts(
                     hours,
                     store.clone(),
                     ctx.window,
                     ctx.stats.clone(),
                     ctx.fault.clone(),
                 );
+                let mut tables = vec![crate::sink::snapshot::TITLES];
+                if let (Some(h), Some(spec)) = (model_hours, ctx.model) {
+                    use timely::dataflow::operators::Concat;
+                    let node_parts = write_model_parts(
+                        h.clone(),
+                        store.clone(),
+                        ctx.window,
+                        ctx.stats.clone(),
+                        ctx.fault.clone(),
+                    );
+                    let top_parts = write_trending(
+                        h,
+                        store.clone(),
+                        ctx.window,
+                        spec.top_k,
+                        ctx.stats.clone(),
+                        ctx.fault.clone(),
+                    );
+                    parts = parts.concat(node_parts).concat(top_parts);
+                    tables.extend(crate::sink::tables::MODEL_TABLES);
+                }
                 publish_hours(
                     parts,
                     store.clone(),
                     ctx.window,
                     ctx.stats.clone(),
                     ctx.fault.clone(),
+                    tables,
                 )
                 .probe()
                 .0
             }
-            None => hours.probe().0,
+            None => {
+                let (probe, _) = hours.probe();
+                if let Some(h) = model_hours {
+                    h.probe_with(&probe);
+                }
+                probe
+            }
         };
-        (input, restored, probe)
+        (input, restored, model_inputs, probe)
     });
     let offsets: BTreeMap<PartitionId, i64> = restore
         .ledgers
@@ -324,13 +389,56 @@ pub fn run_worker(worker: &mut Worker, ctx: &Context) -> Result<()> {
         .map(|(p, l)| (*p, l.next_offset))
         .collect();
     let (source, source_name) = ctx.open_source(index, peers, &offsets)?;
+    let mut model = match (model_inputs, ctx.model) {
+        (Some((facts, carry, mut catalog)), Some(spec)) => {
+            if let Some(time) = restore.time {
+                catalog.advance_to(time);
+            }
+            // The catalog enters at the start, spread over the workers.
+            for (i, t) in ctx.catalog.titles.iter().enumerate() {
+                if i % peers == index {
+                    catalog.update(crate::model::entry(t), 1);
+                }
+            }
+            catalog.flush();
+            let feed = if index == 0 {
+                Some(CatalogFeed::open(&ctx.catalog, &ctx.job)?).filter(|f| f.is_live())
+            } else {
+                None
+            };
+            Some(ModelFeed {
+                spec,
+                facts,
+                carry: Some(carry),
+                catalog,
+                feed,
+                panes: ModelPanes::default(),
+            })
+        }
+        _ => None,
+    };
     let mut carry = None;
     if let Some(time) = restore.time {
         input.advance_to(time);
         restored.advance_to(time);
+        if let Some(m) = model.as_mut() {
+            m.facts.advance_to(time);
+            if let Some(c) = m.carry.as_mut() {
+                c.advance_to(time);
+            }
+        }
+        let mut facts: HashMap<(ContentId, Pane), Measures> = HashMap::new();
         for ledger in restore.ledgers.values() {
             for (&pane, counts) in &ledger.panes {
                 for (&content, &n) in counts {
+                    if content & FACT_TAG != 0 {
+                        let (id, component) = untag(content);
+                        facts
+                            .entry((id, pane))
+                            .or_default()
+                            .add(&Measures::component(component, n));
+                        continue;
+                    }
                     feed(
                         &mut input,
                         &mut restored,
@@ -343,12 +451,21 @@ pub fn run_worker(worker: &mut Worker, ctx: &Context) -> Result<()> {
                 }
             }
         }
+        if let Some(m) = model.as_mut() {
+            for ((id, pane), f) in facts {
+                m.feed(ctx.window.panes(), time, id, pane, f);
+            }
+            m.flush();
+        }
         input.flush();
         restored.flush();
         carry = Some((restored, time));
         tracing::info!(took = ?began.elapsed(), "checkpoint loaded and re-inserted");
     } else {
         drop(restored);
+        if let Some(m) = model.as_mut() {
+            m.carry = None;
+        }
     }
     let dead: Box<dyn DeadLetterSink> = match &ctx.dead_letters {
         DeadLetterTarget::Local(dir) => Box::new(LocalDeadLetters::open(dir, index)?),
@@ -360,6 +477,7 @@ pub fn run_worker(worker: &mut Worker, ctx: &Context) -> Result<()> {
     };
     let mut driver = Driver::new(ctx, source, source_name, dead);
     driver.carry = carry;
+    driver.model = model;
     ctx.ready.store(true, Ordering::Relaxed);
     for (p, l) in &restore.ledgers {
         driver
@@ -377,7 +495,9 @@ pub fn run_worker(worker: &mut Worker, ctx: &Context) -> Result<()> {
             peers,
             interval,
             ctx.job.checkpoint.keep,
-            ctx.window.panes(),
+            ctx.model.map_or(ctx.window.panes(), |m| {
+                m.score_panes.max(ctx.window.panes())
+            }),
         );
         cp.ledgers = restore.ledgers;
         if let (Some(id), Some(time)) = (restore.id, restore.time) {
@@ -413,6 +533,69 @@ fn feed(
     } else if pane + width > time {
         carry.update_at(content, time, n);
         carry.update_at(content, pane + width, -n);
+    }
+}
+
+/// Checkpoint ledger keys of model measures carry this bit; the rest of the
+/// key is `content << 5 | component` (content ids have at most 58 bits).
+const FACT_TAG: u64 = 1 << 63;
+
+fn tag(content: ContentId, component: usize) -> u64 {
+    FACT_TAG | content << 5 | component as u64
+}
+
+fn untag(key: u64) -> (ContentId, usize) {
+    ((key & !FACT_TAG) >> 5, (key & 31) as usize)
+}
+
+type ModelPanes = HashMap<(PartitionId, ContentId, Pane), Measures, BuildHasherDefault<FxHasher>>;
+
+/// The model's inputs on one worker.
+struct ModelFeed {
+    spec: ModelSpec,
+    facts: InputSession<Pane, ContentId, Measures>,
+    /// After a restore: windows as of the checkpoint (as for the views).
+    carry: Option<InputSession<Pane, ContentId, Measures>>,
+    catalog: InputSession<Pane, CatalogEntry, i64>,
+    /// Catalog changes at run time (worker 0 only).
+    feed: Option<CatalogFeed>,
+    panes: ModelPanes,
+}
+
+impl ModelFeed {
+    /// Feeds one title's measures of one pane; before the restore time
+    /// `time`, what is still inside the windows enters through the carry.
+    fn feed(&mut self, width: u64, time: Pane, id: ContentId, pane: Pane, m: Measures) {
+        use differential_dataflow::difference::Abelian;
+        match self.carry.as_mut() {
+            Some(carry) if pane < time => {
+                for (part, w) in [
+                    (m.window_part(), width),
+                    (m.score_part(), self.spec.score_panes),
+                ] {
+                    if pane + w > time && !part.is_zero() {
+                        let mut gone = part;
+                        gone.negate();
+                        carry.update_at(id, time, part);
+                        carry.update_at(id, pane + w, gone);
+                    }
+                }
+            }
+            _ => self.facts.update_at(id, pane, m),
+        }
+    }
+
+    fn advance(&mut self, t: Pane) {
+        self.facts.advance_to(t);
+        self.catalog.advance_to(t);
+    }
+
+    fn flush(&mut self) {
+        self.facts.flush();
+        self.catalog.flush();
+        if let Some(c) = self.carry.as_mut() {
+            c.flush();
+        }
     }
 }
 
@@ -467,6 +650,8 @@ struct Driver<'a> {
     /// After a restore: the input for panes before the checkpoint time, and that time.
     /// Dropped once every partition's watermark has passed it.
     carry: Option<(InputSession<Pane, ContentId, i64>, Pane)>,
+    /// The model's inputs, when the job maintains the model.
+    model: Option<ModelFeed>,
 }
 
 impl<'a> Driver<'a> {
@@ -493,6 +678,7 @@ impl<'a> Driver<'a> {
             last_dead_flush: Instant::now(),
             checkpointer: None,
             carry: None,
+            model: None,
         }
     }
 
@@ -594,6 +780,7 @@ impl<'a> Driver<'a> {
                         self.dead.flush()?;
                         input = None;
                         self.carry = None;
+                        self.model = None;
                         tracing::debug!(elapsed = ?started.elapsed(), "source finished");
                     } else {
                         // Idle partitions stop holding the input back; if all are idle, nothing moves.
@@ -604,13 +791,20 @@ impl<'a> Driver<'a> {
                             .map(|(_, w)| w.pane(&self.ctx.window))
                             .min()
                             .unwrap_or(*session.time());
+                        self.catalog_changes(*session.time())?;
                         if low > *session.time() {
                             session.advance_to(low);
+                            if let Some(m) = self.model.as_mut() {
+                                m.advance(low);
+                            }
                             if let Ok(mut w) = self.ctx.stats.worker_watermarks.lock() {
                                 w.insert(worker.index(), self.ctx.window.pane_start(low));
                             }
                         }
                         session.flush();
+                        if let Some(m) = self.model.as_mut() {
+                            m.flush();
+                        }
                         if let Some((carry, time)) = self.carry.as_mut() {
                             carry.flush();
                             if self
@@ -619,6 +813,9 @@ impl<'a> Driver<'a> {
                                 .all(|w| w.pane(&self.ctx.window) >= *time)
                             {
                                 self.carry = None;
+                                if let Some(m) = self.model.as_mut() {
+                                    m.carry = None;
+                                }
                                 tracing::info!(after = ?started.elapsed(), "every partition is past the checkpoint time");
                             }
                         }
@@ -670,6 +867,46 @@ impl<'a> Driver<'a> {
                 Stats::add(&stats.checkpoint_failures, 1);
                 tracing::warn!(checkpoint = id, error = %e, "checkpoint part not written; skipping this checkpoint");
             }
+        }
+        Ok(())
+    }
+
+    /// Enters catalog changes that arrived since the last call (worker 0):
+    /// at the pane of their `effective_at`, or now if that has passed.
+    fn catalog_changes(&mut self, now: Pane) -> Result<()> {
+        let Some(m) = self.model.as_mut() else {
+            return Ok(());
+        };
+        let Some(feed) = m.feed.as_mut() else {
+            return Ok(());
+        };
+        let (changes, refused) = feed.poll();
+        for c in changes {
+            let at = c
+                .effective_at
+                .and_then(|t| self.ctx.window.pane_of(t))
+                .map_or(now, |p| p.max(now));
+            if let Some(t) = &c.before {
+                m.catalog.update_at(crate::model::entry(t), at, -1);
+            }
+            if let Some(t) = &c.after {
+                m.catalog.update_at(crate::model::entry(t), at, 1);
+            }
+            Stats::add(&self.ctx.stats.catalog_changes, 1);
+        }
+        for r in refused {
+            let letter = DeadLetter {
+                reason: "catalog".into(),
+                detail: r.reason,
+                source: r.source,
+                partition: r.partition,
+                position: r.position,
+                raw: r.raw,
+            };
+            self.dead.write(&letter, letter.raw.as_bytes())?;
+            Stats::add(&self.ctx.stats.dead_lettered, 1);
+            Stats::add(&self.ctx.stats.catalog_refused, 1);
+            self.dead_dirty = true;
         }
         Ok(())
     }
@@ -745,6 +982,13 @@ impl<'a> Driver<'a> {
                     continue;
                 }
                 mark.observe(event.event_time);
+                if let Some(m) = self.model.as_mut() {
+                    let pane = window.pane_of(event.event_time).unwrap_or(0);
+                    m.panes
+                        .entry((partition, event.content_id, pane))
+                        .or_default()
+                        .add(&Measures::of_event(event));
+                }
                 if event.event_type == EventType::StartedVideo {
                     views += 1;
                     // Not late, so the pane is at or after the watermark pane, hence after the input's time.
@@ -766,6 +1010,21 @@ impl<'a> Driver<'a> {
             if let Some(cp) = self.checkpointer.as_mut() {
                 cp.record(partition, content, pane, n);
             }
+        }
+        if let Some(m) = self.model.as_mut() {
+            let time = self.carry.as_ref().map_or(0, |(_, t)| *t);
+            let mut panes = std::mem::take(&mut m.panes);
+            for ((partition, content, pane), f) in panes.drain() {
+                m.feed(width, time, content, pane, f);
+                if let Some(cp) = self.checkpointer.as_mut() {
+                    for (i, v) in f.components().into_iter().enumerate() {
+                        if v != 0 {
+                            cp.record(partition, tag(content, i), pane, v);
+                        }
+                    }
+                }
+            }
+            m.panes = panes;
         }
         if late > 0 || !batch.rejects.is_empty() {
             self.dead_dirty = true;

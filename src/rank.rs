@@ -238,13 +238,14 @@ mod tests {
                 )
                 .expect("put");
             records.push(PartRecord {
+                table: TITLES.to_string(),
                 hour,
                 name: part_name(worker),
                 rows: part.len() as u64,
                 bytes: bytes.len() as u64,
             });
         }
-        let m = serde_json::to_vec(&manifest_for(&w, hour, &records)).expect("json");
+        let m = serde_json::to_vec(&manifest_for(&w, TITLES, hour, &records)).expect("json");
         store
             .put(&format!("{}{SUCCESS}", hour_prefix(TITLES, hour)), &m)
             .expect("put");

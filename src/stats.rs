@@ -22,6 +22,10 @@ pub struct Stats {
     pub views: AtomicU64,
     /// Records written to the dead-letter sink.
     pub dead_lettered: AtomicU64,
+    /// Catalog changes entered at run time (topic, file reload).
+    pub catalog_changes: AtomicU64,
+    /// Catalog updates refused (and dead-lettered).
+    pub catalog_refused: AtomicU64,
     /// Snapshot parts written.
     pub parts_written: AtomicU64,
     /// Snapshot rows written.

@@ -11,6 +11,7 @@
 
 pub mod hourly;
 pub mod live;
+pub mod model;
 pub mod window;
 
 use differential_dataflow::VecCollection;

@@ -9,4 +9,5 @@ pub mod parquet;
 pub mod s3;
 pub mod snapshot;
 pub mod store;
+pub mod tables;
 pub mod uploader;

@@ -26,11 +26,17 @@ use timely::dataflow::StreamVec;
 
 use super::parquet::{encode_titles, TitleRow};
 use super::store::ObjectStore;
+use super::tables::{
+    encode_nodes, encode_trending, table_of, CHANNELS, SHOWS, TITLE_MEASURES, TRENDING,
+};
 use super::uploader::Uploader;
+use crate::dataflow::model::ModelHour;
 use crate::dataflow::HourTable;
 use crate::error::{Error, FaultSlot, Result};
+use crate::model::{rank_all, NodeRow};
 use crate::stats::Stats;
 use crate::time::{hour_partition, rfc3339, Pane, WindowSpec, HOUR_MS};
+use timely::dataflow::operators::vec::Map;
 
 /// Name of the per-view-count table.
 pub const TITLES: &str = "titles";
@@ -51,6 +57,8 @@ pub fn part_name(worker: usize) -> String {
 /// What `WriteParts` tells `PublishHours` about one part.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct PartRecord {
+    /// The table.
+    pub table: String,
     /// Hours since the epoch.
     pub hour: u64,
     /// File name within the hour's directory.
@@ -172,6 +180,7 @@ fn write_part(
         &bytes,
     )?;
     Ok(PartRecord {
+        table: TITLES.to_string(),
         hour: table.hour,
         name,
         rows: rows.len() as u64,
@@ -186,6 +195,7 @@ pub fn publish_hours<'scope>(
     window: WindowSpec,
     stats: Arc<Stats>,
     fault: Arc<FaultSlot>,
+    tables: Vec<&'static str>,
 ) -> StreamVec<'scope, Pane, Manifest> {
     let worker = parts.scope().worker();
     parts.unary_frontier(
@@ -221,12 +231,20 @@ pub fn publish_hours<'scope>(
                     let first = last_published.map_or(hour, |h| h + 1);
                     last_published = Some(hour);
                     let records = Arc::new(records);
+                    let tables = tables.clone();
                     let id = uploader.submit(Box::new(move |store| {
-                        (first..=hour)
-                            .map(|h| {
-                                publish(store, &window, h, if h == hour { &records } else { &[] })
-                            })
-                            .collect()
+                        let mut out = Vec::new();
+                        for h in first..=hour {
+                            for table in &tables {
+                                let parts: Vec<PartRecord> = records
+                                    .iter()
+                                    .filter(|r| h == hour && r.table == *table)
+                                    .cloned()
+                                    .collect();
+                                out.push(publish(store, &window, table, h, &parts)?);
+                            }
+                        }
+                        Ok(out)
                     }));
                     inflight.insert(id, cap.delayed(&time));
                 }
@@ -249,11 +267,11 @@ pub fn publish_hours<'scope>(
 }
 
 /// Builds the manifest of `hour` from its parts.
-pub fn manifest_for(window: &WindowSpec, hour: u64, parts: &[PartRecord]) -> Manifest {
+pub fn manifest_for(window: &WindowSpec, table: &str, hour: u64, parts: &[PartRecord]) -> Manifest {
     let (dt, hh) = hour_partition(hour);
     let (start, end) = window.window_bounds(window.last_pane_of_hour(hour));
     Manifest {
-        table: TITLES.to_string(),
+        table: table.to_string(),
         dt,
         hour: hh,
         window_start: rfc3339(start),
@@ -274,11 +292,12 @@ pub fn manifest_for(window: &WindowSpec, hour: u64, parts: &[PartRecord]) -> Man
 fn publish(
     store: &dyn ObjectStore,
     window: &WindowSpec,
+    table: &str,
     hour: u64,
     parts: &[PartRecord],
 ) -> Result<Manifest> {
-    let manifest = manifest_for(window, hour, parts);
-    let prefix = hour_prefix(TITLES, hour);
+    let manifest = manifest_for(window, table, hour, parts);
+    let prefix = hour_prefix(table, hour);
     // Parts left by an earlier run with more workers would confuse readers
     // that glob the directory; the manifest is the truth, so remove them first.
     for key in store.list(&prefix)? {
@@ -291,7 +310,7 @@ fn publish(
         .map_err(|e| Error::Internal(format!("manifest: {e}")))?;
     json.push(b'\n');
     store.put(&format!("{prefix}{SUCCESS}"), &json)?;
-    tracing::info!(dt = %manifest.dt, hour = %manifest.hour, parts = parts.len(), rows = manifest.rows, "published hour");
+    tracing::info!(table, dt = %manifest.dt, hour = %manifest.hour, parts = parts.len(), rows = manifest.rows, "published hour");
     Ok(manifest)
 }
 
@@ -315,10 +334,38 @@ pub fn read_hour(store: &dyn ObjectStore, hour: u64) -> Result<Option<(Manifest,
     Ok(Some((manifest, rows)))
 }
 
+/// Reads one published hour of any table as named values, or `None` if unpublished.
+pub fn read_table_hour(
+    store: &dyn ObjectStore,
+    table: &str,
+    hour: u64,
+) -> Result<Option<(Manifest, Vec<super::tables::Row>)>> {
+    let prefix = hour_prefix(table, hour);
+    let Some(bytes) = store.get(&format!("{prefix}{SUCCESS}"))? else {
+        return Ok(None);
+    };
+    let manifest: Manifest = serde_json::from_slice(&bytes)
+        .map_err(|e| Error::Input(format!("{prefix}{SUCCESS}: {e}")))?;
+    let mut rows = Vec::with_capacity(manifest.rows as usize);
+    for part in &manifest.parts {
+        let key = format!("{prefix}{}", part.name);
+        let bytes = store
+            .get(&key)?
+            .ok_or_else(|| Error::Input(format!("{key} is listed in the manifest but missing")))?;
+        rows.extend(super::tables::decode_rows(bytes)?);
+    }
+    Ok(Some((manifest, rows)))
+}
+
 /// Hours (since the epoch) that have a manifest in `store`, sorted.
 pub fn published_hours(store: &dyn ObjectStore) -> Result<Vec<u64>> {
+    published_table_hours(store, TITLES)
+}
+
+/// Hours of `table` that have a manifest in `store`, sorted.
+pub fn published_table_hours(store: &dyn ObjectStore, table: &str) -> Result<Vec<u64>> {
     let mut hours = Vec::new();
-    for key in store.list(&format!("{TITLES}/"))? {
+    for key in store.list(&format!("{table}/"))? {
         let Some(rest) = key.strip_suffix(&format!("/{SUCCESS}")) else {
             continue;
         };
@@ -340,4 +387,160 @@ pub fn published_hours(store: &dyn ObjectStore) -> Result<Vec<u64>> {
     }
     hours.sort_unstable();
     Ok(hours)
+}
+
+/// Writes each worker's share of the model's node tables (`title_measures`,
+/// `shows`, `channels`) for each finished hour, and sends its ranking
+/// candidates on to [`write_trending`].
+pub fn write_model_parts<'scope>(
+    hours: StreamVec<'scope, Pane, ModelHour>,
+    store: Arc<dyn ObjectStore>,
+    window: WindowSpec,
+    stats: Arc<Stats>,
+    fault: Arc<FaultSlot>,
+) -> StreamVec<'scope, Pane, PartRecord> {
+    let worker = hours.scope().worker();
+    hours.unary_frontier(Pipeline, "WriteModelParts", move |_cap, info| {
+        let activator = worker.sync_activator_for(info.address.to_vec());
+        let mut uploader: Uploader<Vec<PartRecord>> =
+            Uploader::spawn("model-writer", store, activator, stats.clone());
+        let mut inflight: HashMap<u64, Capability<Pane>> = HashMap::new();
+        move |(input, _frontier), output| {
+            input.for_each(|cap, data| {
+                for hour in data.drain(..) {
+                    let Some(held) = cap.retain_least(output.output_index()) else {
+                        continue;
+                    };
+                    let hour = Arc::new(hour);
+                    let timing = stats.clone();
+                    let id = uploader.submit(Box::new(move |store| {
+                        let started = std::time::Instant::now();
+                        let (start, end) =
+                            window.window_bounds(window.last_pane_of_hour(hour.hour));
+                        let mut records = Vec::new();
+                        for table in [TITLE_MEASURES, SHOWS, CHANNELS] {
+                            let rows: Vec<NodeRow> = hour
+                                .rows
+                                .iter()
+                                .filter(|r| table_of(r) == table)
+                                .cloned()
+                                .collect();
+                            if rows.is_empty() {
+                                continue;
+                            }
+                            let bytes = encode_nodes(table, &rows, start, end)?;
+                            let name = part_name(hour.worker);
+                            store
+                                .put(&format!("{}{name}", hour_prefix(table, hour.hour)), &bytes)?;
+                            records.push(PartRecord {
+                                table: table.to_string(),
+                                hour: hour.hour,
+                                name,
+                                rows: rows.len() as u64,
+                                bytes: bytes.len() as u64,
+                            });
+                        }
+                        Stats::add(
+                            &timing.part_write_micros,
+                            started.elapsed().as_micros() as u64,
+                        );
+                        Ok(records)
+                    }));
+                    inflight.insert(id, held);
+                }
+            });
+            for (id, result) in uploader.completed() {
+                let Some(cap) = inflight.remove(&id) else {
+                    continue;
+                };
+                match result {
+                    Ok(records) => {
+                        for record in &records {
+                            Stats::add(&stats.parts_written, 1);
+                            Stats::add(&stats.rows_written, record.rows);
+                            Stats::add(&stats.bytes_written, record.bytes);
+                        }
+                        output.session(&cap).give_iterator(records.into_iter());
+                    }
+                    Err(e) => fault.set(&e),
+                }
+            }
+        }
+    })
+}
+
+/// Merges every worker's ranking candidates of an hour on worker 0 and
+/// writes the hour's `trending` part once all of them have arrived.
+pub fn write_trending<'scope>(
+    hours: StreamVec<'scope, Pane, ModelHour>,
+    store: Arc<dyn ObjectStore>,
+    window: WindowSpec,
+    top_k: usize,
+    stats: Arc<Stats>,
+    fault: Arc<FaultSlot>,
+) -> StreamVec<'scope, Pane, PartRecord> {
+    let worker = hours.scope().worker();
+    let candidates = hours.map(|h| (h.hour, h.candidates));
+    candidates.unary_frontier(
+        Exchange::new(|_: &(u64, Vec<NodeRow>)| 0),
+        "WriteTrending",
+        move |initial, info| {
+            let activator = worker.sync_activator_for(info.address.to_vec());
+            let mut uploader: Uploader<PartRecord> =
+                Uploader::spawn("trending-writer", store, activator, stats.clone());
+            let mut inflight: HashMap<u64, Capability<Pane>> = HashMap::new();
+            let mut held = Some(initial);
+            let mut pending: BTreeMap<Pane, Vec<NodeRow>> = BTreeMap::new();
+            move |(input, frontier), output| {
+                input.for_each(|_cap, data| {
+                    for (hour, rows) in data.drain(..) {
+                        pending
+                            .entry(window.last_pane_of_hour(hour))
+                            .or_default()
+                            .extend(rows);
+                    }
+                });
+                let bound = frontier.frontier().first().copied();
+                while let Some((&time, _)) = pending.first_key_value() {
+                    if bound.is_some_and(|b| time >= b) {
+                        break;
+                    }
+                    let (Some(rows), Some(cap)) = (pending.remove(&time), held.as_ref()) else {
+                        break;
+                    };
+                    let hour = window.hour_of(time);
+                    let id = uploader.submit(Box::new(move |store| {
+                        let top = rank_all(&rows, top_k);
+                        let (start, end) = window.window_bounds(time);
+                        let bytes = encode_trending(&top, start, end)?;
+                        let name = part_name(0);
+                        store.put(&format!("{}{name}", hour_prefix(TRENDING, hour)), &bytes)?;
+                        Ok(PartRecord {
+                            table: TRENDING.to_string(),
+                            hour,
+                            name,
+                            rows: top.len() as u64,
+                            bytes: bytes.len() as u64,
+                        })
+                    }));
+                    inflight.insert(id, cap.delayed(&time));
+                }
+                for (id, result) in uploader.completed() {
+                    let Some(cap) = inflight.remove(&id) else {
+                        continue;
+                    };
+                    match result {
+                        Ok(record) => {
+                            Stats::add(&stats.parts_written, 1);
+                            Stats::add(&stats.rows_written, record.rows);
+                            Stats::add(&stats.bytes_written, record.bytes);
+                            output.session(&cap).give(record);
+                        }
+                        Err(e) => fault.set(&e),
+                    }
+                }
+                crate::dataflow::follow_frontier(&mut held, bound);
+            }
+        },
+    )
 }

@@ -95,7 +95,8 @@ impl Default for KafkaConfig {
 }
 
 impl KafkaConfig {
-    fn client(&self) -> ClientConfig {
+    /// A client configuration with the brokers and the job's properties.
+    pub fn client_config(&self) -> ClientConfig {
         let mut c = ClientConfig::new();
         c.set("bootstrap.servers", &self.brokers);
         self.apply_properties(&mut c);
@@ -252,7 +253,7 @@ impl KafkaSource {
     ) -> Result<KafkaSource> {
         cfg.check_secrets()?;
         let consumer: BaseConsumer = cfg
-            .client()
+            .client_config()
             .set("group.id", group)
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
@@ -688,7 +689,7 @@ where
 /// This is the raw rate the job is measured against.
 pub fn consume_all(cfg: &KafkaConfig, idle: Duration) -> Result<(u64, u64, f64)> {
     let consumer: BaseConsumer = cfg
-        .client()
+        .client_config()
         .set("group.id", "popularity-consume")
         .set("enable.auto.commit", "false")
         .create()

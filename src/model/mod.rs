@@ -1,0 +1,583 @@
+//! The popularity model: what is measured per title, how titles roll up the
+//! hierarchy, how scores and trends are computed and how titles are ranked.
+//!
+//! Everything the dataflow accumulates is a [`Measures`] value: the
+//! difference type of the model's collections. One update per title and
+//! pane carries all of a title's measures (views, watch time, 24-hour views,
+//! and views by tier, device and region), so the model moves one update
+//! where a measure-per-record design would move twenty.
+//!
+//! The formulas (also in the README):
+//!
+//! - `views`, `watch_ms` and the breakdowns: sums over the sliding window
+//!   (1 hour) ending at the pane.
+//! - `views_24h`: views over the score window (24 hours) ending at the pane.
+//! - Episode score: `1e6 · views_24h(e) / Σ views_24h(all episodes)`, its
+//!   share of the last 24 hours' episode viewing in parts per million. A
+//!   show's score is the same share of its episodes' 24-hour views (the sum
+//!   of its episodes' scores), a channel's that of its shows' episodes.
+//! - Trend: `views · d`, where `d = 2^(−(t − end) / half_life)` for a clip
+//!   whose live event ended at `end` before the window's end `t`, and `1`
+//!   for everything else.
+//! - Rollups: a show's measures are the sums over its episodes; a channel's
+//!   over every title below it (`views_24h` only over episodes, so that the
+//!   channel score comes from its shows).
+//! - Rankings, per category: episodes and shows by score, movies, live
+//!   events, clips and `all` (every title and show) by trend; per region,
+//!   every category by the region's views times `d`. Ties go to the
+//!   smaller id.
+
+pub mod feed;
+
+use serde::{Deserialize, Serialize};
+
+use crate::catalog::{Kind, Title};
+use crate::event::{ContentId, Device, EventType, Tier, WatchEvent, REGIONS};
+use crate::time::Millis;
+
+/// Number of regions, tiers and devices.
+pub const N_REGIONS: usize = REGIONS.len();
+/// Number of tiers.
+pub const N_TIERS: usize = 2;
+/// Number of devices.
+pub const N_DEVICES: usize = 4;
+
+/// A title's measures, and the difference type of the model's collections.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+pub struct Measures {
+    /// Views (`started_video`) in the window.
+    pub views: i64,
+    /// Milliseconds watched in the window.
+    pub watch_ms: i64,
+    /// Views in the score window.
+    pub views_24h: i64,
+    /// Views by tier (free, paid).
+    pub tier: [i64; N_TIERS],
+    /// Views by device (mobile, tv, web, tablet).
+    pub device: [i64; N_DEVICES],
+    /// Views by region, in [`REGIONS`] order.
+    pub region: [i64; N_REGIONS],
+}
+
+impl Measures {
+    /// The contribution of one event, to the window and the score window.
+    pub fn of_event(e: &WatchEvent) -> Measures {
+        let mut m = Measures {
+            watch_ms: e.watched_ms as i64,
+            ..Measures::default()
+        };
+        if e.event_type == EventType::StartedVideo {
+            m.views = 1;
+            m.views_24h = 1;
+            m.tier[tier_index(e.tier)] = 1;
+            m.device[device_index(e.device)] = 1;
+            if let Some(r) = m.region.get_mut(e.region.0 as usize) {
+                *r = 1;
+            }
+        }
+        m
+    }
+
+    /// Applies `f` to every component, pairwise with `other`.
+    fn zip_with(&mut self, other: &Measures, f: impl Fn(&mut i64, i64)) {
+        f(&mut self.views, other.views);
+        f(&mut self.watch_ms, other.watch_ms);
+        f(&mut self.views_24h, other.views_24h);
+        for (a, b) in self.tier.iter_mut().zip(other.tier) {
+            f(a, b);
+        }
+        for (a, b) in self.device.iter_mut().zip(other.device) {
+            f(a, b);
+        }
+        for (a, b) in self.region.iter_mut().zip(other.region) {
+            f(a, b);
+        }
+    }
+
+    /// Adds `other`.
+    pub fn add(&mut self, other: &Measures) {
+        self.zip_with(other, |a, b| *a += b);
+    }
+
+    /// The part that leaves the window one window later (everything but `views_24h`).
+    pub fn window_part(&self) -> Measures {
+        Measures {
+            views_24h: 0,
+            ..*self
+        }
+    }
+
+    /// The part that leaves with the score window.
+    pub fn score_part(&self) -> Measures {
+        Measures {
+            views_24h: self.views_24h,
+            ..Measures::default()
+        }
+    }
+
+    /// True if every component is zero.
+    pub fn is_zero(&self) -> bool {
+        *self == Measures::default()
+    }
+
+    /// The components as a flat list (for the checkpoint ledger), in a fixed order.
+    pub fn components(&self) -> [i64; N_COMPONENTS] {
+        let mut out = [0; N_COMPONENTS];
+        out[0] = self.views;
+        out[1] = self.watch_ms;
+        out[2] = self.views_24h;
+        out[3..5].copy_from_slice(&self.tier);
+        out[5..9].copy_from_slice(&self.device);
+        out[9..].copy_from_slice(&self.region);
+        out
+    }
+
+    /// One component `index` of [`Measures::components`] set to `value`.
+    pub fn component(index: usize, value: i64) -> Measures {
+        let mut c = [0; N_COMPONENTS];
+        if let Some(slot) = c.get_mut(index) {
+            *slot = value;
+        }
+        let mut m = Measures::default();
+        m.views = c[0];
+        m.watch_ms = c[1];
+        m.views_24h = c[2];
+        m.tier.copy_from_slice(&c[3..5]);
+        m.device.copy_from_slice(&c[5..9]);
+        m.region.copy_from_slice(&c[9..]);
+        m
+    }
+}
+
+/// Number of components of [`Measures`].
+pub const N_COMPONENTS: usize = 3 + N_TIERS + N_DEVICES + N_REGIONS;
+
+impl differential_dataflow::difference::IsZero for Measures {
+    fn is_zero(&self) -> bool {
+        Measures::is_zero(self)
+    }
+}
+
+impl differential_dataflow::difference::Semigroup for Measures {
+    fn plus_equals(&mut self, rhs: &Self) {
+        self.add(rhs);
+    }
+}
+
+impl differential_dataflow::difference::Monoid for Measures {
+    fn zero() -> Self {
+        Measures::default()
+    }
+}
+
+impl differential_dataflow::difference::Abelian for Measures {
+    fn negate(&mut self) {
+        let zero = Measures::default();
+        self.zip_with(&zero, |a, _| *a = -*a);
+    }
+}
+
+impl differential_dataflow::difference::Multiply<i64> for Measures {
+    type Output = Measures;
+    fn multiply(mut self, rhs: &i64) -> Measures {
+        let zero = Measures::default();
+        self.zip_with(&zero, |a, _| *a *= *rhs);
+        self
+    }
+}
+
+/// Index of a tier in [`Measures::tier`].
+pub fn tier_index(t: Tier) -> usize {
+    match t {
+        Tier::Free => 0,
+        Tier::Paid => 1,
+    }
+}
+
+/// Index of a device in [`Measures::device`].
+pub fn device_index(d: Device) -> usize {
+    match d {
+        Device::Mobile => 0,
+        Device::Tv => 1,
+        Device::Web => 2,
+        Device::Tablet => 3,
+    }
+}
+
+/// Where a title sits, resolved from the catalog: the nodes its measures
+/// roll up to and the end of its live event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Info {
+    /// What it is.
+    pub kind: Kind,
+    /// Its parent.
+    pub parent: Option<ContentId>,
+    /// The show it rolls up to (episodes).
+    pub show: Option<ContentId>,
+    /// The channel it rolls up to.
+    pub channel: Option<ContentId>,
+    /// Clips: when their live event ends; live events: their own end.
+    pub event_end: Option<Millis>,
+}
+
+/// A catalog entry as the dataflow holds it: `(id, (kind, parent, ends_at))`.
+pub type CatalogEntry = (ContentId, (Kind, Option<ContentId>, Option<Millis>));
+
+/// The catalog entry of a title.
+pub fn entry(t: &Title) -> CatalogEntry {
+    (t.id, (t.kind, t.parent, t.ends_at))
+}
+
+/// Resolves a title's [`Info`] from its entry and its parent's entry.
+pub fn resolve(
+    kind: Kind,
+    parent: Option<ContentId>,
+    ends_at: Option<Millis>,
+    parents: Option<(Kind, Option<ContentId>, Option<Millis>)>,
+) -> Info {
+    let grand = parents.and_then(|(_, g, _)| g);
+    let (show, channel, event_end) = match kind {
+        Kind::Channel => (None, None, None),
+        Kind::Show | Kind::Movie => (None, parent, None),
+        Kind::Live => (None, parent, ends_at),
+        Kind::Episode => (parent, grand, None),
+        Kind::Clip => (None, grand, parents.and_then(|(_, _, e)| e)),
+    };
+    Info {
+        kind,
+        parent,
+        show,
+        channel,
+        event_end,
+    }
+}
+
+/// The nodes a title's measures roll up to, and whether `views_24h` goes too.
+pub fn ancestors(info: &Info) -> impl Iterator<Item = (ContentId, bool)> {
+    let episode = info.kind == Kind::Episode;
+    info.show
+        .map(|s| (s, episode))
+        .into_iter()
+        .chain(info.channel.map(|c| (c, episode)))
+}
+
+/// Model settings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct ModelConfig {
+    /// Maintain the model (rollups, scores, breakdowns, rankings) beside the window counts.
+    pub enabled: bool,
+    /// Entries per ranking.
+    pub top_k: usize,
+    /// Width of the score window.
+    pub score_window: String,
+    /// Half-life of a clip's trend after its live event ends.
+    pub clip_half_life: String,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        ModelConfig {
+            enabled: true,
+            top_k: 10,
+            score_window: "24h".into(),
+            clip_half_life: "30m".into(),
+        }
+    }
+}
+
+/// The model settings, resolved.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ModelSpec {
+    /// Entries per ranking.
+    pub top_k: usize,
+    /// Score window width, in panes.
+    pub score_panes: u64,
+    /// Half-life, ms.
+    pub half_life_ms: Millis,
+}
+
+impl ModelConfig {
+    /// Checks and resolves the settings against a pane width.
+    pub fn spec(&self, slide_ms: Millis, window_panes: u64) -> Result<ModelSpec, String> {
+        let score = crate::time::parse_duration(&self.score_window)
+            .map_err(|e| format!("model.score-window: {e}"))?;
+        let half = crate::time::parse_duration(&self.clip_half_life)
+            .map_err(|e| format!("model.clip-half-life: {e}"))?;
+        if score <= 0 || score % slide_ms != 0 {
+            return Err(format!(
+                "model.score-window must be a positive multiple of the slide ({slide_ms} ms)"
+            ));
+        }
+        let score_panes = (score / slide_ms) as u64;
+        if score_panes < window_panes {
+            return Err("model.score-window must be at least the window".into());
+        }
+        if half <= 0 {
+            return Err("model.clip-half-life must be positive".into());
+        }
+        if self.top_k == 0 || self.top_k > 1000 {
+            return Err("model.top-k must be within 1..=1000".into());
+        }
+        Ok(ModelSpec {
+            top_k: self.top_k,
+            score_panes,
+            half_life_ms: half,
+        })
+    }
+}
+
+/// The decay factor of a title at window end `t` (exclusive, ms).
+pub fn decay(info: Option<&Info>, t: Millis, half_life_ms: Millis) -> f64 {
+    match info {
+        Some(Info {
+            kind: Kind::Clip,
+            event_end: Some(end),
+            ..
+        }) if t > *end => (-((t - end) as f64) / half_life_ms as f64).exp2(),
+        _ => 1.0,
+    }
+}
+
+/// Score in parts per million of the score window's episode views.
+pub fn score_ppm(views_24h: i64, total: i64) -> i64 {
+    if total <= 0 {
+        0
+    } else {
+        ((views_24h as i128 * 1_000_000) / total as i128) as i64
+    }
+}
+
+/// One node (title, show or channel) as the snapshot and the API show it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NodeRow {
+    /// The node.
+    pub id: ContentId,
+    /// From the catalog; `None` for ids the catalog does not know.
+    pub info: Option<Info>,
+    /// Its measures (rolled up for shows and channels).
+    pub m: Measures,
+    /// Score, parts per million.
+    pub score_ppm: i64,
+    /// Decay factor at the window's end.
+    pub decay: f64,
+}
+
+impl NodeRow {
+    /// Views times decay.
+    pub fn trend(&self) -> f64 {
+        self.m.views as f64 * self.decay
+    }
+}
+
+/// Ranking categories: the catalog's watchable kinds, shows, and `all`.
+pub const CATEGORIES: [&str; 6] = ["episode", "show", "movie", "live", "clip", "all"];
+
+/// The categories a node is ranked in.
+pub fn categories_of(kind: Option<Kind>) -> &'static [&'static str] {
+    match kind {
+        Some(Kind::Episode) => &["episode", "all"],
+        Some(Kind::Show) => &["show", "all"],
+        Some(Kind::Movie) => &["movie", "all"],
+        Some(Kind::Live) => &["live", "all"],
+        Some(Kind::Clip) => &["clip", "all"],
+        Some(Kind::Channel) | None => &[],
+    }
+}
+
+/// The value a node is ranked by in `category` and `region` (`None`: global).
+pub fn rank_value(row: &NodeRow, category: &str, region: Option<usize>) -> f64 {
+    match region {
+        Some(r) => row.m.region.get(r).copied().unwrap_or(0) as f64 * row.decay,
+        None => match category {
+            "episode" | "show" => row.score_ppm as f64,
+            _ => row.trend(),
+        },
+    }
+}
+
+/// One entry of a ranking.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TopEntry {
+    /// Category.
+    pub category: String,
+    /// Region code, or empty for the global ranking.
+    pub region: String,
+    /// 1-based rank.
+    pub rank: usize,
+    /// The node.
+    pub id: ContentId,
+    /// The value ranked by.
+    pub value: f64,
+}
+
+/// Ranks `rows` in every category, globally and per region: the best `k`
+/// with a positive value, ties to the smaller id. Ranking the merged
+/// per-worker top-k lists gives the global top-k, because each worker
+/// contributes its own best `k`.
+pub fn rank_all<'a>(rows: impl IntoIterator<Item = &'a NodeRow>, k: usize) -> Vec<TopEntry> {
+    let mut lists: std::collections::BTreeMap<(usize, usize), Vec<(f64, ContentId)>> =
+        std::collections::BTreeMap::new();
+    for row in rows {
+        for cat in categories_of(row.info.map(|i| i.kind)) {
+            let c = CATEGORIES.iter().position(|x| x == cat).unwrap_or(0);
+            for region in std::iter::once(None).chain((0..N_REGIONS).map(Some)) {
+                let v = rank_value(row, cat, region);
+                if v > 0.0 {
+                    lists
+                        .entry((c, region.map_or(0, |r| r + 1)))
+                        .or_default()
+                        .push((v, row.id));
+                }
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for ((c, r), mut list) in lists {
+        let by =
+            |a: &(f64, ContentId), b: &(f64, ContentId)| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1));
+        if list.len() > k {
+            list.select_nth_unstable_by(k - 1, by);
+            list.truncate(k);
+        }
+        list.sort_unstable_by(by);
+        for (i, (value, id)) in list.into_iter().enumerate() {
+            out.push(TopEntry {
+                category: CATEGORIES[c].to_string(),
+                region: if r == 0 {
+                    String::new()
+                } else {
+                    REGIONS[r - 1].to_string()
+                },
+                rank: i + 1,
+                id,
+                value,
+            });
+        }
+    }
+    out
+}
+
+/// Builds the node rows of one shard: scores from the score window's
+/// episode total, decay at window end `t`.
+pub fn node_rows<'a>(
+    measures: impl IntoIterator<Item = (&'a ContentId, &'a Measures)>,
+    info: &std::collections::HashMap<ContentId, Info>,
+    total_24h: i64,
+    t: Millis,
+    half_life_ms: Millis,
+) -> Vec<NodeRow> {
+    let mut rows: Vec<NodeRow> = measures
+        .into_iter()
+        .filter(|(_, m)| !m.is_zero())
+        .map(|(&id, m)| {
+            let info = info.get(&id).copied();
+            let scored = matches!(
+                info.map(|i| i.kind),
+                Some(Kind::Episode | Kind::Show | Kind::Channel)
+            );
+            NodeRow {
+                id,
+                info,
+                m: *m,
+                score_ppm: if scored {
+                    score_ppm(m.views_24h, total_24h)
+                } else {
+                    0
+                },
+                decay: decay(info.as_ref(), t, half_life_ms),
+            }
+        })
+        .collect();
+    rows.sort_unstable_by_key(|r| r.id);
+    rows
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn components_round_trip_and_arithmetic() {
+        let mut m = Measures::default();
+        for i in 0..N_COMPONENTS {
+            m.add(&Measures::component(i, i as i64 + 1));
+        }
+        assert_eq!(
+            m.components().to_vec(),
+            (1..=N_COMPONENTS as i64).collect::<Vec<_>>()
+        );
+        let mut n = m;
+        differential_dataflow::difference::Abelian::negate(&mut n);
+        n.add(&m);
+        assert!(n.is_zero());
+        let mut w = m.window_part();
+        w.add(&m.score_part());
+        assert_eq!(w, m);
+    }
+
+    #[test]
+    fn decay_halves_per_half_life_and_scores_are_shares() {
+        let clip = Info {
+            kind: Kind::Clip,
+            parent: Some(1),
+            show: None,
+            channel: Some(2),
+            event_end: Some(1_000_000),
+        };
+        assert_eq!(decay(Some(&clip), 1_000_000, 60_000), 1.0);
+        assert_eq!(decay(Some(&clip), 1_060_000, 60_000), 0.5);
+        assert_eq!(decay(Some(&clip), 1_120_000, 60_000), 0.25);
+        let live = Info {
+            kind: Kind::Live,
+            ..clip
+        };
+        assert_eq!(decay(Some(&live), 9_000_000, 60_000), 1.0);
+        assert_eq!(score_ppm(1, 3), 333_333);
+        assert_eq!(score_ppm(5, 0), 0);
+    }
+
+    #[test]
+    fn rankings_break_ties_by_id_and_merge_exactly() {
+        let row = |id, views, kind| NodeRow {
+            id,
+            info: Some(Info {
+                kind,
+                parent: None,
+                show: None,
+                channel: None,
+                event_end: None,
+            }),
+            m: Measures {
+                views,
+                ..Measures::default()
+            },
+            score_ppm: 0,
+            decay: 1.0,
+        };
+        let rows: Vec<NodeRow> = (0..50)
+            .map(|i| row(i, (i % 7) as i64, Kind::Movie))
+            .collect();
+        let all = rank_all(&rows, 3);
+        let movies: Vec<_> = all
+            .iter()
+            .filter(|e| e.category == "movie" && e.region.is_empty())
+            .map(|e| e.id)
+            .collect();
+        assert_eq!(movies, vec![6, 13, 20]);
+        // Two shards' top-3 lists, merged and re-ranked, give the same answer.
+        let (a, b): (Vec<_>, Vec<_>) = rows.iter().cloned().partition(|r| r.id % 2 == 0);
+        let pick = |part: &[NodeRow]| -> Vec<NodeRow> {
+            let top = rank_all(part, 3);
+            part.iter()
+                .filter(|r| top.iter().any(|e| e.id == r.id))
+                .cloned()
+                .collect()
+        };
+        let mut merged = pick(&a);
+        merged.extend(pick(&b));
+        assert_eq!(rank_all(&merged, 3), all);
+    }
+}
