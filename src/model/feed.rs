@@ -66,6 +66,29 @@ pub struct CatalogFeed {
     file: Option<(PathBuf, Option<SystemTime>)>,
     last_check: Instant,
     kafka: Option<(BaseConsumer, String)>,
+    /// Records read at start (the topic up to where it fell silent).
+    backlog: Vec<KafkaRecord>,
+}
+
+type KafkaRecord = (u32, u64, Option<Vec<u8>>, Option<Vec<u8>>);
+
+fn read_some(consumer: &BaseConsumer, wait: Duration, out: &mut Vec<KafkaRecord>) -> bool {
+    match consumer.poll(wait) {
+        None => false,
+        Some(Err(e)) => {
+            tracing::warn!(error = %e, "catalog topic");
+            false
+        }
+        Some(Ok(m)) => {
+            out.push((
+                m.partition() as u32,
+                m.offset().max(0) as u64,
+                m.key().map(|k| k.to_vec()),
+                m.payload().map(|p| p.to_vec()),
+            ));
+            true
+        }
+    }
 }
 
 fn modified(path: &std::path::Path) -> Option<SystemTime> {
@@ -111,11 +134,25 @@ impl CatalogFeed {
             }
             None => None,
         };
+        // Read what the topic holds before any event is processed, so that
+        // changes with an `effective_at` take effect exactly then.
+        let mut backlog = Vec::new();
+        if let Some((consumer, _)) = &kafka {
+            let began = Instant::now();
+            let mut last = Instant::now();
+            while last.elapsed() < Duration::from_secs(1) && began.elapsed() < Duration::from_secs(30) {
+                if read_some(consumer, Duration::from_millis(100), &mut backlog) {
+                    last = Instant::now();
+                }
+            }
+            tracing::info!(records = backlog.len(), "catalog topic read");
+        }
         Ok(CatalogFeed {
             current: initial.titles.iter().map(|t| (t.id, t.clone())).collect(),
             file,
             last_check: Instant::now(),
             kafka,
+            backlog,
         })
     }
 
@@ -158,20 +195,10 @@ impl CatalogFeed {
         let mut refused = Vec::new();
         if let Some((consumer, topic)) = self.kafka.as_ref() {
             let topic = topic.clone();
-            let mut got = Vec::new();
+            let mut got = std::mem::take(&mut self.backlog);
             for _ in 0..10_000 {
-                match consumer.poll(Duration::ZERO) {
-                    None => break,
-                    Some(Err(e)) => {
-                        tracing::warn!(error = %e, "catalog topic");
-                        break;
-                    }
-                    Some(Ok(m)) => got.push((
-                        m.partition() as u32,
-                        m.offset().max(0) as u64,
-                        m.key().map(|k| k.to_vec()),
-                        m.payload().map(|p| p.to_vec()),
-                    )),
+                if !read_some(consumer, Duration::ZERO, &mut got) {
+                    break;
                 }
             }
             for (partition, position, key, value) in got {
