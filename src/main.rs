@@ -225,6 +225,10 @@ struct BenchArgs {
     /// Write snapshots to this job file's [sink] instead of nowhere.
     #[arg(long)]
     sink_job: Option<PathBuf>,
+    /// Which dataflow: `window` (view counts only), `model` (the full
+    /// model beside them), or `both`, one after the other in this run.
+    #[arg(long, default_value = "both")]
+    model: String,
     #[command(flatten)]
     cluster: Cluster,
 }
@@ -412,6 +416,27 @@ fn catalog(args: CatalogArgs) -> Result<()> {
 }
 
 fn bench(args: BenchArgs) -> Result<()> {
+    let modes: &[bool] = match args.model.as_str() {
+        "window" => &[false],
+        "model" => &[true],
+        "both" => &[false, true],
+        other => bail!("--model must be window, model or both, not {other}"),
+    };
+    for &model in modes {
+        println!(
+            "{}",
+            if model {
+                "== full model (window counts, measures, rollups, scores, rankings)"
+            } else {
+                "== window only (view counts)"
+            }
+        );
+        bench_one(&args, model)?;
+    }
+    Ok(())
+}
+
+fn bench_one(args: &BenchArgs, model: bool) -> Result<()> {
     let mut job = JobConfig::default();
     job.source.kind = SourceKind::Generator;
     job.sink.kind = SinkKind::None;
@@ -431,6 +456,9 @@ fn bench(args: BenchArgs) -> Result<()> {
     g.invalid = 0.0;
     job.source.batch = 65_536;
     job.metrics.enabled = false; // no endpoint, no live-window copies: the dataflow alone
+    job.model.enabled = model;
+    // Every id is a catalog title, so the model resolves and rolls up each one.
+    job.catalog.titles = args.ids as usize;
     if let Some(path) = &args.sink_job {
         job.sink = JobConfig::load(Some(path))?.sink;
     }

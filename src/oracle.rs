@@ -223,11 +223,7 @@ pub fn recount_model(
             .values()
             .filter_map(|t| {
                 let parent = match t.parent {
-                    Some(p) => Some(
-                        titles
-                            .get(&p)
-                            .map(|pt| (pt.kind, pt.parent, pt.ends_at))?,
-                    ),
+                    Some(p) => Some(titles.get(&p).map(|pt| (pt.kind, pt.parent, pt.ends_at))?),
                     None => None,
                 };
                 Some((t.id, resolve(t.kind, t.parent, t.ends_at, parent)))

@@ -341,7 +341,7 @@ pub fn run_worker(worker: &mut Worker, ctx: &Context) -> Result<()> {
                     ctx.stats.clone(),
                     ctx.fault.clone(),
                 );
-                let mut tables = vec![crate::sink::snapshot::TITLES];
+                let mut tables = vec![vec![crate::sink::snapshot::TITLES]];
                 if let (Some(h), Some(spec)) = (model_hours, ctx.model) {
                     use timely::dataflow::operators::Concat;
                     let node_parts = write_model_parts(
@@ -360,7 +360,7 @@ pub fn run_worker(worker: &mut Worker, ctx: &Context) -> Result<()> {
                         ctx.fault.clone(),
                     );
                     parts = parts.concat(node_parts).concat(top_parts);
-                    tables.extend(crate::sink::tables::MODEL_TABLES);
+                    tables.push(crate::sink::tables::MODEL_TABLES.to_vec());
                 }
                 publish_hours(
                     parts,

@@ -190,7 +190,11 @@ fn model_tables_equal_the_recount_with_catalog_changes_on_one_and_four_workers()
             }
             got.sort_by_key(|r| r.0);
             let want_rows: Vec<_> = rows.iter().map(expect_row).collect();
-            assert_eq!(got.len(), want_rows.len(), "{workers} workers, hour {hour}: rows");
+            assert_eq!(
+                got.len(),
+                want_rows.len(),
+                "{workers} workers, hour {hour}: rows"
+            );
             for (g, w) in got.iter().zip(&want_rows) {
                 assert_eq!(g, w, "{workers} workers, hour {hour}");
             }
@@ -210,9 +214,19 @@ fn model_tables_equal_the_recount_with_catalog_changes_on_one_and_four_workers()
                 .collect();
             let want_top: Vec<(String, String, i64, i64)> = top
                 .iter()
-                .map(|e| (e.category.clone(), e.region.clone(), e.rank as i64, e.id as i64))
+                .map(|e| {
+                    (
+                        e.category.clone(),
+                        e.region.clone(),
+                        e.rank as i64,
+                        e.id as i64,
+                    )
+                })
                 .collect();
-            assert_eq!(got_top, want_top, "{workers} workers, hour {hour}: rankings");
+            assert_eq!(
+                got_top, want_top,
+                "{workers} workers, hour {hour}: rankings"
+            );
         }
         // Published hours beyond the recount's are empty.
         for hour in &published {

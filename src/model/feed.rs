@@ -140,7 +140,9 @@ impl CatalogFeed {
         if let Some((consumer, _)) = &kafka {
             let began = Instant::now();
             let mut last = Instant::now();
-            while last.elapsed() < Duration::from_secs(1) && began.elapsed() < Duration::from_secs(30) {
+            while last.elapsed() < Duration::from_secs(1)
+                && began.elapsed() < Duration::from_secs(30)
+            {
                 if read_some(consumer, Duration::from_millis(100), &mut backlog) {
                     last = Instant::now();
                 }

@@ -195,7 +195,7 @@ pub fn publish_hours<'scope>(
     window: WindowSpec,
     stats: Arc<Stats>,
     fault: Arc<FaultSlot>,
-    tables: Vec<&'static str>,
+    groups: Vec<Vec<&'static str>>,
 ) -> StreamVec<'scope, Pane, Manifest> {
     let worker = parts.scope().worker();
     parts.unary_frontier(
@@ -208,7 +208,8 @@ pub fn publish_hours<'scope>(
             let mut inflight: HashMap<u64, Capability<Pane>> = HashMap::new();
             let mut held = Some(initial);
             let mut pending: BTreeMap<Pane, Vec<PartRecord>> = BTreeMap::new();
-            let mut last_published: Option<u64> = None;
+            // Per group of tables: the last hour published.
+            let mut last_published: Vec<Option<u64>> = vec![None; groups.len()];
             move |(input, frontier), output| {
                 input.for_each(|_cap, data| {
                     for record in data.drain(..) {
@@ -227,21 +228,29 @@ pub fn publish_hours<'scope>(
                     let Some(cap) = held.as_ref() else { break };
                     records.sort();
                     let hour = window.hour_of(time);
-                    // Hours in an event-time gap since the last one are published empty.
-                    let first = last_published.map_or(hour, |h| h + 1);
-                    last_published = Some(hour);
+                    // A group of tables with parts in this hour is published
+                    // whole; its hours in an event-time gap since its last
+                    // published hour are published empty.
+                    let mut jobs: Vec<(u64, Vec<&'static str>)> = Vec::new();
+                    for (g, tables) in groups.iter().enumerate() {
+                        if records.iter().any(|r| tables.contains(&r.table.as_str())) {
+                            jobs.push((last_published[g].map_or(hour, |h| h + 1), tables.clone()));
+                            last_published[g] = Some(hour);
+                        }
+                    }
                     let records = Arc::new(records);
-                    let tables = tables.clone();
                     let id = uploader.submit(Box::new(move |store| {
                         let mut out = Vec::new();
-                        for h in first..=hour {
-                            for table in &tables {
-                                let parts: Vec<PartRecord> = records
-                                    .iter()
-                                    .filter(|r| h == hour && r.table == *table)
-                                    .cloned()
-                                    .collect();
-                                out.push(publish(store, &window, table, h, &parts)?);
+                        for (first, tables) in &jobs {
+                            for h in *first..=hour {
+                                for table in tables {
+                                    let parts: Vec<PartRecord> = records
+                                        .iter()
+                                        .filter(|r| h == hour && r.table == *table)
+                                        .cloned()
+                                        .collect();
+                                    out.push(publish(store, &window, table, h, &parts)?);
+                                }
                             }
                         }
                         Ok(out)
