@@ -86,6 +86,9 @@ impl ModelBoard {
     }
 }
 
+/// Updates of one time waiting for the frontier: measures, and side updates.
+type Pending = (Vec<(ContentId, Measures)>, Vec<(Side, i64)>);
+
 /// Side input of `ModelTables`: catalog info of its shard, and the episode total.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 enum Side {
@@ -195,8 +198,7 @@ pub fn model_tables<'scope>(
         move |initial, op| {
             let activator = scope.activator_for(op.address.clone());
             let mut held = Some(initial);
-            let mut pending: BTreeMap<Pane, (Vec<(ContentId, Measures)>, Vec<(Side, i64)>)> =
-                BTreeMap::new();
+            let mut pending: BTreeMap<Pane, Pending> = BTreeMap::new();
             let mut measures: HashMap<ContentId, Measures> = HashMap::new();
             // Info with its multiplicity: a title is known while its count is positive.
             let mut infos: HashMap<ContentId, Vec<(Info, i64)>> = HashMap::new();

@@ -140,10 +140,12 @@ impl Measures {
         if let Some(slot) = c.get_mut(index) {
             *slot = value;
         }
-        let mut m = Measures::default();
-        m.views = c[0];
-        m.watch_ms = c[1];
-        m.views_24h = c[2];
+        let mut m = Measures {
+            views: c[0],
+            watch_ms: c[1],
+            views_24h: c[2],
+            ..Measures::default()
+        };
         m.tier.copy_from_slice(&c[3..5]);
         m.device.copy_from_slice(&c[5..9]);
         m.region.copy_from_slice(&c[9..]);
