@@ -413,6 +413,7 @@ pub fn run_worker(worker: &mut Worker, ctx: &Context) -> Result<()> {
                 catalog,
                 feed,
                 panes: ModelPanes::default(),
+                drain_until: None,
             })
         }
         _ => None,
@@ -536,6 +537,9 @@ fn feed(
     }
 }
 
+/// Panes the model's inputs advance per step while draining the score window.
+const DRAIN_STEP: Pane = 1;
+
 /// Checkpoint ledger keys of model measures carry this bit; the rest of the
 /// key is `content << 5 | component` (content ids have at most 58 bits).
 const FACT_TAG: u64 = 1 << 63;
@@ -560,6 +564,8 @@ struct ModelFeed {
     /// Catalog changes at run time (worker 0 only).
     feed: Option<CatalogFeed>,
     panes: ModelPanes,
+    /// After the source has finished: the pane up to which to step the inputs.
+    drain_until: Option<Pane>,
 }
 
 impl ModelFeed {
@@ -778,9 +784,15 @@ impl<'a> Driver<'a> {
                     if self.marks.is_empty() {
                         // Every partition is done: closing the input lets the frontier run out.
                         self.dead.flush()?;
+                        let until = *session.time();
                         input = None;
                         self.carry = None;
-                        self.model = None;
+                        if let Some(m) = self.model.as_mut() {
+                            m.carry = None;
+                            // Walk the model's inputs through the score window
+                            // pane by pane, so what leaves it leaves in order.
+                            m.drain_until = Some(until + m.spec.score_panes + 1);
+                        }
                         tracing::debug!(elapsed = ?started.elapsed(), "source finished");
                     } else {
                         // Idle partitions stop holding the input back; if all are idle, nothing moves.
@@ -820,6 +832,20 @@ impl<'a> Driver<'a> {
                             }
                         }
                     }
+                }
+            } else if let Some(m) = self.model.as_mut() {
+                let time = *m.facts.time();
+                match m.drain_until {
+                    Some(end) if time < end => {
+                        if !probe.less_than(&time) {
+                            // A few panes at a time: each step costs a round of progress messages.
+                            m.advance((time + DRAIN_STEP).min(end));
+                            m.flush();
+                        } else {
+                            idle = true;
+                        }
+                    }
+                    _ => self.model = None,
                 }
             } else if frontier.is_none() {
                 if let Some(cp) = self.checkpointer.as_mut() {

@@ -89,6 +89,9 @@ impl ModelBoard {
 /// Updates of one time waiting for the frontier: measures, and side updates.
 type Pending = (Vec<(ContentId, Measures)>, Vec<(Side, i64)>);
 
+/// A fast hasher for maps keyed by content id.
+type Fx = std::hash::BuildHasherDefault<crate::pipeline::FxHasher>;
+
 /// Side input of `ModelTables`: catalog info of its shard, and the episode total.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 enum Side {
@@ -97,7 +100,13 @@ enum Side {
 }
 
 /// The windowed measures of `facts`: each update enters at its pane, its
-/// window part leaves one window later and its score part one score window later.
+/// window part leaves one window later and its score part one score window
+/// later.
+///
+/// The leaving updates are held here and released only once the input
+/// frontier reaches their time. Handing them on at once, stamped with a
+/// future time, would park a day of them in the batcher of every
+/// arrangement downstream, which re-sorts what it holds at each pane.
 pub fn windowed_facts<'scope>(
     facts: Facts<'scope>,
     window: &WindowSpec,
@@ -106,19 +115,69 @@ pub fn windowed_facts<'scope>(
     let (width, score) = (window.panes(), spec.score_panes);
     facts
         .inner
-        .flat_map(move |(id, t, m)| {
-            let mut out = vec![(id, t, m)];
-            let mut w = m.window_part();
-            if !w.is_zero() {
-                differential_dataflow::difference::Abelian::negate(&mut w);
-                out.push((id, t + width, w));
+        .unary_frontier(Pipeline, "WindowFacts", move |initial, _info| {
+            let mut held = Some(initial);
+            // What leaves the window (whole measures, for a window) and what
+            // leaves the score window (24-hour views only, for a day): kept
+            // apart, so the long wait holds 16 bytes per title and pane, not 168.
+            let mut leaving: BTreeMap<Pane, Vec<(ContentId, Measures)>> = BTreeMap::new();
+            let mut leaving_24h: BTreeMap<Pane, Vec<(ContentId, i64)>> = BTreeMap::new();
+            move |(input, frontier), output| {
+                input.for_each(|cap, data| {
+                    let mut session = output.session(&cap);
+                    for (id, t, m) in data.drain(..) {
+                        let mut w = m.window_part();
+                        if !w.is_zero() {
+                            differential_dataflow::difference::Abelian::negate(&mut w);
+                            leaving.entry(t + width).or_default().push((id, w));
+                        }
+                        if m.views_24h != 0 {
+                            leaving_24h
+                                .entry(t + score)
+                                .or_default()
+                                .push((id, -m.views_24h));
+                        }
+                        session.give((id, t, m));
+                    }
+                });
+                let bound = frontier.frontier().first().copied();
+                let first =
+                    |a: &BTreeMap<Pane, Vec<(ContentId, Measures)>>,
+                     b: &BTreeMap<Pane, Vec<(ContentId, i64)>>| {
+                        match (a.first_key_value(), b.first_key_value()) {
+                            (Some((x, _)), Some((y, _))) => Some(*x.min(y)),
+                            (Some((x, _)), None) => Some(*x),
+                            (None, Some((y, _))) => Some(*y),
+                            (None, None) => None,
+                        }
+                    };
+                if let Some(cap) = held.as_ref() {
+                    while let Some(t) = first(&leaving, &leaving_24h) {
+                        if bound.is_some_and(|b| t >= b) {
+                            break;
+                        }
+                        let at = cap.delayed(&t);
+                        let mut session = output.session(&at);
+                        for (id, m) in leaving.remove(&t).unwrap_or_default() {
+                            session.give((id, t, m));
+                        }
+                        for (id, v) in leaving_24h.remove(&t).unwrap_or_default() {
+                            let m = Measures {
+                                views_24h: v,
+                                ..Measures::default()
+                            };
+                            session.give((id, t, m));
+                        }
+                    }
+                }
+                // Keep a capability for the earliest update still to leave.
+                match (bound, first(&leaving, &leaving_24h)) {
+                    (Some(b), Some(t)) => follow_frontier(&mut held, Some(b.min(t))),
+                    (Some(b), None) => follow_frontier(&mut held, Some(b)),
+                    (None, Some(t)) => follow_frontier(&mut held, Some(t)),
+                    (None, None) => held = None,
+                }
             }
-            let mut s = m.score_part();
-            if !s.is_zero() {
-                differential_dataflow::difference::Abelian::negate(&mut s);
-                out.push((id, t + score, s));
-            }
-            out
         })
         .as_collection()
 }
@@ -142,6 +201,13 @@ pub fn catalog_info<'scope>(
 /// Builds the model from windowed facts and the catalog; emits each
 /// worker's [`ModelHour`] at the last pane of every hour and publishes the
 /// live model to `live`.
+///
+/// Titles and their catalog info are both keyed by title, so the join that
+/// moves measures up the hierarchy runs inside the title shard, in time
+/// order: a fact updates its title and is forwarded to the title's current
+/// ancestors; a catalog change moves the title's current measures from the
+/// old ancestors to the new ones. This is the incremental join, specialised
+/// to one side (the catalog) being small and co-partitioned.
 pub fn model_tables<'scope>(
     windowed: Facts<'scope>,
     catalog: CatalogUpdates<'scope>,
@@ -150,64 +216,131 @@ pub fn model_tables<'scope>(
     stats: Arc<Stats>,
     live: Option<Arc<ModelBoard>>,
 ) -> StreamVec<'scope, Pane, ModelHour> {
-    let info = catalog_info(catalog);
-    let anc = info.clone().flat_map(|(id, info)| {
-        let total = (info.kind == crate::catalog::Kind::Episode).then_some((TOTAL_NODE, true));
-        ancestors(&info)
-            .chain(total)
-            .map(move |a| (id, a))
-            .collect::<Vec<_>>()
-    });
-    // Measures move up the hierarchy by a join: the difference of the
-    // output is the title's measures, keyed by the ancestor.
-    let rollups = windowed
-        .clone()
-        .map(|id| (id, ()))
-        .join_map(anc, |_id, _, &(a, with_24h)| (a, with_24h))
-        .inner
-        .flat_map(|((a, with_24h), t, mut m)| {
-            if !with_24h {
-                m.views_24h = 0;
-            }
-            (!m.is_zero()).then_some((a, t, m))
-        });
-    let total = rollups
-        .clone()
-        .filter(|(a, _, _)| *a == TOTAL_NODE)
-        .map(|(_, t, m)| (Side::Total(m.views_24h), t, 1i64))
-        .broadcast();
-    let nodes = windowed
-        .inner
-        .concat(rollups.filter(|(a, _, _)| *a != TOTAL_NODE));
-    let side = info
+    let info = catalog_info(catalog)
         .inner
         .map(|((id, info), t, r)| (Side::Info(id, info), t, r))
         .exchange(|(s, _, _)| match s {
             Side::Info(id, _) => shard(*id),
             Side::Total(_) => 0,
-        })
-        .concat(total);
-    let worker = nodes.scope().index();
-    let scope = nodes.scope();
+        });
+    let titles = shard_stage(
+        windowed.inner,
+        info.clone(),
+        true,
+        window,
+        spec,
+        stats.clone(),
+        live.clone(),
+    );
+    let deltas = combine(titles.clone().flat_map(|out| match out {
+        StageOut::Delta(id, t, m) => Some((id, t, m)),
+        StageOut::Hour(_) => None,
+    }));
+    let total = deltas
+        .clone()
+        .filter(|(a, _, _)| *a == TOTAL_NODE)
+        .map(|(_, t, m)| (Side::Total(m.views_24h), t, 1i64))
+        .broadcast();
+    let nodes = shard_stage(
+        deltas.filter(|(a, _, _)| *a != TOTAL_NODE),
+        info.concat(total),
+        false,
+        window,
+        spec,
+        stats,
+        live,
+    );
+    let hours = titles.concat(nodes).flat_map(|out| match out {
+        StageOut::Hour(h) => Some(h),
+        StageOut::Delta(..) => None,
+    });
+    finish_hours(hours, window, spec)
+}
+
+/// What a shard stage emits: its rows of an hour, or (titles) a measure
+/// delta for an ancestor at a time.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+enum StageOut {
+    Hour(ModelHour),
+    Delta(ContentId, Pane, Measures),
+}
+
+/// Where a title's measures go: shows and channels to their own node (they
+/// are rows of the node stage), everything else to its ancestors, episodes'
+/// score-window views also to the episode total.
+fn targets(info: Option<&Info>) -> Vec<(ContentId, bool)> {
+    use crate::catalog::Kind;
+    match info {
+        None => Vec::new(),
+        Some(i) if matches!(i.kind, Kind::Show | Kind::Channel) => Vec::new(),
+        Some(i) => {
+            let mut out: Vec<(ContentId, bool)> = ancestors(i).collect();
+            if i.kind == Kind::Episode {
+                out.push((TOTAL_NODE, true));
+            }
+            out
+        }
+    }
+}
+
+/// Whether a node's own facts go to the node stage (shows, channels).
+fn forwards_itself(info: Option<&Info>) -> bool {
+    use crate::catalog::Kind;
+    matches!(info.map(|i| i.kind), Some(Kind::Show | Kind::Channel))
+}
+
+fn masked(m: &Measures, with_24h: bool) -> Measures {
+    if with_24h {
+        *m
+    } else {
+        Measures { views_24h: 0, ..*m }
+    }
+}
+
+/// One shard of titles (`titles = true`) or of shows and channels: applies
+/// its updates in time order as the frontier allows, emits its rows at the
+/// last pane of every hour, and (titles) forwards deltas to ancestors.
+#[allow(clippy::too_many_arguments)]
+fn shard_stage<'scope>(
+    facts: StreamVec<'scope, Pane, (ContentId, Pane, Measures)>,
+    side: StreamVec<'scope, Pane, (Side, Pane, i64)>,
+    titles: bool,
+    window: WindowSpec,
+    spec: ModelSpec,
+    stats: Arc<Stats>,
+    live: Option<Arc<ModelBoard>>,
+) -> StreamVec<'scope, Pane, StageOut> {
+    let worker = facts.scope().index();
+    let scope = facts.scope();
     let publish_every = std::time::Duration::from_secs(1);
-    nodes.binary_frontier::<_, CapacityContainerBuilder<Vec<ModelHour>>, _, _, _, _>(
+    let board_key = worker * 2 + usize::from(!titles);
+    facts.binary_frontier::<_, CapacityContainerBuilder<Vec<StageOut>>, _, _, _, _>(
         side,
         Exchange::new(|u: &(ContentId, Pane, Measures)| shard(u.0)),
         Pipeline,
-        "ModelTables",
+        if titles { "ModelTitles" } else { "ModelNodes" },
         move |initial, op| {
             let activator = scope.activator_for(op.address.clone());
             let mut held = Some(initial);
             let mut pending: BTreeMap<Pane, Pending> = BTreeMap::new();
-            let mut measures: HashMap<ContentId, Measures> = HashMap::new();
+            let mut measures: HashMap<ContentId, Measures, Fx> = HashMap::default();
             // Info with its multiplicity: a title is known while its count is positive.
-            let mut infos: HashMap<ContentId, Vec<(Info, i64)>> = HashMap::new();
-            let mut info_view: HashMap<ContentId, Info> = HashMap::new();
+            let mut infos: HashMap<ContentId, Vec<(Info, i64)>, Fx> = HashMap::default();
+            let mut info_view: HashMap<ContentId, Info, Fx> = HashMap::default();
             let mut total: i64 = 0;
             let mut cursor: Pane = 0;
             let mut last_publish = std::time::Instant::now() - publish_every;
             let mut dirty = false;
             let mut state: i64 = 0;
+            let rows_of = move |measures: &HashMap<ContentId, Measures, Fx>,
+                                info_view: &HashMap<ContentId, Info, Fx>,
+                                total: i64,
+                                t: crate::time::Millis| {
+                let shown = measures
+                    .iter()
+                    .filter(|(id, _)| !(titles && forwards_itself(info_view.get(id))));
+                node_rows(shown, info_view, total, t, spec.half_life_ms)
+            };
             move |(input1, frontier1), (input2, frontier2), output| {
                 input1.for_each(|_cap, data| {
                     for (id, t, m) in data.drain(..) {
@@ -231,29 +364,21 @@ pub fn model_tables<'scope>(
                         .map(|(t, _)| *t)
                         .filter(|t| bound.is_none_or(|b| *t < b));
                     if let (Some(upto), Some(cap)) = (next.or(bound), held.as_ref()) {
-                        while !measures.is_empty() {
+                        while !measures.is_empty() || total != 0 {
                             let end = window.last_pane_of_hour(window.hour_of(cursor));
                             if end >= upto {
                                 break;
                             }
                             let t = window.window_bounds(end).1;
-                            let rows =
-                                node_rows(&measures, &info_view, total, t, spec.half_life_ms);
-                            let top = rank_all(&rows, spec.top_k);
-                            let picked: std::collections::HashSet<ContentId> =
-                                top.iter().map(|e| e.id).collect();
-                            let candidates = rows
-                                .iter()
-                                .filter(|r| picked.contains(&r.id))
-                                .cloned()
-                                .collect();
-                            output.session(&cap.delayed(&end)).give(ModelHour {
-                                hour: window.hour_of(end),
-                                worker,
-                                rows,
-                                candidates,
-                                total_24h: total,
-                            });
+                            output
+                                .session(&cap.delayed(&end))
+                                .give(StageOut::Hour(ModelHour {
+                                    hour: window.hour_of(end),
+                                    worker,
+                                    rows: rows_of(&measures, &info_view, total, t),
+                                    candidates: Vec::new(),
+                                    total_24h: total,
+                                }));
                             cursor = end + 1;
                         }
                     }
@@ -264,16 +389,10 @@ pub fn model_tables<'scope>(
                                 let as_of = b.saturating_sub(1);
                                 let t = window.window_bounds(as_of).1;
                                 board.publish(
-                                    worker,
+                                    board_key,
                                     ModelShard {
                                         as_of,
-                                        rows: Arc::new(node_rows(
-                                            &measures,
-                                            &info_view,
-                                            total,
-                                            t,
-                                            spec.half_life_ms,
-                                        )),
+                                        rows: Arc::new(rows_of(&measures, &info_view, total, t)),
                                         total_24h: total,
                                     },
                                 );
@@ -285,44 +404,80 @@ pub fn model_tables<'scope>(
                         }
                     }
                     let Some(time) = next else { break };
-                    if let Some((facts, sides)) = pending.remove(&time) {
-                        for (id, m) in facts {
-                            let entry = measures.entry(id).or_default();
-                            entry.add(&m);
-                            if entry.is_zero() {
-                                measures.remove(&id);
-                            }
-                        }
-                        let mut touched = Vec::new();
-                        for (side, r) in sides {
-                            match side {
-                                Side::Total(v) => total += v * r,
-                                Side::Info(id, info) => {
-                                    // Retractions and assertions of one time come in any order:
-                                    // count each value, the current one is the one left positive.
-                                    let list = infos.entry(id).or_default();
-                                    match list.iter_mut().find(|(i, _)| *i == info) {
-                                        Some(e) => e.1 += r,
-                                        None => list.push((info, r)),
-                                    }
-                                    touched.push(id);
+                    let Some((facts, sides)) = pending.remove(&time) else {
+                        break;
+                    };
+                    let Some(cap) = held.as_ref() else { break };
+                    let at = cap.delayed(&time);
+                    let mut session = output.session(&at);
+                    // Catalog changes first, with the measures as of before this time.
+                    let mut touched = Vec::new();
+                    for (side, r) in sides {
+                        match side {
+                            Side::Total(v) => total += v * r,
+                            Side::Info(id, info) => {
+                                // Retractions and assertions of one time come in any order:
+                                // count each value; the current one is the one left positive.
+                                let list = infos.entry(id).or_default();
+                                match list.iter_mut().find(|(i, _)| *i == info) {
+                                    Some(e) => e.1 += r,
+                                    None => list.push((info, r)),
                                 }
-                            }
-                        }
-                        for id in touched {
-                            let Some(list) = infos.get_mut(&id) else {
-                                continue;
-                            };
-                            list.retain(|(_, n)| *n != 0);
-                            match list.iter().find(|(_, n)| *n > 0) {
-                                Some((i, _)) => info_view.insert(id, *i),
-                                None => info_view.remove(&id),
-                            };
-                            if list.is_empty() {
-                                infos.remove(&id);
+                                touched.push(id);
                             }
                         }
                     }
+                    touched.sort_unstable();
+                    touched.dedup();
+                    for id in touched {
+                        let Some(list) = infos.get_mut(&id) else {
+                            continue;
+                        };
+                        list.retain(|(_, n)| *n != 0);
+                        let now = list.iter().find(|(_, n)| *n > 0).map(|(i, _)| *i);
+                        if list.is_empty() {
+                            infos.remove(&id);
+                        }
+                        let before = match now {
+                            Some(i) => info_view.insert(id, i),
+                            None => info_view.remove(&id),
+                        };
+                        if titles && before != now {
+                            if let Some(m) = measures.get(&id) {
+                                let mut gone = *m;
+                                differential_dataflow::difference::Abelian::negate(&mut gone);
+                                for (a, with_24h) in targets(before.as_ref()) {
+                                    session.give(StageOut::Delta(a, time, masked(&gone, with_24h)));
+                                }
+                                if forwards_itself(before.as_ref()) {
+                                    session.give(StageOut::Delta(id, time, gone));
+                                }
+                                for (a, with_24h) in targets(now.as_ref()) {
+                                    session.give(StageOut::Delta(a, time, masked(m, with_24h)));
+                                }
+                                if forwards_itself(now.as_ref()) {
+                                    session.give(StageOut::Delta(id, time, *m));
+                                }
+                            }
+                        }
+                    }
+                    for (id, m) in facts {
+                        if titles {
+                            let info = info_view.get(&id);
+                            for (a, with_24h) in targets(info) {
+                                session.give(StageOut::Delta(a, time, masked(&m, with_24h)));
+                            }
+                            if forwards_itself(info) {
+                                session.give(StageOut::Delta(id, time, m));
+                            }
+                        }
+                        let entry = measures.entry(id).or_default();
+                        entry.add(&m);
+                        if entry.is_zero() {
+                            measures.remove(&id);
+                        }
+                    }
+                    drop(session);
                     cursor = time;
                     dirty = true;
                 }
@@ -337,4 +492,102 @@ pub fn model_tables<'scope>(
             }
         },
     )
+}
+
+/// Joins the title stage's and the node stage's hours of each worker:
+/// episode scores need the episode total the node stage holds; then picks
+/// the worker's ranking candidates.
+fn finish_hours<'scope>(
+    hours: StreamVec<'scope, Pane, ModelHour>,
+    window: WindowSpec,
+    spec: ModelSpec,
+) -> StreamVec<'scope, Pane, ModelHour> {
+    hours.unary_frontier(Pipeline, "FinishHours", move |initial, _info| {
+        let mut held = Some(initial);
+        let mut pending: BTreeMap<Pane, Vec<ModelHour>> = BTreeMap::new();
+        move |(input, frontier), output| {
+            input.for_each(|_cap, data| {
+                for h in data.drain(..) {
+                    pending
+                        .entry(window.last_pane_of_hour(h.hour))
+                        .or_default()
+                        .push(h);
+                }
+            });
+            let bound = frontier.frontier().first().copied();
+            if let Some(cap) = held.as_ref() {
+                while let Some((&end, _)) = pending.first_key_value() {
+                    if bound.is_some_and(|b| end >= b) {
+                        break;
+                    }
+                    let Some(parts) = pending.remove(&end) else {
+                        break;
+                    };
+                    let total = parts.iter().map(|h| h.total_24h).max().unwrap_or(0);
+                    let worker = parts.first().map_or(0, |h| h.worker);
+                    let mut rows: Vec<NodeRow> = parts.into_iter().flat_map(|h| h.rows).collect();
+                    for r in rows.iter_mut() {
+                        if r.info.map(|i| i.kind) == Some(crate::catalog::Kind::Episode) {
+                            r.score_ppm = crate::model::score_ppm(r.m.views_24h, total);
+                        }
+                    }
+                    rows.sort_unstable_by_key(|r| r.id);
+                    if rows.is_empty() {
+                        continue;
+                    }
+                    let top = rank_all(&rows, spec.top_k);
+                    let picked: std::collections::HashSet<ContentId> =
+                        top.iter().map(|e| e.id).collect();
+                    let candidates = rows
+                        .iter()
+                        .filter(|r| picked.contains(&r.id))
+                        .cloned()
+                        .collect();
+                    output.session(&cap.delayed(&end)).give(ModelHour {
+                        hour: window.hour_of(end),
+                        worker,
+                        rows,
+                        candidates,
+                        total_24h: total,
+                    });
+                }
+            }
+            follow_frontier(&mut held, bound);
+        }
+    })
+}
+
+/// Sums the updates of each (node, time) on this worker and emits them once
+/// the input frontier has passed the time: a combiner in front of an exchange.
+fn combine<'scope>(
+    updates: StreamVec<'scope, Pane, (ContentId, Pane, Measures)>,
+) -> StreamVec<'scope, Pane, (ContentId, Pane, Measures)> {
+    updates.unary_frontier(Pipeline, "Combine", |initial, _info| {
+        let mut held = Some(initial);
+        let mut sums: BTreeMap<Pane, HashMap<ContentId, Measures, Fx>> = BTreeMap::new();
+        move |(input, frontier), output| {
+            input.for_each(|_cap, data| {
+                for (id, t, m) in data.drain(..) {
+                    sums.entry(t).or_default().entry(id).or_default().add(&m);
+                }
+            });
+            let bound = frontier.frontier().first().copied();
+            if let Some(cap) = held.as_ref() {
+                while let Some((&t, _)) = sums.first_key_value() {
+                    if bound.is_some_and(|b| t >= b) {
+                        break;
+                    }
+                    let Some(batch) = sums.remove(&t) else { break };
+                    let at = cap.delayed(&t);
+                    let mut session = output.session(&at);
+                    for (id, m) in batch {
+                        if !m.is_zero() {
+                            session.give((id, t, m));
+                        }
+                    }
+                }
+            }
+            follow_frontier(&mut held, bound);
+        }
+    })
 }

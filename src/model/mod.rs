@@ -464,9 +464,9 @@ pub fn rank_all<'a>(rows: impl IntoIterator<Item = &'a NodeRow>, k: usize) -> Ve
 
 /// Builds the node rows of one shard: scores from the score window's
 /// episode total, decay at window end `t`.
-pub fn node_rows<'a>(
+pub fn node_rows<'a, S: std::hash::BuildHasher>(
     measures: impl IntoIterator<Item = (&'a ContentId, &'a Measures)>,
-    info: &std::collections::HashMap<ContentId, Info>,
+    info: &std::collections::HashMap<ContentId, Info, S>,
     total_24h: i64,
     t: Millis,
     half_life_ms: Millis,
