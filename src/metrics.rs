@@ -286,6 +286,8 @@ pub struct Api {
     pub window: WindowSpec,
     /// Processes in the cluster: the API answers only when this process holds every shard.
     pub processes: usize,
+    /// The live model, when the job maintains it.
+    pub model: Option<Arc<crate::dataflow::model::ModelBoard>>,
 }
 
 /// Starts the endpoint on `listen`; returns the address it is bound to.
@@ -422,13 +424,21 @@ fn query(api: &Api, path: &str) -> (&'static str, serde_json::Value) {
             return bad("404 Not Found", format!("no title {id} in the catalog"));
         };
         let views: i64 = shards.values().filter_map(|s| s.counts.get(&id)).sum();
-        return (
-            "200 OK",
-            serde_json::json!({ "content_id": id, "name": title.name, "kind": title.kind.as_str(), "views": views, "window": window }),
-        );
+        let mut body = serde_json::json!({ "content_id": id, "name": title.name, "kind": title.kind.as_str(), "views": views, "window": window });
+        if let Some(live) = live_model(api) {
+            body["model"] = match live.rows.iter().find(|r| r.id == id) {
+                Some(r) => row_json(r, api),
+                None => serde_json::json!(null),
+            };
+            body["model_window"] = live.window_json(api);
+        }
+        return ("200 OK", body);
+    }
+    if route == "/api/trending" || route == "/api/breakdown" {
+        return model_query(api, route, &args);
     }
     if route != "/api/top" {
-        return bad("404 Not Found", format!("no such endpoint `{route}`; try /api/top?category=episode&k=10 or /api/titles/<id>"));
+        return bad("404 Not Found", format!("no such endpoint `{route}`; try /api/top?category=episode&k=10, /api/trending?category=all&region=IN-MH, /api/breakdown or /api/titles/<id>"));
     }
     if let Some(k) = args
         .keys()
@@ -475,5 +485,191 @@ fn query(api: &Api, path: &str) -> (&'static str, serde_json::Value) {
     (
         "200 OK",
         serde_json::json!({ "category": kind.as_str(), "k": k, "window": window, "titles": titles }),
+    )
+}
+
+/// The live model of this process, merged over its shards, with episode
+/// scores from the episode total.
+struct LiveModel {
+    as_of: u64,
+    rows: Vec<crate::model::NodeRow>,
+    total_24h: i64,
+}
+
+impl LiveModel {
+    fn window_json(&self, api: &Api) -> serde_json::Value {
+        let (start, end) = api.window.window_bounds(self.as_of);
+        serde_json::json!({ "start": rfc3339(start), "end": rfc3339(end) })
+    }
+}
+
+fn live_model(api: &Api) -> Option<LiveModel> {
+    let board = api.model.as_ref()?;
+    let shards = board.shards();
+    let as_of = shards.values().map(|s| s.as_of).min()?;
+    let total_24h = shards.values().map(|s| s.total_24h).max().unwrap_or(0);
+    let mut rows: Vec<crate::model::NodeRow> = shards
+        .values()
+        .flat_map(|s| s.rows.iter().cloned())
+        .collect();
+    for r in rows.iter_mut() {
+        if r.info.map(|i| i.kind) == Some(Kind::Episode) {
+            r.score_ppm = crate::model::score_ppm(r.m.views_24h, total_24h);
+        }
+    }
+    rows.sort_unstable_by_key(|r| r.id);
+    Some(LiveModel {
+        as_of,
+        rows,
+        total_24h,
+    })
+}
+
+fn named<T: Copy>(names: &[&str], values: &[T]) -> serde_json::Map<String, serde_json::Value>
+where
+    serde_json::Value: From<T>,
+{
+    names
+        .iter()
+        .zip(values)
+        .map(|(n, v)| (n.to_string(), serde_json::Value::from(*v)))
+        .collect()
+}
+
+const TIERS: [&str; 2] = ["free", "paid"];
+const DEVICES: [&str; 4] = ["mobile", "tv", "web", "tablet"];
+
+fn row_json(r: &crate::model::NodeRow, api: &Api) -> serde_json::Value {
+    serde_json::json!({
+        "content_id": r.id,
+        "name": api.catalog.get(r.id).map(|t| t.name.as_str()).unwrap_or(""),
+        "kind": r.info.map_or("unknown", |i| i.kind.as_str()),
+        "views": r.m.views,
+        "watch_ms": r.m.watch_ms,
+        "views_24h": r.m.views_24h,
+        "score_ppm": r.score_ppm,
+        "trend": r.trend(),
+        "decay": r.decay,
+        "by_tier": named(&TIERS, &r.m.tier),
+        "by_device": named(&DEVICES, &r.m.device),
+        "by_region": named(&crate::event::REGIONS, &r.m.region),
+    })
+}
+
+/// `/api/trending?category=C&region=R&k=N` and `/api/breakdown`, from the live model.
+fn model_query(
+    api: &Api,
+    route: &str,
+    args: &std::collections::BTreeMap<String, String>,
+) -> (&'static str, serde_json::Value) {
+    if api.model.is_none() {
+        return bad(
+            "404 Not Found",
+            "this job does not maintain the model ([model] enabled = false)",
+        );
+    }
+    let Some(live) = live_model(api) else {
+        return bad(
+            "503 Service Unavailable",
+            "no model published yet; retry in a second",
+        );
+    };
+    let window = live.window_json(api);
+    if route == "/api/breakdown" {
+        if let Some(k) = args.keys().next() {
+            return bad(
+                "400 Bad Request",
+                format!("unknown parameter `{k}` (/api/breakdown takes none)"),
+            );
+        }
+        // Titles only: shows and channels are sums of titles.
+        let mut sum = crate::model::Measures::default();
+        for r in live
+            .rows
+            .iter()
+            .filter(|r| !matches!(r.info.map(|i| i.kind), Some(Kind::Show | Kind::Channel)))
+        {
+            sum.add(&r.m);
+        }
+        return (
+            "200 OK",
+            serde_json::json!({
+                "window": window,
+                "views": sum.views,
+                "watch_ms": sum.watch_ms,
+                "views_24h_episodes": live.total_24h,
+                "by_tier": named(&TIERS, &sum.tier),
+                "by_device": named(&DEVICES, &sum.device),
+                "by_region": named(&crate::event::REGIONS, &sum.region),
+            }),
+        );
+    }
+    if let Some(k) = args
+        .keys()
+        .find(|k| !["category", "region", "k"].contains(&k.as_str()))
+    {
+        return bad(
+            "400 Bad Request",
+            format!("unknown parameter `{k}` (category, region, k)"),
+        );
+    }
+    let category = args.get("category").map(String::as_str).unwrap_or("all");
+    if !crate::model::CATEGORIES.contains(&category) {
+        return bad(
+            "400 Bad Request",
+            format!(
+                "unknown category `{category}` ({})",
+                crate::model::CATEGORIES.join(", ")
+            ),
+        );
+    }
+    let region = match args.get("region").map(String::as_str) {
+        None | Some("") => None,
+        Some(code) => match crate::event::Region::parse(code) {
+            Some(r) => Some(r.0 as usize),
+            None => {
+                return bad(
+                    "400 Bad Request",
+                    format!(
+                        "unknown region `{code}` ({})",
+                        crate::event::REGIONS.join(", ")
+                    ),
+                )
+            }
+        },
+    };
+    let k = match args.get("k").map(|k| k.parse::<usize>()) {
+        None => 10,
+        Some(Ok(k)) if (1..=1000).contains(&k) => k,
+        Some(_) => return bad("400 Bad Request", "k must be a whole number from 1 to 1000"),
+    };
+    let mut ranked: Vec<(f64, &crate::model::NodeRow)> = live
+        .rows
+        .iter()
+        .filter(|r| crate::model::categories_of(r.info.map(|i| i.kind)).contains(&category))
+        .map(|r| (crate::model::rank_value(r, category, region), r))
+        .filter(|(v, _)| *v > 0.0)
+        .collect();
+    ranked.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.id.cmp(&b.1.id)));
+    ranked.truncate(k);
+    let titles: Vec<serde_json::Value> = ranked
+        .iter()
+        .enumerate()
+        .map(|(i, (v, r))| {
+            let mut j = row_json(r, api);
+            j["rank"] = serde_json::json!(i + 1);
+            j["value"] = serde_json::json!(v);
+            j
+        })
+        .collect();
+    (
+        "200 OK",
+        serde_json::json!({
+            "category": category,
+            "region": region.map_or("", |r| crate::event::REGIONS[r]),
+            "k": k,
+            "window": window,
+            "titles": titles,
+        }),
     )
 }

@@ -181,9 +181,56 @@ pub fn recount_model(
     catalog: &crate::catalog::Catalog,
     changes: &[CatalogChangeAt],
 ) -> BTreeMap<u64, (Vec<crate::model::NodeRow>, Vec<crate::model::TopEntry>)> {
-    use crate::model::{ancestors, node_rows, rank_all, resolve, Info, Measures};
-    use std::collections::HashMap;
-    let mut accepted: Vec<(ContentId, u64, Measures)> = Vec::new();
+    let accepted = accepted_facts(partitions, window, lateness, limits);
+    let mut out = BTreeMap::new();
+    let (Some(first), Some(last)) = (
+        accepted.iter().map(|a| a.1).min(),
+        accepted.iter().map(|a| a.1).max(),
+    ) else {
+        return out;
+    };
+    for hour in window.hour_of(first)..=window.hour_of(last + spec.score_panes) {
+        let rows = model_rows_at(
+            &accepted,
+            window,
+            spec,
+            catalog,
+            changes,
+            window.last_pane_of_hour(hour),
+        );
+        if rows.is_empty() {
+            continue;
+        }
+        let top = crate::model::rank_all(&rows, spec.top_k);
+        out.insert(hour, (rows, top));
+    }
+    out
+}
+
+/// The model recounted at one pane: every node row as of the window ending at `end`.
+#[allow(clippy::too_many_arguments)]
+pub fn model_at(
+    partitions: &[Vec<Vec<u8>>],
+    window: &WindowSpec,
+    lateness: Millis,
+    limits: &Validation,
+    spec: &crate::model::ModelSpec,
+    catalog: &crate::catalog::Catalog,
+    changes: &[CatalogChangeAt],
+    end: crate::time::Pane,
+) -> Vec<crate::model::NodeRow> {
+    let accepted = accepted_facts(partitions, window, lateness, limits);
+    model_rows_at(&accepted, window, spec, catalog, changes, end)
+}
+
+/// Accepted events as (title, pane, measures), by the pipeline's rules.
+fn accepted_facts(
+    partitions: &[Vec<Vec<u8>>],
+    window: &WindowSpec,
+    lateness: Millis,
+    limits: &Validation,
+) -> Vec<(ContentId, u64, crate::model::Measures)> {
+    let mut accepted = Vec::new();
     for records in partitions {
         let mut mark = Watermark::new(lateness);
         for raw in records {
@@ -195,75 +242,76 @@ pub fn recount_model(
             }
             mark.observe(event.event_time);
             if let Some(p) = window.pane_of(event.event_time) {
-                accepted.push((event.content_id, p, Measures::of_event(&event)));
+                accepted.push((
+                    event.content_id,
+                    p,
+                    crate::model::Measures::of_event(&event),
+                ));
             }
         }
     }
-    let mut out = BTreeMap::new();
-    let (Some(first), Some(last)) = (
-        accepted.iter().map(|a| a.1).min(),
-        accepted.iter().map(|a| a.1).max(),
-    ) else {
-        return out;
-    };
-    for hour in window.hour_of(first)..=window.hour_of(last + spec.score_panes) {
-        let end = window.last_pane_of_hour(hour);
-        // The catalog as of `end`.
-        let mut titles: HashMap<ContentId, crate::catalog::Title> =
-            catalog.titles.iter().map(|t| (t.id, t.clone())).collect();
-        for c in changes.iter().filter(|c| c.pane <= end) {
-            if let Some(b) = &c.before {
-                titles.remove(&b.id);
-            }
-            if let Some(a) = &c.after {
-                titles.insert(a.id, a.clone());
-            }
+    accepted
+}
+
+fn model_rows_at(
+    accepted: &[(ContentId, u64, crate::model::Measures)],
+    window: &WindowSpec,
+    spec: &crate::model::ModelSpec,
+    catalog: &crate::catalog::Catalog,
+    changes: &[CatalogChangeAt],
+    end: crate::time::Pane,
+) -> Vec<crate::model::NodeRow> {
+    use crate::model::{ancestors, node_rows, resolve, Info, Measures};
+    use std::collections::HashMap;
+    // The catalog as of `end`.
+    let mut titles: HashMap<ContentId, crate::catalog::Title> =
+        catalog.titles.iter().map(|t| (t.id, t.clone())).collect();
+    for c in changes.iter().filter(|c| c.pane <= end) {
+        if let Some(b) = &c.before {
+            titles.remove(&b.id);
         }
-        let info: HashMap<ContentId, Info> = titles
-            .values()
-            .filter_map(|t| {
-                let parent = match t.parent {
-                    Some(p) => Some(titles.get(&p).map(|pt| (pt.kind, pt.parent, pt.ends_at))?),
-                    None => None,
-                };
-                Some((t.id, resolve(t.kind, t.parent, t.ends_at, parent)))
-            })
-            .collect();
-        let mut measures: HashMap<ContentId, Measures> = HashMap::new();
-        for (id, pane, m) in &accepted {
-            let mut part = Measures::default();
-            if *pane <= end && pane + window.panes() > end {
-                part.add(&m.window_part());
-            }
-            if *pane <= end && pane + spec.score_panes > end {
-                part.add(&m.score_part());
-            }
-            if !part.is_zero() {
-                measures.entry(*id).or_default().add(&part);
-            }
+        if let Some(a) = &c.after {
+            titles.insert(a.id, a.clone());
         }
-        let mut nodes = measures.clone();
-        let mut total = 0;
-        for (id, m) in &measures {
-            let Some(i) = info.get(id) else { continue };
-            if i.kind == crate::catalog::Kind::Episode {
-                total += m.views_24h;
-            }
-            for (a, with_24h) in ancestors(i) {
-                let mut up = *m;
-                if !with_24h {
-                    up.views_24h = 0;
-                }
-                nodes.entry(a).or_default().add(&up);
-            }
-        }
-        let t = window.window_bounds(end).1;
-        let rows = node_rows(&nodes, &info, total, t, spec.half_life_ms);
-        if rows.is_empty() {
-            continue;
-        }
-        let top = rank_all(&rows, spec.top_k);
-        out.insert(hour, (rows, top));
     }
-    out
+    let info: HashMap<ContentId, Info> = titles
+        .values()
+        .filter_map(|t| {
+            let parent = match t.parent {
+                Some(p) => Some(titles.get(&p).map(|pt| (pt.kind, pt.parent, pt.ends_at))?),
+                None => None,
+            };
+            Some((t.id, resolve(t.kind, t.parent, t.ends_at, parent)))
+        })
+        .collect();
+    let mut measures: HashMap<ContentId, Measures> = HashMap::new();
+    for (id, pane, m) in accepted {
+        let mut part = Measures::default();
+        if *pane <= end && pane + window.panes() > end {
+            part.add(&m.window_part());
+        }
+        if *pane <= end && pane + spec.score_panes > end {
+            part.add(&m.score_part());
+        }
+        if !part.is_zero() {
+            measures.entry(*id).or_default().add(&part);
+        }
+    }
+    let mut nodes = measures.clone();
+    let mut total = 0;
+    for (id, m) in &measures {
+        let Some(i) = info.get(id) else { continue };
+        if i.kind == crate::catalog::Kind::Episode {
+            total += m.views_24h;
+        }
+        for (a, with_24h) in ancestors(i) {
+            let mut up = *m;
+            if !with_24h {
+                up.views_24h = 0;
+            }
+            nodes.entry(a).or_default().add(&up);
+        }
+    }
+    let t = window.window_bounds(end).1;
+    node_rows(&nodes, &info, total, t, spec.half_life_ms)
 }

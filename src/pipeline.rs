@@ -177,6 +177,7 @@ impl Context {
             catalog: self.catalog.clone(),
             window: self.window,
             processes,
+            model: self.model.map(|_| self.model_live.clone()),
         };
         crate::metrics::serve(
             &addr,

@@ -154,3 +154,162 @@ fn top_k_and_titles_equal_the_recount_and_bad_requests_are_400() {
     runner.join().expect("job stops");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn trending_breakdown_and_title_measures_equal_the_model_recount() {
+    let broker = Broker::start("api-model");
+    broker.topic("events", 2);
+    broker.topic("events-dlq", 1);
+    let cfg = messy(73, 20_000);
+    produce_generated(&broker.addr, "events", &generator(&cfg), cfg.events);
+    let records = read_topic(&broker.addr, "events", Duration::from_secs(2));
+    let parts: Vec<Vec<Vec<u8>>> = records
+        .values()
+        .map(|rs| rs.iter().map(|r| r.1.clone()).collect())
+        .collect();
+    let dir = scratch("api-model");
+    let mut job = kafka_job(&dir, &broker.addr, "events");
+    job.source.kafka.until = popularity::source::kafka::Until::Never;
+    job.metrics.listen = format!("127.0.0.1:{}", free_port());
+    job.model.clip_half_life = "10m".into();
+    let window = popularity::time::WindowSpec::hourly();
+    let spec = job
+        .model
+        .spec(window.slide_ms, window.panes())
+        .expect("model spec");
+    let ctx = popularity::pipeline::Context::from_job(job).expect("valid job");
+    let addr = ctx
+        .serve_metrics(0, 1)
+        .expect("binds")
+        .expect("enabled")
+        .to_string();
+    assert_eq!(get(&addr, "/api/trending").0, 503, "nothing published yet");
+    let ctx = Arc::new(ctx);
+    let runner = {
+        let ctx = ctx.clone();
+        std::thread::spawn(move || {
+            popularity::pipeline::execute(timely::Config::process(2), ctx).expect("job runs")
+        })
+    };
+    // Everything read, and all four shards (two workers, titles and nodes) at one settled minute.
+    let started = Instant::now();
+    let mut settled = None;
+    while started.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(1500));
+        let panes: Vec<u64> = ctx.model_live.shards().values().map(|s| s.as_of).collect();
+        if ctx.stats.snapshot().read == 20_000
+            && panes.len() == 4
+            && panes.iter().all(|p| *p == panes[0])
+        {
+            if settled == Some(panes[0]) {
+                break;
+            }
+            settled = Some(panes[0]);
+        }
+    }
+    let as_of = settled.expect("the live model settled");
+    let rows = popularity::oracle::model_at(
+        &parts,
+        &window,
+        120_000,
+        &limits(),
+        &spec,
+        &ctx.catalog,
+        &[],
+        as_of,
+    );
+    assert!(rows.len() > 50, "a model with real traffic");
+    for (category, region) in [
+        ("all", ""),
+        ("episode", ""),
+        ("show", ""),
+        ("clip", ""),
+        ("all", "IN-MH"),
+        ("movie", "US"),
+    ] {
+        let mut want: Vec<(f64, u64)> = rows
+            .iter()
+            .filter(|r| {
+                popularity::model::categories_of(r.info.map(|i| i.kind)).contains(&category)
+            })
+            .map(|r| {
+                let reg = popularity::event::Region::parse(region).map(|r| r.0 as usize);
+                (popularity::model::rank_value(r, category, reg), r.id)
+            })
+            .filter(|(v, _)| *v > 0.0)
+            .collect();
+        want.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        want.truncate(5);
+        let (code, body) = get(
+            &addr,
+            &format!("/api/trending?category={category}&region={region}&k=5"),
+        );
+        assert_eq!(code, 200, "{body}");
+        let got: Vec<(f64, u64)> = body["titles"]
+            .as_array()
+            .expect("titles")
+            .iter()
+            .map(|t| {
+                (
+                    t["value"].as_f64().expect("value"),
+                    t["content_id"].as_u64().expect("id"),
+                )
+            })
+            .collect();
+        assert_eq!(got, want, "{category} {region}");
+        assert_eq!(
+            body["window"]["end"],
+            popularity::time::rfc3339(window.window_bounds(as_of).1)
+        );
+    }
+    // A title's measures, in full.
+    let top = rows
+        .iter()
+        .filter(|r| r.info.is_some_and(|i| i.kind == Kind::Episode))
+        .max_by_key(|r| (r.m.views, std::cmp::Reverse(r.id)))
+        .expect("an episode");
+    let (code, body) = get(&addr, &format!("/api/titles/{}", top.id));
+    assert_eq!(code, 200, "{body}");
+    let m = &body["model"];
+    assert_eq!(m["views"].as_i64(), Some(top.m.views), "{body}");
+    assert_eq!(m["watch_ms"].as_i64(), Some(top.m.watch_ms));
+    assert_eq!(m["views_24h"].as_i64(), Some(top.m.views_24h));
+    assert_eq!(m["score_ppm"].as_i64(), Some(top.score_ppm));
+    assert_eq!(m["by_tier"]["paid"].as_i64(), Some(top.m.tier[1]));
+    assert_eq!(m["by_region"]["US"].as_i64(), Some(top.m.region[10]));
+    // Totals over titles.
+    let mut sum = popularity::model::Measures::default();
+    for r in rows
+        .iter()
+        .filter(|r| !matches!(r.info.map(|i| i.kind), Some(Kind::Show | Kind::Channel)))
+    {
+        sum.add(&r.m);
+    }
+    let (code, body) = get(&addr, "/api/breakdown");
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["views"].as_i64(), Some(sum.views));
+    assert_eq!(body["watch_ms"].as_i64(), Some(sum.watch_ms));
+    assert_eq!(body["by_tier"]["free"].as_i64(), Some(sum.tier[0]));
+    assert_eq!(body["by_device"]["tv"].as_i64(), Some(sum.device[1]));
+    assert_eq!(body["by_region"]["IN-MH"].as_i64(), Some(sum.region[0]));
+    for (path, says) in [
+        (
+            "/api/trending?category=podcast",
+            "unknown category `podcast`",
+        ),
+        ("/api/trending?region=MARS", "unknown region `MARS`"),
+        ("/api/trending?k=0", "k must be"),
+        ("/api/trending?sort=views", "unknown parameter `sort`"),
+        ("/api/breakdown?x=1", "unknown parameter `x`"),
+    ] {
+        let (code, body) = get(&addr, path);
+        assert_eq!(code, 400, "{path}: {body}");
+        assert!(
+            body["error"].as_str().unwrap_or("").contains(says),
+            "{path}: {body}"
+        );
+    }
+    ctx.stop.store(true, Ordering::Relaxed);
+    runner.join().expect("job stops");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -331,6 +331,7 @@ fn shard_stage<'scope>(
             let mut cursor: Pane = 0;
             let mut last_publish = std::time::Instant::now() - publish_every;
             let mut dirty = false;
+            let mut published_bound: Option<Pane> = None;
             let mut state: i64 = 0;
             let rows_of = move |measures: &HashMap<ContentId, Measures, Fx>,
                                 info_view: &HashMap<ContentId, Info, Fx>,
@@ -382,12 +383,15 @@ fn shard_stage<'scope>(
                             cursor = end + 1;
                         }
                     }
-                    if next.is_none() && dirty {
+                    if next.is_none()
+                        && (dirty || bound.is_some_and(|b| Some(b) != published_bound))
+                    {
                         if let (Some(board), Some(b)) = (live.as_ref(), bound) {
                             let since = last_publish.elapsed();
                             if since >= publish_every {
                                 let as_of = b.saturating_sub(1);
                                 let t = window.window_bounds(as_of).1;
+                                published_bound = Some(b);
                                 board.publish(
                                     board_key,
                                     ModelShard {
