@@ -88,6 +88,25 @@ fn trending_page_renders_titles_and_updates() {
         !dom.contains("waiting for the first window"),
         "the window is shown"
     );
+    for panel in [
+        "id=\"by-tier\"",
+        "id=\"by-region\"",
+        "id=\"by-device\"",
+        "id=\"trending-all\"",
+    ] {
+        assert!(dom.contains(panel), "the model panel {panel}: {dom}");
+    }
+    assert!(
+        dom.contains(">paid<") && dom.contains(">IN-MH<"),
+        "tiers and regions by name"
+    );
+    let watched = dom
+        .split("id=\"watch\">")
+        .nth(1)
+        .and_then(|r| r.split('<').next())
+        .and_then(|n| n.parse::<f64>().ok())
+        .unwrap_or_else(|| panic!("total watch time shown: {dom}"));
+    assert!(watched > 0.0, "watch time counts ({watched} h)");
     let shot = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/trending-page.png");
     let out = chromium(
         &[
