@@ -77,7 +77,7 @@ fn events() -> String {
                     "{{\"event_id\":{n},\"user_id\":{},\"content_id\":{id},\"event_type\":\"started_video\",\"event_time\":{time},\"watched_ms\":0,\"region\":\"{}\",\"tier\":\"{}\",\"device\":\"tv\"}}\n",
                     n % 997,
                     regions[(n % 3) as usize],
-                    if n % 2 == 0 { "free" } else { "paid" },
+                    if n.is_multiple_of(2) { "free" } else { "paid" },
                 ));
             }
         }
