@@ -74,10 +74,21 @@ fn run_to_end(job: &Path, cluster: &[&str]) -> u64 {
 
 /// Every object under `titles/` of a store: key → bytes.
 fn snapshot_objects(store: &dyn ObjectStore) -> BTreeMap<String, Vec<u8>> {
-    store
-        .list("titles/")
-        .expect("list")
-        .into_iter()
+    objects_under(store, &["titles/"])
+}
+
+/// Every object of the model's tables: key → bytes.
+fn model_objects(store: &dyn ObjectStore) -> BTreeMap<String, Vec<u8>> {
+    objects_under(
+        store,
+        &["title_measures/", "shows/", "channels/", "trending/"],
+    )
+}
+
+fn objects_under(store: &dyn ObjectStore, prefixes: &[&str]) -> BTreeMap<String, Vec<u8>> {
+    prefixes
+        .iter()
+        .flat_map(|p| store.list(p).expect("list"))
         .map(|k| {
             let bytes = store.get(&k).expect("get").expect("exists");
             (k, bytes)
@@ -179,6 +190,12 @@ fn killed_ten_times_while_producing_gives_identical_hours() {
         &snapshot_objects(&crashy),
         &snapshot_objects(&refs),
         "killed 10 times",
+    );
+    // The model (measures, rollups, 24-hour scores, rankings) comes back exactly too.
+    assert_identical(
+        &model_objects(&crashy),
+        &model_objects(&refs),
+        "killed 10 times, model tables",
     );
     assert!(
         !crashy.list("checkpoints/crashy/").expect("list").is_empty(),
@@ -424,6 +441,12 @@ fn corrupt_or_incomplete_newest_checkpoint_falls_back_to_the_previous() {
         );
         let want = snapshot_objects(&LocalStore::new(&reference_root).expect("store"));
         assert_identical(&snapshot_objects(&store), &want, damage);
+        let want = model_objects(&LocalStore::new(&reference_root).expect("store"));
+        assert_identical(
+            &model_objects(&store),
+            &want,
+            &format!("{damage}, model tables"),
+        );
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
