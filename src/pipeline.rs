@@ -839,6 +839,14 @@ impl<'a> Driver<'a> {
                 match m.drain_until {
                     Some(end) if time < end => {
                         if !probe.less_than(&time) {
+                            if time + m.spec.score_panes + 1 == end {
+                                // Every pane the source fed is through the model; what
+                                // follows is the score window running out.
+                                self.ctx
+                                    .stats
+                                    .caught_up_ms
+                                    .fetch_max(crate::time::now_ms(), Ordering::Relaxed);
+                            }
                             // A few panes at a time: each step costs a round of progress messages.
                             m.advance((time + DRAIN_STEP).min(end));
                             m.flush();

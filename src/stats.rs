@@ -44,6 +44,9 @@ pub struct Stats {
     pub live_state: AtomicI64,
     /// Largest value `live_state` reached.
     pub live_state_peak: AtomicI64,
+    /// Wall clock (ms) when the model had processed every pane the source
+    /// fed, on the last worker to get there (before the score window runs out).
+    pub caught_up_ms: AtomicI64,
     /// Each worker's input watermark (ms), for the lowest-watermark gauge.
     pub worker_watermarks: std::sync::Mutex<std::collections::BTreeMap<usize, i64>>,
     /// Dataflow output frontier (ms of event time).
@@ -89,6 +92,8 @@ pub struct StatsSnapshot {
     pub part_write_micros: u64,
     /// See [`Stats::live_state_peak`].
     pub live_state_peak: i64,
+    /// See [`Stats::caught_up_ms`].
+    pub caught_up_ms: i64,
 }
 
 impl Stats {
@@ -133,6 +138,7 @@ impl Stats {
             store_retries: g(&self.store_retries),
             part_write_micros: g(&self.part_write_micros),
             live_state_peak: self.live_state_peak.load(Ordering::Relaxed),
+            caught_up_ms: self.caught_up_ms.load(Ordering::Relaxed),
         }
     }
 }

@@ -2,15 +2,17 @@
 //! collection, rollups along the hierarchy, and per-shard tables.
 //!
 //! ```text
-//! facts (title, +m@pane) ─► window: +m@p, −m₁ₕ@p+W, −m₂₄ₕ@p+S ─┬──────────────► nodes
-//!                                                               └─ ⋈ ancestors ─► rollups (show, channel, Σepisodes)
-//! catalog (id, kind, parent, end) ─► ⋈ parent ─► info ─► ancestors
-//! nodes + info + Σepisodes ─► ModelTables (per shard) ─► ModelHour, live board
+//! facts (title, +m@pane) ─► WindowFacts: +m@p, then −m₁ₕ@p+W, −m₂₄ₕ@p+S when their time comes
+//!                              │ (exchange by title)
+//! catalog ─► ⋈ parent ─► info ─┼─► ModelTitles: title measures, forwards deltas to ancestors ─┐
+//!                              │                                                               │ Combine, exchange by node
+//!                              └─► ModelNodes: shows, channels; Σ episodes (broadcast) ◄───────┘
+//! ModelTitles + ModelNodes ─► FinishHours (episode scores, ranking candidates) ─► ModelHour
 //! ```
 //!
 //! The catalog is a collection like any other: a title that moves to another
-//! show retracts its old ancestry and asserts the new one, and the join
-//! moves its measures from one show to the other at that time.
+//! show retracts its old info and asserts the new one, and the title shard
+//! moves its current measures from the old show to the new one at that time.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -27,7 +29,7 @@ use timely::dataflow::StreamVec;
 use super::{follow_frontier, shard};
 use crate::event::ContentId;
 use crate::model::{
-    ancestors, node_rows, rank_all, resolve, CatalogEntry, Info, Measures, ModelSpec, NodeRow,
+    node_rows, rank_all, resolve, CatalogEntry, Info, Measures, ModelSpec, NodeRow,
 };
 use crate::stats::Stats;
 use crate::time::{Pane, WindowSpec};
@@ -267,20 +269,18 @@ enum StageOut {
 
 /// Where a title's measures go: shows and channels to their own node (they
 /// are rows of the node stage), everything else to its ancestors, episodes'
-/// score-window views also to the episode total.
-fn targets(info: Option<&Info>) -> Vec<(ContentId, bool)> {
+/// score-window views also to the episode total. At most three targets, so
+/// no allocation per fact.
+fn targets(info: Option<&Info>) -> impl Iterator<Item = (ContentId, bool)> {
     use crate::catalog::Kind;
-    match info {
-        None => Vec::new(),
-        Some(i) if matches!(i.kind, Kind::Show | Kind::Channel) => Vec::new(),
-        Some(i) => {
-            let mut out: Vec<(ContentId, bool)> = ancestors(i).collect();
-            if i.kind == Kind::Episode {
-                out.push((TOTAL_NODE, true));
-            }
-            out
-        }
+    let mut out = [None; 3];
+    if let Some(i) = info.filter(|i| !matches!(i.kind, Kind::Show | Kind::Channel)) {
+        let episode = i.kind == Kind::Episode;
+        out[0] = i.show.map(|s| (s, episode));
+        out[1] = i.channel.map(|c| (c, episode));
+        out[2] = episode.then_some((TOTAL_NODE, true));
     }
+    out.into_iter().flatten()
 }
 
 /// Whether a node's own facts go to the node stage (shows, channels).

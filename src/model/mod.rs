@@ -420,24 +420,30 @@ pub struct TopEntry {
 /// per-worker top-k lists gives the global top-k, because each worker
 /// contributes its own best `k`.
 pub fn rank_all<'a>(rows: impl IntoIterator<Item = &'a NodeRow>, k: usize) -> Vec<TopEntry> {
-    let mut lists: std::collections::BTreeMap<(usize, usize), Vec<(f64, ContentId)>> =
-        std::collections::BTreeMap::new();
+    // One list per (category, scope), scope 0 global and r + 1 region r.
+    let scopes = N_REGIONS + 1;
+    let mut lists: Vec<Vec<(f64, ContentId)>> = vec![Vec::new(); CATEGORIES.len() * scopes];
     for row in rows {
         for cat in categories_of(row.info.map(|i| i.kind)) {
             let c = CATEGORIES.iter().position(|x| x == cat).unwrap_or(0);
-            for region in std::iter::once(None).chain((0..N_REGIONS).map(Some)) {
-                let v = rank_value(row, cat, region);
+            let global = rank_value(row, cat, None);
+            if global > 0.0 {
+                lists[c * scopes].push((global, row.id));
+            }
+            if row.m.views == 0 {
+                continue; // no views, no region has any
+            }
+            for r in 0..N_REGIONS {
+                let v = rank_value(row, cat, Some(r));
                 if v > 0.0 {
-                    lists
-                        .entry((c, region.map_or(0, |r| r + 1)))
-                        .or_default()
-                        .push((v, row.id));
+                    lists[c * scopes + r + 1].push((v, row.id));
                 }
             }
         }
     }
     let mut out = Vec::new();
-    for ((c, r), mut list) in lists {
+    for (at, mut list) in lists.into_iter().enumerate() {
+        let (c, r) = (at / scopes, at % scopes);
         let by =
             |a: &(f64, ContentId), b: &(f64, ContentId)| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1));
         if list.len() > k {
