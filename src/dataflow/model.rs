@@ -414,6 +414,9 @@ fn shard_stage<'scope>(
                     let Some(cap) = held.as_ref() else { break };
                     let at = cap.delayed(&time);
                     let mut session = output.session(&at);
+                    // Episodes' contributions to the episode total, summed here:
+                    // one update per time instead of one per episode.
+                    let mut episode_total: i64 = 0;
                     // Catalog changes first, with the measures as of before this time.
                     let mut touched = Vec::new();
                     for (side, r) in sides {
@@ -451,13 +454,25 @@ fn shard_stage<'scope>(
                                 let mut gone = *m;
                                 differential_dataflow::difference::Abelian::negate(&mut gone);
                                 for (a, with_24h) in targets(before.as_ref()) {
-                                    session.give(StageOut::Delta(a, time, masked(&gone, with_24h)));
+                                    if a == TOTAL_NODE {
+                                        episode_total += gone.views_24h;
+                                    } else {
+                                        session.give(StageOut::Delta(
+                                            a,
+                                            time,
+                                            masked(&gone, with_24h),
+                                        ));
+                                    }
                                 }
                                 if forwards_itself(before.as_ref()) {
                                     session.give(StageOut::Delta(id, time, gone));
                                 }
                                 for (a, with_24h) in targets(now.as_ref()) {
-                                    session.give(StageOut::Delta(a, time, masked(m, with_24h)));
+                                    if a == TOTAL_NODE {
+                                        episode_total += m.views_24h;
+                                    } else {
+                                        session.give(StageOut::Delta(a, time, masked(m, with_24h)));
+                                    }
                                 }
                                 if forwards_itself(now.as_ref()) {
                                     session.give(StageOut::Delta(id, time, *m));
@@ -469,7 +484,11 @@ fn shard_stage<'scope>(
                         if titles {
                             let info = info_view.get(&id);
                             for (a, with_24h) in targets(info) {
-                                session.give(StageOut::Delta(a, time, masked(&m, with_24h)));
+                                if a == TOTAL_NODE {
+                                    episode_total += m.views_24h;
+                                } else {
+                                    session.give(StageOut::Delta(a, time, masked(&m, with_24h)));
+                                }
                             }
                             if forwards_itself(info) {
                                 session.give(StageOut::Delta(id, time, m));
@@ -480,6 +499,13 @@ fn shard_stage<'scope>(
                         if entry.is_zero() {
                             measures.remove(&id);
                         }
+                    }
+                    if episode_total != 0 {
+                        let m = Measures {
+                            views_24h: episode_total,
+                            ..Measures::default()
+                        };
+                        session.give(StageOut::Delta(TOTAL_NODE, time, m));
                     }
                     drop(session);
                     cursor = time;
