@@ -47,7 +47,12 @@ pub const METRIC_NAMES: &[&str] = &[
     "popularity_checkpoint_duration_seconds",
     "popularity_checkpoint_bytes",
     "popularity_checkpoint_last_success_timestamp_seconds",
+    "popularity_trending_value",
+    "popularity_catalog_changes_total",
 ];
+
+/// Entries per category in `popularity_trending_value`.
+const TRENDING_GAUGE_K: usize = 5;
 
 /// Reads a counter's value from the job's stats.
 type CounterFn = fn(&Stats) -> u64;
@@ -60,6 +65,7 @@ struct Exported {
     gauges: Vec<(IntGauge, GaugeFn)>,
     kafka: [IntGaugeVec; 3],
     write_seconds: prometheus::Counter,
+    trending: prometheus::GaugeVec,
 }
 
 fn perr(e: prometheus::Error) -> Error {
@@ -73,7 +79,12 @@ impl Exported {
             Some([("process".to_string(), process.to_string())].into()),
         )
         .map_err(perr)?;
-        let counter_defs: [(&str, &str, CounterFn); 11] = [
+        let counter_defs: [(&str, &str, CounterFn); 12] = [
+            (
+                "popularity_catalog_changes_total",
+                "Catalog changes applied at run time (Kafka topic, file reload).",
+                |s| s.catalog_changes.load(Ordering::Relaxed),
+            ),
             (
                 "popularity_records_read_total",
                 "Records read from sources, valid or not.",
@@ -226,16 +237,58 @@ impl Exported {
         registry
             .register(Box::new(write_seconds.clone()))
             .map_err(perr)?;
+        // The current top 5 of each category: reset at every scrape, so at
+        // most 30 series exist at a time however the titles change.
+        let trending = prometheus::GaugeVec::new(
+            Opts::new(
+                "popularity_trending_value",
+                "Value ranked by (score in ppm, or views times decay) of the current top titles per category.",
+            ),
+            &["category", "rank", "content_id", "name"],
+        )
+        .map_err(perr)?;
+        registry
+            .register(Box::new(trending.clone()))
+            .map_err(perr)?;
         Ok(Exported {
             registry,
             counters,
             gauges,
             kafka,
             write_seconds,
+            trending,
         })
     }
 
-    fn render(&self, stats: &Stats, board: &ProgressBoard) -> Vec<u8> {
+    fn render(&self, stats: &Stats, board: &ProgressBoard, api: &Api) -> Vec<u8> {
+        self.trending.reset();
+        if api.processes == 1 {
+            if let Some(live) = live_model(api) {
+                for category in crate::model::CATEGORIES {
+                    let mut ranked: Vec<(f64, &crate::model::NodeRow)> = live
+                        .rows
+                        .iter()
+                        .filter(|r| {
+                            crate::model::categories_of(r.info.map(|i| i.kind)).contains(&category)
+                        })
+                        .map(|r| (crate::model::rank_value(r, category, None), r))
+                        .filter(|(v, _)| *v > 0.0)
+                        .collect();
+                    ranked.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.id.cmp(&b.1.id)));
+                    for (i, (v, r)) in ranked.iter().take(TRENDING_GAUGE_K).enumerate() {
+                        let name = api.catalog.get(r.id).map(|t| t.name.as_str()).unwrap_or("");
+                        self.trending
+                            .with_label_values(&[
+                                category,
+                                &(i + 1).to_string(),
+                                &r.id.to_string(),
+                                name,
+                            ])
+                            .set(*v);
+                    }
+                }
+            }
+        }
         for (c, get) in &self.counters {
             let now = get(stats);
             let had = c.get();
@@ -346,7 +399,7 @@ fn answer(
             (Some("GET"), "/metrics") => (
                 "200 OK",
                 "text/plain; version=0.0.4",
-                exported.render(stats, board),
+                exported.render(stats, board, api),
             ),
             (Some("GET"), "/healthz") => ("200 OK", "text/plain", b"ok\n".to_vec()),
             (Some("GET"), "/" | "/trending") => (

@@ -108,6 +108,9 @@ fn prometheus_scrapes_the_job_and_the_series_move() {
     ] {
         assert!(prom_value(&prom, name).is_some(), "{name} is scraped");
     }
+    // The top-5 gauges of the dashboard's table: up to 5 per category.
+    let top = prom_value(&prom, "count(popularity_trending_value)").unwrap_or(0.0);
+    assert!((5.0..=30.0).contains(&top), "{top} top-trending series");
     assert!(
         prom_value(&prom, "popularity_watermark_seconds").unwrap_or(0.0) > 1.7e9,
         "the watermark is event time in seconds"
