@@ -597,6 +597,7 @@ fn row_json(r: &crate::model::NodeRow, api: &Api) -> serde_json::Value {
         "content_id": r.id,
         "name": api.catalog.get(r.id).map(|t| t.name.as_str()).unwrap_or(""),
         "kind": r.info.map_or("unknown", |i| i.kind.as_str()),
+        "parent": r.info.and_then(|i| i.parent),
         "views": r.m.views,
         "watch_ms": r.m.watch_ms,
         "views_24h": r.m.views_24h,

@@ -257,3 +257,116 @@ fn model_tables_equal_the_recount_with_catalog_changes_on_one_and_four_workers()
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The embedded mode's file reload: editing the catalog file moves an
+/// episode to another show in the running job; a broken edit is refused,
+/// dead-lettered, and changes nothing.
+#[test]
+fn editing_the_catalog_file_moves_a_title_while_the_job_runs() {
+    use std::sync::atomic::Ordering;
+    use std::sync::Arc;
+    use std::time::Instant;
+    let dir = scratch("reload");
+    let start = popularity::time::parse_rfc3339(&messy(1, 0).start).expect("start");
+    let catalog = Catalog::synthesize(400, 7, start).expect("catalog");
+    let path = dir.join("catalog.jsonl");
+    let write = |titles: &[Title]| {
+        let mut out = Vec::new();
+        for t in titles {
+            out.extend(serde_json::to_vec(t).expect("json"));
+            out.push(b'\n');
+        }
+        // A new name, then a rename: the job never sees a half-written file.
+        let tmp = dir.join("catalog.tmp");
+        std::fs::write(&tmp, out).expect("write");
+        std::fs::rename(&tmp, &path).expect("rename");
+    };
+    write(&catalog.titles);
+    let mut job = file_job(&dir, &dir.join("unused"));
+    job.source.kind = popularity::config::SourceKind::Generator;
+    job.source.generator = messy(91, 0); // endless
+    job.source.generator.rate = 4_000.0;
+    job.catalog.path = Some(path.clone());
+    job.catalog.reload = true;
+    job.metrics.listen = format!("127.0.0.1:{}", free_port());
+    let ctx = popularity::pipeline::Context::from_job(job).expect("valid job");
+    let addr = ctx
+        .serve_metrics(0, 1)
+        .expect("binds")
+        .expect("enabled")
+        .to_string();
+    let ctx = Arc::new(ctx);
+    let runner = {
+        let ctx = ctx.clone();
+        std::thread::spawn(move || {
+            popularity::pipeline::execute(timely::Config::process(2), ctx).expect("job runs")
+        })
+    };
+    let title = |id: u64| -> serde_json::Value {
+        let (code, body) = http_get(&addr, &format!("/api/titles/{id}"));
+        assert_eq!(code, 200, "{body}");
+        serde_json::from_str(&body).expect("json")
+    };
+    // An episode with views, and a show it does not belong to.
+    let began = Instant::now();
+    let episode = loop {
+        assert!(
+            began.elapsed() < Duration::from_secs(30),
+            "no episode got views"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+        let found = catalog
+            .titles
+            .iter()
+            .filter(|t| t.kind == Kind::Episode)
+            .find(|t| title(t.id)["model"]["views"].as_i64().unwrap_or(0) > 0);
+        if let Some(t) = found {
+            break t.clone();
+        }
+    };
+    let other = catalog
+        .titles
+        .iter()
+        .find(|t| t.kind == Kind::Show && Some(t.id) != episode.parent)
+        .expect("another show")
+        .clone();
+    assert_eq!(
+        title(episode.id)["model"]["parent"].as_u64(),
+        episode.parent
+    );
+    // A broken edit first: an episode under a show that does not exist.
+    let mut broken = catalog.titles.clone();
+    for t in broken.iter_mut().filter(|t| t.id == episode.id) {
+        t.parent = Some(987_654_321);
+    }
+    write(&broken);
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        title(episode.id)["model"]["parent"].as_u64(),
+        episode.parent,
+        "a broken catalog file changes nothing"
+    );
+    // Now a good edit: the episode moves.
+    let mut moved = catalog.titles.clone();
+    for t in moved.iter_mut().filter(|t| t.id == episode.id) {
+        t.parent = Some(other.id);
+    }
+    write(&moved);
+    let began = Instant::now();
+    while title(episode.id)["model"]["parent"].as_u64() != Some(other.id) {
+        assert!(
+            began.elapsed() < Duration::from_secs(20),
+            "the move never showed: {}",
+            title(episode.id)
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert!(ctx.stats.catalog_changes.load(Ordering::Relaxed) >= 1);
+    assert_eq!(ctx.stats.catalog_refused.load(Ordering::Relaxed), 1);
+    ctx.stop.store(true, Ordering::Relaxed);
+    runner.join().expect("job stops");
+    let (reasons, letters) = dead_letter_counts(&dir.join("dead-letters"));
+    assert_eq!(reasons.get("catalog"), Some(&1), "{reasons:?}");
+    assert!(letters.iter().any(|l| l.detail.contains("987654321")));
+    let _ = std::fs::remove_dir_all(&dir);
+}
