@@ -309,6 +309,20 @@ fn trending_breakdown_and_title_measures_equal_the_model_recount() {
             "{path}: {body}"
         );
     }
+    // Latency under a loopback load (reported, not asserted).
+    let mut times: Vec<Duration> = (0..1000)
+        .map(|_| {
+            let t = Instant::now();
+            let (code, _) = get(&addr, "/api/trending?category=all&region=IN-MH&k=10");
+            assert_eq!(code, 200);
+            t.elapsed()
+        })
+        .collect();
+    times.sort();
+    eprintln!(
+        "/api/trending latency over 1000 sequential requests: p50 {:?}, p99 {:?}, max {:?}",
+        times[500], times[990], times[999]
+    );
     ctx.stop.store(true, Ordering::Relaxed);
     runner.join().expect("job stops");
     let _ = std::fs::remove_dir_all(&dir);
