@@ -266,7 +266,20 @@ fn run(args: RunArgs) -> Result<()> {
     // SIGTERM (as Kubernetes sends) and Ctrl-C: stop reading, checkpoint, exit 0.
     signal_hook::flag::register(signal_hook::consts::SIGTERM, ctx.stop.clone())?;
     signal_hook::flag::register(signal_hook::consts::SIGINT, ctx.stop.clone())?;
-    if let Some(addr) = ctx.serve_metrics(args.cluster.process, args.cluster.processes)? {
+    // The hosts of the cluster, for the query API to reach the other processes.
+    let hosts: Vec<String> = match &args.cluster.hostfile {
+        Some(path) => std::fs::read_to_string(path)
+            .with_context(|| format!("reading the hostfile {}", path.display()))?
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(|l| l.rsplit_once(':').map_or(l, |(h, _)| h).to_string())
+            .collect(),
+        None => Vec::new(),
+    };
+    if let Some(addr) =
+        ctx.serve_metrics_in_cluster(args.cluster.process, args.cluster.processes, &hosts)?
+    {
         eprintln!("metrics on http://{addr}/metrics");
     }
     let ctx = Arc::new(ctx);

@@ -341,6 +341,11 @@ pub struct Api {
     pub processes: usize,
     /// The live model, when the job maintains it.
     pub model: Option<Arc<crate::dataflow::model::ModelBoard>>,
+    /// This process's index.
+    pub process: usize,
+    /// Every process's endpoint (`host:port`), by index, when known: a
+    /// process of a cluster asks the others for their shares.
+    pub peers: Vec<String>,
 }
 
 /// Starts the endpoint on `listen`; returns the address it is bound to.
@@ -446,7 +451,130 @@ fn bad(status: &'static str, msg: impl Into<String>) -> (&'static str, serde_jso
     (status, serde_json::json!({ "error": msg.into() }))
 }
 
-/// Answers `/api/top?category=C&k=N` and `/api/titles/<id>` from the live window.
+/// A bad request or an unavailable answer.
+type Refusal = (&'static str, serde_json::Value);
+
+/// A checked request: the route and its parsed parameters.
+enum Request {
+    Top {
+        kind: Kind,
+        k: usize,
+    },
+    Title {
+        id: u64,
+    },
+    Trending {
+        category: &'static str,
+        region: Option<usize>,
+        k: usize,
+    },
+    Breakdown,
+}
+
+fn parse_k(args: &std::collections::BTreeMap<String, String>) -> Result<usize, Refusal> {
+    match args.get("k").map(|k| k.parse::<usize>()) {
+        None => Ok(10),
+        Some(Ok(k)) if (1..=1000).contains(&k) => Ok(k),
+        Some(_) => Err(bad(
+            "400 Bad Request",
+            "k must be a whole number from 1 to 1000",
+        )),
+    }
+}
+
+fn only(
+    args: &std::collections::BTreeMap<String, String>,
+    allowed: &[&str],
+    what: &str,
+) -> Result<(), Refusal> {
+    match args.keys().find(|k| !allowed.contains(&k.as_str())) {
+        Some(k) => Err(bad(
+            "400 Bad Request",
+            format!("unknown parameter `{k}` ({what})"),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// Checks a request the same way on every process, before any fan-out.
+fn parse_request(
+    api: &Api,
+    route: &str,
+    args: &std::collections::BTreeMap<String, String>,
+) -> Result<Request, Refusal> {
+    if let Some(id) = route.strip_prefix("/api/titles/") {
+        if !args.is_empty() {
+            return Err(bad(
+                "400 Bad Request",
+                "/api/titles/<id> takes no parameters",
+            ));
+        }
+        let Ok(id) = id.parse::<u64>() else {
+            return Err(bad(
+                "400 Bad Request",
+                format!("`{id}` is not a content id"),
+            ));
+        };
+        if api.catalog.get(id).is_none() {
+            return Err(bad(
+                "404 Not Found",
+                format!("no title {id} in the catalog"),
+            ));
+        }
+        return Ok(Request::Title { id });
+    }
+    match route {
+        "/api/top" => {
+            only(args, &["category", "k"], "category, k")?;
+            let category = args.get("category").map(String::as_str).unwrap_or("episode");
+            let Some(kind) = Kind::parse(category) else {
+                return Err(bad(
+                    "400 Bad Request",
+                    format!("unknown category `{category}` (movie, show, episode, live, clip, channel)"),
+                ));
+            };
+            Ok(Request::Top { kind, k: parse_k(args)? })
+        }
+        "/api/trending" | "/api/breakdown" if api.model.is_none() => Err(bad(
+            "404 Not Found",
+            "this job does not maintain the model ([model] enabled = false)",
+        )),
+        "/api/breakdown" => {
+            only(args, &[], "/api/breakdown takes none")?;
+            Ok(Request::Breakdown)
+        }
+        "/api/trending" => {
+            only(args, &["category", "region", "k"], "category, region, k")?;
+            let category = args.get("category").map(String::as_str).unwrap_or("all");
+            let Some(category) = crate::model::CATEGORIES.iter().find(|c| **c == category) else {
+                return Err(bad(
+                    "400 Bad Request",
+                    format!("unknown category `{category}` ({})", crate::model::CATEGORIES.join(", ")),
+                ));
+            };
+            let region = match args.get("region").map(String::as_str) {
+                None | Some("") => None,
+                Some(code) => match crate::event::Region::parse(code) {
+                    Some(r) => Some(r.0 as usize),
+                    None => {
+                        return Err(bad(
+                            "400 Bad Request",
+                            format!("unknown region `{code}` ({})", crate::event::REGIONS.join(", ")),
+                        ))
+                    }
+                },
+            };
+            Ok(Request::Trending { category, region, k: parse_k(args)? })
+        }
+        _ => Err(bad("404 Not Found", format!("no such endpoint `{route}`; try /api/top?category=episode&k=10, /api/trending?category=all&region=IN-MH, /api/breakdown or /api/titles/<id>"))),
+    }
+}
+
+/// Answers `/api/top`, `/api/titles/<id>`, `/api/trending` and
+/// `/api/breakdown`. Each process answers from its own shards
+/// (`/api/local/...`); a process of a cluster asks every peer for its
+/// local answer and merges them, which is exact: rankings merge each
+/// process's top k, totals add up, and a title lives on one process.
 fn query(api: &Api, path: &str) -> (&'static str, serde_json::Value) {
     let (route, params) = path.split_once('?').unwrap_or((path, ""));
     let mut args = std::collections::BTreeMap::new();
@@ -454,91 +582,297 @@ fn query(api: &Api, path: &str) -> (&'static str, serde_json::Value) {
         let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
         args.insert(k.to_string(), v.to_string());
     }
-    if api.processes > 1 {
-        return bad("503 Service Unavailable", "this process holds only its own shards of a multi-process job; the query API answers single-process jobs for now");
+    let (local_only, route) = match route.strip_prefix("/api/local") {
+        Some(rest) => (true, rest),
+        None => (false, route),
+    };
+    let request = match parse_request(api, route, &args) {
+        Ok(r) => r,
+        Err(refusal) => return refusal,
+    };
+    let mine = local_answer(api, &request);
+    if local_only || api.processes == 1 {
+        return match mine {
+            Ok(local) if local_only => ("200 OK", local),
+            Ok(local) => merge(api, &request, vec![local]),
+            Err(refusal) => refusal,
+        };
     }
-    let shards = api.live.shards();
-    let Some(as_of) = shards.values().map(|s| s.as_of).min() else {
-        return bad(
+    if api.peers.len() != api.processes {
+        return bad("503 Service Unavailable", "the addresses of the other processes are unknown (metrics.listen with port 0, or no hostfile); ask each process for /api/local/...");
+    }
+    let mut locals = Vec::with_capacity(api.processes);
+    for (i, peer) in api.peers.iter().enumerate() {
+        let answer = if i == api.process {
+            mine.clone()
+        } else {
+            ask_peer(peer, &format!("/api/local{path}"))
+        };
+        match answer {
+            Ok(v) => locals.push(v),
+            Err(refusal) => return refusal,
+        }
+    }
+    merge(api, &request, locals)
+}
+
+/// GET `path` from a peer's endpoint; its JSON answer or why not.
+fn ask_peer(addr: &str, path: &str) -> Result<serde_json::Value, Refusal> {
+    let unavailable = |why: String| {
+        bad(
             "503 Service Unavailable",
-            "no window published yet; retry in a second",
-        );
+            format!("process at {addr}: {why}"),
+        )
     };
-    let (start, end) = api.window.window_bounds(as_of);
-    let window = serde_json::json!({ "start": rfc3339(start), "end": rfc3339(end) });
-    if let Some(id) = route.strip_prefix("/api/titles/") {
-        if !args.is_empty() {
-            return bad("400 Bad Request", "/api/titles/<id> takes no parameters");
-        }
-        let Ok(id) = id.parse::<u64>() else {
-            return bad("400 Bad Request", format!("`{id}` is not a content id"));
-        };
-        let Some(title) = api.catalog.get(id) else {
-            return bad("404 Not Found", format!("no title {id} in the catalog"));
-        };
-        let views: i64 = shards.values().filter_map(|s| s.counts.get(&id)).sum();
-        let mut body = serde_json::json!({ "content_id": id, "name": title.name, "kind": title.kind.as_str(), "views": views, "window": window });
-        if let Some(live) = live_model(api) {
-            body["model"] = match live.rows.iter().find(|r| r.id == id) {
-                Some(r) => row_json(r, api),
-                None => serde_json::json!(null),
-            };
-            body["model_window"] = live.window_json(api);
-        }
-        return ("200 OK", body);
-    }
-    if route == "/api/trending" || route == "/api/breakdown" {
-        return model_query(api, route, &args);
-    }
-    if route != "/api/top" {
-        return bad("404 Not Found", format!("no such endpoint `{route}`; try /api/top?category=episode&k=10, /api/trending?category=all&region=IN-MH, /api/breakdown or /api/titles/<id>"));
-    }
-    if let Some(k) = args
-        .keys()
-        .find(|k| !["category", "k"].contains(&k.as_str()))
-    {
-        return bad(
-            "400 Bad Request",
-            format!("unknown parameter `{k}` (category, k)"),
-        );
-    }
-    let category = args
-        .get("category")
-        .map(String::as_str)
-        .unwrap_or("episode");
-    let Some(kind) = Kind::parse(category) else {
-        return bad(
-            "400 Bad Request",
-            format!("unknown category `{category}` (movie, show, episode, live, clip, channel)"),
-        );
+    let fetch = || -> std::io::Result<(String, String)> {
+        use std::io::Read as _;
+        use std::net::ToSocketAddrs as _;
+        let sock = addr
+            .to_socket_addrs()?
+            .next()
+            .ok_or_else(|| std::io::Error::other("no address"))?;
+        let mut conn = TcpStream::connect_timeout(&sock, Duration::from_secs(2))?;
+        conn.set_read_timeout(Some(Duration::from_secs(5)))?;
+        write!(
+            conn,
+            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        )?;
+        let mut text = String::new();
+        conn.read_to_string(&mut text)?;
+        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+        Ok((
+            head.lines().next().unwrap_or("").to_string(),
+            body.to_string(),
+        ))
     };
-    let k = match args.get("k").map(|k| k.parse::<usize>()) {
-        None => 10,
-        Some(Ok(k)) if (1..=1000).contains(&k) => k,
-        Some(_) => return bad("400 Bad Request", "k must be a whole number from 1 to 1000"),
+    let (status, body) = fetch().map_err(|e| unavailable(e.to_string()))?;
+    let value: serde_json::Value =
+        serde_json::from_str(&body).map_err(|e| unavailable(format!("not JSON: {e}")))?;
+    if !status.contains(" 200 ") {
+        return Err(unavailable(
+            value["error"].as_str().unwrap_or(&status).to_string(),
+        ));
+    }
+    Ok(value)
+}
+
+/// This process's share of an answer, in a mergeable form.
+fn local_answer(api: &Api, request: &Request) -> Result<serde_json::Value, Refusal> {
+    let none_yet = || {
+        bad(
+            "503 Service Unavailable",
+            "nothing published yet; retry in a second",
+        )
     };
-    let mut totals: std::collections::HashMap<u64, i64> = std::collections::HashMap::new();
-    for shard in shards.values() {
-        for (&id, &v) in shard.counts.iter() {
-            if let Some(b) = crate::rank::bucket(&api.catalog, id, kind) {
-                *totals.entry(b).or_insert(0) += v;
+    match request {
+        Request::Top { kind, .. } => {
+            let shards = api.live.shards();
+            let as_of = shards
+                .values()
+                .map(|s| s.as_of)
+                .min()
+                .ok_or_else(none_yet)?;
+            let mut totals: std::collections::HashMap<u64, i64> = std::collections::HashMap::new();
+            for shard in shards.values() {
+                for (&id, &v) in shard.counts.iter() {
+                    if let Some(b) = crate::rank::bucket(&api.catalog, id, *kind) {
+                        *totals.entry(b).or_insert(0) += v;
+                    }
+                }
             }
+            // Every bucket: a show's titles may live on several processes.
+            let totals: Vec<(u64, i64)> = totals.into_iter().filter(|(_, v)| *v != 0).collect();
+            Ok(serde_json::json!({ "as_of": as_of, "totals": totals }))
+        }
+        Request::Title { id } => {
+            let shards = api.live.shards();
+            let as_of = shards
+                .values()
+                .map(|s| s.as_of)
+                .min()
+                .ok_or_else(none_yet)?;
+            let views: i64 = shards.values().filter_map(|s| s.counts.get(id)).sum();
+            let mut out = serde_json::json!({ "as_of": as_of, "views": views });
+            if api.model.is_some() {
+                let live = live_model(api).ok_or_else(none_yet)?;
+                out["model_as_of"] = serde_json::json!(live.as_of);
+                out["model"] = match live.rows.iter().find(|r| r.id == *id) {
+                    Some(r) => row_json(r, api),
+                    None => serde_json::Value::Null,
+                };
+            }
+            Ok(out)
+        }
+        Request::Breakdown => {
+            let live = live_model(api).ok_or_else(none_yet)?;
+            // Titles only: shows and channels are sums of titles.
+            let mut sum = crate::model::Measures::default();
+            for r in live
+                .rows
+                .iter()
+                .filter(|r| !matches!(r.info.map(|i| i.kind), Some(Kind::Show | Kind::Channel)))
+            {
+                sum.add(&r.m);
+            }
+            Ok(serde_json::json!({
+                "as_of": live.as_of,
+                "views": sum.views,
+                "watch_ms": sum.watch_ms,
+                "views_24h_episodes": live.total_24h,
+                "by_tier": named(&TIERS, &sum.tier),
+                "by_device": named(&DEVICES, &sum.device),
+                "by_region": named(&crate::event::REGIONS, &sum.region),
+            }))
+        }
+        Request::Trending {
+            category,
+            region,
+            k,
+        } => {
+            let live = live_model(api).ok_or_else(none_yet)?;
+            let mut ranked: Vec<(f64, &crate::model::NodeRow)> = live
+                .rows
+                .iter()
+                .filter(|r| crate::model::categories_of(r.info.map(|i| i.kind)).contains(category))
+                .map(|r| (crate::model::rank_value(r, category, *region), r))
+                .filter(|(v, _)| *v > 0.0)
+                .collect();
+            ranked.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.id.cmp(&b.1.id)));
+            ranked.truncate(*k);
+            let titles: Vec<serde_json::Value> = ranked
+                .iter()
+                .map(|(v, r)| {
+                    let mut j = row_json(r, api);
+                    j["value"] = serde_json::json!(v);
+                    j
+                })
+                .collect();
+            Ok(serde_json::json!({ "as_of": live.as_of, "titles": titles }))
         }
     }
-    let mut rows: Vec<(u64, i64)> = totals.into_iter().collect();
-    rows.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-    rows.truncate(k);
-    let titles: Vec<serde_json::Value> = rows
-        .iter()
-        .enumerate()
-        .map(|(i, (id, v))| {
-            serde_json::json!({ "rank": i + 1, "content_id": id, "name": api.catalog.get(*id).map(|t| t.name.as_str()).unwrap_or(""), "views": v })
-        })
-        .collect();
-    (
-        "200 OK",
-        serde_json::json!({ "category": kind.as_str(), "k": k, "window": window, "titles": titles }),
-    )
+}
+
+/// Merges the local answers of every process into the answer.
+fn merge(api: &Api, request: &Request, locals: Vec<serde_json::Value>) -> Refusal {
+    let as_of = |key: &str| {
+        locals
+            .iter()
+            .filter_map(|l| l[key].as_u64())
+            .min()
+            .unwrap_or(0)
+    };
+    let window = |pane: u64| {
+        let (start, end) = api.window.window_bounds(pane);
+        serde_json::json!({ "start": rfc3339(start), "end": rfc3339(end) })
+    };
+    let sum = |path: &[&str]| -> i64 {
+        locals
+            .iter()
+            .map(|l| path.iter().fold(l, |v, p| &v[*p]).as_i64().unwrap_or(0))
+            .sum()
+    };
+    match request {
+        Request::Top { kind, k } => {
+            let mut totals: std::collections::HashMap<u64, i64> = std::collections::HashMap::new();
+            for l in &locals {
+                for pair in l["totals"].as_array().into_iter().flatten() {
+                    if let (Some(id), Some(v)) = (pair[0].as_u64(), pair[1].as_i64()) {
+                        *totals.entry(id).or_insert(0) += v;
+                    }
+                }
+            }
+            let mut rows: Vec<(u64, i64)> = totals.into_iter().collect();
+            rows.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+            rows.truncate(*k);
+            let titles: Vec<serde_json::Value> = rows
+                .iter()
+                .enumerate()
+                .map(|(i, (id, v))| {
+                    serde_json::json!({ "rank": i + 1, "content_id": id, "name": api.catalog.get(*id).map(|t| t.name.as_str()).unwrap_or(""), "views": v })
+                })
+                .collect();
+            (
+                "200 OK",
+                serde_json::json!({ "category": kind.as_str(), "k": k, "window": window(as_of("as_of")), "titles": titles }),
+            )
+        }
+        Request::Title { id } => {
+            let title = api.catalog.get(*id);
+            let mut body = serde_json::json!({
+                "content_id": id,
+                "name": title.map(|t| t.name.as_str()).unwrap_or(""),
+                "kind": title.map(|t| t.kind.as_str()).unwrap_or(""),
+                "views": sum(&["views"]),
+                "window": window(as_of("as_of")),
+            });
+            if api.model.is_some() {
+                body["model"] = locals
+                    .iter()
+                    .map(|l| &l["model"])
+                    .find(|m| !m.is_null())
+                    .cloned()
+                    .unwrap_or(serde_json::Value::Null);
+                body["model_window"] = window(as_of("model_as_of"));
+            }
+            ("200 OK", body)
+        }
+        Request::Breakdown => {
+            let group = |key: &str, names: &[&str]| -> serde_json::Map<String, serde_json::Value> {
+                names
+                    .iter()
+                    .map(|n| (n.to_string(), serde_json::json!(sum(&[key, n]))))
+                    .collect()
+            };
+            (
+                "200 OK",
+                serde_json::json!({
+                    "window": window(as_of("as_of")),
+                    "views": sum(&["views"]),
+                    "watch_ms": sum(&["watch_ms"]),
+                    // Every process holds the whole episode total.
+                    "views_24h_episodes": locals.iter().filter_map(|l| l["views_24h_episodes"].as_i64()).max().unwrap_or(0),
+                    "by_tier": group("by_tier", &TIERS),
+                    "by_device": group("by_device", &DEVICES),
+                    "by_region": group("by_region", &crate::event::REGIONS),
+                }),
+            )
+        }
+        Request::Trending {
+            category,
+            region,
+            k,
+        } => {
+            let mut titles: Vec<serde_json::Value> = locals
+                .iter()
+                .flat_map(|l| l["titles"].as_array().cloned().unwrap_or_default())
+                .collect();
+            let key = |t: &serde_json::Value| {
+                (
+                    t["value"].as_f64().unwrap_or(0.0),
+                    t["content_id"].as_u64().unwrap_or(0),
+                )
+            };
+            titles.sort_by(|a, b| {
+                let (va, ia) = key(a);
+                let (vb, ib) = key(b);
+                vb.total_cmp(&va).then(ia.cmp(&ib))
+            });
+            titles.truncate(*k);
+            for (i, t) in titles.iter_mut().enumerate() {
+                t["rank"] = serde_json::json!(i + 1);
+            }
+            (
+                "200 OK",
+                serde_json::json!({
+                    "category": category,
+                    "region": region.map_or("", |r| crate::event::REGIONS[r]),
+                    "k": k,
+                    "window": window(as_of("as_of")),
+                    "titles": titles,
+                }),
+            )
+        }
+    }
 }
 
 /// The live model of this process, merged over its shards, with episode
@@ -547,13 +881,6 @@ struct LiveModel {
     as_of: u64,
     rows: Vec<crate::model::NodeRow>,
     total_24h: i64,
-}
-
-impl LiveModel {
-    fn window_json(&self, api: &Api) -> serde_json::Value {
-        let (start, end) = api.window.window_bounds(self.as_of);
-        serde_json::json!({ "start": rfc3339(start), "end": rfc3339(end) })
-    }
 }
 
 fn live_model(api: &Api) -> Option<LiveModel> {
@@ -608,122 +935,4 @@ fn row_json(r: &crate::model::NodeRow, api: &Api) -> serde_json::Value {
         "by_device": named(&DEVICES, &r.m.device),
         "by_region": named(&crate::event::REGIONS, &r.m.region),
     })
-}
-
-/// `/api/trending?category=C&region=R&k=N` and `/api/breakdown`, from the live model.
-fn model_query(
-    api: &Api,
-    route: &str,
-    args: &std::collections::BTreeMap<String, String>,
-) -> (&'static str, serde_json::Value) {
-    if api.model.is_none() {
-        return bad(
-            "404 Not Found",
-            "this job does not maintain the model ([model] enabled = false)",
-        );
-    }
-    let Some(live) = live_model(api) else {
-        return bad(
-            "503 Service Unavailable",
-            "no model published yet; retry in a second",
-        );
-    };
-    let window = live.window_json(api);
-    if route == "/api/breakdown" {
-        if let Some(k) = args.keys().next() {
-            return bad(
-                "400 Bad Request",
-                format!("unknown parameter `{k}` (/api/breakdown takes none)"),
-            );
-        }
-        // Titles only: shows and channels are sums of titles.
-        let mut sum = crate::model::Measures::default();
-        for r in live
-            .rows
-            .iter()
-            .filter(|r| !matches!(r.info.map(|i| i.kind), Some(Kind::Show | Kind::Channel)))
-        {
-            sum.add(&r.m);
-        }
-        return (
-            "200 OK",
-            serde_json::json!({
-                "window": window,
-                "views": sum.views,
-                "watch_ms": sum.watch_ms,
-                "views_24h_episodes": live.total_24h,
-                "by_tier": named(&TIERS, &sum.tier),
-                "by_device": named(&DEVICES, &sum.device),
-                "by_region": named(&crate::event::REGIONS, &sum.region),
-            }),
-        );
-    }
-    if let Some(k) = args
-        .keys()
-        .find(|k| !["category", "region", "k"].contains(&k.as_str()))
-    {
-        return bad(
-            "400 Bad Request",
-            format!("unknown parameter `{k}` (category, region, k)"),
-        );
-    }
-    let category = args.get("category").map(String::as_str).unwrap_or("all");
-    if !crate::model::CATEGORIES.contains(&category) {
-        return bad(
-            "400 Bad Request",
-            format!(
-                "unknown category `{category}` ({})",
-                crate::model::CATEGORIES.join(", ")
-            ),
-        );
-    }
-    let region = match args.get("region").map(String::as_str) {
-        None | Some("") => None,
-        Some(code) => match crate::event::Region::parse(code) {
-            Some(r) => Some(r.0 as usize),
-            None => {
-                return bad(
-                    "400 Bad Request",
-                    format!(
-                        "unknown region `{code}` ({})",
-                        crate::event::REGIONS.join(", ")
-                    ),
-                )
-            }
-        },
-    };
-    let k = match args.get("k").map(|k| k.parse::<usize>()) {
-        None => 10,
-        Some(Ok(k)) if (1..=1000).contains(&k) => k,
-        Some(_) => return bad("400 Bad Request", "k must be a whole number from 1 to 1000"),
-    };
-    let mut ranked: Vec<(f64, &crate::model::NodeRow)> = live
-        .rows
-        .iter()
-        .filter(|r| crate::model::categories_of(r.info.map(|i| i.kind)).contains(&category))
-        .map(|r| (crate::model::rank_value(r, category, region), r))
-        .filter(|(v, _)| *v > 0.0)
-        .collect();
-    ranked.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.id.cmp(&b.1.id)));
-    ranked.truncate(k);
-    let titles: Vec<serde_json::Value> = ranked
-        .iter()
-        .enumerate()
-        .map(|(i, (v, r))| {
-            let mut j = row_json(r, api);
-            j["rank"] = serde_json::json!(i + 1);
-            j["value"] = serde_json::json!(v);
-            j
-        })
-        .collect();
-    (
-        "200 OK",
-        serde_json::json!({
-            "category": category,
-            "region": region.map_or("", |r| crate::event::REGIONS[r]),
-            "k": k,
-            "window": window,
-            "titles": titles,
-        }),
-    )
 }

@@ -168,16 +168,40 @@ impl Context {
         process: usize,
         processes: usize,
     ) -> Result<Option<std::net::SocketAddr>> {
+        self.serve_metrics_in_cluster(process, processes, &[])
+    }
+
+    /// As [`Context::serve_metrics`], for a process of a cluster whose
+    /// processes run on `hosts` (the hostfile's hosts, by index): the query
+    /// API then merges every process's share of an answer.
+    pub fn serve_metrics_in_cluster(
+        &self,
+        process: usize,
+        processes: usize,
+        hosts: &[String],
+    ) -> Result<Option<std::net::SocketAddr>> {
         if !self.job.metrics.enabled {
             return Ok(None);
         }
         let addr = self.job.metrics.address(process)?;
+        let mut peers = Vec::new();
+        if hosts.len() == processes {
+            for (i, host) in hosts.iter().enumerate() {
+                let own = self.job.metrics.address(i)?;
+                let port = own.rsplit_once(':').map_or("", |(_, p)| p);
+                if port != "0" {
+                    peers.push(format!("{host}:{port}"));
+                }
+            }
+        }
         let api = crate::metrics::Api {
             live: self.live.clone(),
             catalog: self.catalog.clone(),
             window: self.window,
             processes,
             model: self.model.map(|_| self.model_live.clone()),
+            process,
+            peers,
         };
         crate::metrics::serve(
             &addr,

@@ -97,3 +97,178 @@ fn two_processes_of_two_workers_via_the_launcher_match_the_recount() {
     assert_matches(&got, &want, "launcher, 2 processes x 2 workers");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A process of a cluster answers the query API for the whole job: it asks
+/// the other processes for their shares and merges them, and both processes
+/// give the same answers, equal to the recount.
+#[test]
+fn the_query_api_of_a_cluster_answers_for_every_shard() {
+    let broker = Broker::start("cluster-api");
+    broker.topic("events", 2);
+    broker.topic("events-dlq", 1);
+    let cfg = messy(67, 20_000);
+    produce_generated(&broker.addr, "events", &generator(&cfg), cfg.events);
+    let records = read_topic(&broker.addr, "events", Duration::from_secs(2));
+    let parts: Vec<Vec<Vec<u8>>> = records
+        .values()
+        .map(|rs| rs.iter().map(|r| r.1.clone()).collect())
+        .collect();
+    let dir = scratch("cluster-api");
+    let job = dir.join("job.toml");
+    std::fs::write(
+        &job,
+        format!(
+            "[job]\nname = \"cluster-api\"\n[source]\nkind = \"kafka\"\n[source.kafka]\nbrokers = \"{}\"\ntopic = \"events\"\ndead-letter-topic = \"events-dlq\"\nuntil = \"never\"\n[catalog]\ntitles = 400\n[sink]\nkind = \"none\"\n",
+            broker.addr
+        ),
+    )
+    .expect("job file");
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/cluster.sh");
+    let run = |args: &[&str]| {
+        std::process::Command::new("bash")
+            .arg(&script)
+            .args(args)
+            .env("POPULARITY_BIN", env!("CARGO_BIN_EXE_popularity"))
+            .output()
+            .expect("cluster.sh")
+    };
+    let cdir = dir.join("cluster").display().to_string();
+    let base = free_ports(4);
+    let (port, mport) = (base, base + 2);
+    let out = run(&[
+        "start",
+        "--job",
+        &job.display().to_string(),
+        "--processes",
+        "2",
+        "--workers",
+        "1",
+        "--dir",
+        &cdir,
+        "--port",
+        &port.to_string(),
+        "--metrics-port",
+        &mport.to_string(),
+    ]);
+    assert!(
+        out.status.success(),
+        "start: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let addrs = [
+        format!("127.0.0.1:{mport}"),
+        format!("127.0.0.1:{}", mport + 1),
+    ];
+    let get = |i: usize, path: &str| -> (u16, serde_json::Value) {
+        let (code, body) = http_get(&addrs[i], path);
+        (
+            code,
+            serde_json::from_str(&body).unwrap_or(serde_json::Value::Null),
+        )
+    };
+    // Settled: the merged window and totals the same over two polls.
+    let started = std::time::Instant::now();
+    let mut last = None;
+    let settled = loop {
+        assert!(
+            started.elapsed() < Duration::from_secs(90),
+            "the cluster's answers never settled; logs in {cdir}"
+        );
+        std::thread::sleep(Duration::from_millis(1500));
+        let (code, body) = get(0, "/api/breakdown");
+        if code != 200 {
+            continue;
+        }
+        let now = (body["window"]["end"].clone(), body["views"].clone());
+        if last.as_ref() == Some(&now) {
+            break body;
+        }
+        last = Some(now);
+    };
+    let window = popularity::time::WindowSpec::hourly();
+    let end = popularity::time::parse_rfc3339(settled["window"]["end"].as_str().expect("end"))
+        .expect("rfc3339");
+    let as_of = window.pane_of(end - 1).expect("pane");
+    let spec = popularity::model::ModelConfig::default()
+        .spec(window.slide_ms, window.panes())
+        .expect("spec");
+    let start = popularity::time::parse_rfc3339(&cfg.start).expect("start");
+    let catalog = popularity::catalog::Catalog::synthesize(400, 7, start).expect("catalog");
+    let rows = popularity::oracle::model_at(
+        &parts,
+        &window,
+        120_000,
+        &limits(),
+        &spec,
+        &catalog,
+        &[],
+        as_of,
+    );
+    let titles: Vec<&popularity::model::NodeRow> = rows
+        .iter()
+        .filter(|r| {
+            !matches!(
+                r.info.map(|i| i.kind),
+                Some(popularity::catalog::Kind::Show | popularity::catalog::Kind::Channel)
+            )
+        })
+        .collect();
+    assert_eq!(
+        settled["views"].as_i64(),
+        Some(titles.iter().map(|r| r.m.views).sum::<i64>()),
+        "views over both processes"
+    );
+    assert_eq!(
+        settled["watch_ms"].as_i64(),
+        Some(titles.iter().map(|r| r.m.watch_ms).sum::<i64>()),
+        "watch time over both processes"
+    );
+    let mut want: Vec<(f64, u64)> = rows
+        .iter()
+        .filter(|r| popularity::model::categories_of(r.info.map(|i| i.kind)).contains(&"all"))
+        .map(|r| (popularity::model::rank_value(r, "all", None), r.id))
+        .filter(|(v, _)| *v > 0.0)
+        .collect();
+    want.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+    want.truncate(5);
+    let answers: Vec<serde_json::Value> = (0..2)
+        .map(|i| {
+            let (code, body) = get(i, "/api/trending?category=all&k=5");
+            assert_eq!(code, 200, "process {i}: {body}");
+            body
+        })
+        .collect();
+    assert_eq!(answers[0], answers[1], "both processes answer alike");
+    let got: Vec<(f64, u64)> = answers[0]["titles"]
+        .as_array()
+        .expect("titles")
+        .iter()
+        .map(|t| {
+            (
+                t["value"].as_f64().expect("value"),
+                t["content_id"].as_u64().expect("id"),
+            )
+        })
+        .collect();
+    assert_eq!(got, want, "the merged top 5 equals the recount");
+    // Each process alone holds only part of it.
+    let (_, local) = get(0, "/api/local/breakdown");
+    assert!(local["views"].as_i64().unwrap_or(0) < settled["views"].as_i64().unwrap_or(0));
+    // A title is answered whichever process holds it.
+    let top = want[0].1;
+    for i in 0..2 {
+        let (code, body) = get(i, &format!("/api/titles/{top}"));
+        assert_eq!(code, 200, "{body}");
+        assert!(
+            body["model"].is_object(),
+            "process {i} finds title {top}: {body}"
+        );
+    }
+    let out = run(&["stop", "--dir", &cdir]);
+    assert!(
+        out.status.success(),
+        "stop: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
