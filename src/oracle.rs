@@ -38,31 +38,22 @@ pub fn recount(
 ) -> Expected {
     let mut out = Expected::default();
     let mut accepted: Vec<(ContentId, u64)> = Vec::new();
-    for (k, records) in partitions.iter().enumerate() {
-        let mut mark = Watermark::new(lateness);
-        for (i, raw) in records.iter().enumerate() {
-            out.records += 1;
-            let event = match WatchEvent::decode(raw, limits) {
-                Ok(e) => e,
-                Err(e) => {
-                    *out.dead_letters.entry(e.code().to_string()).or_insert(0) += 1;
-                    out.rejected.push((k, i, e.code().to_string()));
-                    continue;
-                }
-            };
-            if mark.is_late(event.event_time, window) {
-                *out.dead_letters.entry("late".to_string()).or_insert(0) += 1;
-                out.rejected.push((k, i, "late".to_string()));
-                continue;
+    replay(partitions, window, lateness, limits, |k, i, outcome| {
+        out.records += 1;
+        match outcome {
+            Err(reason) => {
+                *out.dead_letters.entry(reason.to_string()).or_insert(0) += 1;
+                out.rejected.push((k, i, reason.to_string()));
             }
-            mark.observe(event.event_time);
-            if event.event_type == EventType::StartedVideo {
-                if let Some(p) = window.pane_of(event.event_time) {
-                    accepted.push((event.content_id, p));
+            Ok(event) => {
+                if event.event_type == EventType::StartedVideo {
+                    if let Some(p) = window.pane_of(event.event_time) {
+                        accepted.push((event.content_id, p));
+                    }
                 }
             }
         }
-    }
+    });
     out.views = accepted.len() as u64;
     // Each view counts in every hour whose closing window contains its pane.
     for (content, pane) in accepted {
@@ -88,6 +79,31 @@ pub fn recount(
     out
 }
 
+/// Replays the pipeline's acceptance rules over each partition's records in
+/// order (decode, then the partition's watermark): `visit(partition, index,
+/// the event or the reason it is dead-lettered)`.
+fn replay(
+    partitions: &[Vec<Vec<u8>>],
+    window: &WindowSpec,
+    lateness: Millis,
+    limits: &Validation,
+    mut visit: impl FnMut(usize, usize, std::result::Result<WatchEvent, &'static str>),
+) {
+    for (k, records) in partitions.iter().enumerate() {
+        let mut mark = Watermark::new(lateness);
+        for (i, raw) in records.iter().enumerate() {
+            match WatchEvent::decode(raw, limits) {
+                Err(e) => visit(k, i, Err(e.code())),
+                Ok(event) if mark.is_late(event.event_time, window) => visit(k, i, Err("late")),
+                Ok(event) => {
+                    mark.observe(event.event_time);
+                    visit(k, i, Ok(event));
+                }
+            }
+        }
+    }
+}
+
 /// Views in the window ending at `pane`, recounted from scratch (same acceptance rules as [`recount`]).
 pub fn window_at(
     partitions: &[Vec<Vec<u8>>],
@@ -97,25 +113,17 @@ pub fn window_at(
     pane: u64,
 ) -> BTreeMap<ContentId, i64> {
     let mut out = BTreeMap::new();
-    for records in partitions {
-        let mut mark = Watermark::new(lateness);
-        for raw in records {
-            let Ok(event) = WatchEvent::decode(raw, limits) else {
-                continue;
-            };
-            if mark.is_late(event.event_time, window) {
-                continue;
-            }
-            mark.observe(event.event_time);
-            if event.event_type == EventType::StartedVideo {
-                if let Some(p) = window.pane_of(event.event_time) {
-                    if p <= pane && p + window.panes() > pane {
-                        *out.entry(event.content_id).or_insert(0) += 1;
-                    }
-                }
+    replay(partitions, window, lateness, limits, |_, _, outcome| {
+        let Ok(event) = outcome else { return };
+        if event.event_type != EventType::StartedVideo {
+            return;
+        }
+        if let Some(p) = window.pane_of(event.event_time) {
+            if p <= pane && p + window.panes() > pane {
+                *out.entry(event.content_id).or_insert(0) += 1;
             }
         }
-    }
+    });
     out
 }
 
@@ -231,16 +239,8 @@ fn accepted_facts(
     limits: &Validation,
 ) -> Vec<(ContentId, u64, crate::model::Measures)> {
     let mut accepted = Vec::new();
-    for records in partitions {
-        let mut mark = Watermark::new(lateness);
-        for raw in records {
-            let Ok(event) = WatchEvent::decode(raw, limits) else {
-                continue;
-            };
-            if mark.is_late(event.event_time, window) {
-                continue;
-            }
-            mark.observe(event.event_time);
+    replay(partitions, window, lateness, limits, |_, _, outcome| {
+        if let Ok(event) = outcome {
             if let Some(p) = window.pane_of(event.event_time) {
                 accepted.push((
                     event.content_id,
@@ -249,7 +249,7 @@ fn accepted_facts(
                 ));
             }
         }
-    }
+    });
     accepted
 }
 
