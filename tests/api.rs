@@ -23,15 +23,8 @@ fn get(addr: &str, path: &str) -> (u16, serde_json::Value) {
 #[test]
 fn top_k_and_titles_equal_the_recount_and_bad_requests_are_400() {
     let broker = Broker::start("api");
-    broker.topic("events", 2);
-    broker.topic("events-dlq", 1);
     let cfg = messy(71, 30_000);
-    produce_generated(&broker.addr, "events", &generator(&cfg), cfg.events);
-    let records = read_topic(&broker.addr, "events", Duration::from_secs(2));
-    let parts: Vec<Vec<Vec<u8>>> = records
-        .values()
-        .map(|rs| rs.iter().map(|r| r.1.clone()).collect())
-        .collect();
+    let parts = fill_topic(&broker, "events", 2, &cfg);
     let dir = scratch("api");
     let mut job = kafka_job(&dir, &broker.addr, "events");
     job.source.kafka.until = popularity::source::kafka::Until::Never;
@@ -158,15 +151,8 @@ fn top_k_and_titles_equal_the_recount_and_bad_requests_are_400() {
 #[test]
 fn trending_breakdown_and_title_measures_equal_the_model_recount() {
     let broker = Broker::start("api-model");
-    broker.topic("events", 2);
-    broker.topic("events-dlq", 1);
     let cfg = messy(73, 20_000);
-    produce_generated(&broker.addr, "events", &generator(&cfg), cfg.events);
-    let records = read_topic(&broker.addr, "events", Duration::from_secs(2));
-    let parts: Vec<Vec<Vec<u8>>> = records
-        .values()
-        .map(|rs| rs.iter().map(|r| r.1.clone()).collect())
-        .collect();
+    let parts = fill_topic(&broker, "events", 2, &cfg);
     let dir = scratch("api-model");
     let mut job = kafka_job(&dir, &broker.addr, "events");
     job.source.kafka.until = popularity::source::kafka::Until::Never;

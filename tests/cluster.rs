@@ -10,20 +10,23 @@ use popularity::oracle::recount;
 use popularity::sink::s3::S3Store;
 use popularity::sink::snapshot::{published_hours, read_hour};
 
+/// Runs `scripts/cluster.sh` with this build's binary.
+fn run(args: &[&str]) -> std::process::Output {
+    std::process::Command::new("bash")
+        .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/cluster.sh"))
+        .args(args)
+        .env("POPULARITY_BIN", env!("CARGO_BIN_EXE_popularity"))
+        .output()
+        .expect("cluster.sh")
+}
+
 #[test]
 fn two_processes_of_two_workers_via_the_launcher_match_the_recount() {
     let s3 = S3::start("cluster");
     s3.bucket("popularity");
     let broker = Broker::start("launcher");
-    broker.topic("events", 4);
-    broker.topic("events-dlq", 1);
     let cfg = messy(61, 40_000);
-    produce_generated(&broker.addr, "events", &generator(&cfg), cfg.events);
-    let records = read_topic(&broker.addr, "events", Duration::from_secs(2));
-    let parts: Vec<Vec<Vec<u8>>> = records
-        .values()
-        .map(|rs| rs.iter().map(|r| r.1.clone()).collect())
-        .collect();
+    let parts = fill_topic(&broker, "events", 4, &cfg);
     let want = recount(
         &parts,
         &popularity::time::WindowSpec::hourly(),
@@ -40,15 +43,6 @@ fn two_processes_of_two_workers_via_the_launcher_match_the_recount() {
         ),
     )
     .expect("job file");
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/cluster.sh");
-    let run = |args: &[&str]| {
-        std::process::Command::new("bash")
-            .arg(&script)
-            .args(args)
-            .env("POPULARITY_BIN", env!("CARGO_BIN_EXE_popularity"))
-            .output()
-            .expect("cluster.sh")
-    };
     let cdir = dir.join("cluster").display().to_string();
     let base = free_ports(4);
     let (port, mport) = (base, base + 2);
@@ -104,15 +98,8 @@ fn two_processes_of_two_workers_via_the_launcher_match_the_recount() {
 #[test]
 fn the_query_api_of_a_cluster_answers_for_every_shard() {
     let broker = Broker::start("cluster-api");
-    broker.topic("events", 2);
-    broker.topic("events-dlq", 1);
     let cfg = messy(67, 20_000);
-    produce_generated(&broker.addr, "events", &generator(&cfg), cfg.events);
-    let records = read_topic(&broker.addr, "events", Duration::from_secs(2));
-    let parts: Vec<Vec<Vec<u8>>> = records
-        .values()
-        .map(|rs| rs.iter().map(|r| r.1.clone()).collect())
-        .collect();
+    let parts = fill_topic(&broker, "events", 2, &cfg);
     let dir = scratch("cluster-api");
     let job = dir.join("job.toml");
     std::fs::write(
@@ -123,15 +110,6 @@ fn the_query_api_of_a_cluster_answers_for_every_shard() {
         ),
     )
     .expect("job file");
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/cluster.sh");
-    let run = |args: &[&str]| {
-        std::process::Command::new("bash")
-            .arg(&script)
-            .args(args)
-            .env("POPULARITY_BIN", env!("CARGO_BIN_EXE_popularity"))
-            .output()
-            .expect("cluster.sh")
-    };
     let cdir = dir.join("cluster").display().to_string();
     let base = free_ports(4);
     let (port, mport) = (base, base + 2);

@@ -437,6 +437,24 @@ pub fn read_topic(brokers: &str, topic: &str, quiet: std::time::Duration) -> Top
 }
 
 /// Produces the generator's records to `topic`, keyed by user id as `popularity generate --kafka` does.
+/// Creates `topic` (with `partitions`) and its dead-letter topic, produces
+/// `cfg`'s events into it, and returns each partition's records as the
+/// broker holds them (read back with a plain consumer).
+pub fn fill_topic(
+    broker: &Broker,
+    topic: &str,
+    partitions: u32,
+    cfg: &GeneratorConfig,
+) -> Vec<Vec<Vec<u8>>> {
+    broker.topic(topic, partitions);
+    broker.topic(&format!("{topic}-dlq"), 1);
+    produce_generated(&broker.addr, topic, &generator(cfg), cfg.events);
+    read_topic(&broker.addr, topic, std::time::Duration::from_secs(2))
+        .values()
+        .map(|rs| rs.iter().map(|r| r.1.clone()).collect())
+        .collect()
+}
+
 pub fn produce_generated(brokers: &str, topic: &str, g: &Generator, events: u64) {
     let cfg = popularity::source::kafka::KafkaConfig {
         brokers: brokers.to_string(),
