@@ -364,13 +364,36 @@ pub fn serve(
         .local_addr()
         .map_err(|e| Error::io("metrics endpoint address", e))?;
     let exported = Exported::new(process)?;
+    // One thread per request, a bounded number at a time: a process of a
+    // cluster answering a request asks its peers, which may at that moment
+    // be asking it; one thread for all requests would deadlock the two.
+    // Rendering folds the job's counters into Prometheus counters: one at a time.
+    let shared = Arc::new((std::sync::Mutex::new(exported), stats, board, ready, api));
+    let busy = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     std::thread::Builder::new()
         .name("metrics".into())
         .spawn(move || {
             for conn in listener.incoming() {
                 let Ok(conn) = conn else { continue };
-                if let Err(e) = answer(conn, &exported, &stats, &board, &ready, &api) {
-                    tracing::debug!(error = %e, "metrics request failed");
+                if busy.fetch_add(1, Ordering::AcqRel) >= MAX_REQUESTS {
+                    busy.fetch_sub(1, Ordering::AcqRel);
+                    let mut conn = conn;
+                    let _ = conn.write_all(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 9\r\nConnection: close\r\n\r\noverload\n");
+                    continue;
+                }
+                let (shared, done) = (shared.clone(), busy.clone());
+                let spawned = std::thread::Builder::new()
+                    .name("metrics-request".into())
+                    .spawn(move || {
+                        let (exported, stats, board, ready, api) = &*shared;
+                        if let Err(e) = answer(conn, exported, stats, board, ready, api) {
+                            tracing::debug!(error = %e, "metrics request failed");
+                        }
+                        done.fetch_sub(1, Ordering::AcqRel);
+                    });
+                if let Err(e) = spawned {
+                    busy.fetch_sub(1, Ordering::AcqRel);
+                    tracing::warn!(error = %e, "no thread for a metrics request");
                 }
             }
         })
@@ -378,9 +401,12 @@ pub fn serve(
     Ok(addr)
 }
 
+/// Requests answered at once; more get a 503.
+const MAX_REQUESTS: usize = 32;
+
 fn answer(
     conn: TcpStream,
-    exported: &Exported,
+    exported: &std::sync::Mutex<Exported>,
     stats: &Stats,
     board: &ProgressBoard,
     ready: &AtomicBool,
@@ -404,7 +430,10 @@ fn answer(
             (Some("GET"), "/metrics") => (
                 "200 OK",
                 "text/plain; version=0.0.4",
-                exported.render(stats, board, api),
+                match exported.lock() {
+                    Ok(e) => e.render(stats, board, api),
+                    Err(_) => b"# metrics unavailable: an earlier render panicked\n".to_vec(),
+                },
             ),
             (Some("GET"), "/healthz") => ("200 OK", "text/plain", b"ok\n".to_vec()),
             (Some("GET"), "/" | "/trending") => (

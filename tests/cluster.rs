@@ -242,6 +242,24 @@ fn the_query_api_of_a_cluster_answers_for_every_shard() {
             "process {i} finds title {top}: {body}"
         );
     }
+    // Both processes asked at once: each asks the other while being asked.
+    let clients: Vec<_> = (0..4)
+        .map(|c| {
+            let addr = addrs[c % 2].clone();
+            std::thread::spawn(move || {
+                (0..10)
+                    .map(|_| http_get(&addr, "/api/trending?category=episode&k=3").0)
+                    .collect::<Vec<u16>>()
+            })
+        })
+        .collect();
+    for c in clients {
+        let codes = c.join().expect("client");
+        assert!(
+            codes.iter().all(|c| *c == 200),
+            "concurrent answers: {codes:?}"
+        );
+    }
     let out = run(&["stop", "--dir", &cdir]);
     assert!(
         out.status.success(),
