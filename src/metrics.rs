@@ -265,17 +265,8 @@ impl Exported {
         if api.processes == 1 {
             if let Some(live) = live_model(api) {
                 for category in crate::model::CATEGORIES {
-                    let mut ranked: Vec<(f64, &crate::model::NodeRow)> = live
-                        .rows
-                        .iter()
-                        .filter(|r| {
-                            crate::model::categories_of(r.info.map(|i| i.kind)).contains(&category)
-                        })
-                        .map(|r| (crate::model::rank_value(r, category, None), r))
-                        .filter(|(v, _)| *v > 0.0)
-                        .collect();
-                    ranked.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.id.cmp(&b.1.id)));
-                    for (i, (v, r)) in ranked.iter().take(TRENDING_GAUGE_K).enumerate() {
+                    let ranked = crate::model::top(&live.rows, category, None, TRENDING_GAUGE_K);
+                    for (i, (v, r)) in ranked.iter().enumerate() {
                         let name = api.catalog.get(r.id).map(|t| t.name.as_str()).unwrap_or("");
                         self.trending
                             .with_label_values(&[
@@ -759,15 +750,7 @@ fn local_answer(api: &Api, request: &Request) -> Result<serde_json::Value, Refus
             k,
         } => {
             let live = live_model(api).ok_or_else(none_yet)?;
-            let mut ranked: Vec<(f64, &crate::model::NodeRow)> = live
-                .rows
-                .iter()
-                .filter(|r| crate::model::categories_of(r.info.map(|i| i.kind)).contains(category))
-                .map(|r| (crate::model::rank_value(r, category, *region), r))
-                .filter(|(v, _)| *v > 0.0)
-                .collect();
-            ranked.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.id.cmp(&b.1.id)));
-            ranked.truncate(*k);
+            let ranked = crate::model::top(&live.rows, category, *region, *k);
             let titles: Vec<serde_json::Value> = ranked
                 .iter()
                 .map(|(v, r)| {

@@ -562,9 +562,6 @@ fn feed(
     }
 }
 
-/// Panes the model's inputs advance per step while draining the score window.
-const DRAIN_STEP: Pane = 1;
-
 /// Checkpoint ledger keys of model measures carry this bit; the rest of the
 /// key is `content << 5 | component` (content ids have at most 58 bits).
 const FACT_TAG: u64 = 1 << 63;
@@ -871,8 +868,8 @@ impl<'a> Driver<'a> {
                                     .caught_up_ms
                                     .fetch_max(crate::time::now_ms(), Ordering::Relaxed);
                             }
-                            // A few panes at a time: each step costs a round of progress messages.
-                            m.advance((time + DRAIN_STEP).min(end));
+                            // One pane per step: larger steps measured slower.
+                            m.advance(time + 1);
                             m.flush();
                         } else {
                             idle = true;

@@ -213,19 +213,11 @@ fn trending_breakdown_and_title_measures_equal_the_model_recount() {
         ("all", "IN-MH"),
         ("movie", "US"),
     ] {
-        let mut want: Vec<(f64, u64)> = rows
-            .iter()
-            .filter(|r| {
-                popularity::model::categories_of(r.info.map(|i| i.kind)).contains(&category)
-            })
-            .map(|r| {
-                let reg = popularity::event::Region::parse(region).map(|r| r.0 as usize);
-                (popularity::model::rank_value(r, category, reg), r.id)
-            })
-            .filter(|(v, _)| *v > 0.0)
+        let reg = popularity::event::Region::parse(region).map(|r| r.0 as usize);
+        let want: Vec<(f64, u64)> = popularity::model::top(&rows, category, reg, 5)
+            .into_iter()
+            .map(|(v, r)| (v, r.id))
             .collect();
-        want.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-        want.truncate(5);
         let (code, body) = get(
             &addr,
             &format!("/api/trending?category={category}&region={region}&k=5"),

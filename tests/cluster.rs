@@ -201,14 +201,10 @@ fn the_query_api_of_a_cluster_answers_for_every_shard() {
         Some(titles.iter().map(|r| r.m.watch_ms).sum::<i64>()),
         "watch time over both processes"
     );
-    let mut want: Vec<(f64, u64)> = rows
-        .iter()
-        .filter(|r| popularity::model::categories_of(r.info.map(|i| i.kind)).contains(&"all"))
-        .map(|r| (popularity::model::rank_value(r, "all", None), r.id))
-        .filter(|(v, _)| *v > 0.0)
+    let want: Vec<(f64, u64)> = popularity::model::top(&rows, "all", None, 5)
+        .into_iter()
+        .map(|(v, r)| (v, r.id))
         .collect();
-    want.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-    want.truncate(5);
     let answers: Vec<serde_json::Value> = (0..2)
         .map(|i| {
             let (code, body) = get(i, "/api/trending?category=all&k=5");

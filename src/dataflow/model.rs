@@ -220,11 +220,8 @@ pub fn model_tables<'scope>(
 ) -> StreamVec<'scope, Pane, ModelHour> {
     let info = catalog_info(catalog)
         .inner
-        .map(|((id, info), t, r)| (Side::Info(id, info), t, r))
-        .exchange(|(s, _, _)| match s {
-            Side::Info(id, _) => shard(*id),
-            Side::Total(_) => 0,
-        });
+        .exchange(|((id, _), _, _)| shard(*id))
+        .map(|((id, info), t, r)| (Side::Info(id, info), t, r));
     let titles = shard_stage(
         windowed.inner,
         info.clone(),

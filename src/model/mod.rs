@@ -400,6 +400,25 @@ pub fn rank_value(row: &NodeRow, category: &str, region: Option<usize>) -> f64 {
     }
 }
 
+/// The best `k` of `rows` in one ranking (`region` `None`: global), with the
+/// value each is ranked by; ties go to the smaller id.
+pub fn top<'a>(
+    rows: impl IntoIterator<Item = &'a NodeRow>,
+    category: &str,
+    region: Option<usize>,
+    k: usize,
+) -> Vec<(f64, &'a NodeRow)> {
+    let mut ranked: Vec<(f64, &NodeRow)> = rows
+        .into_iter()
+        .filter(|r| categories_of(r.info.map(|i| i.kind)).contains(&category))
+        .map(|r| (rank_value(r, category, region), r))
+        .filter(|(v, _)| *v > 0.0)
+        .collect();
+    ranked.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.id.cmp(&b.1.id)));
+    ranked.truncate(k);
+    ranked
+}
+
 /// One entry of a ranking.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TopEntry {

@@ -139,20 +139,10 @@ pub fn write_parts<'scope>(
                     inflight.insert(id, held);
                 }
             });
-            for (id, result) in uploader.completed() {
-                let Some(cap) = inflight.remove(&id) else {
-                    continue;
-                };
-                match result {
-                    Ok(record) => {
-                        Stats::add(&stats.parts_written, 1);
-                        Stats::add(&stats.rows_written, record.rows);
-                        Stats::add(&stats.bytes_written, record.bytes);
-                        output.session(&cap).give(record);
-                    }
-                    Err(e) => fault.set(&e),
-                }
-            }
+            deliver(&uploader, &mut inflight, &fault, |cap, record| {
+                count_part(&stats, &record);
+                output.session(cap).give(record);
+            });
         }
     })
 }
@@ -257,24 +247,42 @@ pub fn publish_hours<'scope>(
                     }));
                     inflight.insert(id, cap.delayed(&time));
                 }
-                for (id, result) in uploader.completed() {
-                    let Some(cap) = inflight.remove(&id) else {
-                        continue;
-                    };
-                    match result {
-                        Ok(manifests) => {
-                            // Hours count once, by the `titles` table every job writes.
-                            let hours = manifests.iter().filter(|m| m.table == TITLES).count();
-                            Stats::add(&stats.hours_published, hours as u64);
-                            output.session(&cap).give_iterator(manifests.into_iter());
-                        }
-                        Err(e) => fault.set(&e),
-                    }
-                }
+                deliver(&uploader, &mut inflight, &fault, |cap, manifests| {
+                    // Hours count once, by the `titles` table every job writes.
+                    let hours = manifests.iter().filter(|m| m.table == TITLES).count();
+                    Stats::add(&stats.hours_published, hours as u64);
+                    output.session(cap).give_iterator(manifests.into_iter());
+                });
                 crate::dataflow::follow_frontier(&mut held, bound);
             }
         },
     )
+}
+
+/// Hands on every finished upload with the capability it was submitted
+/// under; a failed one becomes the job's fault.
+fn deliver<R: Send + 'static>(
+    uploader: &Uploader<R>,
+    inflight: &mut HashMap<u64, Capability<Pane>>,
+    fault: &FaultSlot,
+    mut give: impl FnMut(&Capability<Pane>, R),
+) {
+    for (id, result) in uploader.completed() {
+        let Some(cap) = inflight.remove(&id) else {
+            continue;
+        };
+        match result {
+            Ok(r) => give(&cap, r),
+            Err(e) => fault.set(&e),
+        }
+    }
+}
+
+/// Counts one written part.
+fn count_part(stats: &Stats, record: &PartRecord) {
+    Stats::add(&stats.parts_written, 1);
+    Stats::add(&stats.rows_written, record.rows);
+    Stats::add(&stats.bytes_written, record.bytes);
 }
 
 /// Builds the manifest of `hour` from its parts.
@@ -460,22 +468,12 @@ pub fn write_model_parts<'scope>(
                     inflight.insert(id, held);
                 }
             });
-            for (id, result) in uploader.completed() {
-                let Some(cap) = inflight.remove(&id) else {
-                    continue;
-                };
-                match result {
-                    Ok(records) => {
-                        for record in &records {
-                            Stats::add(&stats.parts_written, 1);
-                            Stats::add(&stats.rows_written, record.rows);
-                            Stats::add(&stats.bytes_written, record.bytes);
-                        }
-                        output.session(&cap).give_iterator(records.into_iter());
-                    }
-                    Err(e) => fault.set(&e),
+            deliver(&uploader, &mut inflight, &fault, |cap, records| {
+                for record in &records {
+                    count_part(&stats, record);
                 }
-            }
+                output.session(cap).give_iterator(records.into_iter());
+            });
         }
     })
 }
@@ -536,20 +534,10 @@ pub fn write_trending<'scope>(
                     }));
                     inflight.insert(id, cap.delayed(&time));
                 }
-                for (id, result) in uploader.completed() {
-                    let Some(cap) = inflight.remove(&id) else {
-                        continue;
-                    };
-                    match result {
-                        Ok(record) => {
-                            Stats::add(&stats.parts_written, 1);
-                            Stats::add(&stats.rows_written, record.rows);
-                            Stats::add(&stats.bytes_written, record.bytes);
-                            output.session(&cap).give(record);
-                        }
-                        Err(e) => fault.set(&e),
-                    }
-                }
+                deliver(&uploader, &mut inflight, &fault, |cap, record| {
+                    count_part(&stats, &record);
+                    output.session(cap).give(record);
+                });
                 crate::dataflow::follow_frontier(&mut held, bound);
             }
         },
