@@ -24,7 +24,7 @@ use timely::worker::Worker;
 use crate::catalog::Catalog;
 use crate::checkpoint::{Checkpointer, Checkpoints, PartitionLedger};
 use crate::config::{JobConfig, SourceKind};
-use crate::dataflow::model::{model_tables, windowed_facts, ModelBoard};
+use crate::dataflow::model::{model_tables, ModelBoard};
 use crate::dataflow::{hourly_tables, windowed_views};
 use crate::error::{Error, FaultSlot, Result};
 use crate::event::{ContentId, EventType, Validation};
@@ -342,9 +342,9 @@ pub fn run_worker(worker: &mut Worker, ctx: &Context) -> Result<()> {
             let (facts_in, facts) = scope.new_collection::<ContentId, Measures>();
             let (carry_in, carried) = scope.new_collection::<ContentId, Measures>();
             let (catalog_in, catalog) = scope.new_collection::<CatalogEntry, i64>();
-            let windowed = windowed_facts(facts, &ctx.window, &spec).concat(carried);
             let tables = model_tables(
-                windowed,
+                facts,
+                carried,
                 catalog,
                 ctx.window,
                 spec,

@@ -17,20 +17,18 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
-use differential_dataflow::{AsCollection, VecCollection};
+use differential_dataflow::VecCollection;
 use serde::{Deserialize, Serialize};
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
 use timely::dataflow::operators::generic::operator::Operator;
-use timely::dataflow::operators::vec::{Broadcast, Filter, Map};
+use timely::dataflow::operators::vec::{Broadcast, Filter, Map, Partition};
 use timely::dataflow::operators::{Concat, Exchange as _};
 use timely::dataflow::StreamVec;
 
 use super::{follow_frontier, shard};
 use crate::event::ContentId;
-use crate::model::{
-    node_rows, rank_all, resolve, CatalogEntry, Info, Measures, ModelSpec, NodeRow,
-};
+use crate::model::{rank_all, resolve, CatalogEntry, Info, Measures, ModelSpec, NodeRow};
 use crate::stats::Stats;
 use crate::time::{Pane, WindowSpec};
 
@@ -94,94 +92,13 @@ type Pending = (Vec<(ContentId, Measures)>, Vec<(Side, i64)>);
 /// A fast hasher for maps keyed by content id.
 type Fx = std::hash::BuildHasherDefault<crate::pipeline::FxHasher>;
 
-/// Side input of `ModelTables`: catalog info of its shard, and the episode total.
+/// Side input of a shard stage: catalog info of its shard, the episode
+/// total, and (after a restore) measures already windowed.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 enum Side {
     Info(ContentId, Info),
     Total(i64),
-}
-
-/// The windowed measures of `facts`: each update enters at its pane, its
-/// window part leaves one window later and its score part one score window
-/// later.
-///
-/// The leaving updates are held here and released only once the input
-/// frontier reaches their time. Handing them on at once, stamped with a
-/// future time, would park a day of them in the batcher of every
-/// arrangement downstream, which re-sorts what it holds at each pane.
-pub fn windowed_facts<'scope>(
-    facts: Facts<'scope>,
-    window: &WindowSpec,
-    spec: &ModelSpec,
-) -> Facts<'scope> {
-    let (width, score) = (window.panes(), spec.score_panes);
-    facts
-        .inner
-        .unary_frontier(Pipeline, "WindowFacts", move |initial, _info| {
-            let mut held = Some(initial);
-            // What leaves the window (whole measures, for a window) and what
-            // leaves the score window (24-hour views only, for a day): kept
-            // apart, so the long wait holds 16 bytes per title and pane, not 168.
-            let mut leaving: BTreeMap<Pane, Vec<(ContentId, Measures)>> = BTreeMap::new();
-            let mut leaving_24h: BTreeMap<Pane, Vec<(ContentId, i64)>> = BTreeMap::new();
-            move |(input, frontier), output| {
-                input.for_each(|cap, data| {
-                    let mut session = output.session(&cap);
-                    for (id, t, m) in data.drain(..) {
-                        let mut w = m.window_part();
-                        if !w.is_zero() {
-                            differential_dataflow::difference::Abelian::negate(&mut w);
-                            leaving.entry(t + width).or_default().push((id, w));
-                        }
-                        if m.views_24h != 0 {
-                            leaving_24h
-                                .entry(t + score)
-                                .or_default()
-                                .push((id, -m.views_24h));
-                        }
-                        session.give((id, t, m));
-                    }
-                });
-                let bound = frontier.frontier().first().copied();
-                let first =
-                    |a: &BTreeMap<Pane, Vec<(ContentId, Measures)>>,
-                     b: &BTreeMap<Pane, Vec<(ContentId, i64)>>| {
-                        match (a.first_key_value(), b.first_key_value()) {
-                            (Some((x, _)), Some((y, _))) => Some(*x.min(y)),
-                            (Some((x, _)), None) => Some(*x),
-                            (None, Some((y, _))) => Some(*y),
-                            (None, None) => None,
-                        }
-                    };
-                if let Some(cap) = held.as_ref() {
-                    while let Some(t) = first(&leaving, &leaving_24h) {
-                        if bound.is_some_and(|b| t >= b) {
-                            break;
-                        }
-                        let at = cap.delayed(&t);
-                        let mut session = output.session(&at);
-                        for (id, m) in leaving.remove(&t).unwrap_or_default() {
-                            session.give((id, t, m));
-                        }
-                        for (id, v) in leaving_24h.remove(&t).unwrap_or_default() {
-                            let m = Measures {
-                                views_24h: v,
-                                ..Measures::default()
-                            };
-                            session.give((id, t, m));
-                        }
-                    }
-                }
-                // Keep a capability for the earliest update still to leave.
-                match (bound, first(&leaving, &leaving_24h)) {
-                    (Some(b), Some(t)) => follow_frontier(&mut held, Some(b.min(t))),
-                    (Some(b), None) => follow_frontier(&mut held, Some(b)),
-                    (None, Some(t)) => follow_frontier(&mut held, Some(t)),
-                    (None, None) => held = None,
-                }
-            }
-        })
-        .as_collection()
+    Windowed(ContentId, Measures),
 }
 
 /// Resolves catalog entries to [`Info`] through their parents.
@@ -200,18 +117,20 @@ pub fn catalog_info<'scope>(
     with_parent.concat(roots)
 }
 
-/// Builds the model from windowed facts and the catalog; emits each
-/// worker's [`ModelHour`] at the last pane of every hour and publishes the
-/// live model to `live`.
+/// Builds the model from per-title facts, measures carried over a restore
+/// (already windowed) and the catalog; emits each worker's [`ModelHour`] at
+/// the last pane of every hour and publishes the live model to `live`.
 ///
-/// Titles and their catalog info are both keyed by title, so the join that
-/// moves measures up the hierarchy runs inside the title shard, in time
-/// order: a fact updates its title and is forwarded to the title's current
-/// ancestors; a catalog change moves the title's current measures from the
+/// Titles and their catalog info are both keyed by title, so the windows
+/// and the join that moves measures up the hierarchy run inside the title
+/// shard, in time order: a fact updates its title and is forwarded to the
+/// title's current ancestors, and so is each of its parts when it leaves
+/// its window; a catalog change moves the title's current measures from the
 /// old ancestors to the new ones. This is the incremental join, specialised
 /// to one side (the catalog) being small and co-partitioned.
 pub fn model_tables<'scope>(
-    windowed: Facts<'scope>,
+    facts: Facts<'scope>,
+    carried: Facts<'scope>,
     catalog: CatalogUpdates<'scope>,
     window: WindowSpec,
     spec: ModelSpec,
@@ -222,19 +141,31 @@ pub fn model_tables<'scope>(
         .inner
         .exchange(|((id, _), _, _)| shard(*id))
         .map(|((id, info), t, r)| (Side::Info(id, info), t, r));
+    let carried = carried
+        .inner
+        .exchange(|(id, _, _)| shard(*id))
+        .map(|(id, t, m)| (Side::Windowed(id, m), t, 1));
     let titles = shard_stage(
-        windowed.inner,
-        info.clone(),
+        facts.inner,
+        info.clone().concat(carried),
         true,
         window,
         spec,
         stats.clone(),
         live.clone(),
     );
-    let deltas = combine(titles.clone().flat_map(|out| match out {
+    // Deltas one way, hours the other: moved, not copied.
+    let mut split = titles.partition(2, |out| match out {
+        StageOut::Delta(..) => (0, out),
+        StageOut::Hour(..) => (1, out),
+    });
+    let (Some(title_hours), Some(deltas)) = (split.pop(), split.pop()) else {
+        unreachable!("partition gives as many streams as asked for")
+    };
+    let deltas = deltas.flat_map(|out| match out {
         StageOut::Delta(id, t, m) => Some((id, t, m)),
         StageOut::Hour(_) => None,
-    }));
+    });
     let total = deltas
         .clone()
         .filter(|(a, _, _)| *a == TOTAL_NODE)
@@ -249,7 +180,7 @@ pub fn model_tables<'scope>(
         stats,
         live,
     );
-    let hours = titles.concat(nodes).flat_map(|out| match out {
+    let hours = title_hours.concat(nodes).flat_map(|out| match out {
         StageOut::Hour(h) => Some(h),
         StageOut::Delta(..) => None,
     });
@@ -286,17 +217,145 @@ fn forwards_itself(info: Option<&Info>) -> bool {
     matches!(info.map(|i| i.kind), Some(Kind::Show | Kind::Channel))
 }
 
-fn masked(m: &Measures, with_24h: bool) -> Measures {
-    if with_24h {
-        *m
-    } else {
-        Measures { views_24h: 0, ..*m }
+/// One node of a shard: its current measures and catalog info, and how many
+/// updates waiting to leave a window refer to it.
+#[derive(Clone, Debug)]
+struct Slot {
+    id: ContentId,
+    m: Measures,
+    info: Option<Info>,
+    waiting: u32,
+}
+
+/// A shard's nodes in a dense vector, found by id through an index: the
+/// windows refer to slots by position, so an update leaving its window
+/// costs no lookup, and the hourly rows are a scan, not a hash walk.
+#[derive(Default)]
+struct Slots {
+    index: HashMap<ContentId, u32, Fx>,
+    slots: Vec<Slot>,
+    free: Vec<u32>,
+    /// Slot positions in id order, rebuilt when slots come or go.
+    order: Vec<u32>,
+    ordered: bool,
+    /// Slots with nonzero measures.
+    nonzero: usize,
+}
+
+impl Slots {
+    /// The slot of `id`, made if it has none.
+    fn slot(&mut self, id: ContentId) -> u32 {
+        if let Some(&i) = self.index.get(&id) {
+            return i;
+        }
+        let slot = Slot {
+            id,
+            m: Measures::default(),
+            info: None,
+            waiting: 0,
+        };
+        let i = match self.free.pop() {
+            Some(i) => {
+                self.slots[i as usize] = slot;
+                i
+            }
+            None => {
+                self.slots.push(slot);
+                (self.slots.len() - 1) as u32
+            }
+        };
+        self.index.insert(id, i);
+        self.ordered = false;
+        i
+    }
+
+    /// Adds `d` to slot `i`'s measures.
+    fn add(&mut self, i: u32, d: &Measures) {
+        let s = &mut self.slots[i as usize];
+        let was = s.m.is_zero();
+        s.m.add(d);
+        match (was, s.m.is_zero()) {
+            (true, false) => self.nonzero += 1,
+            (false, true) => self.nonzero -= 1,
+            _ => {}
+        }
+    }
+
+    /// Frees slot `i` if nothing is left of it.
+    fn release(&mut self, i: u32) {
+        let s = &self.slots[i as usize];
+        if s.waiting == 0 && s.info.is_none() && s.m.is_zero() {
+            self.index.remove(&s.id);
+            self.free.push(i);
+            self.ordered = false;
+        }
+    }
+
+    /// Rows of the nodes with nonzero measures (titles: but shows and
+    /// channels, which the node stage shows), in id order.
+    fn rows(
+        &mut self,
+        titles: bool,
+        total: i64,
+        t: crate::time::Millis,
+        spec: &ModelSpec,
+    ) -> Vec<NodeRow> {
+        if !self.ordered {
+            let slots = &self.slots;
+            self.order = self.index.values().copied().collect();
+            self.order.sort_unstable_by_key(|&i| slots[i as usize].id);
+            self.ordered = true;
+        }
+        let mut rows = Vec::with_capacity(self.nonzero);
+        for &i in &self.order {
+            let s = &self.slots[i as usize];
+            if s.m.is_zero() || (titles && forwards_itself(s.info.as_ref())) {
+                continue;
+            }
+            rows.push(NodeRow::new(s.id, s.info, s.m, total, t, spec.half_life_ms));
+        }
+        rows
+    }
+}
+
+/// Sums the deltas a shard sends to each ancestor at one time.
+#[derive(Default)]
+struct Outbox {
+    nodes: HashMap<ContentId, Measures, Fx>,
+    episode_total: i64,
+}
+
+impl Outbox {
+    /// Sends `m` to the ancestors of a title with `info` (`views_24h` only
+    /// from episodes); shows and channels send it to themselves.
+    fn forward(&mut self, id: ContentId, info: Option<&Info>, m: &Measures) {
+        for (a, with_24h) in targets(info) {
+            if a == TOTAL_NODE {
+                self.episode_total += m.views_24h;
+            } else {
+                let e = self.nodes.entry(a).or_default();
+                e.add(m);
+                if !with_24h {
+                    e.views_24h -= m.views_24h;
+                }
+            }
+        }
+        if forwards_itself(info) {
+            self.nodes.entry(id).or_default().add(m);
+        }
     }
 }
 
 /// One shard of titles (`titles = true`) or of shows and channels: applies
-/// its updates in time order as the frontier allows, emits its rows at the
-/// last pane of every hour, and (titles) forwards deltas to ancestors.
+/// its updates in time order as the frontier allows and emits its rows at
+/// the last pane of every hour. The title stage also keeps the windows (a
+/// fact leaves the window one window after its pane, its 24-hour views one
+/// score window after) and forwards every change of a title to its
+/// ancestors, summed per ancestor and time.
+///
+/// What is still to leave a window is held here and applied only once the
+/// frontier reaches its time. Handing it on at once, stamped with a future
+/// time, would park a day of updates in every operator downstream.
 #[allow(clippy::too_many_arguments)]
 fn shard_stage<'scope>(
     facts: StreamVec<'scope, Pane, (ContentId, Pane, Measures)>,
@@ -311,6 +370,7 @@ fn shard_stage<'scope>(
     let scope = facts.scope();
     let publish_every = std::time::Duration::from_secs(1);
     let board_key = worker * 2 + usize::from(!titles);
+    let (width, score) = (window.panes(), spec.score_panes);
     facts.binary_frontier::<_, CapacityContainerBuilder<Vec<StageOut>>, _, _, _, _>(
         side,
         Exchange::new(|u: &(ContentId, Pane, Measures)| shard(u.0)),
@@ -320,25 +380,21 @@ fn shard_stage<'scope>(
             let activator = scope.activator_for(op.address.clone());
             let mut held = Some(initial);
             let mut pending: BTreeMap<Pane, Pending> = BTreeMap::new();
-            let mut measures: HashMap<ContentId, Measures, Fx> = HashMap::default();
+            let mut nodes = Slots::default();
+            // What leaves the window (the window part, negated) and what
+            // leaves the score window (24-hour views only), by pane: kept
+            // apart, so the long wait holds 16 bytes per title and pane.
+            let mut leaving: BTreeMap<Pane, Vec<(u32, Measures)>> = BTreeMap::new();
+            let mut leaving_24h: BTreeMap<Pane, Vec<(u32, i64)>> = BTreeMap::new();
             // Info with its multiplicity: a title is known while its count is positive.
             let mut infos: HashMap<ContentId, Vec<(Info, i64)>, Fx> = HashMap::default();
-            let mut info_view: HashMap<ContentId, Info, Fx> = HashMap::default();
+            let mut outbox = Outbox::default();
             let mut total: i64 = 0;
             let mut cursor: Pane = 0;
             let mut last_publish = std::time::Instant::now() - publish_every;
             let mut dirty = false;
             let mut published_bound: Option<Pane> = None;
             let mut state: i64 = 0;
-            let rows_of = move |measures: &HashMap<ContentId, Measures, Fx>,
-                                info_view: &HashMap<ContentId, Info, Fx>,
-                                total: i64,
-                                t: crate::time::Millis| {
-                let shown = measures
-                    .iter()
-                    .filter(|(id, _)| !(titles && forwards_itself(info_view.get(id))));
-                node_rows(shown, info_view, total, t, spec.half_life_ms)
-            };
             move |(input1, frontier1), (input2, frontier2), output| {
                 input1.for_each(|_cap, data| {
                     for (id, t, m) in data.drain(..) {
@@ -357,23 +413,29 @@ fn shard_stage<'scope>(
                         .min()
                         .copied();
                 loop {
-                    let next = pending
-                        .first_key_value()
-                        .map(|(t, _)| *t)
-                        .filter(|t| bound.is_none_or(|b| *t < b));
+                    let next = [
+                        pending.first_key_value().map(|(t, _)| *t),
+                        leaving.first_key_value().map(|(t, _)| *t),
+                        leaving_24h.first_key_value().map(|(t, _)| *t),
+                    ]
+                    .into_iter()
+                    .flatten()
+                    .min()
+                    .filter(|t| bound.is_none_or(|b| *t < b));
                     if let (Some(upto), Some(cap)) = (next.or(bound), held.as_ref()) {
-                        while !measures.is_empty() || total != 0 {
+                        while nodes.nonzero > 0 || total != 0 {
                             let end = window.last_pane_of_hour(window.hour_of(cursor));
                             if end >= upto {
                                 break;
                             }
                             let t = window.window_bounds(end).1;
+                            let rows = nodes.rows(titles, total, t, &spec);
                             output
                                 .session(&cap.delayed(&end))
                                 .give(StageOut::Hour(ModelHour {
                                     hour: window.hour_of(end),
                                     worker,
-                                    rows: rows_of(&measures, &info_view, total, t),
+                                    rows,
                                     candidates: Vec::new(),
                                     total_24h: total,
                                 }));
@@ -393,7 +455,7 @@ fn shard_stage<'scope>(
                                     board_key,
                                     ModelShard {
                                         as_of,
-                                        rows: Arc::new(rows_of(&measures, &info_view, total, t)),
+                                        rows: Arc::new(nodes.rows(titles, total, t, &spec)),
                                         total_24h: total,
                                     },
                                 );
@@ -405,15 +467,8 @@ fn shard_stage<'scope>(
                         }
                     }
                     let Some(time) = next else { break };
-                    let Some((facts, sides)) = pending.remove(&time) else {
-                        break;
-                    };
                     let Some(cap) = held.as_ref() else { break };
-                    let at = cap.delayed(&time);
-                    let mut session = output.session(&at);
-                    // Episodes' contributions to the episode total, summed here:
-                    // one update per time instead of one per episode.
-                    let mut episode_total: i64 = 0;
+                    let (facts, sides) = pending.remove(&time).unwrap_or_default();
                     // Catalog changes first, with the measures as of before this time.
                     let mut touched = Vec::new();
                     for (side, r) in sides {
@@ -429,6 +484,14 @@ fn shard_stage<'scope>(
                                 }
                                 touched.push(id);
                             }
+                            Side::Windowed(id, m) => {
+                                let i = nodes.slot(id);
+                                if titles {
+                                    outbox.forward(id, nodes.slots[i as usize].info.as_ref(), &m);
+                                }
+                                nodes.add(i, &m);
+                                nodes.release(i);
+                            }
                         }
                     }
                     touched.sort_unstable();
@@ -442,78 +505,97 @@ fn shard_stage<'scope>(
                         if list.is_empty() {
                             infos.remove(&id);
                         }
-                        let before = match now {
-                            Some(i) => info_view.insert(id, i),
-                            None => info_view.remove(&id),
-                        };
-                        if titles && before != now {
-                            if let Some(m) = measures.get(&id) {
-                                let mut gone = *m;
-                                differential_dataflow::difference::Abelian::negate(&mut gone);
-                                for (a, with_24h) in targets(before.as_ref()) {
-                                    if a == TOTAL_NODE {
-                                        episode_total += gone.views_24h;
-                                    } else {
-                                        session.give(StageOut::Delta(
-                                            a,
-                                            time,
-                                            masked(&gone, with_24h),
-                                        ));
-                                    }
-                                }
-                                if forwards_itself(before.as_ref()) {
-                                    session.give(StageOut::Delta(id, time, gone));
-                                }
-                                for (a, with_24h) in targets(now.as_ref()) {
-                                    if a == TOTAL_NODE {
-                                        episode_total += m.views_24h;
-                                    } else {
-                                        session.give(StageOut::Delta(a, time, masked(m, with_24h)));
-                                    }
-                                }
-                                if forwards_itself(now.as_ref()) {
-                                    session.give(StageOut::Delta(id, time, *m));
-                                }
-                            }
+                        let i = nodes.slot(id);
+                        let slot = &mut nodes.slots[i as usize];
+                        let before = std::mem::replace(&mut slot.info, now);
+                        if titles && before != now && !slot.m.is_zero() {
+                            let m = slot.m;
+                            let mut gone = m;
+                            differential_dataflow::difference::Abelian::negate(&mut gone);
+                            outbox.forward(id, before.as_ref(), &gone);
+                            outbox.forward(id, now.as_ref(), &m);
                         }
+                        nodes.release(i);
                     }
-                    for (id, m) in facts {
-                        if titles {
-                            let info = info_view.get(&id);
-                            for (a, with_24h) in targets(info) {
-                                if a == TOTAL_NODE {
-                                    episode_total += m.views_24h;
-                                } else {
-                                    session.give(StageOut::Delta(a, time, masked(&m, with_24h)));
-                                }
-                            }
-                            if forwards_itself(info) {
-                                session.give(StageOut::Delta(id, time, m));
-                            }
-                        }
-                        let entry = measures.entry(id).or_default();
-                        entry.add(&m);
-                        if entry.is_zero() {
-                            measures.remove(&id);
-                        }
+                    // What leaves the windows at this time.
+                    for (i, w) in leaving.remove(&time).unwrap_or_default() {
+                        let s = &mut nodes.slots[i as usize];
+                        s.waiting -= 1;
+                        outbox.forward(s.id, s.info.as_ref(), &w);
+                        nodes.add(i, &w);
+                        nodes.release(i);
                     }
-                    if episode_total != 0 {
-                        let m = Measures {
-                            views_24h: episode_total,
+                    for (i, v) in leaving_24h.remove(&time).unwrap_or_default() {
+                        let w = Measures {
+                            views_24h: v,
                             ..Measures::default()
                         };
-                        session.give(StageOut::Delta(TOTAL_NODE, time, m));
+                        let s = &mut nodes.slots[i as usize];
+                        s.waiting -= 1;
+                        outbox.forward(s.id, s.info.as_ref(), &w);
+                        nodes.add(i, &w);
+                        nodes.release(i);
                     }
-                    drop(session);
+                    // What enters.
+                    for (id, m) in facts {
+                        let i = nodes.slot(id);
+                        if titles {
+                            let mut w = m.window_part();
+                            if !w.is_zero() {
+                                differential_dataflow::difference::Abelian::negate(&mut w);
+                                leaving.entry(time + width).or_default().push((i, w));
+                                nodes.slots[i as usize].waiting += 1;
+                            }
+                            if m.views_24h != 0 {
+                                leaving_24h
+                                    .entry(time + score)
+                                    .or_default()
+                                    .push((i, -m.views_24h));
+                                nodes.slots[i as usize].waiting += 1;
+                            }
+                            outbox.forward(id, nodes.slots[i as usize].info.as_ref(), &m);
+                        }
+                        nodes.add(i, &m);
+                        nodes.release(i);
+                    }
+                    if !outbox.nodes.is_empty() || outbox.episode_total != 0 {
+                        let at = cap.delayed(&time);
+                        let mut session = output.session(&at);
+                        for (a, m) in outbox.nodes.drain() {
+                            if !m.is_zero() {
+                                session.give(StageOut::Delta(a, time, m));
+                            }
+                        }
+                        if outbox.episode_total != 0 {
+                            let m = Measures {
+                                views_24h: std::mem::take(&mut outbox.episode_total),
+                                ..Measures::default()
+                            };
+                            session.give(StageOut::Delta(TOTAL_NODE, time, m));
+                        }
+                    }
                     cursor = time;
                     dirty = true;
                 }
-                follow_frontier(&mut held, bound);
+                // Keep a capability for the earliest update still to leave.
+                let first_leaving = [
+                    leaving.first_key_value().map(|(t, _)| *t),
+                    leaving_24h.first_key_value().map(|(t, _)| *t),
+                ]
+                .into_iter()
+                .flatten()
+                .min();
+                match (bound, first_leaving) {
+                    (Some(b), Some(t)) => follow_frontier(&mut held, Some(b.min(t))),
+                    (Some(b), None) => follow_frontier(&mut held, Some(b)),
+                    (None, Some(t)) => follow_frontier(&mut held, Some(t)),
+                    (None, None) => held = None,
+                }
                 let now = pending
                     .values()
                     .map(|(a, b)| (a.len() + b.len()) as i64)
                     .sum::<i64>()
-                    + measures.len() as i64;
+                    + nodes.nonzero as i64;
                 stats.live_state_delta(now - state);
                 state = now;
             }
@@ -552,13 +634,18 @@ fn finish_hours<'scope>(
                     };
                     let total = parts.iter().map(|h| h.total_24h).max().unwrap_or(0);
                     let worker = parts.first().map_or(0, |h| h.worker);
-                    let mut rows: Vec<NodeRow> = parts.into_iter().flat_map(|h| h.rows).collect();
+                    let mut rows: Vec<NodeRow> =
+                        Vec::with_capacity(parts.iter().map(|h| h.rows.len()).sum());
+                    for h in parts {
+                        rows.extend(h.rows);
+                    }
                     for r in rows.iter_mut() {
                         if r.info.map(|i| i.kind) == Some(crate::catalog::Kind::Episode) {
                             r.score_ppm = crate::model::score_ppm(r.m.views_24h, total);
                         }
                     }
-                    rows.sort_unstable_by_key(|r| r.id);
+                    // Each part is sorted already: the stable sort finds the runs and merges them.
+                    rows.sort_by_key(|r| r.id);
                     if rows.is_empty() {
                         continue;
                     }
@@ -577,41 +664,6 @@ fn finish_hours<'scope>(
                         candidates,
                         total_24h: total,
                     });
-                }
-            }
-            follow_frontier(&mut held, bound);
-        }
-    })
-}
-
-/// Sums the updates of each (node, time) on this worker and emits them once
-/// the input frontier has passed the time: a combiner in front of an exchange.
-fn combine<'scope>(
-    updates: StreamVec<'scope, Pane, (ContentId, Pane, Measures)>,
-) -> StreamVec<'scope, Pane, (ContentId, Pane, Measures)> {
-    updates.unary_frontier(Pipeline, "Combine", |initial, _info| {
-        let mut held = Some(initial);
-        let mut sums: BTreeMap<Pane, HashMap<ContentId, Measures, Fx>> = BTreeMap::new();
-        move |(input, frontier), output| {
-            input.for_each(|_cap, data| {
-                for (id, t, m) in data.drain(..) {
-                    sums.entry(t).or_default().entry(id).or_default().add(&m);
-                }
-            });
-            let bound = frontier.frontier().first().copied();
-            if let Some(cap) = held.as_ref() {
-                while let Some((&t, _)) = sums.first_key_value() {
-                    if bound.is_some_and(|b| t >= b) {
-                        break;
-                    }
-                    let Some(batch) = sums.remove(&t) else { break };
-                    let at = cap.delayed(&t);
-                    let mut session = output.session(&at);
-                    for (id, m) in batch {
-                        if !m.is_zero() {
-                            session.give((id, t, m));
-                        }
-                    }
                 }
             }
             follow_frontier(&mut held, bound);
