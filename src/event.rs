@@ -22,9 +22,9 @@ pub const REGIONS: [&str; 12] = [
     "GB",
 ];
 
-/// Largest content id accepted: ids share a 64-bit key with the model's
-/// measure tag (see `model::fact`), which leaves them 58 bits.
-pub const MAX_CONTENT_ID: ContentId = (1 << 58) - 1;
+/// Largest content id accepted: ids share a 64-bit checkpoint key with the
+/// model's cell and measure tag, which leaves them 55 bits.
+pub const MAX_CONTENT_ID: ContentId = (1 << 55) - 1;
 
 /// Longest watch time one event may report: a day.
 pub const MAX_WATCHED_MS: i64 = 86_400_000;

@@ -30,7 +30,7 @@ use crate::error::{Error, FaultSlot, Result};
 use crate::event::{ContentId, EventType, Validation};
 use crate::generator::Generator;
 use crate::model::feed::CatalogFeed;
-use crate::model::{CatalogEntry, Measures, ModelSpec};
+use crate::model::{cell_of, CatalogEntry, Cell, Delta, Measures, ModelSpec, Obs};
 use crate::sink::deadletter::{DeadLetter, DeadLetterSink, LocalDeadLetters, MemoryDeadLetters};
 use crate::sink::snapshot::{publish_hours, write_model_parts, write_parts, write_trending};
 use crate::sink::store::ObjectStore;
@@ -339,7 +339,7 @@ pub fn run_worker(worker: &mut Worker, ctx: &Context) -> Result<()> {
             ctx.job.metrics.enabled.then(|| ctx.live.clone()),
         );
         let model = ctx.model.map(|spec| {
-            let (facts_in, facts) = scope.new_collection::<ContentId, Measures>();
+            let (facts_in, facts) = scope.new_collection::<(ContentId, Cell), Obs>();
             let (carry_in, carried) = scope.new_collection::<ContentId, Measures>();
             let (catalog_in, catalog) = scope.new_collection::<CatalogEntry, i64>();
             let tables = model_tables(
@@ -453,16 +453,18 @@ pub fn run_worker(worker: &mut Worker, ctx: &Context) -> Result<()> {
                 c.advance_to(time);
             }
         }
-        let mut facts: HashMap<(ContentId, Pane), Measures> = HashMap::new();
+        let mut facts: HashMap<(ContentId, Pane, Cell), Obs> = HashMap::new();
         for ledger in restore.ledgers.values() {
             for (&pane, counts) in &ledger.panes {
                 for (&content, &n) in counts {
                     if content & FACT_TAG != 0 {
-                        let (id, component) = untag(content);
-                        facts
-                            .entry((id, pane))
-                            .or_default()
-                            .add(&Measures::component(component, n));
+                        let (id, cell, watch) = untag(content);
+                        let obs = facts.entry((id, pane, cell)).or_default();
+                        if watch {
+                            obs.watch_ms += n;
+                        } else {
+                            obs.views += n;
+                        }
                         continue;
                     }
                     feed(
@@ -478,8 +480,8 @@ pub fn run_worker(worker: &mut Worker, ctx: &Context) -> Result<()> {
             }
         }
         if let Some(m) = model.as_mut() {
-            for ((id, pane), f) in facts {
-                m.feed(ctx.window.panes(), time, id, pane, f);
+            for ((id, pane, cell), obs) in facts {
+                m.feed(ctx.window.panes(), time, (id, cell), pane, obs);
             }
             m.flush();
         }
@@ -562,24 +564,29 @@ fn feed(
     }
 }
 
-/// Checkpoint ledger keys of model measures carry this bit; the rest of the
-/// key is `content << 5 | component` (content ids have at most 58 bits).
+/// Checkpoint ledger keys of the model's input carry this bit; the rest of
+/// the key is `content << 8 | cell << 1 | watch` (content ids have at most
+/// 55 bits): the views (`watch` 0) or the watch time (1) of a title's cell.
 const FACT_TAG: u64 = 1 << 63;
 
-fn tag(content: ContentId, component: usize) -> u64 {
-    FACT_TAG | content << 5 | component as u64
+fn tag(content: ContentId, cell: Cell, watch: bool) -> u64 {
+    FACT_TAG | content << 8 | u64::from(cell) << 1 | u64::from(watch)
 }
 
-fn untag(key: u64) -> (ContentId, usize) {
-    ((key & !FACT_TAG) >> 5, (key & 31) as usize)
+fn untag(key: u64) -> (ContentId, Cell, bool) {
+    (
+        (key & !FACT_TAG) >> 8,
+        ((key >> 1) & 0x7f) as Cell,
+        key & 1 == 1,
+    )
 }
 
-type ModelPanes = HashMap<(PartitionId, ContentId, Pane), Measures, BuildHasherDefault<FxHasher>>;
+type ModelPanes = HashMap<(PartitionId, ContentId, Pane, Cell), Obs, BuildHasherDefault<FxHasher>>;
 
 /// The model's inputs on one worker.
 struct ModelFeed {
     spec: ModelSpec,
-    facts: InputSession<Pane, ContentId, Measures>,
+    facts: InputSession<Pane, (ContentId, Cell), Obs>,
     /// After a restore: windows as of the checkpoint (as for the views).
     carry: Option<InputSession<Pane, ContentId, Measures>>,
     catalog: InputSession<Pane, CatalogEntry, i64>,
@@ -591,16 +598,26 @@ struct ModelFeed {
 }
 
 impl ModelFeed {
-    /// Feeds one title's measures of one pane; before the restore time
-    /// `time`, what is still inside the windows enters through the carry.
-    fn feed(&mut self, width: u64, time: Pane, id: ContentId, pane: Pane, m: Measures) {
+    /// Feeds one title's views and watch time of one cell and pane; before
+    /// the restore time `time`, what is still inside the windows enters
+    /// through the carry.
+    fn feed(&mut self, width: u64, time: Pane, key: (ContentId, Cell), pane: Pane, obs: Obs) {
         use differential_dataflow::difference::Abelian;
+        let (id, cell) = key;
         match self.carry.as_mut() {
             Some(carry) if pane < time => {
-                for (part, w) in [
-                    (m.window_part(), width),
-                    (m.score_part(), self.spec.score_panes),
-                ] {
+                let mut window_part = Measures::default();
+                Delta::Cell {
+                    cell,
+                    obs,
+                    score: false,
+                }
+                .apply(&mut window_part, false);
+                let score_part = Measures {
+                    views_24h: obs.views,
+                    ..Measures::default()
+                };
+                for (part, w) in [(window_part, width), (score_part, self.spec.score_panes)] {
                     if pane + w > time && !part.is_zero() {
                         let mut gone = part;
                         gone.negate();
@@ -609,7 +626,7 @@ impl ModelFeed {
                     }
                 }
             }
-            _ => self.facts.update_at(id, pane, m),
+            _ => self.facts.update_at(key, pane, obs),
         }
     }
 
@@ -1040,10 +1057,13 @@ impl<'a> Driver<'a> {
                 mark.observe(event.event_time);
                 if let Some(m) = self.model.as_mut() {
                     let pane = window.pane_of(event.event_time).unwrap_or(0);
-                    m.panes
-                        .entry((partition, event.content_id, pane))
-                        .or_default()
-                        .add(&Measures::of_event(event));
+                    let obs = Obs::of_event(event);
+                    let sum = m
+                        .panes
+                        .entry((partition, event.content_id, pane, cell_of(event)))
+                        .or_default();
+                    sum.views += obs.views;
+                    sum.watch_ms += obs.watch_ms;
                 }
                 if event.event_type == EventType::StartedVideo {
                     views += 1;
@@ -1070,12 +1090,12 @@ impl<'a> Driver<'a> {
         if let Some(m) = self.model.as_mut() {
             let time = self.carry.as_ref().map_or(0, |(_, t)| *t);
             let mut panes = std::mem::take(&mut m.panes);
-            for ((partition, content, pane), f) in panes.drain() {
-                m.feed(width, time, content, pane, f);
+            for ((partition, content, pane, cell), obs) in panes.drain() {
+                m.feed(width, time, (content, cell), pane, obs);
                 if let Some(cp) = self.checkpointer.as_mut() {
-                    for (i, v) in f.components().into_iter().enumerate() {
+                    for (watch, v) in [(false, obs.views), (true, obs.watch_ms)] {
                         if v != 0 {
-                            cp.record(partition, tag(content, i), pane, v);
+                            cp.record(partition, tag(content, cell, watch), pane, v);
                         }
                     }
                 }

@@ -28,15 +28,19 @@ use timely::dataflow::StreamVec;
 
 use super::{follow_frontier, shard};
 use crate::event::ContentId;
-use crate::model::{rank_all, resolve, CatalogEntry, Info, Measures, ModelSpec, NodeRow};
+use crate::model::{
+    rank_all, resolve, CatalogEntry, Cell, Delta, Info, Measures, ModelSpec, NodeRow, Obs,
+};
 use crate::stats::Stats;
 use crate::time::{Pane, WindowSpec};
 
 /// The pseudo-node that accumulates every episode's score-window views.
 pub const TOTAL_NODE: ContentId = u64::MAX;
 
-/// Per-title measures as a collection: the difference is the measures.
-pub type Facts<'scope> = VecCollection<'scope, Pane, ContentId, Measures>;
+/// Views and watch time by title and cell: the model's input.
+pub type Facts<'scope> = VecCollection<'scope, Pane, (ContentId, Cell), Obs>;
+/// Per-title measures already windowed (carried over a restore).
+pub type Windowed<'scope> = VecCollection<'scope, Pane, ContentId, Measures>;
 /// The catalog as a collection.
 pub type CatalogUpdates<'scope> = VecCollection<'scope, Pane, CatalogEntry, i64>;
 
@@ -47,7 +51,8 @@ pub struct ModelHour {
     pub hour: u64,
     /// The worker that owns these nodes.
     pub worker: usize,
-    /// Nodes with nonzero measures, by id.
+    /// Nodes with nonzero measures: the titles, then the shows and
+    /// channels, each in id order.
     pub rows: Vec<NodeRow>,
     /// The rows that made any of this shard's top-k lists (the candidates
     /// for the global rankings).
@@ -87,7 +92,7 @@ impl ModelBoard {
 }
 
 /// Updates of one time waiting for the frontier: measures, and side updates.
-type Pending = (Vec<(ContentId, Measures)>, Vec<(Side, i64)>);
+type Pending = (Vec<(ContentId, Cell, Obs)>, Vec<(Side, i64)>);
 
 /// A fast hasher for maps keyed by content id.
 type Fx = std::hash::BuildHasherDefault<crate::pipeline::FxHasher>;
@@ -130,13 +135,14 @@ pub fn catalog_info<'scope>(
 /// to one side (the catalog) being small and co-partitioned.
 pub fn model_tables<'scope>(
     facts: Facts<'scope>,
-    carried: Facts<'scope>,
+    carried: Windowed<'scope>,
     catalog: CatalogUpdates<'scope>,
     window: WindowSpec,
     spec: ModelSpec,
     stats: Arc<Stats>,
     live: Option<Arc<ModelBoard>>,
 ) -> StreamVec<'scope, Pane, ModelHour> {
+    let scope = facts.inner.scope();
     let info = catalog_info(catalog)
         .inner
         .exchange(|((id, _), _, _)| shard(*id))
@@ -171,9 +177,13 @@ pub fn model_tables<'scope>(
         .filter(|(a, _, _)| *a == TOTAL_NODE)
         .map(|(_, t, m)| (Side::Total(m.views_24h), t, 1i64))
         .broadcast();
+    let to_nodes = deltas
+        .filter(|(a, _, _)| *a != TOTAL_NODE)
+        .exchange(|(a, _, _)| shard(*a))
+        .map(|(a, t, m)| (Side::Windowed(a, m), t, 1));
     let nodes = shard_stage(
-        deltas.filter(|(a, _, _)| *a != TOTAL_NODE),
-        info.concat(total),
+        timely::dataflow::operators::generic::operator::empty(scope),
+        info.concat(total).concat(to_nodes),
         false,
         window,
         spec,
@@ -269,11 +279,11 @@ impl Slots {
         i
     }
 
-    /// Adds `d` to slot `i`'s measures.
-    fn add(&mut self, i: u32, d: &Measures) {
+    /// Applies `d` to slot `i`'s measures.
+    fn add(&mut self, i: u32, d: &Delta) {
         let s = &mut self.slots[i as usize];
         let was = s.m.is_zero();
-        s.m.add(d);
+        d.apply(&mut s.m, true);
         match (was, s.m.is_zero()) {
             (true, false) => self.nonzero += 1,
             (false, true) => self.nonzero -= 1,
@@ -328,20 +338,16 @@ struct Outbox {
 impl Outbox {
     /// Sends `m` to the ancestors of a title with `info` (`views_24h` only
     /// from episodes); shows and channels send it to themselves.
-    fn forward(&mut self, id: ContentId, info: Option<&Info>, m: &Measures) {
+    fn forward(&mut self, id: ContentId, info: Option<&Info>, d: &Delta) {
         for (a, with_24h) in targets(info) {
             if a == TOTAL_NODE {
-                self.episode_total += m.views_24h;
+                self.episode_total += d.views_24h();
             } else {
-                let e = self.nodes.entry(a).or_default();
-                e.add(m);
-                if !with_24h {
-                    e.views_24h -= m.views_24h;
-                }
+                d.apply(self.nodes.entry(a).or_default(), with_24h);
             }
         }
         if forwards_itself(info) {
-            self.nodes.entry(id).or_default().add(m);
+            d.apply(self.nodes.entry(id).or_default(), true);
         }
     }
 }
@@ -358,7 +364,7 @@ impl Outbox {
 /// time, would park a day of updates in every operator downstream.
 #[allow(clippy::too_many_arguments)]
 fn shard_stage<'scope>(
-    facts: StreamVec<'scope, Pane, (ContentId, Pane, Measures)>,
+    facts: StreamVec<'scope, Pane, ((ContentId, Cell), Pane, Obs)>,
     side: StreamVec<'scope, Pane, (Side, Pane, i64)>,
     titles: bool,
     window: WindowSpec,
@@ -366,14 +372,14 @@ fn shard_stage<'scope>(
     stats: Arc<Stats>,
     live: Option<Arc<ModelBoard>>,
 ) -> StreamVec<'scope, Pane, StageOut> {
-    let worker = facts.scope().index();
-    let scope = facts.scope();
+    let scope = side.scope();
+    let worker = scope.index();
     let publish_every = std::time::Duration::from_secs(1);
     let board_key = worker * 2 + usize::from(!titles);
     let (width, score) = (window.panes(), spec.score_panes);
     facts.binary_frontier::<_, CapacityContainerBuilder<Vec<StageOut>>, _, _, _, _>(
         side,
-        Exchange::new(|u: &(ContentId, Pane, Measures)| shard(u.0)),
+        Exchange::new(|u: &((ContentId, Cell), Pane, Obs)| shard((u.0).0)),
         Pipeline,
         if titles { "ModelTitles" } else { "ModelNodes" },
         move |initial, op| {
@@ -381,10 +387,10 @@ fn shard_stage<'scope>(
             let mut held = Some(initial);
             let mut pending: BTreeMap<Pane, Pending> = BTreeMap::new();
             let mut nodes = Slots::default();
-            // What leaves the window (the window part, negated) and what
-            // leaves the score window (24-hour views only), by pane: kept
-            // apart, so the long wait holds 16 bytes per title and pane.
-            let mut leaving: BTreeMap<Pane, Vec<(u32, Measures)>> = BTreeMap::new();
+            // What leaves the window (views and watch time by cell, negated)
+            // and what leaves the score window (views only), by pane: 24 and
+            // 16 bytes per title, cell and pane.
+            let mut leaving: BTreeMap<Pane, Vec<(u32, Cell, Obs)>> = BTreeMap::new();
             let mut leaving_24h: BTreeMap<Pane, Vec<(u32, i64)>> = BTreeMap::new();
             // Info with its multiplicity: a title is known while its count is positive.
             let mut infos: HashMap<ContentId, Vec<(Info, i64)>, Fx> = HashMap::default();
@@ -397,8 +403,8 @@ fn shard_stage<'scope>(
             let mut state: i64 = 0;
             move |(input1, frontier1), (input2, frontier2), output| {
                 input1.for_each(|_cap, data| {
-                    for (id, t, m) in data.drain(..) {
-                        pending.entry(t).or_default().0.push((id, m));
+                    for ((id, cell), t, obs) in data.drain(..) {
+                        pending.entry(t).or_default().0.push((id, cell, obs));
                     }
                 });
                 input2.for_each(|_cap, data| {
@@ -485,11 +491,12 @@ fn shard_stage<'scope>(
                                 touched.push(id);
                             }
                             Side::Windowed(id, m) => {
+                                let d = Delta::Whole(m);
                                 let i = nodes.slot(id);
                                 if titles {
-                                    outbox.forward(id, nodes.slots[i as usize].info.as_ref(), &m);
+                                    outbox.forward(id, nodes.slots[i as usize].info.as_ref(), &d);
                                 }
-                                nodes.add(i, &m);
+                                nodes.add(i, &d);
                                 nodes.release(i);
                             }
                         }
@@ -512,50 +519,67 @@ fn shard_stage<'scope>(
                             let m = slot.m;
                             let mut gone = m;
                             differential_dataflow::difference::Abelian::negate(&mut gone);
-                            outbox.forward(id, before.as_ref(), &gone);
-                            outbox.forward(id, now.as_ref(), &m);
+                            outbox.forward(id, before.as_ref(), &Delta::Whole(gone));
+                            outbox.forward(id, now.as_ref(), &Delta::Whole(m));
                         }
                         nodes.release(i);
                     }
                     // What leaves the windows at this time.
-                    for (i, w) in leaving.remove(&time).unwrap_or_default() {
-                        let s = &mut nodes.slots[i as usize];
-                        s.waiting -= 1;
-                        outbox.forward(s.id, s.info.as_ref(), &w);
-                        nodes.add(i, &w);
-                        nodes.release(i);
-                    }
-                    for (i, v) in leaving_24h.remove(&time).unwrap_or_default() {
-                        let w = Measures {
-                            views_24h: v,
-                            ..Measures::default()
+                    // In slot order: the slots are visited in memory order, not at random.
+                    let mut gone = leaving.remove(&time).unwrap_or_default();
+                    gone.sort_unstable_by_key(|e| e.0);
+                    for (i, cell, obs) in gone {
+                        let d = Delta::Cell {
+                            cell,
+                            obs,
+                            score: false,
                         };
                         let s = &mut nodes.slots[i as usize];
                         s.waiting -= 1;
-                        outbox.forward(s.id, s.info.as_ref(), &w);
-                        nodes.add(i, &w);
+                        outbox.forward(s.id, s.info.as_ref(), &d);
+                        nodes.add(i, &d);
                         nodes.release(i);
                     }
-                    // What enters.
-                    for (id, m) in facts {
-                        let i = nodes.slot(id);
-                        if titles {
-                            let mut w = m.window_part();
-                            if !w.is_zero() {
-                                differential_dataflow::difference::Abelian::negate(&mut w);
-                                leaving.entry(time + width).or_default().push((i, w));
-                                nodes.slots[i as usize].waiting += 1;
-                            }
-                            if m.views_24h != 0 {
-                                leaving_24h
-                                    .entry(time + score)
-                                    .or_default()
-                                    .push((i, -m.views_24h));
-                                nodes.slots[i as usize].waiting += 1;
-                            }
-                            outbox.forward(id, nodes.slots[i as usize].info.as_ref(), &m);
+                    let mut gone = leaving_24h.remove(&time).unwrap_or_default();
+                    gone.sort_unstable_by_key(|e| e.0);
+                    for (i, v) in gone {
+                        let d = Delta::Score(v);
+                        let s = &mut nodes.slots[i as usize];
+                        s.waiting -= 1;
+                        outbox.forward(s.id, s.info.as_ref(), &d);
+                        nodes.add(i, &d);
+                        nodes.release(i);
+                    }
+                    // What enters: it leaves the window one window later, and
+                    // its views leave the score window one score window later.
+                    let mut facts: Vec<(u32, Cell, Obs)> = facts
+                        .into_iter()
+                        .map(|(id, cell, obs)| (nodes.slot(id), cell, obs))
+                        .collect();
+                    facts.sort_unstable_by_key(|e| e.0);
+                    for (i, cell, obs) in facts {
+                        let id = nodes.slots[i as usize].id;
+                        let mut gone = obs;
+                        differential_dataflow::difference::Abelian::negate(&mut gone);
+                        leaving
+                            .entry(time + width)
+                            .or_default()
+                            .push((i, cell, gone));
+                        nodes.slots[i as usize].waiting += 1;
+                        if obs.views != 0 {
+                            leaving_24h
+                                .entry(time + score)
+                                .or_default()
+                                .push((i, gone.views));
+                            nodes.slots[i as usize].waiting += 1;
                         }
-                        nodes.add(i, &m);
+                        let d = Delta::Cell {
+                            cell,
+                            obs,
+                            score: true,
+                        };
+                        outbox.forward(id, nodes.slots[i as usize].info.as_ref(), &d);
+                        nodes.add(i, &d);
                         nodes.release(i);
                     }
                     if !outbox.nodes.is_empty() || outbox.episode_total != 0 {
@@ -629,13 +653,15 @@ fn finish_hours<'scope>(
                     if bound.is_some_and(|b| end >= b) {
                         break;
                     }
-                    let Some(parts) = pending.remove(&end) else {
+                    let Some(mut parts) = pending.remove(&end) else {
                         break;
                     };
                     let total = parts.iter().map(|h| h.total_24h).max().unwrap_or(0);
                     let worker = parts.first().map_or(0, |h| h.worker);
-                    let mut rows: Vec<NodeRow> =
-                        Vec::with_capacity(parts.iter().map(|h| h.rows.len()).sum());
+                    // The others onto the largest part (the titles): no copy of it.
+                    parts.sort_by_key(|h| std::cmp::Reverse(h.rows.len()));
+                    let mut parts = parts.into_iter();
+                    let mut rows: Vec<NodeRow> = parts.next().map(|h| h.rows).unwrap_or_default();
                     for h in parts {
                         rows.extend(h.rows);
                     }
@@ -644,13 +670,11 @@ fn finish_hours<'scope>(
                             r.score_ppm = crate::model::score_ppm(r.m.views_24h, total);
                         }
                     }
-                    // Each part is sorted already: the stable sort finds the runs and merges them.
-                    rows.sort_by_key(|r| r.id);
                     if rows.is_empty() {
                         continue;
                     }
                     let top = rank_all(&rows, spec.top_k);
-                    let picked: std::collections::HashSet<ContentId> =
+                    let picked: std::collections::HashSet<ContentId, Fx> =
                         top.iter().map(|e| e.id).collect();
                     let candidates = rows
                         .iter()

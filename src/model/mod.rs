@@ -153,6 +153,148 @@ impl Measures {
     }
 }
 
+/// Where a view falls in the breakdowns: its tier, device and region in one
+/// number, `tier · 48 + device · 12 + region`. The model's input is keyed by
+/// title and cell, so one record carries what one kind of viewer did with
+/// one title in one pane, and no record carries the zeros of the others.
+pub type Cell = u8;
+
+/// Number of cells.
+pub const N_CELLS: usize = N_TIERS * N_DEVICES * N_REGIONS;
+
+/// The cell of an event.
+pub fn cell_of(e: &WatchEvent) -> Cell {
+    // Regions are checked when events are decoded; the bound keeps the cell in range regardless.
+    let region = (e.region.0 as usize).min(N_REGIONS - 1);
+    (tier_index(e.tier) * N_DEVICES * N_REGIONS + device_index(e.device) * N_REGIONS + region)
+        as Cell
+}
+
+/// Tier, device and region index of a cell.
+pub fn cell_parts(cell: Cell) -> (usize, usize, usize) {
+    let c = cell as usize;
+    (
+        c / (N_DEVICES * N_REGIONS),
+        (c / N_REGIONS) % N_DEVICES,
+        c % N_REGIONS,
+    )
+}
+
+/// Views and watch time of one title and cell in one pane: the difference
+/// type of the model's input.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+pub struct Obs {
+    /// Views (`started_video` events).
+    pub views: i64,
+    /// Milliseconds watched.
+    pub watch_ms: i64,
+}
+
+impl Obs {
+    /// What one event adds.
+    pub fn of_event(e: &WatchEvent) -> Obs {
+        Obs {
+            views: i64::from(e.event_type == EventType::StartedVideo),
+            watch_ms: e.watched_ms as i64,
+        }
+    }
+}
+
+impl differential_dataflow::difference::IsZero for Obs {
+    fn is_zero(&self) -> bool {
+        self.views == 0 && self.watch_ms == 0
+    }
+}
+
+impl differential_dataflow::difference::Semigroup for Obs {
+    fn plus_equals(&mut self, rhs: &Self) {
+        self.views += rhs.views;
+        self.watch_ms += rhs.watch_ms;
+    }
+}
+
+impl differential_dataflow::difference::Monoid for Obs {
+    fn zero() -> Self {
+        Obs::default()
+    }
+}
+
+impl differential_dataflow::difference::Abelian for Obs {
+    fn negate(&mut self) {
+        self.views = -self.views;
+        self.watch_ms = -self.watch_ms;
+    }
+}
+
+/// A change to a node's measures, as the model applies and forwards it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Delta {
+    /// Views and watch time of one cell entering or leaving the window;
+    /// `score`: the views also enter the score window.
+    Cell {
+        /// The cell.
+        cell: Cell,
+        /// Its views and watch time.
+        obs: Obs,
+        /// Whether the views count in the score window too.
+        score: bool,
+    },
+    /// Views leaving the score window.
+    Score(i64),
+    /// Whole measures: a title's measures moving with a catalog change, or
+    /// windows carried over a restore.
+    Whole(Measures),
+}
+
+impl Delta {
+    /// Adds the change to `m`; `with_score`: `views_24h` too.
+    pub fn apply(&self, m: &mut Measures, with_score: bool) {
+        match *self {
+            Delta::Cell { cell, obs, score } => {
+                m.views += obs.views;
+                m.watch_ms += obs.watch_ms;
+                if obs.views != 0 {
+                    if score && with_score {
+                        m.views_24h += obs.views;
+                    }
+                    let (t, d, r) = cell_parts(cell);
+                    m.tier[t] += obs.views;
+                    m.device[d] += obs.views;
+                    m.region[r] += obs.views;
+                }
+            }
+            Delta::Score(v) => {
+                if with_score {
+                    m.views_24h += v;
+                }
+            }
+            Delta::Whole(w) => {
+                m.add(&w);
+                if !with_score {
+                    m.views_24h -= w.views_24h;
+                }
+            }
+        }
+    }
+
+    /// The change to `views_24h`.
+    pub fn views_24h(&self) -> i64 {
+        match *self {
+            Delta::Cell { obs, score, .. } => {
+                if score {
+                    obs.views
+                } else {
+                    0
+                }
+            }
+            Delta::Score(v) => v,
+            Delta::Whole(w) => w.views_24h,
+        }
+    }
+}
+
 /// Number of components of [`Measures`].
 pub const N_COMPONENTS: usize = 3 + N_TIERS + N_DEVICES + N_REGIONS;
 
@@ -563,6 +705,58 @@ mod tests {
         let mut w = m.window_part();
         w.add(&m.score_part());
         assert_eq!(w, m);
+    }
+
+    #[test]
+    fn cells_and_deltas_add_up_to_the_measures_of_events() {
+        use crate::event::{Region, WatchEvent};
+        let mut from_events = Measures::default();
+        let mut from_cells = Measures::default();
+        let mut cells = std::collections::HashSet::new();
+        for (i, tier) in [Tier::Free, Tier::Paid].into_iter().enumerate() {
+            for (j, device) in [Device::Mobile, Device::Tv, Device::Web, Device::Tablet]
+                .into_iter()
+                .enumerate()
+            {
+                for r in 0..N_REGIONS {
+                    let e = WatchEvent {
+                        event_type: if (i + j + r) % 3 == 0 {
+                            EventType::Heartbeat
+                        } else {
+                            EventType::StartedVideo
+                        },
+                        watched_ms: (i * 100 + j * 10 + r) as u32,
+                        region: Region(r as u8),
+                        tier,
+                        device,
+                        event_id: 1,
+                        user_id: 2,
+                        content_id: 3,
+                        event_time: 1_767_225_600_000,
+                    };
+                    let cell = cell_of(&e);
+                    assert!((cell as usize) < N_CELLS);
+                    assert_eq!(cell_parts(cell), (i, j, r));
+                    cells.insert(cell);
+                    from_events.add(&Measures::of_event(&e));
+                    Delta::Cell {
+                        cell,
+                        obs: Obs::of_event(&e),
+                        score: true,
+                    }
+                    .apply(&mut from_cells, true);
+                }
+            }
+        }
+        assert_eq!(cells.len(), N_CELLS);
+        assert_eq!(from_cells, from_events);
+        // Leaving the window takes all but the score window's views; leaving that takes the rest.
+        let mut left = from_cells;
+        let mut gone = from_events.window_part();
+        differential_dataflow::difference::Abelian::negate(&mut gone);
+        Delta::Whole(gone).apply(&mut left, true);
+        Delta::Score(-from_events.views_24h).apply(&mut left, true);
+        assert!(left.is_zero());
     }
 
     #[test]

@@ -438,12 +438,16 @@ pub fn write_model_parts<'scope>(
                             window.window_bounds(window.last_pane_of_hour(hour.hour));
                         let mut records = Vec::new();
                         for table in [TITLE_MEASURES, SHOWS, CHANNELS] {
-                            let rows: Vec<NodeRow> = hour
+                            let mut rows: Vec<NodeRow> = hour
                                 .rows
                                 .iter()
                                 .filter(|r| table_of(r) == table)
                                 .cloned()
                                 .collect();
+                            // Each stage's rows come in id order; a table drawn from both is merged.
+                            if !rows.is_sorted_by_key(|r| r.id) {
+                                rows.sort_by_key(|r| r.id);
+                            }
                             if rows.is_empty() {
                                 continue;
                             }
