@@ -437,7 +437,7 @@ pub fn run_worker(worker: &mut Worker, ctx: &Context) -> Result<()> {
                 carry: Some(carry),
                 catalog,
                 feed,
-                panes: ModelPanes::default(),
+                panes: Combiner::new(13),
                 drain_until: None,
             })
         }
@@ -581,7 +581,55 @@ fn untag(key: u64) -> (ContentId, Cell, bool) {
     )
 }
 
-type ModelPanes = HashMap<(PartitionId, ContentId, Pane, Cell), Obs, BuildHasherDefault<FxHasher>>;
+/// The model's input of one batch: views and watch time by partition,
+/// title, pane and cell.
+type ModelKey = (PartitionId, ContentId, Pane, Cell);
+
+/// Sums values by key in a small direct-mapped table that stays in the
+/// processor's cache: a key meets its earlier updates while it is hot, and
+/// an update whose place another key holds pushes that key's sum out. What
+/// comes out is summed per key only in part (a key may come out more than
+/// once); every receiver sums again, so the table saves work and changes no
+/// result. A full hash map of a batch's keys is larger than the cache, and
+/// most of the model's keys are met once per batch.
+pub struct Combiner<K, V> {
+    table: Vec<Option<(K, V)>>,
+    bits: u32,
+    /// What has left the table, in order.
+    pub out: Vec<(K, V)>,
+}
+
+impl<K: std::hash::Hash + Eq + Copy, V: Copy + std::ops::AddAssign> Combiner<K, V> {
+    /// A table of `2^bits` places.
+    pub fn new(bits: u32) -> Self {
+        Combiner {
+            table: vec![None; 1 << bits],
+            bits,
+            out: Vec::new(),
+        }
+    }
+
+    /// Adds `v` to the sum of `k`.
+    pub fn add(&mut self, k: K, v: V) {
+        use std::hash::{BuildHasher, BuildHasherDefault};
+        let h = BuildHasherDefault::<FxHasher>::default().hash_one(k);
+        let place = &mut self.table[(h >> (64 - self.bits)) as usize];
+        match place {
+            Some((key, sum)) if *key == k => *sum += v,
+            Some(held) => self.out.push(std::mem::replace(held, (k, v))),
+            None => *place = Some((k, v)),
+        }
+    }
+
+    /// Moves every sum still in the table out.
+    pub fn flush(&mut self) {
+        for place in self.table.iter_mut() {
+            if let Some(held) = place.take() {
+                self.out.push(held);
+            }
+        }
+    }
+}
 
 /// The model's inputs on one worker.
 struct ModelFeed {
@@ -592,7 +640,7 @@ struct ModelFeed {
     catalog: InputSession<Pane, CatalogEntry, i64>,
     /// Catalog changes at run time (worker 0 only).
     feed: Option<CatalogFeed>,
-    panes: ModelPanes,
+    panes: Combiner<ModelKey, Obs>,
     /// After the source has finished: the pane up to which to step the inputs.
     drain_until: Option<Pane>,
 }
@@ -1057,13 +1105,10 @@ impl<'a> Driver<'a> {
                 mark.observe(event.event_time);
                 if let Some(m) = self.model.as_mut() {
                     let pane = window.pane_of(event.event_time).unwrap_or(0);
-                    let obs = Obs::of_event(event);
-                    let sum = m
-                        .panes
-                        .entry((partition, event.content_id, pane, cell_of(event)))
-                        .or_default();
-                    sum.views += obs.views;
-                    sum.watch_ms += obs.watch_ms;
+                    m.panes.add(
+                        (partition, event.content_id, pane, cell_of(event)),
+                        Obs::of_event(event),
+                    );
                 }
                 if event.event_type == EventType::StartedVideo {
                     views += 1;
@@ -1089,8 +1134,9 @@ impl<'a> Driver<'a> {
         }
         if let Some(m) = self.model.as_mut() {
             let time = self.carry.as_ref().map_or(0, |(_, t)| *t);
-            let mut panes = std::mem::take(&mut m.panes);
-            for ((partition, content, pane, cell), obs) in panes.drain() {
+            m.panes.flush();
+            let mut panes = std::mem::take(&mut m.panes.out);
+            for ((partition, content, pane, cell), obs) in panes.drain(..) {
                 m.feed(width, time, (content, cell), pane, obs);
                 if let Some(cp) = self.checkpointer.as_mut() {
                     for (watch, v) in [(false, obs.views), (true, obs.watch_ms)] {
@@ -1100,7 +1146,7 @@ impl<'a> Driver<'a> {
                     }
                 }
             }
-            m.panes = panes;
+            m.panes.out = panes;
         }
         if late > 0 || !batch.rejects.is_empty() {
             self.dead_dirty = true;

@@ -27,8 +27,8 @@ use crate::time::{Millis, Pane};
 
 /// Magic bytes at the start of a part file.
 pub const MAGIC: &[u8; 8] = b"POPCKPT\0";
-/// Version of the part format.
-pub const VERSION: u32 = 1;
+/// Version of the part format (2: the model's ledger keys carry the breakdown cell).
+pub const VERSION: u32 = 2;
 /// Name of the manifest object.
 pub const MANIFEST: &str = "MANIFEST";
 

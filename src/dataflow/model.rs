@@ -227,13 +227,23 @@ fn forwards_itself(info: Option<&Info>) -> bool {
     matches!(info.map(|i| i.kind), Some(Kind::Show | Kind::Channel))
 }
 
-/// One node of a shard: its current measures and catalog info, and how many
-/// updates waiting to leave a window refer to it.
+/// Where a title's changes go, resolved when its catalog info changes: up
+/// to two nodes (by their place in the outbox, and whether `views_24h` goes
+/// too) and, for episodes, the episode total. A show or channel goes to
+/// itself, a row of the node stage.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+struct Route {
+    to: [Option<(u32, bool)>; 2],
+    episode: bool,
+}
+
+/// One node of a shard: its current measures, where its changes go, and how
+/// many updates waiting to leave a window refer to it.
 #[derive(Clone, Debug)]
 struct Slot {
     id: ContentId,
     m: Measures,
-    info: Option<Info>,
+    route: Route,
     waiting: u32,
 }
 
@@ -244,6 +254,8 @@ struct Slot {
 struct Slots {
     index: HashMap<ContentId, u32, Fx>,
     slots: Vec<Slot>,
+    /// Catalog info by slot, apart from the slots: read by the hourly rows only.
+    infos: Vec<Option<Info>>,
     free: Vec<u32>,
     /// Slot positions in id order, rebuilt when slots come or go.
     order: Vec<u32>,
@@ -261,16 +273,18 @@ impl Slots {
         let slot = Slot {
             id,
             m: Measures::default(),
-            info: None,
+            route: Route::default(),
             waiting: 0,
         };
         let i = match self.free.pop() {
             Some(i) => {
                 self.slots[i as usize] = slot;
+                self.infos[i as usize] = None;
                 i
             }
             None => {
                 self.slots.push(slot);
+                self.infos.push(None);
                 (self.slots.len() - 1) as u32
             }
         };
@@ -294,7 +308,7 @@ impl Slots {
     /// Frees slot `i` if nothing is left of it.
     fn release(&mut self, i: u32) {
         let s = &self.slots[i as usize];
-        if s.waiting == 0 && s.info.is_none() && s.m.is_zero() {
+        if s.waiting == 0 && self.infos[i as usize].is_none() && s.m.is_zero() {
             self.index.remove(&s.id);
             self.free.push(i);
             self.ordered = false;
@@ -318,36 +332,85 @@ impl Slots {
         }
         let mut rows = Vec::with_capacity(self.nonzero);
         for &i in &self.order {
-            let s = &self.slots[i as usize];
-            if s.m.is_zero() || (titles && forwards_itself(s.info.as_ref())) {
+            let (s, info) = (&self.slots[i as usize], self.infos[i as usize]);
+            if s.m.is_zero() || (titles && forwards_itself(info.as_ref())) {
                 continue;
             }
-            rows.push(NodeRow::new(s.id, s.info, s.m, total, t, spec.half_life_ms));
+            rows.push(NodeRow::new(s.id, info, s.m, total, t, spec.half_life_ms));
         }
         rows
     }
 }
 
-/// Sums the deltas a shard sends to each ancestor at one time.
+/// Sums the deltas a title shard sends to each node at one time, in a dense
+/// vector: a title's route names its nodes' places, so forwarding a change
+/// costs no lookup.
 #[derive(Default)]
 struct Outbox {
-    nodes: HashMap<ContentId, Measures, Fx>,
+    index: HashMap<ContentId, u32, Fx>,
+    ids: Vec<ContentId>,
+    sums: Vec<Measures>,
+    marked: Vec<bool>,
+    touched: Vec<u32>,
     episode_total: i64,
 }
 
 impl Outbox {
-    /// Sends `m` to the ancestors of a title with `info` (`views_24h` only
-    /// from episodes); shows and channels send it to themselves.
-    fn forward(&mut self, id: ContentId, info: Option<&Info>, d: &Delta) {
+    /// The place of node `id`.
+    fn place(&mut self, id: ContentId) -> u32 {
+        if let Some(&i) = self.index.get(&id) {
+            return i;
+        }
+        self.ids.push(id);
+        self.sums.push(Measures::default());
+        self.marked.push(false);
+        let i = (self.ids.len() - 1) as u32;
+        self.index.insert(id, i);
+        i
+    }
+
+    /// The route of title `id` with catalog info `info`.
+    fn route(&mut self, id: ContentId, info: Option<&Info>) -> Route {
+        let mut route = Route::default();
+        let mut n = 0;
         for (a, with_24h) in targets(info) {
             if a == TOTAL_NODE {
-                self.episode_total += d.views_24h();
-            } else {
-                d.apply(self.nodes.entry(a).or_default(), with_24h);
+                route.episode = true;
+            } else if n < route.to.len() {
+                route.to[n] = Some((self.place(a), with_24h));
+                n += 1;
             }
         }
         if forwards_itself(info) {
-            d.apply(self.nodes.entry(id).or_default(), true);
+            route.to[0] = Some((self.place(id), true));
+        }
+        route
+    }
+
+    /// Sends `d` along `route`.
+    fn forward(&mut self, route: &Route, d: &Delta) {
+        for &(i, with_24h) in route.to.iter().flatten() {
+            let i = i as usize;
+            if !self.marked[i] {
+                self.marked[i] = true;
+                self.touched.push(i as u32);
+            }
+            d.apply(&mut self.sums[i], with_24h);
+        }
+        if route.episode {
+            self.episode_total += d.views_24h();
+        }
+    }
+
+    /// Hands each node's nonzero sum to `give` and clears the sums.
+    fn drain(&mut self, mut give: impl FnMut(ContentId, Measures)) {
+        for i in self.touched.drain(..) {
+            let i = i as usize;
+            self.marked[i] = false;
+            let m = std::mem::take(&mut self.sums[i]);
+            if !m.is_zero() {
+                give(self.ids[i], m);
+            }
         }
     }
 }
@@ -494,7 +557,7 @@ fn shard_stage<'scope>(
                                 let d = Delta::Whole(m);
                                 let i = nodes.slot(id);
                                 if titles {
-                                    outbox.forward(id, nodes.slots[i as usize].info.as_ref(), &d);
+                                    outbox.forward(&nodes.slots[i as usize].route, &d);
                                 }
                                 nodes.add(i, &d);
                                 nodes.release(i);
@@ -513,22 +576,25 @@ fn shard_stage<'scope>(
                             infos.remove(&id);
                         }
                         let i = nodes.slot(id);
-                        let slot = &mut nodes.slots[i as usize];
-                        let before = std::mem::replace(&mut slot.info, now);
-                        if titles && before != now && !slot.m.is_zero() {
-                            let m = slot.m;
-                            let mut gone = m;
-                            differential_dataflow::difference::Abelian::negate(&mut gone);
-                            outbox.forward(id, before.as_ref(), &Delta::Whole(gone));
-                            outbox.forward(id, now.as_ref(), &Delta::Whole(m));
+                        let before = std::mem::replace(&mut nodes.infos[i as usize], now);
+                        if titles && before != now {
+                            let route = outbox.route(id, now.as_ref());
+                            let slot = &mut nodes.slots[i as usize];
+                            let old = std::mem::replace(&mut slot.route, route);
+                            if !slot.m.is_zero() {
+                                let m = slot.m;
+                                let mut gone = m;
+                                differential_dataflow::difference::Abelian::negate(&mut gone);
+                                outbox.forward(&old, &Delta::Whole(gone));
+                                outbox.forward(&route, &Delta::Whole(m));
+                            }
                         }
                         nodes.release(i);
                     }
                     // What leaves the windows at this time.
-                    // In slot order: the slots are visited in memory order, not at random.
-                    let mut gone = leaving.remove(&time).unwrap_or_default();
-                    gone.sort_unstable_by_key(|e| e.0);
-                    for (i, cell, obs) in gone {
+                    // Both were pushed in slot order (below), so the slots are
+                    // visited in memory order, not at random.
+                    for (i, cell, obs) in leaving.remove(&time).unwrap_or_default() {
                         let d = Delta::Cell {
                             cell,
                             obs,
@@ -536,17 +602,15 @@ fn shard_stage<'scope>(
                         };
                         let s = &mut nodes.slots[i as usize];
                         s.waiting -= 1;
-                        outbox.forward(s.id, s.info.as_ref(), &d);
+                        outbox.forward(&s.route, &d);
                         nodes.add(i, &d);
                         nodes.release(i);
                     }
-                    let mut gone = leaving_24h.remove(&time).unwrap_or_default();
-                    gone.sort_unstable_by_key(|e| e.0);
-                    for (i, v) in gone {
+                    for (i, v) in leaving_24h.remove(&time).unwrap_or_default() {
                         let d = Delta::Score(v);
                         let s = &mut nodes.slots[i as usize];
                         s.waiting -= 1;
-                        outbox.forward(s.id, s.info.as_ref(), &d);
+                        outbox.forward(&s.route, &d);
                         nodes.add(i, &d);
                         nodes.release(i);
                     }
@@ -556,9 +620,16 @@ fn shard_stage<'scope>(
                         .into_iter()
                         .map(|(id, cell, obs)| (nodes.slot(id), cell, obs))
                         .collect();
-                    facts.sort_unstable_by_key(|e| e.0);
+                    // In slot order, one update per slot and cell.
+                    facts.sort_unstable_by_key(|e| (e.0, e.1));
+                    facts.dedup_by(|next, kept| {
+                        let same = next.0 == kept.0 && next.1 == kept.1;
+                        if same {
+                            kept.2 += next.2;
+                        }
+                        same
+                    });
                     for (i, cell, obs) in facts {
-                        let id = nodes.slots[i as usize].id;
                         let mut gone = obs;
                         differential_dataflow::difference::Abelian::negate(&mut gone);
                         leaving
@@ -578,18 +649,14 @@ fn shard_stage<'scope>(
                             obs,
                             score: true,
                         };
-                        outbox.forward(id, nodes.slots[i as usize].info.as_ref(), &d);
+                        outbox.forward(&nodes.slots[i as usize].route, &d);
                         nodes.add(i, &d);
                         nodes.release(i);
                     }
-                    if !outbox.nodes.is_empty() || outbox.episode_total != 0 {
+                    if !outbox.touched.is_empty() || outbox.episode_total != 0 {
                         let at = cap.delayed(&time);
                         let mut session = output.session(&at);
-                        for (a, m) in outbox.nodes.drain() {
-                            if !m.is_zero() {
-                                session.give(StageOut::Delta(a, time, m));
-                            }
-                        }
+                        outbox.drain(|a, m| session.give(StageOut::Delta(a, time, m)));
                         if outbox.episode_total != 0 {
                             let m = Measures {
                                 views_24h: std::mem::take(&mut outbox.episode_total),

@@ -117,9 +117,14 @@ impl Measures {
         }
     }
 
-    /// True if every component is zero.
+    /// True if every component is zero. Views, watch time and 24-hour views
+    /// first: a title with any measure has one of them, so most answers
+    /// take three comparisons.
     pub fn is_zero(&self) -> bool {
-        *self == Measures::default()
+        self.views == 0
+            && self.watch_ms == 0
+            && self.views_24h == 0
+            && self.tier.iter().chain(&self.device).chain(&self.region).all(|v| *v == 0)
     }
 
     /// The components as a flat list (for the checkpoint ledger), in a fixed order.
@@ -202,6 +207,13 @@ impl Obs {
     }
 }
 
+impl std::ops::AddAssign for Obs {
+    fn add_assign(&mut self, rhs: Obs) {
+        self.views += rhs.views;
+        self.watch_ms += rhs.watch_ms;
+    }
+}
+
 impl differential_dataflow::difference::IsZero for Obs {
     fn is_zero(&self) -> bool {
         self.views == 0 && self.watch_ms == 0
@@ -210,8 +222,7 @@ impl differential_dataflow::difference::IsZero for Obs {
 
 impl differential_dataflow::difference::Semigroup for Obs {
     fn plus_equals(&mut self, rhs: &Self) {
-        self.views += rhs.views;
-        self.watch_ms += rhs.watch_ms;
+        *self += *rhs;
     }
 }
 
