@@ -435,6 +435,7 @@ fn bench(args: BenchArgs) -> Result<()> {
         "both" => &[false, true],
         other => bail!("--model must be window, model or both, not {other}"),
     };
+    let mut rates = Vec::new();
     for &model in modes {
         println!(
             "{}",
@@ -444,12 +445,20 @@ fn bench(args: BenchArgs) -> Result<()> {
                 "== window only (view counts)"
             }
         );
-        bench_one(&args, model)?;
+        rates.push(bench_one(&args, model)?);
+    }
+    if let [(w_all, w_input), (m_all, m_input)] = rates[..] {
+        println!("== model rate as a share of the window rate (same events, same run)");
+        println!("whole run       {:.2}", m_all / w_all);
+        println!("through input   {:.2}", m_input / w_input);
     }
     Ok(())
 }
 
-fn bench_one(args: &BenchArgs, model: bool) -> Result<()> {
+/// Runs one benchmark; returns events per second over the whole run and
+/// through the input (until the dataflow has processed every event; the
+/// rest is the windows running out).
+fn bench_one(args: &BenchArgs, model: bool) -> Result<(f64, f64)> {
     let mut job = JobConfig::default();
     job.source.kind = SourceKind::Generator;
     job.sink.kind = SinkKind::None;
@@ -487,13 +496,15 @@ fn bench_one(args: &BenchArgs, model: bool) -> Result<()> {
     println!("events          {}", stats.read);
     println!("seconds         {secs:.3}");
     println!("events/s        {:.0}", stats.read as f64 / secs.max(1e-9));
-    if stats.caught_up_ms > 0 {
-        let input = (stats.caught_up_ms - started_ms) as f64 / 1000.0;
-        println!(
-            "through input   {input:.3} s ({:.0} events/s); the rest is the score window running out",
-            stats.read as f64 / input.max(1e-9)
-        );
-    }
+    let input = if stats.caught_up_ms > 0 {
+        (stats.caught_up_ms - started_ms) as f64 / 1000.0
+    } else {
+        secs
+    };
+    let input_rate = stats.read as f64 / input.max(1e-9);
+    println!(
+        "through input   {input:.3} s ({input_rate:.0} events/s); the rest is the windows running out"
+    );
     println!(
         "peak RSS        {} MiB",
         peak_rss_kib().map_or("?".to_string(), |k| format!("{:.1}", k as f64 / 1024.0))
@@ -514,7 +525,7 @@ fn bench_one(args: &BenchArgs, model: bool) -> Result<()> {
             stats.store_retries
         );
     }
-    Ok(())
+    Ok((stats.read as f64 / secs.max(1e-9), input_rate))
 }
 
 fn consume(args: ConsumeArgs) -> Result<()> {

@@ -745,6 +745,10 @@ struct Driver<'a> {
     carry: Option<(InputSession<Pane, ContentId, i64>, Pane)>,
     /// The model's inputs, when the job maintains the model.
     model: Option<ModelFeed>,
+    /// One past the latest pane fed; once the source has finished, the
+    /// frontier passing it means every event is through the dataflow.
+    fed_until: Pane,
+    source_done: bool,
 }
 
 impl<'a> Driver<'a> {
@@ -772,6 +776,8 @@ impl<'a> Driver<'a> {
             checkpointer: None,
             carry: None,
             model: None,
+            fed_until: 0,
+            source_done: false,
         }
     }
 
@@ -799,6 +805,14 @@ impl<'a> Driver<'a> {
                 self.last_dead_flush = Instant::now();
             }
             let frontier = probe.with_frontier(|f| f.first().copied());
+            if self.source_done && !probe.less_than(&self.fed_until) {
+                // What follows is only the windows running out.
+                self.source_done = false;
+                self.ctx
+                    .stats
+                    .caught_up_ms
+                    .fetch_max(crate::time::now_ms(), Ordering::Relaxed);
+            }
             if let Some(f) = frontier {
                 self.ctx
                     .stats
@@ -872,6 +886,8 @@ impl<'a> Driver<'a> {
                         // Every partition is done: closing the input lets the frontier run out.
                         self.dead.flush()?;
                         let until = *session.time();
+                        self.fed_until = self.fed_until.max(until);
+                        self.source_done = true;
                         input = None;
                         self.carry = None;
                         if let Some(m) = self.model.as_mut() {
@@ -925,14 +941,6 @@ impl<'a> Driver<'a> {
                 match m.drain_until {
                     Some(end) if time < end => {
                         if !probe.less_than(&time) {
-                            if time + m.spec.score_panes + 1 == end {
-                                // Every pane the source fed is through the model; what
-                                // follows is the score window running out.
-                                self.ctx
-                                    .stats
-                                    .caught_up_ms
-                                    .fetch_max(crate::time::now_ms(), Ordering::Relaxed);
-                            }
                             // One pane per step: larger steps measured slower.
                             m.advance(time + 1);
                             m.flush();
@@ -1103,8 +1111,9 @@ impl<'a> Driver<'a> {
                     continue;
                 }
                 mark.observe(event.event_time);
+                let pane = window.pane_of(event.event_time).unwrap_or(0);
+                self.fed_until = self.fed_until.max(pane + 1);
                 if let Some(m) = self.model.as_mut() {
-                    let pane = window.pane_of(event.event_time).unwrap_or(0);
                     m.panes.add(
                         (partition, event.content_id, pane, cell_of(event)),
                         Obs::of_event(event),
@@ -1113,7 +1122,6 @@ impl<'a> Driver<'a> {
                 if event.event_type == EventType::StartedVideo {
                     views += 1;
                     // Not late, so the pane is at or after the watermark pane, hence after the input's time.
-                    let pane = window.pane_of(event.event_time).unwrap_or(0);
                     *self
                         .panes
                         .entry((partition, event.content_id, pane))

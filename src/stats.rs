@@ -44,8 +44,8 @@ pub struct Stats {
     pub live_state: AtomicI64,
     /// Largest value `live_state` reached.
     pub live_state_peak: AtomicI64,
-    /// Wall clock (ms) when the model had processed every pane the source
-    /// fed, on the last worker to get there (before the score window runs out).
+    /// Wall clock (ms) when the dataflow had processed every pane the source
+    /// fed, on the last worker to get there (before the windows run out).
     pub caught_up_ms: AtomicI64,
     /// Each worker's input watermark (ms), for the lowest-watermark gauge.
     pub worker_watermarks: std::sync::Mutex<std::collections::BTreeMap<usize, i64>>,
