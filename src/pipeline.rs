@@ -427,7 +427,7 @@ pub fn run_worker(worker: &mut Worker, ctx: &Context) -> Result<()> {
             }
             catalog.flush();
             let feed = if index == 0 {
-                Some(CatalogFeed::open(&ctx.catalog, &ctx.job)?).filter(|f| f.is_live())
+                CatalogFeed::open(&ctx.catalog, &ctx.job)?
             } else {
                 None
             };

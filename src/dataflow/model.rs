@@ -455,8 +455,10 @@ fn shard_stage<'scope>(
             // 16 bytes per title, cell and pane.
             let mut leaving: BTreeMap<Pane, Vec<(u32, Cell, Obs)>> = BTreeMap::new();
             let mut leaving_24h: BTreeMap<Pane, Vec<(u32, i64)>> = BTreeMap::new();
-            // Info with its multiplicity: a title is known while its count is positive.
-            let mut infos: HashMap<ContentId, Vec<(Info, i64)>, Fx> = HashMap::default();
+            // A title's info is its slot's, counted once; titles whose info is
+            // counted otherwise (a value twice, or two values) keep their counts here.
+            let mut unsettled: HashMap<ContentId, Vec<(Info, i64)>, Fx> = HashMap::default();
+            let mut counted: Vec<(Info, i64)> = Vec::new();
             let mut outbox = Outbox::default();
             let mut total: i64 = 0;
             let mut cursor: Pane = 0;
@@ -539,20 +541,11 @@ fn shard_stage<'scope>(
                     let Some(cap) = held.as_ref() else { break };
                     let (facts, sides) = pending.remove(&time).unwrap_or_default();
                     // Catalog changes first, with the measures as of before this time.
-                    let mut touched = Vec::new();
+                    let mut changes = Vec::new();
                     for (side, r) in sides {
                         match side {
                             Side::Total(v) => total += v * r,
-                            Side::Info(id, info) => {
-                                // Retractions and assertions of one time come in any order:
-                                // count each value; the current one is the one left positive.
-                                let list = infos.entry(id).or_default();
-                                match list.iter_mut().find(|(i, _)| *i == info) {
-                                    Some(e) => e.1 += r,
-                                    None => list.push((info, r)),
-                                }
-                                touched.push(id);
-                            }
+                            Side::Info(id, info) => changes.push((id, info, r)),
                             Side::Windowed(id, m) => {
                                 let d = Delta::Whole(m);
                                 let i = nodes.slot(id);
@@ -564,18 +557,28 @@ fn shard_stage<'scope>(
                             }
                         }
                     }
-                    touched.sort_unstable();
-                    touched.dedup();
-                    for id in touched {
-                        let Some(list) = infos.get_mut(&id) else {
-                            continue;
-                        };
-                        list.retain(|(_, n)| *n != 0);
-                        let now = list.iter().find(|(_, n)| *n > 0).map(|(i, _)| *i);
-                        if list.is_empty() {
-                            infos.remove(&id);
-                        }
+                    // Retractions and assertions of one time come in any order:
+                    // count each value; the current one is the one left positive.
+                    changes.sort_unstable_by_key(|c| c.0);
+                    for group in changes.chunk_by(|a, b| a.0 == b.0) {
+                        let id = group[0].0;
                         let i = nodes.slot(id);
+                        counted.clear();
+                        match unsettled.remove(&id) {
+                            Some(list) => counted.extend(list),
+                            None => counted.extend(nodes.infos[i as usize].map(|info| (info, 1))),
+                        }
+                        for &(_, info, r) in group {
+                            match counted.iter_mut().find(|(x, _)| *x == info) {
+                                Some(e) => e.1 += r,
+                                None => counted.push((info, r)),
+                            }
+                        }
+                        counted.retain(|(_, n)| *n != 0);
+                        let now = counted.iter().find(|(_, n)| *n > 0).map(|(x, _)| *x);
+                        if !(counted.is_empty() || counted[..] == [(counted[0].0, 1)]) {
+                            unsettled.insert(id, counted.clone());
+                        }
                         let before = std::mem::replace(&mut nodes.infos[i as usize], now);
                         if titles && before != now {
                             let route = outbox.route(id, now.as_ref());

@@ -96,12 +96,17 @@ fn modified(path: &std::path::Path) -> Option<SystemTime> {
 }
 
 impl CatalogFeed {
-    /// Starts from `initial`; watches the file and/or the topic the job names.
-    pub fn open(initial: &Catalog, job: &JobConfig) -> Result<CatalogFeed> {
+    /// Starts from `initial`; watches the file and/or the topic the job
+    /// names. `None` when it names neither: nothing can change the catalog.
+    pub fn open(initial: &Catalog, job: &JobConfig) -> Result<Option<CatalogFeed>> {
         let file = match (&job.catalog.path, job.catalog.reload) {
             (Some(p), true) => Some((p.clone(), modified(p))),
             _ => None,
         };
+        if file.is_none() && job.catalog.topic.is_none() {
+            // Nothing can change the catalog.
+            return Ok(None);
+        }
         let kafka = match &job.catalog.topic {
             Some(topic) => {
                 let consumer: BaseConsumer = job
@@ -149,18 +154,13 @@ impl CatalogFeed {
             }
             tracing::info!(records = backlog.len(), "catalog topic read");
         }
-        Ok(CatalogFeed {
+        Ok(Some(CatalogFeed {
             current: initial.titles.iter().map(|t| (t.id, t.clone())).collect(),
             file,
             last_check: Instant::now(),
             kafka,
             backlog,
-        })
-    }
-
-    /// True if anything can change the catalog.
-    pub fn is_live(&self) -> bool {
-        self.file.is_some() || self.kafka.is_some()
+        }))
     }
 
     /// Applies one upsert or removal, checked against the current catalog.

@@ -124,7 +124,12 @@ impl Measures {
         self.views == 0
             && self.watch_ms == 0
             && self.views_24h == 0
-            && self.tier.iter().chain(&self.device).chain(&self.region).all(|v| *v == 0)
+            && self
+                .tier
+                .iter()
+                .chain(&self.device)
+                .chain(&self.region)
+                .all(|v| *v == 0)
     }
 
     /// The components as a flat list (for the checkpoint ledger), in a fixed order.
