@@ -2,11 +2,14 @@
 //! collection, rollups along the hierarchy, and per-shard tables.
 //!
 //! ```text
-//! facts (title, +m@pane) ─► WindowFacts: +m@p, then −m₁ₕ@p+W, −m₂₄ₕ@p+S when their time comes
-//!                              │ (exchange by title)
-//! catalog ─► ⋈ parent ─► info ─┼─► ModelTitles: title measures, forwards deltas to ancestors ─┐
-//!                              │                                                               │ Combine, exchange by node
-//!                              └─► ModelNodes: shows, channels; Σ episodes (broadcast) ◄───────┘
+//! facts ((title, cell), +obs@pane) ──────────── exchange by title ──┐
+//! catalog ─► ⋈ parent ─► info ───────────────── exchange by title ──┤
+//!                                                                   ▼
+//! ModelTitles: +obs@p, −obs@p+W, −views@p+S as the frontier reaches them;
+//!              title measures; changes forwarded along each title's route ─┐
+//!                                   deltas by node and pane (exchange),    │
+//!                                   Σ episodes (broadcast)                 ▼
+//! ModelNodes: shows, channels ◄────────────────────────────────────────────┘
 //! ModelTitles + ModelNodes ─► FinishHours (episode scores, ranking candidates) ─► ModelHour
 //! ```
 //!
