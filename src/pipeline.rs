@@ -331,13 +331,6 @@ pub fn run_worker(worker: &mut Worker, ctx: &Context) -> Result<()> {
         let (input, views) = scope.new_collection::<ContentId, i64>();
         // Windows as of the checkpoint come back through their own input.
         let (restored, carried) = scope.new_collection::<ContentId, i64>();
-        let windowed = windowed_views(views, &ctx.window).concat(carried);
-        let hours = hourly_tables(
-            windowed,
-            ctx.window,
-            ctx.stats.clone(),
-            ctx.job.metrics.enabled.then(|| ctx.live.clone()),
-        );
         let model = ctx.model.map(|spec| {
             let (facts_in, facts) = scope.new_collection::<(ContentId, Cell), Obs>();
             let (carry_in, carried) = scope.new_collection::<ContentId, Measures>();
@@ -349,13 +342,27 @@ pub fn run_worker(worker: &mut Worker, ctx: &Context) -> Result<()> {
                 ctx.window,
                 spec,
                 ctx.stats.clone(),
-                ctx.job.metrics.enabled.then(|| ctx.model_live.clone()),
+                (
+                    ctx.job.metrics.enabled.then(|| ctx.model_live.clone()),
+                    ctx.job.metrics.enabled.then(|| ctx.live.clone()),
+                ),
             );
             ((facts_in, carry_in, catalog_in), tables)
         });
-        let (model_inputs, model_hours) = match model {
-            Some((i, h)) => (Some(i), Some(h)),
-            None => (None, None),
+        // With the model, its title stage gives the window counts; without,
+        // the window of views does.
+        let (model_inputs, model_hours, hours) = match model {
+            Some((i, (h, views))) => (Some(i), Some(h), views),
+            None => {
+                let windowed = windowed_views(views, &ctx.window).concat(carried);
+                let hours = hourly_tables(
+                    windowed,
+                    ctx.window,
+                    ctx.stats.clone(),
+                    ctx.job.metrics.enabled.then(|| ctx.live.clone()),
+                );
+                (None, None, hours)
+            }
         };
         let probe = match &ctx.store {
             Some(store) => {
@@ -465,6 +472,11 @@ pub fn run_worker(worker: &mut Worker, ctx: &Context) -> Result<()> {
                         } else {
                             obs.views += n;
                         }
+                        continue;
+                    }
+                    if model.is_some() {
+                        // The model's input carries the views (a checkpoint taken
+                        // with the model has no others).
                         continue;
                     }
                     feed(
@@ -1121,11 +1133,14 @@ impl<'a> Driver<'a> {
                 }
                 if event.event_type == EventType::StartedVideo {
                     views += 1;
-                    // Not late, so the pane is at or after the watermark pane, hence after the input's time.
-                    *self
-                        .panes
-                        .entry((partition, event.content_id, pane))
-                        .or_insert(0) += 1;
+                    // With the model, its input carries the views (and its title stage counts them).
+                    if self.model.is_none() {
+                        // Not late, so the pane is at or after the watermark pane, hence after the input's time.
+                        *self
+                            .panes
+                            .entry((partition, event.content_id, pane))
+                            .or_insert(0) += 1;
+                    }
                 }
             }
             start = end;

@@ -20,9 +20,11 @@ fn file_source_matches_recount_with_1_2_4_workers() {
         let dir = scratch(&format!("file-{seed}"));
         let events = dir.join("events.jsonl");
         write_events(&events, &messy(seed, 60_000), 400);
-        for workers in [1usize, 2, 4] {
-            let out = dir.join(format!("w{workers}"));
-            let job = file_job(&out, &events);
+        // With the model (its title stage counts the views) and without (the view window alone).
+        for (workers, model) in [(1usize, true), (2, true), (4, true), (1, false), (4, false)] {
+            let out = dir.join(format!("w{workers}-{model}"));
+            let mut job = file_job(&out, &events);
+            job.model.enabled = model;
             let window = job.window.spec().expect("valid");
             let lateness = job.window.lateness_ms().expect("valid");
             let stats = run_in_process(job, workers);
@@ -45,12 +47,12 @@ fn file_source_matches_recount_with_1_2_4_workers() {
             assert_matches(
                 &published(&out.join("snapshots")),
                 &want,
-                &format!("seed {seed}, {workers} workers"),
+                &format!("seed {seed}, {workers} workers, model {model}"),
             );
             let (letters, _) = dead_letter_counts(&out.join("dead-letters"));
             assert_eq!(
                 letters, want.dead_letters,
-                "dead letters, seed {seed}, {workers} workers"
+                "dead letters, seed {seed}, {workers} workers, model {model}"
             );
             assert_eq!(stats.read, want.records);
             assert_eq!(stats.views, want.views);
@@ -93,13 +95,20 @@ fn generator_source_matches_recount() {
 #[test]
 fn other_window_geometries_match_recount() {
     // Windows longer and shorter than an hour, and a coarser slide.
-    for (size, slide) in [("2h", "5m"), ("30m", "1m"), ("1h", "10m")] {
-        let dir = scratch(&format!("geom-{size}-{slide}"));
+    for (size, slide, model) in [
+        ("2h", "5m", true),
+        ("30m", "1m", true),
+        ("1h", "10m", true),
+        ("2h", "5m", false),
+        ("30m", "1m", false),
+    ] {
+        let dir = scratch(&format!("geom-{size}-{slide}-{model}"));
         let events = dir.join("events.jsonl");
         write_events(&events, &messy(5, 30_000), 400);
         let mut job = file_job(&dir, &events);
         job.window.size = size.into();
         job.window.slide = slide.into();
+        job.model.enabled = model;
         let window = job.window.spec().expect("valid");
         let lateness = job.window.lateness_ms().expect("valid");
         run_in_process(job, 2);
@@ -110,7 +119,11 @@ fn other_window_geometries_match_recount() {
             &limits(),
         );
         let got = published_any_width(&dir.join("snapshots"));
-        assert_matches(&got, &want, &format!("window {size} sliding {slide}"));
+        assert_matches(
+            &got,
+            &want,
+            &format!("window {size} sliding {slide}, model {model}"),
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

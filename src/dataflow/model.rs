@@ -29,7 +29,8 @@ use timely::dataflow::operators::vec::{Broadcast, Filter, Map, Partition};
 use timely::dataflow::operators::{Concat, Exchange as _};
 use timely::dataflow::StreamVec;
 
-use super::{follow_frontier, shard};
+use super::live::LiveBoard;
+use super::{follow_frontier, shard, HourTable};
 use crate::event::ContentId;
 use crate::model::{
     rank_all, resolve, CatalogEntry, Cell, Delta, Info, Measures, ModelSpec, NodeRow, Obs,
@@ -129,6 +130,11 @@ pub fn catalog_info<'scope>(
 /// (already windowed) and the catalog; emits each worker's [`ModelHour`] at
 /// the last pane of every hour and publishes the live model to `live`.
 ///
+/// The title stage holds every title's views in the window, so it also
+/// gives the window counts: each worker's [`HourTable`] of every hour with
+/// views (the second stream), and the live window on `live_window`. A job
+/// with the model does not count views a second time.
+///
 /// Titles and their catalog info are both keyed by title, so the windows
 /// and the join that moves measures up the hierarchy run inside the title
 /// shard, in time order: a fact updates its title and is forwarded to the
@@ -143,8 +149,11 @@ pub fn model_tables<'scope>(
     window: WindowSpec,
     spec: ModelSpec,
     stats: Arc<Stats>,
-    live: Option<Arc<ModelBoard>>,
-) -> StreamVec<'scope, Pane, ModelHour> {
+    (live, live_window): (Option<Arc<ModelBoard>>, Option<Arc<LiveBoard>>),
+) -> (
+    StreamVec<'scope, Pane, ModelHour>,
+    StreamVec<'scope, Pane, HourTable>,
+) {
     let scope = facts.inner.scope();
     let info = catalog_info(catalog)
         .inner
@@ -161,19 +170,25 @@ pub fn model_tables<'scope>(
         window,
         spec,
         stats.clone(),
-        live.clone(),
+        (live.clone(), live_window),
     );
-    // Deltas one way, hours the other: moved, not copied.
-    let mut split = titles.partition(2, |out| match out {
+    // Deltas, hours and window counts each their own way: moved, not copied.
+    let mut split = titles.partition(3, |out| match out {
         StageOut::Delta(..) => (0, out),
         StageOut::Hour(..) => (1, out),
+        StageOut::Views(..) => (2, out),
     });
-    let (Some(title_hours), Some(deltas)) = (split.pop(), split.pop()) else {
+    let (Some(views), Some(title_hours), Some(deltas)) = (split.pop(), split.pop(), split.pop())
+    else {
         unreachable!("partition gives as many streams as asked for")
     };
     let deltas = deltas.flat_map(|out| match out {
         StageOut::Delta(id, t, m) => Some((id, t, m)),
-        StageOut::Hour(_) => None,
+        _ => None,
+    });
+    let views = views.flat_map(|out| match out {
+        StageOut::Views(table) => Some(table),
+        _ => None,
     });
     let total = deltas
         .clone()
@@ -191,21 +206,22 @@ pub fn model_tables<'scope>(
         window,
         spec,
         stats,
-        live,
+        (live, None),
     );
     let hours = title_hours.concat(nodes).flat_map(|out| match out {
         StageOut::Hour(h) => Some(h),
-        StageOut::Delta(..) => None,
+        _ => None,
     });
-    finish_hours(hours, window, spec)
+    (finish_hours(hours, window, spec), views)
 }
 
 /// What a shard stage emits: its rows of an hour, or (titles) a measure
-/// delta for an ancestor at a time.
+/// delta for an ancestor at a time, or the window counts of an hour.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 enum StageOut {
     Hour(ModelHour),
     Delta(ContentId, Pane, Measures),
+    Views(HourTable),
 }
 
 /// Where a title's measures go: shows and channels to their own node (they
@@ -318,6 +334,27 @@ impl Slots {
         }
     }
 
+    /// Sorts the slot positions by id, if slots came or went.
+    fn order(&mut self) {
+        if !self.ordered {
+            let slots = &self.slots;
+            self.order = self.index.values().copied().collect();
+            self.order.sort_unstable_by_key(|&i| slots[i as usize].id);
+            self.ordered = true;
+        }
+    }
+
+    /// `(id, views in the window)` of every node with views, in id order.
+    fn views(&mut self) -> Vec<(ContentId, i64)> {
+        self.order();
+        self.order
+            .iter()
+            .map(|&i| &self.slots[i as usize])
+            .filter(|s| s.m.views != 0)
+            .map(|s| (s.id, s.m.views))
+            .collect()
+    }
+
     /// Rows of the nodes with nonzero measures (titles: but shows and
     /// channels, which the node stage shows), in id order.
     fn rows(
@@ -327,12 +364,7 @@ impl Slots {
         t: crate::time::Millis,
         spec: &ModelSpec,
     ) -> Vec<NodeRow> {
-        if !self.ordered {
-            let slots = &self.slots;
-            self.order = self.index.values().copied().collect();
-            self.order.sort_unstable_by_key(|&i| slots[i as usize].id);
-            self.ordered = true;
-        }
+        self.order();
         let mut rows = Vec::with_capacity(self.nonzero);
         for &i in &self.order {
             let (s, info) = (&self.slots[i as usize], self.infos[i as usize]);
@@ -436,7 +468,7 @@ fn shard_stage<'scope>(
     window: WindowSpec,
     spec: ModelSpec,
     stats: Arc<Stats>,
-    live: Option<Arc<ModelBoard>>,
+    (live, live_window): (Option<Arc<ModelBoard>>, Option<Arc<LiveBoard>>),
 ) -> StreamVec<'scope, Pane, StageOut> {
     let scope = side.scope();
     let worker = scope.index();
@@ -513,26 +545,45 @@ fn shard_stage<'scope>(
                                     candidates: Vec::new(),
                                     total_24h: total,
                                 }));
+                            if titles {
+                                let rows = nodes.views();
+                                if !rows.is_empty() {
+                                    output.session(&cap.delayed(&end)).give(StageOut::Views(
+                                        HourTable {
+                                            hour: window.hour_of(end),
+                                            worker,
+                                            rows,
+                                        },
+                                    ));
+                                }
+                            }
                             cursor = end + 1;
                         }
                     }
                     if next.is_none()
                         && (dirty || bound.is_some_and(|b| Some(b) != published_bound))
                     {
-                        if let (Some(board), Some(b)) = (live.as_ref(), bound) {
+                        let publishing = live.is_some() || live_window.is_some();
+                        if let Some(b) = bound.filter(|_| publishing) {
                             let since = last_publish.elapsed();
                             if since >= publish_every {
                                 let as_of = b.saturating_sub(1);
                                 let t = window.window_bounds(as_of).1;
                                 published_bound = Some(b);
-                                board.publish(
-                                    board_key,
-                                    ModelShard {
-                                        as_of,
-                                        rows: Arc::new(nodes.rows(titles, total, t, &spec)),
-                                        total_24h: total,
-                                    },
-                                );
+                                if let Some(board) = live.as_ref() {
+                                    board.publish(
+                                        board_key,
+                                        ModelShard {
+                                            as_of,
+                                            rows: Arc::new(nodes.rows(titles, total, t, &spec)),
+                                            total_24h: total,
+                                        },
+                                    );
+                                }
+                                if let Some(board) = live_window.as_ref() {
+                                    let counts = nodes.views().into_iter().collect();
+                                    board.publish(worker, as_of, Arc::new(counts));
+                                }
                                 last_publish = std::time::Instant::now();
                                 dirty = false;
                             } else {
