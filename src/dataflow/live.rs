@@ -1,8 +1,8 @@
 //! The live window, shared with the query API.
 //!
-//! Each worker's `HourlyTables` operator publishes its shard of the current
-//! window counts, as of the last pane its input frontier has passed, at most
-//! about once a second. Readers get an immutable snapshot per shard; nothing
+//! Each worker's `HourlyTables` operator (with the model: its title stage)
+//! publishes its shard of the current window counts, as of the last pane its
+//! input frontier has passed, at most about once a second. Readers get an immutable snapshot per shard; nothing
 //! here blocks a worker for more than a pointer swap.
 
 use std::collections::{BTreeMap, HashMap};
