@@ -666,18 +666,17 @@ impl ModelFeed {
         let (id, cell) = key;
         match self.carry.as_mut() {
             Some(carry) if pane < time => {
-                let mut window_part = Measures::default();
+                let mut m = Measures::default();
                 Delta::Cell {
                     cell,
                     obs,
-                    score: false,
+                    score: true,
                 }
-                .apply(&mut window_part, false);
-                let score_part = Measures {
-                    views_24h: obs.views,
-                    ..Measures::default()
-                };
-                for (part, w) in [(window_part, width), (score_part, self.spec.score_panes)] {
+                .apply(&mut m, true);
+                for (part, w) in [
+                    (m.window_part(), width),
+                    (m.score_part(), self.spec.score_panes),
+                ] {
                     if pane + w > time && !part.is_zero() {
                         let mut gone = part;
                         gone.negate();

@@ -4,7 +4,6 @@
 mod common;
 
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -28,25 +27,13 @@ fn top_k_and_titles_equal_the_recount_and_bad_requests_are_400() {
     let dir = scratch("api");
     let mut job = kafka_job(&dir, &broker.addr, "events");
     job.source.kafka.until = popularity::source::kafka::Until::Never;
-    job.metrics.listen = format!("127.0.0.1:{}", free_port());
-    let ctx = popularity::pipeline::Context::from_job(job).expect("valid job");
-    let addr = ctx
-        .serve_metrics(0, 1)
-        .expect("binds")
-        .expect("enabled")
-        .to_string();
+    let (ctx, addr) = serving(job);
     assert_eq!(
         get(&addr, "/api/top").0,
         503,
         "nothing to answer from before the window exists"
     );
-    let ctx = Arc::new(ctx);
-    let runner = {
-        let ctx = ctx.clone();
-        std::thread::spawn(move || {
-            popularity::pipeline::execute(timely::Config::process(2), ctx).expect("job runs")
-        })
-    };
+    let (ctx, runner) = run_in_background(ctx);
     // Wait until everything is read and both shards have published the same, settled minute.
     let started = Instant::now();
     let mut settled = None;
@@ -130,19 +117,9 @@ fn top_k_and_titles_equal_the_recount_and_bad_requests_are_400() {
         );
     }
     // Latency under a loopback load (reported, not asserted: a benchmark, not a timed test).
-    let mut times: Vec<Duration> = (0..2000)
-        .map(|_| {
-            let t = Instant::now();
-            let (code, _) = get(&addr, "/api/top?category=episode&k=10");
-            assert_eq!(code, 200);
-            t.elapsed()
-        })
-        .collect();
-    times.sort();
-    eprintln!(
-        "/api/top latency over 2000 sequential requests: p50 {:?}, p99 {:?}, max {:?}",
-        times[1000], times[1980], times[1999]
-    );
+    report_latency("/api/top", 2000, || {
+        assert_eq!(get(&addr, "/api/top?category=episode&k=10").0, 200);
+    });
     ctx.stop.store(true, Ordering::Relaxed);
     runner.join().expect("job stops");
     let _ = std::fs::remove_dir_all(&dir);
@@ -156,27 +133,15 @@ fn trending_breakdown_and_title_measures_equal_the_model_recount() {
     let dir = scratch("api-model");
     let mut job = kafka_job(&dir, &broker.addr, "events");
     job.source.kafka.until = popularity::source::kafka::Until::Never;
-    job.metrics.listen = format!("127.0.0.1:{}", free_port());
     job.model.clip_half_life = "10m".into();
     let window = popularity::time::WindowSpec::hourly();
     let spec = job
         .model
         .spec(window.slide_ms, window.panes())
         .expect("model spec");
-    let ctx = popularity::pipeline::Context::from_job(job).expect("valid job");
-    let addr = ctx
-        .serve_metrics(0, 1)
-        .expect("binds")
-        .expect("enabled")
-        .to_string();
+    let (ctx, addr) = serving(job);
     assert_eq!(get(&addr, "/api/trending").0, 503, "nothing published yet");
-    let ctx = Arc::new(ctx);
-    let runner = {
-        let ctx = ctx.clone();
-        std::thread::spawn(move || {
-            popularity::pipeline::execute(timely::Config::process(2), ctx).expect("job runs")
-        })
-    };
+    let (ctx, runner) = run_in_background(ctx);
     // Everything read, and all four shards (two workers, titles and nodes) at one settled minute.
     let started = Instant::now();
     let mut settled = None;
@@ -223,18 +188,7 @@ fn trending_breakdown_and_title_measures_equal_the_model_recount() {
             &format!("/api/trending?category={category}&region={region}&k=5"),
         );
         assert_eq!(code, 200, "{body}");
-        let got: Vec<(f64, u64)> = body["titles"]
-            .as_array()
-            .expect("titles")
-            .iter()
-            .map(|t| {
-                (
-                    t["value"].as_f64().expect("value"),
-                    t["content_id"].as_u64().expect("id"),
-                )
-            })
-            .collect();
-        assert_eq!(got, want, "{category} {region}");
+        assert_eq!(ranked(&body), want, "{category} {region}");
         assert_eq!(
             body["window"]["end"],
             popularity::time::rfc3339(window.window_bounds(as_of).1)
@@ -288,19 +242,10 @@ fn trending_breakdown_and_title_measures_equal_the_model_recount() {
         );
     }
     // Latency under a loopback load (reported, not asserted).
-    let mut times: Vec<Duration> = (0..1000)
-        .map(|_| {
-            let t = Instant::now();
-            let (code, _) = get(&addr, "/api/trending?category=all&region=IN-MH&k=10");
-            assert_eq!(code, 200);
-            t.elapsed()
-        })
-        .collect();
-    times.sort();
-    eprintln!(
-        "/api/trending latency over 1000 sequential requests: p50 {:?}, p99 {:?}, max {:?}",
-        times[500], times[990], times[999]
-    );
+    report_latency("/api/trending", 1000, || {
+        let path = "/api/trending?category=all&region=IN-MH&k=10";
+        assert_eq!(get(&addr, path).0, 200);
+    });
     ctx.stop.store(true, Ordering::Relaxed);
     runner.join().expect("job stops");
     let _ = std::fs::remove_dir_all(&dir);

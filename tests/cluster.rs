@@ -213,18 +213,11 @@ fn the_query_api_of_a_cluster_answers_for_every_shard() {
         })
         .collect();
     assert_eq!(answers[0], answers[1], "both processes answer alike");
-    let got: Vec<(f64, u64)> = answers[0]["titles"]
-        .as_array()
-        .expect("titles")
-        .iter()
-        .map(|t| {
-            (
-                t["value"].as_f64().expect("value"),
-                t["content_id"].as_u64().expect("id"),
-            )
-        })
-        .collect();
-    assert_eq!(got, want, "the merged top 5 equals the recount");
+    assert_eq!(
+        ranked(&answers[0]),
+        want,
+        "the merged top 5 equals the recount"
+    );
     // Each process alone holds only part of it.
     let (_, local) = get(0, "/api/local/breakdown");
     assert!(local["views"].as_i64().unwrap_or(0) < settled["views"].as_i64().unwrap_or(0));

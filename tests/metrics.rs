@@ -47,24 +47,12 @@ fn prometheus_scrapes_the_job_and_the_series_move() {
     job.source.kind = popularity::config::SourceKind::Generator;
     job.source.generator = messy(51, 60_000);
     job.source.generator.rate = 6_000.0; // about ten seconds
-    job.metrics.listen = format!("127.0.0.1:{}", free_port());
-    let ctx = popularity::pipeline::Context::from_job(job).expect("valid job");
-    let addr = ctx
-        .serve_metrics(0, 1)
-        .expect("binds")
-        .expect("enabled")
-        .to_string();
+    let (ctx, addr) = serving(job);
     let (code, _) = get(&addr, "/readyz");
     assert_eq!(code, 503, "not ready before the workers run");
     assert_eq!(get(&addr, "/healthz").0, 200);
     assert_eq!(get(&addr, "/nope").0, 404);
-    let ctx = std::sync::Arc::new(ctx);
-    let runner = {
-        let ctx = ctx.clone();
-        std::thread::spawn(move || {
-            popularity::pipeline::execute(timely::Config::process(2), ctx).expect("job runs")
-        })
-    };
+    let (_ctx, runner) = run_in_background(ctx);
     let prom_port = free_port();
     let prom_dir = dir.join("prometheus");
     let out = std::process::Command::new("bash")

@@ -264,7 +264,6 @@ fn model_tables_equal_the_recount_with_catalog_changes_on_one_and_four_workers()
 #[test]
 fn editing_the_catalog_file_moves_a_title_while_the_job_runs() {
     use std::sync::atomic::Ordering;
-    use std::sync::Arc;
     use std::time::Instant;
     let dir = scratch("reload");
     let start = popularity::time::parse_rfc3339(&messy(1, 0).start).expect("start");
@@ -288,20 +287,8 @@ fn editing_the_catalog_file_moves_a_title_while_the_job_runs() {
     job.source.generator.rate = 4_000.0;
     job.catalog.path = Some(path.clone());
     job.catalog.reload = true;
-    job.metrics.listen = format!("127.0.0.1:{}", free_port());
-    let ctx = popularity::pipeline::Context::from_job(job).expect("valid job");
-    let addr = ctx
-        .serve_metrics(0, 1)
-        .expect("binds")
-        .expect("enabled")
-        .to_string();
-    let ctx = Arc::new(ctx);
-    let runner = {
-        let ctx = ctx.clone();
-        std::thread::spawn(move || {
-            popularity::pipeline::execute(timely::Config::process(2), ctx).expect("job runs")
-        })
-    };
+    let (ctx, addr) = serving(job);
+    let (ctx, runner) = run_in_background(ctx);
     let title = |id: u64| -> serde_json::Value {
         let (code, body) = http_get(&addr, &format!("/api/titles/{id}"));
         assert_eq!(code, 200, "{body}");

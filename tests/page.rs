@@ -4,7 +4,6 @@
 mod common;
 
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
@@ -38,20 +37,8 @@ fn trending_page_renders_titles_and_updates() {
     job.source.kind = popularity::config::SourceKind::Generator;
     job.source.generator = messy(81, 0); // endless
     job.source.generator.rate = 3_000.0;
-    job.metrics.listen = format!("127.0.0.1:{}", free_port());
-    let ctx = popularity::pipeline::Context::from_job(job).expect("valid job");
-    let addr = ctx
-        .serve_metrics(0, 1)
-        .expect("binds")
-        .expect("enabled")
-        .to_string();
-    let ctx = Arc::new(ctx);
-    let runner = {
-        let ctx = ctx.clone();
-        std::thread::spawn(move || {
-            popularity::pipeline::execute(timely::Config::process(2), ctx).expect("job runs")
-        })
-    };
+    let (ctx, addr) = serving(job);
+    let (ctx, runner) = run_in_background(ctx);
     std::thread::sleep(Duration::from_secs(4));
     let url = format!("http://{addr}/");
     // Six seconds of page time: the page polls every two, so it must have updated several times.

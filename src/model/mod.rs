@@ -1,11 +1,11 @@
 //! The popularity model: what is measured per title, how titles roll up the
 //! hierarchy, how scores and trends are computed and how titles are ranked.
 //!
-//! Everything the dataflow accumulates is a [`Measures`] value: the
-//! difference type of the model's collections. One update per title and
-//! pane carries all of a title's measures (views, watch time, 24-hour views,
-//! and views by tier, device and region), so the model moves one update
-//! where a measure-per-record design would move twenty.
+//! The model's input is keyed by title and breakdown [`Cell`] with an
+//! [`Obs`] difference (views, watch time): one record per kind of viewer,
+//! title and pane, none for the cells nobody watched from. Every title, show
+//! and channel accumulates a [`Measures`] value (views, watch time, 24-hour
+//! views, views by tier, device and region), changed by [`Delta`]s.
 //!
 //! The formulas (also in the README):
 //!
@@ -42,7 +42,7 @@ pub const N_TIERS: usize = 2;
 /// Number of devices.
 pub const N_DEVICES: usize = 4;
 
-/// A title's measures, and the difference type of the model's collections.
+/// A node's measures (and the difference type of measures carried over a restore).
 #[derive(
     Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
 )]
@@ -130,36 +130,6 @@ impl Measures {
                 .chain(&self.device)
                 .chain(&self.region)
                 .all(|v| *v == 0)
-    }
-
-    /// The components as a flat list (for the checkpoint ledger), in a fixed order.
-    pub fn components(&self) -> [i64; N_COMPONENTS] {
-        let mut out = [0; N_COMPONENTS];
-        out[0] = self.views;
-        out[1] = self.watch_ms;
-        out[2] = self.views_24h;
-        out[3..5].copy_from_slice(&self.tier);
-        out[5..9].copy_from_slice(&self.device);
-        out[9..].copy_from_slice(&self.region);
-        out
-    }
-
-    /// One component `index` of [`Measures::components`] set to `value`.
-    pub fn component(index: usize, value: i64) -> Measures {
-        let mut c = [0; N_COMPONENTS];
-        if let Some(slot) = c.get_mut(index) {
-            *slot = value;
-        }
-        let mut m = Measures {
-            views: c[0],
-            watch_ms: c[1],
-            views_24h: c[2],
-            ..Measures::default()
-        };
-        m.tier.copy_from_slice(&c[3..5]);
-        m.device.copy_from_slice(&c[5..9]);
-        m.region.copy_from_slice(&c[9..]);
-        m
     }
 }
 
@@ -310,9 +280,6 @@ impl Delta {
         }
     }
 }
-
-/// Number of components of [`Measures`].
-pub const N_COMPONENTS: usize = 3 + N_TIERS + N_DEVICES + N_REGIONS;
 
 impl differential_dataflow::difference::IsZero for Measures {
     fn is_zero(&self) -> bool {
@@ -705,15 +672,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn components_round_trip_and_arithmetic() {
-        let mut m = Measures::default();
-        for i in 0..N_COMPONENTS {
-            m.add(&Measures::component(i, i as i64 + 1));
-        }
-        assert_eq!(
-            m.components().to_vec(),
-            (1..=N_COMPONENTS as i64).collect::<Vec<_>>()
-        );
+    fn measures_negate_and_split_into_their_window_parts() {
+        let m = Measures {
+            views: 1,
+            watch_ms: 2,
+            views_24h: 3,
+            tier: [4, 5],
+            device: [6, 7, 8, 9],
+            region: std::array::from_fn(|i| 10 + i as i64),
+        };
         let mut n = m;
         differential_dataflow::difference::Abelian::negate(&mut n);
         n.add(&m);

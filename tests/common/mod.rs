@@ -75,6 +75,63 @@ pub fn run_in_process(job: JobConfig, workers: usize) -> StatsSnapshot {
     execute(timely::Config::process(workers), ctx).expect("job runs")
 }
 
+/// A job's context with its endpoint listening on a free port, and the
+/// endpoint's address.
+pub fn serving(mut job: JobConfig) -> (Context, String) {
+    job.metrics.listen = format!("127.0.0.1:{}", free_port());
+    let ctx = Context::from_job(job).expect("valid job");
+    let addr = ctx
+        .serve_metrics(0, 1)
+        .expect("binds")
+        .expect("enabled")
+        .to_string();
+    (ctx, addr)
+}
+
+/// Runs a job on two worker threads in the background.
+pub fn run_in_background(ctx: Context) -> (Arc<Context>, std::thread::JoinHandle<StatsSnapshot>) {
+    let ctx = Arc::new(ctx);
+    let runner = {
+        let ctx = ctx.clone();
+        std::thread::spawn(move || execute(timely::Config::process(2), ctx).expect("job runs"))
+    };
+    (ctx, runner)
+}
+
+/// Times `n` sequential calls of `call` and prints p50, p99 and the
+/// maximum: a figure to report, not to assert (a benchmark, not a timed test).
+pub fn report_latency(what: &str, n: usize, mut call: impl FnMut()) {
+    let mut times: Vec<std::time::Duration> = (0..n)
+        .map(|_| {
+            let t = std::time::Instant::now();
+            call();
+            t.elapsed()
+        })
+        .collect();
+    times.sort();
+    eprintln!(
+        "{what} latency over {n} sequential requests: p50 {:?}, p99 {:?}, max {:?}",
+        times[n / 2],
+        times[n * 99 / 100],
+        times[n - 1]
+    );
+}
+
+/// `(value, content id)` of each entry of a ranking the API answered.
+pub fn ranked(body: &serde_json::Value) -> Vec<(f64, u64)> {
+    body["titles"]
+        .as_array()
+        .expect("titles")
+        .iter()
+        .map(|t| {
+            (
+                t["value"].as_f64().expect("value"),
+                t["content_id"].as_u64().expect("id"),
+            )
+        })
+        .collect()
+}
+
 /// Every published hour of a store: hour → content → views, checking manifests against the files.
 pub fn published(root: &Path) -> BTreeMap<u64, BTreeMap<ContentId, i64>> {
     let store = LocalStore::new(root).expect("store");
