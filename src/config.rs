@@ -167,7 +167,9 @@ pub struct SourceConfig {
     pub kind: SourceKind,
     /// Records pulled per batch.
     pub batch: usize,
-    /// How far in the future an event time may be before it is rejected.
+    /// How far past the wall clock an event time may be before it is
+    /// rejected (`out_of_range`). Minutes suit live traffic; a replay of
+    /// future-dated test data needs more (e.g. `"400d"`).
     pub max_future: String,
     /// Generator settings.
     pub generator: GeneratorConfig,
@@ -182,7 +184,7 @@ impl Default for SourceConfig {
         SourceConfig {
             kind: SourceKind::Generator,
             batch: 16_384,
-            max_future: "1d".into(),
+            max_future: "15m".into(),
             generator: GeneratorConfig::default(),
             file: FileConfig::default(),
             kafka: KafkaConfig::default(),
@@ -191,11 +193,25 @@ impl Default for SourceConfig {
 }
 
 /// `[source.file]`
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Default)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
 pub struct FileConfig {
-    /// The JSON-lines file; workers read disjoint byte ranges of it.
+    /// The JSON-lines file; cut into `partitions` byte ranges.
     pub path: PathBuf,
+    /// Partitions (byte ranges, each with its own watermark) the file is
+    /// cut into, whatever the number of workers: partition `p` is read by
+    /// worker `p mod workers`, so the same file gives the same hours on any
+    /// parallelism.
+    pub partitions: usize,
+}
+
+impl Default for FileConfig {
+    fn default() -> Self {
+        FileConfig {
+            path: PathBuf::new(),
+            partitions: crate::source::DEFAULT_PARTITIONS,
+        }
+    }
 }
 
 /// `[catalog]`
@@ -240,6 +256,15 @@ pub struct WindowConfig {
     pub allowed_lateness: String,
     /// How many panes the sources may run ahead of the slowest worker.
     pub max_lead_panes: u64,
+    /// How far past a partition's clock a record may be and still move it
+    /// alone; records further ahead wait for corroboration ([`crate::clock`]).
+    pub max_jump: String,
+    /// Records further ahead than `max-jump` that must agree before a
+    /// partition's clock jumps to them.
+    pub jump_quorum: usize,
+    /// Records of its partition a held record waits for corroboration before
+    /// it is dead-lettered as `clock_skew`.
+    pub jump_patience: u64,
 }
 
 impl Default for WindowConfig {
@@ -249,6 +274,9 @@ impl Default for WindowConfig {
             slide: "1m".into(),
             allowed_lateness: "2m".into(),
             max_lead_panes: 60,
+            max_jump: "10m".into(),
+            jump_quorum: 32,
+            jump_patience: 1_000,
         }
     }
 }
@@ -317,6 +345,23 @@ impl WindowConfig {
     pub fn lateness_ms(&self) -> Result<Millis, Error> {
         parse_duration(&self.allowed_lateness)
             .map_err(|e| Error::Config(format!("window.allowed-lateness: {e}")))
+    }
+
+    /// The rule each partition's clock follows.
+    pub fn clock_rule(&self) -> Result<crate::clock::ClockRule, Error> {
+        let max_jump_ms = parse_duration(&self.max_jump)
+            .map_err(|e| Error::Config(format!("window.max-jump: {e}")))?;
+        if self.jump_quorum == 0 || self.jump_patience == 0 {
+            return Err(Error::Config(
+                "window.jump-quorum and window.jump-patience must be at least 1".into(),
+            ));
+        }
+        Ok(crate::clock::ClockRule {
+            lateness_ms: self.lateness_ms()?,
+            max_jump_ms,
+            quorum: self.jump_quorum,
+            patience: self.jump_patience,
+        })
     }
 }
 
@@ -388,7 +433,7 @@ impl JobConfig {
     /// Checks values that types alone do not.
     pub fn validate(&self) -> Result<(), Error> {
         self.window.spec()?;
-        self.window.lateness_ms()?;
+        self.window.clock_rule()?;
         self.source.max_future_ms()?;
         if self.source.batch == 0 {
             return Err(Error::Config("source.batch must be at least 1".into()));

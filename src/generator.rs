@@ -70,6 +70,9 @@ pub struct GeneratorConfig {
     pub late_by: String,
     /// Share of records that are malformed on the wire.
     pub invalid: f64,
+    /// Partitions the stream is cut into (chunks of 64 items each; partition
+    /// `p` is read by worker `p mod workers`), whatever the number of workers.
+    pub partitions: usize,
 }
 
 impl Default for GeneratorConfig {
@@ -94,6 +97,7 @@ impl Default for GeneratorConfig {
             late: 0.001,
             late_by: "15m".into(),
             invalid: 0.0,
+            partitions: 16,
         }
     }
 }

@@ -22,6 +22,7 @@
 #![forbid(unsafe_code)]
 
 pub mod catalog;
+pub mod clock;
 pub mod checkpoint;
 pub mod config;
 pub mod dataflow;

@@ -27,6 +27,9 @@ pub const METRIC_NAMES: &[&str] = &[
     "popularity_records_decoded_total",
     "popularity_records_invalid_total",
     "popularity_events_late_total",
+    "popularity_events_clock_skew_total",
+    "popularity_partition_watermark_seconds",
+    "popularity_partition_clock_skew_seconds",
     "popularity_views_total",
     "popularity_dead_letters_total",
     "popularity_snapshot_parts_written_total",
@@ -64,6 +67,8 @@ struct Exported {
     counters: Vec<(IntCounter, CounterFn)>,
     gauges: Vec<(IntGauge, GaugeFn)>,
     kafka: [IntGaugeVec; 3],
+    /// Per source partition: watermark, largest clock skew rejected (seconds).
+    clocks: [prometheus::GaugeVec; 2],
     write_seconds: prometheus::Counter,
     trending: prometheus::GaugeVec,
 }
@@ -79,7 +84,12 @@ impl Exported {
             Some([("process".to_string(), process.to_string())].into()),
         )
         .map_err(perr)?;
-        let counter_defs: [(&str, &str, CounterFn); 12] = [
+        let counter_defs: [(&str, &str, CounterFn); 13] = [
+            (
+                "popularity_events_clock_skew_total",
+                "Valid events too far ahead of their partition's clock, never corroborated (dead-lettered as clock_skew).",
+                |s| s.clock_skew.load(Ordering::Relaxed),
+            ),
             (
                 "popularity_catalog_changes_total",
                 "Catalog changes applied at run time (Kafka topic, file reload).",
@@ -229,6 +239,22 @@ impl Exported {
         for k in &kafka {
             registry.register(Box::new(k.clone())).map_err(perr)?;
         }
+        let clocks = [
+            (
+                "popularity_partition_watermark_seconds",
+                "Each source partition's watermark (event time, Unix seconds).",
+            ),
+            (
+                "popularity_partition_clock_skew_seconds",
+                "The largest distance ahead of its partition's clock of a record rejected as clock_skew.",
+            ),
+        ]
+        .map(|(n, h)| prometheus::GaugeVec::new(Opts::new(n, h), &["partition"]));
+        let [a, b] = clocks;
+        let clocks = [a.map_err(perr)?, b.map_err(perr)?];
+        for c in &clocks {
+            registry.register(Box::new(c.clone())).map_err(perr)?;
+        }
         let write_seconds = prometheus::Counter::new(
             "popularity_snapshot_write_seconds_total",
             "Time spent encoding and storing snapshot parts.",
@@ -255,6 +281,7 @@ impl Exported {
             counters,
             gauges,
             kafka,
+            clocks,
             write_seconds,
             trending,
         })
@@ -307,6 +334,17 @@ impl Exported {
                 self.kafka[2]
                     .with_label_values(&[&label])
                     .set(progress.lag());
+            }
+        }
+        if let Ok(clocks) = stats.partition_clocks.lock() {
+            for (p, (mark, skew)) in clocks.iter() {
+                let label = p.to_string();
+                self.clocks[0]
+                    .with_label_values(&[&label])
+                    .set(*mark as f64 / 1000.0);
+                self.clocks[1]
+                    .with_label_values(&[&label])
+                    .set(*skew as f64 / 1000.0);
             }
         }
         let mut out = Vec::new();

@@ -12,7 +12,8 @@ use std::path::Path;
 use crate::error::{Error, Result};
 use crate::event::{ContentId, EventType, Validation, WatchEvent};
 use crate::generator::{GenItem, Generator};
-use crate::time::{Millis, Watermark, WindowSpec};
+use crate::clock::{ClockRule, PartitionClock, Verdict};
+use crate::time::WindowSpec;
 
 /// What the pipeline must produce for some input.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -33,12 +34,12 @@ pub struct Expected {
 pub fn recount(
     partitions: &[Vec<Vec<u8>>],
     window: &WindowSpec,
-    lateness: Millis,
+    clock: impl Into<ClockRule>,
     limits: &Validation,
 ) -> Expected {
     let mut out = Expected::default();
     let mut accepted: Vec<(ContentId, u64)> = Vec::new();
-    replay(partitions, window, lateness, limits, |k, i, outcome| {
+    replay(partitions, window, clock.into(), limits, |k, i, outcome| {
         out.records += 1;
         match outcome {
             Err(reason) => {
@@ -80,27 +81,41 @@ pub fn recount(
 }
 
 /// Replays the pipeline's acceptance rules over each partition's records in
-/// order (decode, then the partition's watermark): `visit(partition, index,
-/// the event or the reason it is dead-lettered)`.
+/// order (decode, then the partition's clock, [`crate::clock`]): `visit(partition,
+/// index, the event or the reason it is dead-lettered)`. The visits of one
+/// partition come in the order the clock decides them (a held record is
+/// decided after the records that corroborate or outlast it).
 fn replay(
     partitions: &[Vec<Vec<u8>>],
     window: &WindowSpec,
-    lateness: Millis,
+    rule: ClockRule,
     limits: &Validation,
     mut visit: impl FnMut(usize, usize, std::result::Result<WatchEvent, &'static str>),
 ) {
+    let mut decided = Vec::new();
     for (k, records) in partitions.iter().enumerate() {
-        let mut mark = Watermark::new(lateness);
+        let mut clock = PartitionClock::new(rule, *window);
         for (i, raw) in records.iter().enumerate() {
             match WatchEvent::decode(raw, limits) {
                 Err(e) => visit(k, i, Err(e.code())),
-                Ok(event) if mark.is_late(event.event_time, window) => visit(k, i, Err("late")),
-                Ok(event) => {
-                    mark.observe(event.event_time);
-                    visit(k, i, Ok(event));
-                }
+                Ok(event) => clock.offer(event.event_time, (i, event), &mut decided),
+            }
+            for ((i, event), _, verdict) in decided.drain(..) {
+                visit(k, i, verdict_of(event, verdict));
             }
         }
+        clock.finish(&mut decided);
+        for ((i, event), _, verdict) in decided.drain(..) {
+            visit(k, i, verdict_of(event, verdict));
+        }
+    }
+}
+
+fn verdict_of(event: WatchEvent, verdict: Verdict) -> std::result::Result<WatchEvent, &'static str> {
+    match verdict {
+        Verdict::Accept => Ok(event),
+        Verdict::Late { .. } => Err("late"),
+        Verdict::Skew { .. } => Err("clock_skew"),
     }
 }
 
@@ -108,12 +123,12 @@ fn replay(
 pub fn window_at(
     partitions: &[Vec<Vec<u8>>],
     window: &WindowSpec,
-    lateness: Millis,
+    clock: impl Into<ClockRule>,
     limits: &Validation,
     pane: u64,
 ) -> BTreeMap<ContentId, i64> {
     let mut out = BTreeMap::new();
-    replay(partitions, window, lateness, limits, |_, _, outcome| {
+    replay(partitions, window, clock.into(), limits, |_, _, outcome| {
         let Ok(event) = outcome else { return };
         if event.event_type != EventType::StartedVideo {
             return;
@@ -127,11 +142,11 @@ pub fn window_at(
     out
 }
 
-/// The records of a JSON-lines file, cut into `peers` partitions as the file source does.
-pub fn file_partitions(path: &Path, peers: usize) -> Result<Vec<Vec<Vec<u8>>>> {
+/// The records of a JSON-lines file, cut into `partitions` partitions as the file source does.
+pub fn file_partitions(path: &Path, partitions: usize) -> Result<Vec<Vec<Vec<u8>>>> {
     let bytes =
         std::fs::read(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
-    let ranges = crate::source::file::splits(bytes.len() as u64, peers);
+    let ranges = crate::source::file::splits(bytes.len() as u64, partitions);
     let mut parts: Vec<Vec<Vec<u8>>> = vec![Vec::new(); ranges.len()];
     let mut at = 0usize;
     while at < bytes.len() {
@@ -153,15 +168,19 @@ pub fn file_partitions(path: &Path, peers: usize) -> Result<Vec<Vec<Vec<u8>>>> {
     Ok(parts)
 }
 
-/// The first `events` records of the generator, cut into `peers` partitions as the generator source does.
-pub fn generator_partitions(generator: &Generator, events: u64, peers: usize) -> Vec<Vec<Vec<u8>>> {
-    let mut parts: Vec<Vec<Vec<u8>>> = vec![Vec::new(); peers.max(1)];
+/// The first `events` records of the generator, cut into `partitions` partitions as the generator source does.
+pub fn generator_partitions(
+    generator: &Generator,
+    events: u64,
+    partitions: usize,
+) -> Vec<Vec<Vec<u8>>> {
+    let mut parts: Vec<Vec<Vec<u8>>> = vec![Vec::new(); partitions.max(1)];
     for i in 0..events {
         let raw = match generator.item(i) {
             GenItem::Event(e) => e.to_json().into_bytes(),
             GenItem::Malformed(s) => s.into_bytes(),
         };
-        parts[(i % peers.max(1) as u64) as usize].push(raw);
+        parts[crate::source::generator::partition_of(i, partitions) as usize].push(raw);
     }
     parts
 }
@@ -183,13 +202,13 @@ pub struct CatalogChangeAt {
 pub fn recount_model(
     partitions: &[Vec<Vec<u8>>],
     window: &WindowSpec,
-    lateness: Millis,
+    clock: impl Into<ClockRule>,
     limits: &Validation,
     spec: &crate::model::ModelSpec,
     catalog: &crate::catalog::Catalog,
     changes: &[CatalogChangeAt],
 ) -> BTreeMap<u64, (Vec<crate::model::NodeRow>, Vec<crate::model::TopEntry>)> {
-    let accepted = accepted_facts(partitions, window, lateness, limits);
+    let accepted = accepted_facts(partitions, window, clock, limits);
     let mut out = BTreeMap::new();
     let (Some(first), Some(last)) = (
         accepted.iter().map(|a| a.1).min(),
@@ -220,14 +239,14 @@ pub fn recount_model(
 pub fn model_at(
     partitions: &[Vec<Vec<u8>>],
     window: &WindowSpec,
-    lateness: Millis,
+    clock: impl Into<ClockRule>,
     limits: &Validation,
     spec: &crate::model::ModelSpec,
     catalog: &crate::catalog::Catalog,
     changes: &[CatalogChangeAt],
     end: crate::time::Pane,
 ) -> Vec<crate::model::NodeRow> {
-    let accepted = accepted_facts(partitions, window, lateness, limits);
+    let accepted = accepted_facts(partitions, window, clock, limits);
     model_rows_at(&accepted, window, spec, catalog, changes, end)
 }
 
@@ -235,11 +254,11 @@ pub fn model_at(
 fn accepted_facts(
     partitions: &[Vec<Vec<u8>>],
     window: &WindowSpec,
-    lateness: Millis,
+    clock: impl Into<ClockRule>,
     limits: &Validation,
 ) -> Vec<(ContentId, u64, crate::model::Measures)> {
     let mut accepted = Vec::new();
-    replay(partitions, window, lateness, limits, |_, _, outcome| {
+    replay(partitions, window, clock.into(), limits, |_, _, outcome| {
         if let Ok(event) = outcome {
             if let Some(p) = window.pane_of(event.event_time) {
                 accepted.push((

@@ -22,7 +22,7 @@ use timely::dataflow::operators::Probe;
 use timely::worker::Worker;
 
 use crate::catalog::Catalog;
-use crate::checkpoint::{Checkpointer, Checkpoints, PartitionLedger};
+use crate::checkpoint::{Checkpointer, Checkpoints, ClockState, HeldRecord, PartitionLedger};
 use crate::config::{JobConfig, SourceKind};
 use crate::dataflow::model::{model_tables, ModelBoard};
 use crate::dataflow::{hourly_tables, windowed_views};
@@ -39,7 +39,9 @@ use crate::source::generator::GeneratorSource;
 use crate::source::kafka::{KafkaDeadLetters, KafkaSource, ProgressBoard};
 use crate::source::{Batch, PartitionId, Poll, Source};
 use crate::stats::{Stats, StatsSnapshot};
-use crate::time::{rfc3339, Millis, Pane, Watermark, WindowSpec};
+use crate::clock::{ClockRule, Held, PartitionClock, Verdict};
+use crate::event::WatchEvent;
+use crate::time::{rfc3339, Millis, Pane, WindowSpec};
 
 /// A fast, deterministic hasher for the pre-aggregation map (FxHash).
 #[derive(Default, Clone, Copy)]
@@ -79,8 +81,8 @@ pub struct Context {
     pub job: JobConfig,
     /// Window geometry.
     pub window: WindowSpec,
-    /// Allowed lateness, ms.
-    pub lateness: Millis,
+    /// The rule of every partition's clock (lateness, corroborated jumps).
+    pub clock: ClockRule,
     /// The catalog.
     pub catalog: Arc<Catalog>,
     /// The generator, when the source is the generator.
@@ -111,7 +113,7 @@ impl Context {
     /// Resolves a job: loads or synthesizes the catalog, builds the generator, opens the store.
     pub fn from_job(job: JobConfig) -> Result<Context> {
         let window = job.window.spec()?;
-        let lateness = job.window.lateness_ms()?;
+        let clock = job.window.clock_rule()?;
         let start = crate::time::parse_rfc3339(&job.source.generator.start).ok_or_else(|| {
             Error::Config(format!(
                 "source.generator.start `{}` is not RFC 3339",
@@ -146,7 +148,7 @@ impl Context {
         Ok(Context {
             job,
             window,
-            lateness,
+            clock,
             catalog: Arc::new(catalog),
             generator,
             store,
@@ -239,7 +241,13 @@ impl Context {
                 let g = &self.job.source.generator;
                 (
                     Box::new(GeneratorSource::new(
-                        generator, index, peers, g.events, g.rate, limits,
+                        generator,
+                        g.partitions,
+                        index,
+                        peers,
+                        g.events,
+                        g.rate,
+                        limits,
                     )),
                     "generator".into(),
                 )
@@ -247,6 +255,7 @@ impl Context {
             SourceKind::File => (
                 Box::new(FileSource::open(
                     &self.job.source.file.path,
+                    self.job.source.file.partitions,
                     index,
                     peers,
                     limits,
@@ -520,9 +529,7 @@ pub fn run_worker(worker: &mut Worker, ctx: &Context) -> Result<()> {
     driver.model = model;
     ctx.ready.store(true, Ordering::Relaxed);
     for (p, l) in &restore.ledgers {
-        driver
-            .marks
-            .insert(*p, Watermark::with_max_seen(ctx.lateness, l.max_seen));
+        driver.marks.insert(*p, restored_clock(ctx, l)?);
     }
     if let (true, Some(store)) = (ctx.checkpointing(), &ctx.store) {
         let interval = crate::time::parse_duration(&ctx.job.checkpoint.interval)
@@ -736,13 +743,83 @@ fn restore_state(ctx: &Context, index: usize, peers: usize) -> Result<Restore> {
     })
 }
 
+/// A partition's clock in the driver: held records keep their event and position.
+type Clock = PartitionClock<(WatchEvent, u64)>;
+/// A verdict on a held record.
+type Decided = ((WatchEvent, u64), Millis, Verdict);
+
+/// What a checkpoint keeps of a partition's clock.
+fn clock_state(c: &Clock) -> ClockState {
+    ClockState {
+        base: c.base(),
+        seq: c.seq(),
+        held: c
+            .held()
+            .map(|h| HeldRecord {
+                time: h.time,
+                seq: h.seq,
+                position: h.item.1,
+                raw: h.item.0.to_json().into_bytes(),
+            })
+            .collect(),
+    }
+}
+
+/// A partition's clock as a checkpoint left it.
+fn restored_clock(ctx: &Context, l: &PartitionLedger) -> Result<Clock> {
+    // Held records passed validation when they were read; only decode them.
+    let limits = Validation {
+        now_ms: 0,
+        max_future_ms: Millis::MAX / 2,
+    };
+    let held = l
+        .clock
+        .held
+        .iter()
+        .map(|h| {
+            let event = WatchEvent::decode(&h.raw, &limits).map_err(|e| {
+                Error::Input(format!("checkpoint: a held record does not decode: {e}"))
+            })?;
+            Ok(Held {
+                time: h.time,
+                seq: h.seq,
+                item: (event, h.position),
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(PartitionClock::restored(
+        ctx.clock,
+        ctx.window,
+        l.clock.base,
+        l.clock.seq,
+        held,
+    ))
+}
+
+/// A duration for people: `95 s`, `3 h 0 min`.
+fn span(ms: Millis) -> String {
+    let s = ms / 1000;
+    if s < 120 {
+        format!("{:.1} s", ms as f64 / 1000.0)
+    } else if s < 7200 {
+        format!("{} min {} s", s / 60, s % 60)
+    } else {
+        format!("{} h {} min", s / 3600, (s % 3600) / 60)
+    }
+}
+
 /// The per-worker feeding loop and its state.
 struct Driver<'a> {
     ctx: &'a Context,
     source: Box<dyn Source>,
     source_name: String,
     dead: Box<dyn DeadLetterSink>,
-    marks: BTreeMap<PartitionId, Watermark>,
+    /// Each partition's clock ([`crate::clock`]): its watermark and held records.
+    marks: BTreeMap<PartitionId, Clock>,
+    /// Verdicts on held records, reused between batches.
+    decided: Vec<Decided>,
+    /// Views accepted and not yet added to the counter.
+    views: u64,
     batch: Batch,
     panes: PaneCounts,
     /// Dead letters written and not yet flushed: the sink is served in the
@@ -772,7 +849,7 @@ impl<'a> Driver<'a> {
         let marks = source
             .partitions()
             .into_iter()
-            .map(|p| (p, Watermark::new(ctx.lateness)))
+            .map(|p| (p, PartitionClock::new(ctx.clock, ctx.window)))
             .collect();
         Driver {
             ctx,
@@ -780,6 +857,8 @@ impl<'a> Driver<'a> {
             source_name,
             dead,
             marks,
+            decided: Vec::new(),
+            views: 0,
             batch: Batch::default(),
             panes: PaneCounts::default(),
             dead_dirty: false,
@@ -889,9 +968,7 @@ impl<'a> Driver<'a> {
                     match self.source.poll(&mut self.batch, batch_size)? {
                         Poll::Data => self.ingest(session)?,
                         Poll::Idle => idle = true,
-                        Poll::Finished(p) => {
-                            self.marks.remove(&p);
-                        }
+                        Poll::Finished(p) => self.finish_partition(session, p)?,
                     }
                     if self.marks.is_empty() {
                         // Every partition is done: closing the input lets the frontier run out.
@@ -910,13 +987,18 @@ impl<'a> Driver<'a> {
                         tracing::debug!(elapsed = ?started.elapsed(), "source finished");
                     } else {
                         // Idle partitions stop holding the input back; if all are idle, nothing moves.
+                        self.start_idle_clocks(session)?;
                         let low = self
                             .marks
                             .iter()
                             .filter(|(p, _)| !self.source.is_idle(**p))
-                            .map(|(_, w)| w.pane(&self.ctx.window))
+                            .map(|(_, w)| w.pane())
                             .min()
                             .unwrap_or(*session.time());
+                        // Read the partition that trails next, so a worker's partitions advance together.
+                        if let Some((p, _)) = self.marks.iter().min_by_key(|(_, w)| w.pane()) {
+                            self.source.focus(*p);
+                        }
                         self.catalog_changes(*session.time())?;
                         if low > *session.time() {
                             session.advance_to(low);
@@ -936,7 +1018,7 @@ impl<'a> Driver<'a> {
                             if self
                                 .marks
                                 .values()
-                                .all(|w| w.pane(&self.ctx.window) >= *time)
+                                .all(|w| w.pane() >= *time)
                             {
                                 self.carry = None;
                                 if let Some(m) = self.model.as_mut() {
@@ -980,7 +1062,7 @@ impl<'a> Driver<'a> {
         stats: &Stats,
         cp: &mut Checkpointer,
         source: &dyn Source,
-        marks: &BTreeMap<PartitionId, Watermark>,
+        marks: &BTreeMap<PartitionId, Clock>,
         id: u64,
         frontier: Option<Pane>,
     ) -> Result<()> {
@@ -988,10 +1070,10 @@ impl<'a> Driver<'a> {
             return Ok(());
         };
         let positions = source.positions();
-        let max_seen: BTreeMap<PartitionId, Option<Millis>> =
-            marks.iter().map(|(p, w)| (*p, w.max_seen())).collect();
+        let clocks: BTreeMap<PartitionId, ClockState> =
+            marks.iter().map(|(p, c)| (*p, clock_state(c))).collect();
         let started = Instant::now();
-        match cp.take(id, frontier, &positions, &max_seen) {
+        match cp.take(id, frontier, &positions, &clocks) {
             Ok(meta) => {
                 tracing::info!(checkpoint = id, entries = meta.entries, bytes = meta.bytes, took = ?started.elapsed(), "checkpoint part written");
                 Stats::add(&stats.checkpoints, 1);
@@ -1051,18 +1133,35 @@ impl<'a> Driver<'a> {
         Ok(())
     }
 
-    /// Classifies one batch: bad → dead letters, late → dead letters, views → pre-aggregated input.
+    /// Classifies one batch: bad → dead letters; each event through its
+    /// partition's clock: late or skewed → dead letters, views → pre-aggregated input.
     fn ingest(&mut self, session: &mut InputSession<Pane, ContentId, i64>) -> Result<()> {
+        let batch = std::mem::take(&mut self.batch);
+        let mut marks = std::mem::take(&mut self.marks);
+        let judged = self.judge_batch(session, &batch, &mut marks);
+        self.batch = batch;
+        self.marks = marks;
+        judged?;
+        self.publish_clocks();
+        self.feed_panes(session);
         let stats = &self.ctx.stats;
-        let window = self.ctx.window;
-        let batch = &self.batch;
-        // A partition that was idle may lag the input's time: nothing before that time can be counted any more
-        // (after a restore, panes before the checkpoint time still can, through the carry input).
-        let floor = if self.carry.is_some() {
-            0
-        } else {
-            *session.time()
-        };
+        Stats::add(&stats.read, self.batch.read);
+        Stats::add(&stats.decoded, self.batch.events.len() as u64);
+        Stats::add(&stats.invalid, self.batch.rejects.len() as u64);
+        Stats::add(&stats.dead_lettered, self.batch.rejects.len() as u64);
+        if !self.batch.rejects.is_empty() {
+            self.dead_dirty = true;
+        }
+        Ok(())
+    }
+
+    /// Dead-letters the batch's rejects and runs its events through their clocks.
+    fn judge_batch(
+        &mut self,
+        session: &InputSession<Pane, ContentId, i64>,
+        batch: &Batch,
+        marks: &mut BTreeMap<PartitionId, Clock>,
+    ) -> Result<()> {
         for reject in &batch.rejects {
             let letter = DeadLetter {
                 reason: reject.error.code().to_string(),
@@ -1074,10 +1173,10 @@ impl<'a> Driver<'a> {
             };
             self.dead.write(&letter, &reject.raw)?;
         }
-        let mut late = 0u64;
-        let mut views = 0u64;
+        let floor = self.floor(session);
+        let mut decided = std::mem::take(&mut self.decided);
         let mut start = 0;
-        // Runs of one partition share a watermark lookup.
+        // Runs of one partition share a clock lookup.
         while start < batch.events.len() {
             let partition = batch.partitions[start];
             let end = start
@@ -1085,65 +1184,179 @@ impl<'a> Driver<'a> {
                     .iter()
                     .take_while(|p| **p == partition)
                     .count();
-            let mark = self
-                .marks
+            let clock = marks
                 .entry(partition)
-                .or_insert_with(|| Watermark::new(self.ctx.lateness));
+                .or_insert_with(|| PartitionClock::new(self.ctx.clock, self.ctx.window));
             for (event, &position) in batch.events[start..end]
                 .iter()
                 .zip(&batch.positions[start..end])
             {
-                let behind_mark = mark.is_late(event.event_time, &window);
-                if behind_mark || window.pane_of(event.event_time).is_none_or(|p| p < floor) {
-                    late += 1;
-                    let raw = event.to_json();
-                    let detail = if behind_mark {
-                        format!(
-                            "event time {} is behind the watermark {} of partition {partition}",
-                            rfc3339(event.event_time),
-                            mark.millis().map(rfc3339).unwrap_or_default()
-                        )
-                    } else {
-                        format!(
-                            "event time {} is behind the input frontier {} (partition {partition} was idle)",
-                            rfc3339(event.event_time),
-                            rfc3339(window.pane_start(floor))
-                        )
-                    };
-                    let letter = DeadLetter {
-                        reason: "late".into(),
-                        detail,
-                        source: self.source_name.clone(),
-                        partition,
-                        position,
-                        raw,
-                    };
-                    self.dead.write(&letter, letter.raw.as_bytes())?;
-                    continue;
-                }
-                mark.observe(event.event_time);
-                let pane = window.pane_of(event.event_time).unwrap_or(0);
-                self.fed_until = self.fed_until.max(pane + 1);
-                if let Some(m) = self.model.as_mut() {
-                    m.panes.add(
-                        (partition, event.content_id, pane, cell_of(event)),
-                        Obs::of_event(event),
-                    );
-                }
-                if event.event_type == EventType::StartedVideo {
-                    views += 1;
-                    // With the model, its input carries the views (and its title stage counts them).
-                    if self.model.is_none() {
-                        // Not late, so the pane is at or after the watermark pane, hence after the input's time.
-                        *self
-                            .panes
-                            .entry((partition, event.content_id, pane))
-                            .or_insert(0) += 1;
+                match clock.in_line(event.event_time) {
+                    Some(verdict) => self.judge(floor, partition, event, position, verdict)?,
+                    None => {
+                        clock.offer(event.event_time, (*event, position), &mut decided);
+                        for ((event, position), _, verdict) in decided.drain(..) {
+                            self.judge(floor, partition, &event, position, verdict)?;
+                        }
                     }
                 }
             }
             start = end;
         }
+        self.decided = decided;
+        Ok(())
+    }
+
+    /// The least pane the input can still take: a partition that was idle may
+    /// lag the input's time (after a restore, panes before the checkpoint time
+    /// still can be fed, through the carry input).
+    fn floor(&self, session: &InputSession<Pane, ContentId, i64>) -> Pane {
+        if self.carry.is_some() {
+            0
+        } else {
+            *session.time()
+        }
+    }
+
+    /// Acts on one verdict: counts the event into the pre-aggregated input, or dead-letters it.
+    fn judge(
+        &mut self,
+        floor: Pane,
+        partition: PartitionId,
+        event: &WatchEvent,
+        position: u64,
+        verdict: Verdict,
+    ) -> Result<()> {
+        let window = self.ctx.window;
+        let pane = window.pane_of(event.event_time);
+        let (reason, detail) = match (verdict, pane) {
+            (Verdict::Accept, Some(pane)) if pane >= floor => {
+                self.accept(partition, event, pane);
+                return Ok(());
+            }
+            (Verdict::Accept, _) => (
+                "late",
+                format!(
+                    "event time {} is {} behind the input frontier {} (partition {partition} was idle)",
+                    rfc3339(event.event_time),
+                    span(window.pane_start(floor) - event.event_time),
+                    rfc3339(window.pane_start(floor))
+                ),
+            ),
+            (Verdict::Late { behind_ms }, _) => (
+                "late",
+                format!(
+                    "event time {} is {} behind the watermark {} of partition {partition}",
+                    rfc3339(event.event_time),
+                    span(behind_ms),
+                    rfc3339(event.event_time + behind_ms)
+                ),
+            ),
+            (Verdict::Skew { ahead_ms }, _) => (
+                "clock_skew",
+                format!(
+                    "event time {} is {} ahead of partition {partition}'s clock and no other records corroborated it",
+                    rfc3339(event.event_time),
+                    span(ahead_ms)
+                ),
+            ),
+        };
+        let stats = &self.ctx.stats;
+        if reason == "late" {
+            Stats::add(&stats.late, 1);
+        } else {
+            Stats::add(&stats.clock_skew, 1);
+        }
+        Stats::add(&stats.dead_lettered, 1);
+        self.dead_dirty = true;
+        let raw = event.to_json();
+        let letter = DeadLetter {
+            reason: reason.into(),
+            detail,
+            source: self.source_name.clone(),
+            partition,
+            position,
+            raw,
+        };
+        self.dead.write(&letter, letter.raw.as_bytes())
+    }
+
+    /// Counts an accepted event into this batch's pre-aggregated input.
+    fn accept(&mut self, partition: PartitionId, event: &WatchEvent, pane: Pane) {
+        self.fed_until = self.fed_until.max(pane + 1);
+        if let Some(m) = self.model.as_mut() {
+            m.panes.add(
+                (partition, event.content_id, pane, cell_of(event)),
+                Obs::of_event(event),
+            );
+        }
+        if event.event_type == EventType::StartedVideo {
+            self.views += 1;
+            // With the model, its input carries the views (and its title stage counts them).
+            if self.model.is_none() {
+                // Accepted, so the pane is at or after the input's time.
+                *self
+                    .panes
+                    .entry((partition, event.content_id, pane))
+                    .or_insert(0) += 1;
+            }
+        }
+    }
+
+    /// A partition ended: its clock decides what it still holds.
+    fn finish_partition(
+        &mut self,
+        session: &mut InputSession<Pane, ContentId, i64>,
+        partition: PartitionId,
+    ) -> Result<()> {
+        if let Some(mut clock) = self.marks.remove(&partition) {
+            let mut decided = std::mem::take(&mut self.decided);
+            clock.finish(&mut decided);
+            let floor = self.floor(session);
+            for ((event, position), _, verdict) in decided.drain(..) {
+                self.judge(floor, partition, &event, position, verdict)?;
+            }
+            self.decided = decided;
+            self.feed_panes(session);
+        }
+        Ok(())
+    }
+
+    /// Idle partitions whose clock has not started start with what they hold.
+    fn start_idle_clocks(&mut self, session: &mut InputSession<Pane, ContentId, i64>) -> Result<()> {
+        let waiting: Vec<PartitionId> = self
+            .marks
+            .iter()
+            .filter(|(p, c)| c.base().is_none() && c.held().next().is_some() && self.source.is_idle(**p))
+            .map(|(p, _)| *p)
+            .collect();
+        for p in waiting {
+            let mut decided = std::mem::take(&mut self.decided);
+            if let Some(clock) = self.marks.get_mut(&p) {
+                clock.idle(&mut decided);
+            }
+            let floor = self.floor(session);
+            for ((event, position), _, verdict) in decided.drain(..) {
+                self.judge(floor, p, &event, position, verdict)?;
+            }
+            self.decided = decided;
+            self.feed_panes(session);
+        }
+        Ok(())
+    }
+
+    /// Each partition's watermark and the largest skew it rejected, for the gauges.
+    fn publish_clocks(&self) {
+        if let Ok(mut board) = self.ctx.stats.partition_clocks.lock() {
+            for (p, c) in &self.marks {
+                board.insert(*p, (c.millis().unwrap_or(0), c.max_skew_ms));
+            }
+        }
+    }
+
+    /// Hands this batch's pre-aggregated counts to the dataflow (and the checkpoint ledger).
+    fn feed_panes(&mut self, session: &mut InputSession<Pane, ContentId, i64>) {
+        Stats::add(&self.ctx.stats.views, std::mem::take(&mut self.views));
         let width = self.ctx.window.panes();
         for ((partition, content, pane), n) in self.panes.drain() {
             match self.carry.as_mut() {
@@ -1170,15 +1383,5 @@ impl<'a> Driver<'a> {
             }
             m.panes.out = panes;
         }
-        if late > 0 || !batch.rejects.is_empty() {
-            self.dead_dirty = true;
-        }
-        Stats::add(&stats.read, batch.read);
-        Stats::add(&stats.decoded, batch.events.len() as u64);
-        Stats::add(&stats.invalid, batch.rejects.len() as u64);
-        Stats::add(&stats.late, late);
-        Stats::add(&stats.views, views);
-        Stats::add(&stats.dead_lettered, late + batch.rejects.len() as u64);
-        Ok(())
     }
 }

@@ -18,6 +18,11 @@ pub struct Stats {
     pub invalid: AtomicU64,
     /// Valid events older than their partition's watermark.
     pub late: AtomicU64,
+    /// Valid events too far ahead of their partition's clock that no other
+    /// records corroborated (dead-lettered as `clock_skew`).
+    pub clock_skew: AtomicU64,
+    /// Each partition's watermark (ms) and the largest clock skew it rejected (ms).
+    pub partition_clocks: std::sync::Mutex<std::collections::BTreeMap<u32, (i64, i64)>>,
     /// `started_video` events counted as views.
     pub views: AtomicU64,
     /// Records written to the dead-letter sink.
@@ -74,6 +79,8 @@ pub struct StatsSnapshot {
     pub invalid: u64,
     /// See [`Stats::late`].
     pub late: u64,
+    /// See [`Stats::clock_skew`].
+    pub clock_skew: u64,
     /// See [`Stats::views`].
     pub views: u64,
     /// See [`Stats::dead_lettered`].
@@ -129,6 +136,7 @@ impl Stats {
             decoded: g(&self.decoded),
             invalid: g(&self.invalid),
             late: g(&self.late),
+            clock_skew: g(&self.clock_skew),
             views: g(&self.views),
             dead_lettered: g(&self.dead_lettered),
             parts_written: g(&self.parts_written),

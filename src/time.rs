@@ -105,65 +105,6 @@ impl WindowSpec {
     }
 }
 
-/// Tracks the event-time watermark of one source partition.
-///
-/// The watermark is the largest event time seen minus the allowed lateness.
-/// An event whose pane lies before the watermark's pane is *late*: the
-/// dataflow has already been told that no more data for that pane will come.
-/// Classification is per event and independent of how events are batched,
-/// which is what makes the oracle tests deterministic.
-#[derive(Clone, Debug)]
-pub struct Watermark {
-    lateness_ms: Millis,
-    max_seen: Option<Millis>,
-}
-
-impl Watermark {
-    /// A watermark with the given allowed lateness.
-    pub fn new(lateness_ms: Millis) -> Self {
-        Watermark {
-            lateness_ms,
-            max_seen: None,
-        }
-    }
-
-    /// Restores a watermark that had already seen `max_seen`.
-    pub fn with_max_seen(lateness_ms: Millis, max_seen: Option<Millis>) -> Self {
-        Watermark {
-            lateness_ms,
-            max_seen,
-        }
-    }
-
-    /// The watermark in ms, if any event has been seen.
-    pub fn millis(&self) -> Option<Millis> {
-        self.max_seen.map(|m| m - self.lateness_ms)
-    }
-
-    /// Largest event time seen.
-    pub fn max_seen(&self) -> Option<Millis> {
-        self.max_seen
-    }
-
-    /// The pane of the watermark: the least pane that may still receive data.
-    pub fn pane(&self, window: &WindowSpec) -> Pane {
-        self.millis().and_then(|ms| window.pane_of(ms)).unwrap_or(0)
-    }
-
-    /// True if an event at `ms` arrives too late to be counted.
-    pub fn is_late(&self, ms: Millis, window: &WindowSpec) -> bool {
-        match window.pane_of(ms) {
-            Some(p) => p < self.pane(window),
-            None => true,
-        }
-    }
-
-    /// Records an accepted event time.
-    pub fn observe(&mut self, ms: Millis) {
-        self.max_seen = Some(self.max_seen.map_or(ms, |m| m.max(ms)));
-    }
-}
-
 /// Wall-clock now, ms since the epoch.
 pub fn now_ms() -> Millis {
     std::time::SystemTime::now()
@@ -355,33 +296,6 @@ mod tests {
         assert_eq!(parse_hour("2027-02-29", 0), None);
         assert_eq!(parse_hour("2027-13-01", 0), None);
         assert_eq!(parse_rfc3339("2026-01-01T24:00:00Z"), None);
-    }
-
-    #[test]
-    fn watermark_classifies_late_events_by_pane() {
-        let w = WindowSpec::hourly();
-        let mut wm = Watermark::new(120_000); // 2 minutes of lateness
-        assert_eq!(wm.pane(&w), 0);
-        let t0 = parse_rfc3339("2026-03-01T10:59:30Z").expect("valid");
-        wm.observe(t0);
-        // watermark = 10:57:30, its pane starts 10:57:00
-        assert!(
-            !wm.is_late(t0 - 150_000, &w),
-            "10:57:00 is in the watermark pane"
-        );
-        assert!(wm.is_late(t0 - 150_001, &w), "10:56:59.999 is before it");
-        wm.observe(t0 - 1_000_000); // an older event does not move it back
-        assert_eq!(wm.millis(), Some(t0 - 120_000));
-        // crossing midnight
-        let late_night = parse_rfc3339("2026-03-01T23:59:59.999Z").expect("valid");
-        let mut wm = Watermark::new(0);
-        wm.observe(late_night + 1);
-        assert!(wm.is_late(late_night, &w));
-        assert_eq!(wm.pane(&w), w.pane_of(late_night + 1).expect("after epoch"));
-        assert!(
-            wm.is_late(-5, &w),
-            "times before the epoch are never countable"
-        );
     }
 
     #[test]

@@ -10,6 +10,7 @@ use std::time::Duration;
 use common::*;
 use popularity::catalog::{Catalog, Kind, Title};
 use popularity::model::NodeRow;
+use popularity::source::DEFAULT_PARTITIONS;
 use popularity::oracle::{file_partitions, recount_model, CatalogChangeAt};
 use popularity::sink::snapshot::{published_table_hours, read_table_hour};
 use popularity::sink::store::LocalStore;
@@ -164,7 +165,7 @@ fn model_tables_equal_the_recount_with_catalog_changes_on_one_and_four_workers()
         job.job.name = format!("model-w{workers}");
         let stats = run_in_process(job, workers);
         let want = recount_model(
-            &file_partitions(&events, workers).expect("read"),
+            &file_partitions(&events, DEFAULT_PARTITIONS).expect("read"),
             &window,
             120_000,
             &limits(),

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use common::*;
 use popularity::config::SourceKind;
+use popularity::source::DEFAULT_PARTITIONS;
 use popularity::oracle::{file_partitions, generator_partitions, recount};
 
 #[test]
@@ -29,7 +30,7 @@ fn file_source_matches_recount_with_1_2_4_workers() {
             let lateness = job.window.lateness_ms().expect("valid");
             let stats = run_in_process(job, workers);
             let want = recount(
-                &file_partitions(&events, workers).expect("read"),
+                &file_partitions(&events, DEFAULT_PARTITIONS).expect("read"),
                 &window,
                 lateness,
                 &limits(),
@@ -76,7 +77,7 @@ fn generator_source_matches_recount() {
         let g = ctx.generator.clone().expect("generator");
         run_in_process(job, workers);
         let want = recount(
-            &generator_partitions(&g, 50_000, workers),
+            &generator_partitions(&g, 50_000, DEFAULT_PARTITIONS),
             &window,
             lateness,
             &limits(),
@@ -113,7 +114,7 @@ fn other_window_geometries_match_recount() {
         let lateness = job.window.lateness_ms().expect("valid");
         run_in_process(job, 2);
         let want = recount(
-            &file_partitions(&events, 2).expect("read"),
+            &file_partitions(&events, DEFAULT_PARTITIONS).expect("read"),
             &window,
             lateness,
             &limits(),
@@ -241,7 +242,7 @@ fn two_processes_on_localhost_match_recount() {
             );
         }
         let want = recount(
-            &file_partitions(&events, 2 * workers).expect("read"),
+            &file_partitions(&events, DEFAULT_PARTITIONS).expect("read"),
             &popularity::time::WindowSpec::hourly(),
             120_000,
             &limits(),

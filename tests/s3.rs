@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use common::*;
 use popularity::config::{SinkKind, SourceKind};
+use popularity::source::DEFAULT_PARTITIONS;
 use popularity::oracle::{generator_partitions, recount};
 use popularity::sink::s3::S3Store;
 use popularity::sink::snapshot::{hour_prefix, published_hours, read_hour, TITLES};
@@ -80,7 +81,7 @@ fn pipeline_writes_to_s3_and_duckdb_reads_the_oracle_counts() {
     let g = ctx.generator.clone().expect("generator");
     run_in_process(job.clone(), 2);
     let want = recount(
-        &generator_partitions(&g, 60_000, 2),
+        &generator_partitions(&g, 60_000, DEFAULT_PARTITIONS),
         &window,
         120_000,
         &limits(),
@@ -182,7 +183,7 @@ fn store_outage_mid_run_loses_no_hour() {
         "the outage was noticed and retried: {snap:?}"
     );
     let want = recount(
-        &generator_partitions(&g, 60_000, 2),
+        &generator_partitions(&g, 60_000, DEFAULT_PARTITIONS),
         &window,
         120_000,
         &limits(),

@@ -27,21 +27,47 @@ use crate::time::{Millis, Pane};
 
 /// Magic bytes at the start of a part file.
 pub const MAGIC: &[u8; 8] = b"POPCKPT\0";
-/// Version of the part format (2: the model's ledger keys carry the breakdown cell).
-pub const VERSION: u32 = 2;
+/// Version of the part format (2: the model's ledger keys carry the
+/// breakdown cell; 3: each partition's clock with its held records).
+pub const VERSION: u32 = 3;
 /// Name of the manifest object.
 pub const MANIFEST: &str = "MANIFEST";
 
 /// A loaded checkpoint: its manifest and every partition's ledger.
 pub type Loaded = (Manifest, Vec<(PartitionId, PartitionLedger)>);
 
+/// A record a partition's clock holds for corroboration ([`crate::clock`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HeldRecord {
+    /// Its event time.
+    pub time: Millis,
+    /// Its sequence number among the partition's records.
+    pub seq: u64,
+    /// Its position in the partition.
+    pub position: u64,
+    /// The event, as JSON.
+    pub raw: Vec<u8>,
+}
+
+/// What a checkpoint keeps of a partition's clock: held records are read
+/// before the checkpointed offset and not counted yet, so they travel in it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ClockState {
+    /// Largest accepted event time the clock trusts (the watermark's basis).
+    pub base: Option<Millis>,
+    /// Records offered to the clock so far.
+    pub seq: u64,
+    /// Records waiting for corroboration, oldest first.
+    pub held: Vec<HeldRecord>,
+}
+
 /// What one partition has contributed so far.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PartitionLedger {
     /// Next offset to read.
     pub next_offset: i64,
-    /// Largest accepted event time (the watermark's basis).
-    pub max_seen: Option<Millis>,
+    /// The partition's clock.
+    pub clock: ClockState,
     /// Accepted views by pane and content.
     pub panes: BTreeMap<Pane, HashMap<ContentId, i64>>,
 }
@@ -128,7 +154,16 @@ pub fn encode_part(ledgers: &[(PartitionId, &PartitionLedger)]) -> Vec<u8> {
     for (p, l) in ledgers {
         payload.extend_from_slice(&p.to_le_bytes());
         payload.extend_from_slice(&l.next_offset.to_le_bytes());
-        payload.extend_from_slice(&l.max_seen.unwrap_or(i64::MIN).to_le_bytes());
+        payload.extend_from_slice(&l.clock.base.unwrap_or(i64::MIN).to_le_bytes());
+        payload.extend_from_slice(&l.clock.seq.to_le_bytes());
+        payload.extend_from_slice(&(l.clock.held.len() as u32).to_le_bytes());
+        for h in &l.clock.held {
+            payload.extend_from_slice(&h.time.to_le_bytes());
+            payload.extend_from_slice(&h.seq.to_le_bytes());
+            payload.extend_from_slice(&h.position.to_le_bytes());
+            payload.extend_from_slice(&(h.raw.len() as u32).to_le_bytes());
+            payload.extend_from_slice(&h.raw);
+        }
         payload.extend_from_slice(&(l.entries() as u64).to_le_bytes());
         for (pane, counts) in &l.panes {
             // Sorted within a pane so the same state gives the same bytes.
@@ -176,6 +211,29 @@ impl Reader<'_> {
     fn i64(&mut self) -> Result<i64> {
         Ok(i64::from_le_bytes(self.take()?))
     }
+    /// Bytes not read yet.
+    fn left(&self) -> usize {
+        self.bytes.len() - self.at
+    }
+    /// A count of items of at least `size` bytes each, checked against the
+    /// bytes left, so that no count can ask for more memory than the part has.
+    fn count(&mut self, n: u64, size: usize) -> Result<usize> {
+        if n > (self.left() / size.max(1)) as u64 {
+            return Err(Error::Input(format!(
+                "checkpoint part claims {n} entries but holds only {} bytes",
+                self.left()
+            )));
+        }
+        Ok(n as usize)
+    }
+    fn bytes(&mut self, n: usize) -> Result<&[u8]> {
+        if n > self.left() {
+            return Err(Error::Input("checkpoint part is truncated".into()));
+        }
+        let out = &self.bytes[self.at..self.at + n];
+        self.at += n;
+        Ok(out)
+    }
 }
 
 /// Decodes a part file, verifying magic, version, length and checksum before reading anything.
@@ -209,12 +267,31 @@ pub fn decode_part(bytes: &[u8]) -> Result<Vec<(PartitionId, PartitionLedger)>> 
         at: 0,
     };
     let n = r.u32()?;
-    let mut out = Vec::with_capacity(n as usize);
+    let n = r.count(n as u64, 32)?;
+    let mut out = Vec::with_capacity(n);
     for _ in 0..n {
         let p = r.u32()?;
         let next_offset = r.i64()?;
-        let max_seen = Some(r.i64()?).filter(|m| *m != i64::MIN);
+        let base = Some(r.i64()?).filter(|m| *m != i64::MIN);
+        let seq = r.u64()?;
+        let held_n = r.u32()?;
+        let held_n = r.count(held_n as u64, 28)?;
+        let mut held = Vec::with_capacity(held_n);
+        for _ in 0..held_n {
+            let time = r.i64()?;
+            let seq = r.u64()?;
+            let position = r.u64()?;
+            let len = r.u32()? as usize;
+            let raw = r.bytes(len)?.to_vec();
+            held.push(HeldRecord {
+                time,
+                seq,
+                position,
+                raw,
+            });
+        }
         let entries = r.u64()?;
+        r.count(entries, 24)?;
         let mut panes: BTreeMap<Pane, HashMap<ContentId, i64>> = BTreeMap::new();
         for _ in 0..entries {
             let pane = r.u64()?;
@@ -226,7 +303,7 @@ pub fn decode_part(bytes: &[u8]) -> Result<Vec<(PartitionId, PartitionLedger)>> 
             p,
             PartitionLedger {
                 next_offset,
-                max_seen,
+                clock: ClockState { base, seq, held },
                 panes,
             },
         ));
@@ -488,20 +565,20 @@ impl Checkpointer {
 
     /// Captures and writes this worker's part of checkpoint `id`.
     /// `frontier` is the dataflow's output frontier now; `positions` the
-    /// next offsets and `max_seen` the watermark bases of this worker's partitions.
+    /// next offsets and `clocks` the clocks of this worker's partitions.
     pub fn take(
         &mut self,
         id: u64,
         frontier: Pane,
         positions: &BTreeMap<PartitionId, i64>,
-        max_seen: &BTreeMap<PartitionId, Option<Millis>>,
+        clocks: &BTreeMap<PartitionId, ClockState>,
     ) -> Result<PartMeta> {
         self.last_id = Some(id);
         let frontier = frontier.max(self.floor);
         for (&p, &offset) in positions {
             let l = self.ledgers.entry(p).or_default();
             l.next_offset = offset;
-            l.max_seen = max_seen.get(&p).copied().flatten();
+            l.clock = clocks.get(&p).cloned().unwrap_or_default();
         }
         for l in self.ledgers.values_mut() {
             l.prune(frontier, self.window_panes);
@@ -571,7 +648,16 @@ mod tests {
     fn ledger() -> PartitionLedger {
         let mut l = PartitionLedger {
             next_offset: 42,
-            max_seen: Some(1_767_225_600_000),
+            clock: ClockState {
+                base: Some(1_767_225_600_000),
+                seq: 9,
+                held: vec![HeldRecord {
+                    time: 1_767_240_000_000,
+                    seq: 7,
+                    position: 40,
+                    raw: b"{\"held\":1}".to_vec(),
+                }],
+            },
             panes: BTreeMap::new(),
         };
         for pane in 100..170u64 {
@@ -683,10 +769,17 @@ pub fn bench(
         }
     }
     let positions: BTreeMap<PartitionId, i64> = [(0, 123_456_789)].into();
-    let max_seen: BTreeMap<PartitionId, Option<Millis>> = [(0, Some(1_770_000_000_000))].into();
+    let clocks: BTreeMap<PartitionId, ClockState> = [(
+        0,
+        ClockState {
+            base: Some(1_770_000_000_000),
+            ..Default::default()
+        },
+    )]
+    .into();
     let id = crate::time::now_ms() as u64;
     let t = std::time::Instant::now();
-    let meta = cp.take(id, first, &positions, &max_seen)?;
+    let meta = cp.take(id, first, &positions, &clocks)?;
     let take_seconds = t.elapsed().as_secs_f64();
     let t = std::time::Instant::now();
     cp.complete_pending(Some(first), true)?;

@@ -1,8 +1,11 @@
 //! The in-process generator as a source.
 //!
-//! Worker `k` of `n` produces items `k, k + n, k + 2n, …` of the stream, so
-//! the union over workers is the same stream for any `n`. Positions are item
-//! indices. Pacing, when asked for, is by wall clock.
+//! The stream is cut into chunks of [`CHUNK`] items; chunk `c` belongs to
+//! partition `c mod partitions`, and partition `p` to worker `p mod
+//! workers`. The partitions (and so every watermark and late decision) do
+//! not depend on the number of workers, and the union over workers is the
+//! same stream. Positions are item indices. Pacing, when asked for, is by
+//! wall clock.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -12,61 +15,101 @@ use crate::error::Result;
 use crate::event::Validation;
 use crate::generator::{GenItem, Generator};
 
+/// Consecutive items of one partition: runs keep a worker's batch in long
+/// stretches of one partition.
+pub const CHUNK: u64 = 64;
+
+/// The partition of item `i` among `partitions`.
+pub fn partition_of(i: u64, partitions: usize) -> PartitionId {
+    ((i / CHUNK) % partitions.max(1) as u64) as PartitionId
+}
+
 /// One worker's share of the generated stream.
 pub struct GeneratorSource {
     generator: Arc<Generator>,
+    /// Index of the next item.
     next: u64,
-    step: u64,
+    partitions: usize,
+    index: usize,
+    peers: usize,
+    mine: Vec<PartitionId>,
     /// Stop before this index (`u64::MAX`: never).
     end: u64,
     /// Events per second for this worker (0: unpaced).
     rate: f64,
     started: Instant,
     produced: u64,
-    partition: PartitionId,
+    /// Partitions reported finished so far.
+    reported: usize,
     limits: Validation,
     scratch: Vec<u8>,
-    finished: bool,
 }
 
 impl GeneratorSource {
-    /// Worker `index` of `peers`; `events` total (0: unbounded), `rate` total events/s (0: unpaced).
+    /// Worker `index` of `peers` over `partitions` partitions; `events` total
+    /// (0: unbounded), `rate` total events/s (0: unpaced).
     pub fn new(
         generator: Arc<Generator>,
+        partitions: usize,
         index: usize,
         peers: usize,
         events: u64,
         rate: f64,
         limits: Validation,
     ) -> Self {
-        GeneratorSource {
+        let partitions = partitions.max(1);
+        let peers = peers.max(1);
+        let mine: Vec<PartitionId> = (0..partitions)
+            .filter(|p| p % peers == index)
+            .map(|p| p as PartitionId)
+            .collect();
+        let share = mine.len() as f64 / partitions as f64;
+        let mut source = GeneratorSource {
             generator,
-            next: index as u64,
-            step: peers as u64,
+            next: 0,
+            partitions,
+            index,
+            peers,
             end: if events == 0 { u64::MAX } else { events },
-            rate: if rate > 0.0 { rate / peers as f64 } else { 0.0 },
+            rate: if rate > 0.0 { rate * share } else { 0.0 },
             started: Instant::now(),
             produced: 0,
-            partition: index as PartitionId,
+            reported: 0,
             limits,
             scratch: Vec::with_capacity(256),
-            finished: false,
+            mine,
+        };
+        source.next = source.first_item_from(0);
+        source
+    }
+
+    /// The first item at or after chunk `chunk` that this worker reads.
+    fn first_item_from(&self, chunk: u64) -> u64 {
+        if self.mine.is_empty() {
+            return u64::MAX;
         }
+        let mut c = chunk;
+        while (c % self.partitions as u64) as usize % self.peers != self.index {
+            c += 1;
+        }
+        c.saturating_mul(CHUNK)
     }
 }
 
 impl Source for GeneratorSource {
     fn partitions(&self) -> Vec<PartitionId> {
-        vec![self.partition]
+        self.mine.clone()
     }
 
     fn poll(&mut self, batch: &mut Batch, max: usize) -> Result<Poll> {
-        if self.finished {
-            return Ok(Poll::Idle);
-        }
         if self.next >= self.end {
-            self.finished = true;
-            return Ok(Poll::Finished(self.partition));
+            return Ok(match self.mine.get(self.reported) {
+                Some(&p) => {
+                    self.reported += 1;
+                    Poll::Finished(p)
+                }
+                None => Poll::Idle,
+            });
         }
         let mut budget = max as u64;
         if self.rate > 0.0 {
@@ -76,10 +119,10 @@ impl Source for GeneratorSource {
                 return Ok(Poll::Idle);
             }
         }
-        batch.partition = self.partition;
         self.limits.now_ms = crate::time::now_ms();
         while budget > 0 && self.next < self.end {
             let i = self.next;
+            batch.partition = partition_of(i, self.partitions);
             match self.generator.item(i) {
                 GenItem::Event(e) => {
                     // Same range checks as the wire decoder, without the JSON round trip.
@@ -99,7 +142,11 @@ impl Source for GeneratorSource {
                 }
                 GenItem::Malformed(line) => batch.push_raw(line.as_bytes(), i, &self.limits),
             }
-            self.next = self.next.saturating_add(self.step);
+            self.next = if (i + 1) % CHUNK == 0 {
+                self.first_item_from((i + 1) / CHUNK)
+            } else {
+                i + 1
+            };
             self.produced += 1;
             budget -= 1;
         }

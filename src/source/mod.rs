@@ -17,6 +17,10 @@ use crate::event::{DecodeError, Validation, WatchEvent};
 /// Identifies a partition within its source.
 pub type PartitionId = u32;
 
+/// Partitions a file or the generator is cut into by default: independent
+/// of the number of workers, and divisible by 1, 2, 4, 8 and 16 of them.
+pub const DEFAULT_PARTITIONS: usize = 16;
+
 /// A record the decoder refused.
 #[derive(Clone, Debug)]
 pub struct Reject {
@@ -101,6 +105,9 @@ pub trait Source {
     fn is_idle(&self, _partition: PartitionId) -> bool {
         false
     }
+    /// Asks the source to read `partition` next (the driver names the one
+    /// whose watermark trails), so a worker's partitions advance together.
+    fn focus(&mut self, _partition: PartitionId) {}
     /// Next position to read of each partition, for checkpoints (empty: not resumable).
     fn positions(&self) -> std::collections::BTreeMap<PartitionId, i64> {
         std::collections::BTreeMap::new()

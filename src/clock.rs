@@ -1,0 +1,548 @@
+//! A partition's event-time clock: the watermark, and the rule that keeps a
+//! few bad client clocks from moving it.
+//!
+//! A partition's watermark is its *base* (the largest event time it has
+//! accepted) minus the allowed lateness. Taken alone, that lets one record
+//! from a client whose clock is hours ahead move the watermark hours ahead,
+//! and every on-time record after it would be late. So a record more than
+//! `max_jump` past the base does not move it: it is *held*. The base jumps
+//! only when the held records corroborate each other:
+//!
+//! - **quorum**: at least `quorum` held records lie within `max_jump` of one
+//!   another, and
+//! - **share**: they are more than half of the partition's records since the
+//!   first of them arrived (one client's consistent wrong clock among many
+//!   honest ones never is).
+//!
+//! Then the base jumps to the earliest time of that group and every held
+//! record is judged again in arrival order. A held record that is not
+//! corroborated within `patience` records of its partition is rejected as
+//! `clock_skew`; so is one still held when its partition ends. A held record
+//! that the base catches up with (it is within `max_jump` of a base that
+//! moved by ordinary records) is accepted.
+//!
+//! A partition that starts holds its first `quorum` records and starts its
+//! base at the earliest of them (a far-behind outlier there only delays the
+//! first jump; a far-ahead one is held like any other). A partition that ends,
+//! or goes idle, before `quorum` records starts with what it has.
+//!
+//! Decisions depend only on the partition's records in order, never on
+//! batching, workers or wall time, so [`crate::oracle`] replays this same
+//! type and the tests compare against it.
+//!
+//! ```
+//! use popularity::clock::{ClockRule, PartitionClock, Verdict};
+//! use popularity::time::WindowSpec;
+//!
+//! let rule = ClockRule { lateness_ms: 120_000, max_jump_ms: 600_000, quorum: 3, patience: 8 };
+//! let mut clock: PartitionClock<u32> = PartitionClock::new(rule, WindowSpec::hourly());
+//! let mut decided = Vec::new();
+//! let minute = 60_000;
+//! // The first three records start the clock at the earliest of them.
+//! for (k, t) in [10, 11, 12].iter().enumerate() {
+//!     clock.offer(t * minute, k as u32, &mut decided);
+//! }
+//! assert!(decided.iter().all(|d| d.2 == Verdict::Accept));
+//! // One record three hours ahead is held, and does not move the watermark.
+//! clock.offer(190 * minute, 99, &mut decided);
+//! assert_eq!(clock.base(), Some(12 * minute));
+//! // Honest records keep arriving; after `patience` records the outlier is rejected.
+//! for k in 0..8 {
+//!     clock.offer((13 + k) * minute, 100 + k as u32, &mut decided);
+//! }
+//! assert!(decided.iter().any(|d| d.0 == 99 && matches!(d.2, Verdict::Skew { .. })));
+//! ```
+
+use std::collections::VecDeque;
+
+use serde::{Deserialize, Serialize};
+
+use crate::time::{Millis, WindowSpec};
+
+/// The settings of the rule.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClockRule {
+    /// How far behind the base an event may be and still count.
+    pub lateness_ms: Millis,
+    /// How far past the base a record may be and still move it alone.
+    pub max_jump_ms: Millis,
+    /// Held records that must agree before the base jumps.
+    pub quorum: usize,
+    /// Records of the partition a held record waits for corroboration.
+    pub patience: u64,
+}
+
+impl ClockRule {
+    /// The default rule for a given lateness: jumps up to 10 minutes move the
+    /// base alone; larger ones need 32 agreeing records within 1 000.
+    pub fn with_lateness(lateness_ms: Millis) -> Self {
+        ClockRule {
+            lateness_ms,
+            max_jump_ms: 600_000,
+            quorum: 32,
+            patience: 1_000,
+        }
+    }
+}
+
+impl From<Millis> for ClockRule {
+    fn from(lateness_ms: Millis) -> Self {
+        ClockRule::with_lateness(lateness_ms)
+    }
+}
+
+/// What becomes of a record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Counted.
+    Accept,
+    /// Behind the watermark by this many ms: dead-lettered as `late`.
+    Late {
+        /// Watermark minus event time.
+        behind_ms: Millis,
+    },
+    /// Never corroborated: dead-lettered as `clock_skew`.
+    Skew {
+        /// Event time minus the base when it was rejected (0 with no base).
+        ahead_ms: Millis,
+    },
+}
+
+/// A record waiting for corroboration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Held<T> {
+    /// Its event time.
+    pub time: Millis,
+    /// Its sequence number among the partition's records.
+    pub seq: u64,
+    /// What the caller gets back with the verdict.
+    pub item: T,
+}
+
+/// One partition's clock: its base and its held records.
+#[derive(Clone, Debug)]
+pub struct PartitionClock<T> {
+    rule: ClockRule,
+    window: WindowSpec,
+    base: Option<Millis>,
+    held: VecDeque<Held<T>>,
+    /// Records offered so far.
+    seq: u64,
+    /// Largest `ahead_ms` rejected so far, for the gauge.
+    pub max_skew_ms: Millis,
+}
+
+impl<T> PartitionClock<T> {
+    /// A clock that has seen nothing.
+    pub fn new(rule: ClockRule, window: WindowSpec) -> Self {
+        PartitionClock {
+            rule,
+            window,
+            base: None,
+            held: VecDeque::new(),
+            seq: 0,
+            max_skew_ms: 0,
+        }
+    }
+
+    /// A clock restored from a checkpoint.
+    pub fn restored(
+        rule: ClockRule,
+        window: WindowSpec,
+        base: Option<Millis>,
+        seq: u64,
+        held: Vec<Held<T>>,
+    ) -> Self {
+        PartitionClock {
+            rule,
+            window,
+            base,
+            held: held.into(),
+            seq,
+            max_skew_ms: 0,
+        }
+    }
+
+    /// Largest accepted event time that the rule trusts.
+    pub fn base(&self) -> Option<Millis> {
+        self.base
+    }
+
+    /// Records offered so far.
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// The records waiting for corroboration, oldest first.
+    pub fn held(&self) -> impl Iterator<Item = &Held<T>> {
+        self.held.iter()
+    }
+
+    /// The watermark in ms, once the clock has started.
+    pub fn millis(&self) -> Option<Millis> {
+        self.base.map(|b| b - self.rule.lateness_ms)
+    }
+
+    /// The least pane that may still receive data.
+    pub fn pane(&self) -> u64 {
+        self.millis()
+            .and_then(|ms| self.window.pane_of(ms))
+            .unwrap_or(0)
+    }
+
+    /// Judges a record at event time `time`: the verdict on it, and on any
+    /// held records it settles, lands in `out` as `(item, time, verdict)`.
+    pub fn offer(&mut self, time: Millis, item: T, out: &mut Vec<(T, Millis, Verdict)>) {
+        if let Some(verdict) = self.in_line(time) {
+            out.push((item, time, verdict));
+            return;
+        }
+        self.seq += 1;
+        let held = self.held.len();
+        self.admit(time, self.seq, item, out);
+        let fresh = self.held.len() > held;
+        self.settle(fresh, out);
+    }
+
+    /// The common case of [`offer`](Self::offer), without the item: a record
+    /// in line while nothing is held is decided at once. `None`: the record
+    /// was not counted as offered; give it to `offer`.
+    #[inline]
+    pub fn in_line(&mut self, time: Millis) -> Option<Verdict> {
+        match self.base {
+            Some(base) if self.held.is_empty() && time <= base + self.rule.max_jump_ms => {
+                self.seq += 1;
+                Some(self.judge_in_line(base, time))
+            }
+            _ => None,
+        }
+    }
+
+    /// Judges a record that is not ahead of `base`.
+    #[inline]
+    fn judge_in_line(&mut self, base: Millis, time: Millis) -> Verdict {
+        let mark = base - self.rule.lateness_ms;
+        let late = match (self.window.pane_of(time), self.window.pane_of(mark)) {
+            (Some(p), Some(m)) => p < m,
+            (None, _) => true,
+            (Some(_), None) => false,
+        };
+        if late {
+            Verdict::Late {
+                behind_ms: mark - time,
+            }
+        } else {
+            if time > base {
+                self.base = Some(time);
+            }
+            Verdict::Accept
+        }
+    }
+
+    /// Decides a record now, or holds it.
+    fn admit(&mut self, time: Millis, seq: u64, item: T, out: &mut Vec<(T, Millis, Verdict)>) {
+        match self.base {
+            Some(base) if time <= base + self.rule.max_jump_ms => {
+                let verdict = self.judge_in_line(base, time);
+                out.push((item, time, verdict));
+            }
+            _ => {
+                self.held.push_back(Held { time, seq, item });
+                // Bounded: a flood of records that never corroborate costs no more.
+                if self.held.len() > 4 * self.rule.quorum.max(1) {
+                    if let Some(h) = self.held.pop_front() {
+                        self.reject(h, out);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Starts, jumps, releases and expires held records until nothing changes.
+    /// `fresh`: a record was just held, so a group may newly corroborate
+    /// (a group can only qualify when a record joins it).
+    fn settle(&mut self, mut fresh: bool, out: &mut Vec<(T, Millis, Verdict)>) {
+        loop {
+            if self.held.is_empty() {
+                return;
+            }
+            if self.base.is_none() {
+                if self.held.len() < self.rule.quorum.max(1) {
+                    return;
+                }
+                self.start(out);
+                fresh = true;
+                continue;
+            }
+            if fresh {
+                fresh = false;
+                if let Some(to) = self.corroborated() {
+                    self.base = Some(to);
+                    self.rejudge(out);
+                    fresh = true;
+                    continue;
+                }
+            }
+            if self.release(out) {
+                continue;
+            }
+            self.expire(out);
+            return;
+        }
+    }
+
+    /// Starts the base at the earliest held time and judges the held records.
+    fn start(&mut self, out: &mut Vec<(T, Millis, Verdict)>) {
+        self.base = self.held.iter().map(|h| h.time).min();
+        self.rejudge(out);
+    }
+
+    /// Judges every held record again, in arrival order.
+    fn rejudge(&mut self, out: &mut Vec<(T, Millis, Verdict)>) {
+        let held = std::mem::take(&mut self.held);
+        for h in held {
+            self.admit(h.time, h.seq, h.item, out);
+        }
+    }
+
+    /// Accepts held records that the base has caught up with; true if any.
+    fn release(&mut self, out: &mut Vec<(T, Millis, Verdict)>) -> bool {
+        let Some(base) = self.base else { return false };
+        let reach = base + self.rule.max_jump_ms;
+        if self.held.iter().all(|h| h.time > reach) {
+            return false;
+        }
+        self.rejudge(out);
+        true
+    }
+
+    /// The earliest time of a group of held records that corroborate a jump:
+    /// `quorum` of them within `max_jump` of the group's earliest time, and
+    /// more than half of the partition's records since the first of them
+    /// arrived. Sorted by time, the groups are windows; a monotonic queue
+    /// keeps each window's earliest arrival, so this is O(n log n).
+    fn corroborated(&self) -> Option<Millis> {
+        let quorum = self.rule.quorum.max(1);
+        if self.held.len() < quorum {
+            return None;
+        }
+        let mut by_time: Vec<(Millis, u64)> = self.held.iter().map(|h| (h.time, h.seq)).collect();
+        by_time.sort_unstable();
+        // Indices into `by_time` of the window's arrivals, increasing seq.
+        let mut first: VecDeque<usize> = VecDeque::new();
+        let mut end = 0;
+        for start in 0..by_time.len() {
+            let from = by_time[start].0;
+            while end < by_time.len() && by_time[end].0 <= from + self.rule.max_jump_ms {
+                while first.back().is_some_and(|&k| by_time[k].1 >= by_time[end].1) {
+                    first.pop_back();
+                }
+                first.push_back(end);
+                end += 1;
+            }
+            while first.front().is_some_and(|&k| k < start) {
+                first.pop_front();
+            }
+            let members = (end - start) as u64;
+            if members < quorum as u64 {
+                continue;
+            }
+            let earliest = first.front().map_or(self.seq, |&k| by_time[k].1);
+            if members * 2 > self.seq - earliest + 1 {
+                return Some(from);
+            }
+        }
+        None
+    }
+
+    /// Rejects held records that have waited `patience` records.
+    fn expire(&mut self, out: &mut Vec<(T, Millis, Verdict)>) {
+        while let Some(front) = self.held.front() {
+            if self.seq - front.seq < self.rule.patience {
+                break;
+            }
+            if let Some(h) = self.held.pop_front() {
+                self.reject(h, out);
+            }
+        }
+    }
+
+    fn reject(&mut self, h: Held<T>, out: &mut Vec<(T, Millis, Verdict)>) {
+        let ahead_ms = self.base.map_or(0, |b| h.time - b);
+        self.max_skew_ms = self.max_skew_ms.max(ahead_ms);
+        out.push((h.item, h.time, Verdict::Skew { ahead_ms }));
+    }
+
+    /// The partition went idle: a clock that has not started starts with
+    /// what it holds (records must not wait for company that may never come).
+    pub fn idle(&mut self, out: &mut Vec<(T, Millis, Verdict)>) {
+        if self.base.is_none() && !self.held.is_empty() {
+            self.start(out);
+            self.settle(true, out);
+        }
+    }
+
+    /// The partition ended: start if needed, then reject what is still held.
+    pub fn finish(&mut self, out: &mut Vec<(T, Millis, Verdict)>) {
+        self.idle(out);
+        while let Some(h) = self.held.pop_front() {
+            self.reject(h, out);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIN: Millis = 60_000;
+    const HOUR: Millis = 3_600_000;
+    /// 2026-01-01T00:00Z.
+    const DAY0: Millis = 1_767_225_600_000;
+
+    fn rule() -> ClockRule {
+        ClockRule {
+            lateness_ms: 2 * MIN,
+            max_jump_ms: 10 * MIN,
+            quorum: 4,
+            patience: 20,
+        }
+    }
+
+    fn run(times: &[Millis]) -> (Vec<Verdict>, PartitionClock<usize>) {
+        let mut clock = PartitionClock::new(rule(), WindowSpec::hourly());
+        let mut out = Vec::new();
+        for (i, t) in times.iter().enumerate() {
+            clock.offer(*t, i, &mut out);
+        }
+        clock.finish(&mut out);
+        out.sort_by_key(|d| d.0);
+        assert_eq!(out.len(), times.len(), "every record gets one verdict");
+        (out.into_iter().map(|d| d.2).collect(), clock)
+    }
+
+    #[test]
+    fn one_record_hours_ahead_does_not_move_the_watermark() {
+        let mut times: Vec<Millis> = (0..60).map(|k| DAY0 + k * 10_000).collect();
+        times.insert(30, DAY0 + 3 * HOUR);
+        let (verdicts, clock) = run(&times);
+        assert!(matches!(verdicts[30], Verdict::Skew { ahead_ms } if ahead_ms > 2 * HOUR));
+        assert_eq!(
+            verdicts.iter().filter(|v| **v == Verdict::Accept).count(),
+            60
+        );
+        assert_eq!(clock.base(), Some(DAY0 + 59 * 10_000));
+    }
+
+    #[test]
+    fn a_genuine_jump_across_days_moves_it_within_quorum_records() {
+        let mut times: Vec<Millis> = (0..10).map(|k| DAY0 + k * MIN).collect();
+        times.extend((0..10).map(|k| DAY0 + 2 * 24 * HOUR + k * MIN));
+        let (verdicts, clock) = run(&times);
+        assert!(verdicts.iter().all(|v| *v == Verdict::Accept), "{verdicts:?}");
+        assert_eq!(clock.base(), Some(DAY0 + 2 * 24 * HOUR + 9 * MIN));
+    }
+
+    #[test]
+    fn late_records_say_by_how_much() {
+        let times = [DAY0, DAY0 + MIN, DAY0 + 2 * MIN, DAY0 + 3 * MIN, DAY0 + 10 * MIN, DAY0];
+        let (verdicts, _) = run(&times);
+        // Watermark 10 min - 2 min lateness = 8 min; the record at 0 is 8 min behind.
+        assert_eq!(verdicts[5], Verdict::Late { behind_ms: 8 * MIN });
+    }
+
+    #[test]
+    fn lateness_is_judged_by_pane_at_an_hour_boundary() {
+        // Base 01:02:30 → watermark 01:00:30, in pane 01:00; a record at 01:00:00
+        // is in the watermark's pane (on time), one at 00:59:59 is in the last
+        // pane of the previous hour (late).
+        let h1 = DAY0 + HOUR;
+        let times = [h1, h1 + 1, h1 + 2, h1 + 3, h1 + 2 * MIN + 30_000, h1, h1 - 1];
+        let (verdicts, _) = run(&times);
+        assert_eq!(verdicts[5], Verdict::Accept);
+        assert_eq!(verdicts[6], Verdict::Late { behind_ms: 30_001 });
+    }
+
+    #[test]
+    fn a_far_ahead_record_at_the_start_is_held_not_trusted() {
+        let mut times = vec![DAY0 + 20 * HOUR];
+        times.extend((0..40).map(|k| DAY0 + k * 5_000));
+        let (verdicts, clock) = run(&times);
+        assert!(matches!(verdicts[0], Verdict::Skew { .. }));
+        assert!(verdicts[1..].iter().all(|v| *v == Verdict::Accept));
+        assert_eq!(clock.base(), Some(DAY0 + 39 * 5_000));
+    }
+
+    #[test]
+    fn scattered_skewed_clocks_never_corroborate() {
+        let mut times: Vec<Millis> = (0..400).map(|k| DAY0 + k * 1_000).collect();
+        // Three bad clocks, each far apart: a quorum of 4 is never reached.
+        for (at, ahead) in [(50, 1 * HOUR), (52, 5 * HOUR), (54, 20 * HOUR)] {
+            times[at] = DAY0 + ahead;
+        }
+        let (verdicts, _) = run(&times);
+        let skew = verdicts.iter().filter(|v| matches!(v, Verdict::Skew { .. })).count();
+        assert_eq!(skew, 3);
+        assert_eq!(verdicts.iter().filter(|v| **v == Verdict::Accept).count(), 397);
+    }
+
+    #[test]
+    fn one_consistent_bad_clock_among_many_honest_ones_is_outvoted() {
+        // Every third record comes from a client 3 hours ahead: quorum is
+        // reached but never the share.
+        let times: Vec<Millis> = (0..300)
+            .map(|k| DAY0 + k * 1_000 + if k % 3 == 2 { 3 * HOUR } else { 0 })
+            .collect();
+        let (verdicts, clock) = run(&times);
+        assert_eq!(verdicts.iter().filter(|v| matches!(v, Verdict::Skew { .. })).count(), 100);
+        assert!(clock.base().is_some_and(|b| b < DAY0 + HOUR));
+    }
+
+    #[test]
+    fn a_held_record_is_accepted_when_the_base_catches_up() {
+        let mut times: Vec<Millis> = (0..5).map(|k| DAY0 + k * MIN).collect();
+        times.push(DAY0 + 15 * MIN); // 11 minutes ahead of the base at 4 min
+        times.extend((5..12).map(|k| DAY0 + k * MIN)); // the base reaches 11 min
+        let (verdicts, _) = run(&times);
+        assert!(verdicts.iter().all(|v| *v == Verdict::Accept), "{verdicts:?}");
+    }
+
+    #[test]
+    fn a_short_partition_starts_with_what_it_has() {
+        let (verdicts, clock) = run(&[DAY0 + MIN, DAY0]);
+        assert!(verdicts.iter().all(|v| *v == Verdict::Accept));
+        assert_eq!(clock.base(), Some(DAY0 + MIN));
+    }
+
+    #[test]
+    fn a_jump_at_midnight_lands_in_the_new_day() {
+        let end_of_day = DAY0 + 24 * HOUR - MIN;
+        let mut times: Vec<Millis> = (0..6).map(|k| end_of_day - 5 * MIN + k * MIN).collect();
+        times.extend((0..6).map(|k| DAY0 + 24 * HOUR + 30 * MIN + k * MIN));
+        let (verdicts, clock) = run(&times);
+        assert!(verdicts.iter().all(|v| *v == Verdict::Accept));
+        assert_eq!(clock.base(), Some(DAY0 + 24 * HOUR + 35 * MIN));
+        assert_eq!(clock.pane(), ((DAY0 + 24 * HOUR + 33 * MIN) / MIN) as u64);
+    }
+
+    #[test]
+    fn with_no_lateness_the_last_millisecond_of_a_day_is_late_after_midnight() {
+        let midnight = DAY0 + 24 * HOUR;
+        let mut clock: PartitionClock<u8> = PartitionClock::new(
+            ClockRule {
+                lateness_ms: 0,
+                ..rule()
+            },
+            WindowSpec::hourly(),
+        );
+        let mut out = Vec::new();
+        for t in [midnight - 3, midnight - 2, midnight - 1, midnight] {
+            clock.offer(t, 0, &mut out);
+        }
+        clock.offer(midnight - 1, 1, &mut out);
+        clock.offer(-5, 2, &mut out);
+        assert_eq!(out[4].2, Verdict::Late { behind_ms: 1 });
+        assert!(matches!(out[5].2, Verdict::Late { .. }), "before the epoch is never countable");
+        assert_eq!(clock.pane(), (midnight / MIN) as u64);
+    }
+}
