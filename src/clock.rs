@@ -8,18 +8,23 @@
 //! `max_jump` past the base does not move it: it is *held*. The base jumps
 //! only when the held records corroborate each other:
 //!
-//! - **quorum**: at least `quorum` held records lie within `max_jump` of one
-//!   another, and
+//! - **quorum**: at least `quorum` held records are at or past a time `T`, and
 //! - **share**: they are more than half of the partition's records since the
 //!   first of them arrived (one client's consistent wrong clock among many
 //!   honest ones never is).
 //!
-//! Then the base jumps to the earliest time of that group and every held
-//! record is judged again in arrival order. A held record that is not
-//! corroborated within `patience` records of its partition is rejected as
-//! `clock_skew`; so is one still held when its partition ends. A held record
-//! that the base catches up with (it is within `max_jump` of a base that
-//! moved by ordinary records) is accepted.
+//! Then the base jumps to the lowest such `T` and every held record is judged
+//! again in arrival order. A held record that is not corroborated within
+//! `patience` records of its partition is rejected as `clock_skew`; so is one
+//! still held when its partition ends, and the oldest when more than
+//! `4 × quorum` are held. A held record that the base catches up with (it is
+//! within `max_jump` of a base that moved by ordinary records) is accepted,
+//! without moving the base.
+//!
+//! A genuine jump (a partition that resumes after a gap, a replay across an
+//! outage) moves the base after `quorum` records of the new time. A partition
+//! whose records are further apart than `max_jump` keeps its clock `quorum`
+//! records behind its newest record, and loses none of them.
 //!
 //! A partition that starts holds its first `quorum` records and starts its
 //! base at the earliest of them (a far-behind outlier there only delays the
@@ -73,13 +78,13 @@ pub struct ClockRule {
 }
 
 impl ClockRule {
-    /// The default rule for a given lateness: jumps up to 10 minutes move the
-    /// base alone; larger ones need 32 agreeing records within 1 000.
+    /// The default rule for a given lateness: records up to 1 minute ahead
+    /// move the base alone; further ones need 16 agreeing records within 1 000.
     pub fn with_lateness(lateness_ms: Millis) -> Self {
         ClockRule {
             lateness_ms,
-            max_jump_ms: 600_000,
-            quorum: 32,
+            max_jump_ms: 60_000,
+            quorum: 16,
             patience: 1_000,
         }
     }
@@ -199,7 +204,7 @@ impl<T> PartitionClock<T> {
         }
         self.seq += 1;
         let held = self.held.len();
-        self.admit(time, self.seq, item, out);
+        self.admit(time, self.seq, item, true, out);
         let fresh = self.held.len() > held;
         self.settle(fresh, out);
     }
@@ -212,15 +217,16 @@ impl<T> PartitionClock<T> {
         match self.base {
             Some(base) if self.held.is_empty() && time <= base + self.rule.max_jump_ms => {
                 self.seq += 1;
-                Some(self.judge_in_line(base, time))
+                Some(self.judge_in_line(base, time, true))
             }
             _ => None,
         }
     }
 
-    /// Judges a record that is not ahead of `base`.
+    /// Judges a record that is not ahead of `base`; an accepted one moves the
+    /// base if `advance`.
     #[inline]
-    fn judge_in_line(&mut self, base: Millis, time: Millis) -> Verdict {
+    fn judge_in_line(&mut self, base: Millis, time: Millis, advance: bool) -> Verdict {
         let mark = base - self.rule.lateness_ms;
         let late = match (self.window.pane_of(time), self.window.pane_of(mark)) {
             (Some(p), Some(m)) => p < m,
@@ -232,18 +238,25 @@ impl<T> PartitionClock<T> {
                 behind_ms: mark - time,
             }
         } else {
-            if time > base {
+            if advance && time > base {
                 self.base = Some(time);
             }
             Verdict::Accept
         }
     }
 
-    /// Decides a record now, or holds it.
-    fn admit(&mut self, time: Millis, seq: u64, item: T, out: &mut Vec<(T, Millis, Verdict)>) {
+    /// Decides a record now (an accepted one moves the base if `advance`), or holds it.
+    fn admit(
+        &mut self,
+        time: Millis,
+        seq: u64,
+        item: T,
+        advance: bool,
+        out: &mut Vec<(T, Millis, Verdict)>,
+    ) {
         match self.base {
             Some(base) if time <= base + self.rule.max_jump_ms => {
-                let verdict = self.judge_in_line(base, time);
+                let verdict = self.judge_in_line(base, time, advance);
                 out.push((item, time, verdict));
             }
             _ => {
@@ -278,7 +291,7 @@ impl<T> PartitionClock<T> {
                 fresh = false;
                 if let Some(to) = self.corroborated() {
                     self.base = Some(to);
-                    self.rejudge(out);
+                    self.rejudge(true, out);
                     fresh = true;
                     continue;
                 }
@@ -294,65 +307,53 @@ impl<T> PartitionClock<T> {
     /// Starts the base at the earliest held time and judges the held records.
     fn start(&mut self, out: &mut Vec<(T, Millis, Verdict)>) {
         self.base = self.held.iter().map(|h| h.time).min();
-        self.rejudge(out);
+        self.rejudge(true, out);
     }
 
     /// Judges every held record again, in arrival order.
-    fn rejudge(&mut self, out: &mut Vec<(T, Millis, Verdict)>) {
+    fn rejudge(&mut self, advance: bool, out: &mut Vec<(T, Millis, Verdict)>) {
         let held = std::mem::take(&mut self.held);
         for h in held {
-            self.admit(h.time, h.seq, h.item, out);
+            self.admit(h.time, h.seq, h.item, advance, out);
         }
     }
 
     /// Accepts held records that the base has caught up with; true if any.
+    /// They do not move the base: they were out of line when they came, and
+    /// the records since are the better witnesses of the partition's time.
     fn release(&mut self, out: &mut Vec<(T, Millis, Verdict)>) -> bool {
         let Some(base) = self.base else { return false };
         let reach = base + self.rule.max_jump_ms;
         if self.held.iter().all(|h| h.time > reach) {
             return false;
         }
-        self.rejudge(out);
+        self.rejudge(false, out);
         true
     }
 
-    /// The earliest time of a group of held records that corroborate a jump:
-    /// `quorum` of them within `max_jump` of the group's earliest time, and
-    /// more than half of the partition's records since the first of them
-    /// arrived. Sorted by time, the groups are windows; a monotonic queue
-    /// keeps each window's earliest arrival, so this is O(n log n).
+    /// The time a jump to which the held records corroborate: the lowest `T`
+    /// such that at least `quorum` held records are at or past `T` and they
+    /// are more than half of the partition's records since the first of them
+    /// arrived. O(n log n) in the held records.
     fn corroborated(&self) -> Option<Millis> {
-        let quorum = self.rule.quorum.max(1);
-        if self.held.len() < quorum {
+        self.corroborated_by(self.rule.quorum.max(1) as u64)
+    }
+
+    fn corroborated_by(&self, quorum: u64) -> Option<Millis> {
+        if (self.held.len() as u64) < quorum {
             return None;
         }
         let mut by_time: Vec<(Millis, u64)> = self.held.iter().map(|h| (h.time, h.seq)).collect();
-        by_time.sort_unstable();
-        // Indices into `by_time` of the window's arrivals, increasing seq.
-        let mut first: VecDeque<usize> = VecDeque::new();
-        let mut end = 0;
-        for start in 0..by_time.len() {
-            let from = by_time[start].0;
-            while end < by_time.len() && by_time[end].0 <= from + self.rule.max_jump_ms {
-                while first.back().is_some_and(|&k| by_time[k].1 >= by_time[end].1) {
-                    first.pop_back();
-                }
-                first.push_back(end);
-                end += 1;
-            }
-            while first.front().is_some_and(|&k| k < start) {
-                first.pop_front();
-            }
-            let members = (end - start) as u64;
-            if members < quorum as u64 {
-                continue;
-            }
-            let earliest = first.front().map_or(self.seq, |&k| by_time[k].1);
-            if members * 2 > self.seq - earliest + 1 {
-                return Some(from);
+        by_time.sort_unstable_by(|a, b| b.cmp(a));
+        let mut first = u64::MAX;
+        let mut to = None;
+        for (members, (time, seq)) in (1u64..).zip(by_time) {
+            first = first.min(seq);
+            if members >= quorum && members * 2 > self.seq - first + 1 {
+                to = Some(time);
             }
         }
-        None
+        to
     }
 
     /// Rejects held records that have waited `patience` records.
@@ -382,9 +383,16 @@ impl<T> PartitionClock<T> {
         }
     }
 
-    /// The partition ended: start if needed, then reject what is still held.
+    /// The partition ended: start if needed; held records that are the
+    /// majority of the records since the first of them are accepted (no more
+    /// can come to make a quorum: the tail of a sparse partition); the rest
+    /// are rejected.
     pub fn finish(&mut self, out: &mut Vec<(T, Millis, Verdict)>) {
         self.idle(out);
+        while let Some(to) = self.corroborated_by(1) {
+            self.base = Some(to);
+            self.rejudge(true, out);
+        }
         while let Some(h) = self.held.pop_front() {
             self.reject(h, out);
         }
@@ -491,7 +499,7 @@ mod tests {
         // Every third record comes from a client 3 hours ahead: quorum is
         // reached but never the share.
         let times: Vec<Millis> = (0..300)
-            .map(|k| DAY0 + k * 1_000 + if k % 3 == 2 { 3 * HOUR } else { 0 })
+            .map(|k| DAY0 + k * 1_000 + if k % 3 == 1 { 3 * HOUR } else { 0 })
             .collect();
         let (verdicts, clock) = run(&times);
         assert_eq!(verdicts.iter().filter(|v| matches!(v, Verdict::Skew { .. })).count(), 100);
@@ -544,5 +552,21 @@ mod tests {
         assert_eq!(out[4].2, Verdict::Late { behind_ms: 1 });
         assert!(matches!(out[5].2, Verdict::Late { .. }), "before the epoch is never countable");
         assert_eq!(clock.pane(), (midnight / MIN) as u64);
+    }
+
+    #[test]
+    fn a_sparse_partition_loses_nothing_and_lags_by_quorum_records() {
+        // One record every 15 minutes: each is further ahead than max_jump.
+        let times: Vec<Millis> = (0..30).map(|k| DAY0 + k * 15 * MIN).collect();
+        let mut clock: PartitionClock<usize> = PartitionClock::new(rule(), WindowSpec::hourly());
+        let mut out = Vec::new();
+        for (i, t) in times.iter().enumerate() {
+            clock.offer(*t, i, &mut out);
+        }
+        assert!(out.iter().all(|d| d.2 == Verdict::Accept));
+        assert_eq!(clock.base(), Some(times[times.len() - rule().quorum]));
+        clock.finish(&mut out);
+        assert_eq!(out.len(), 30);
+        assert!(out.iter().all(|d| d.2 == Verdict::Accept), "the tail is accepted at the end");
     }
 }

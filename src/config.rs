@@ -274,8 +274,8 @@ impl Default for WindowConfig {
             slide: "1m".into(),
             allowed_lateness: "2m".into(),
             max_lead_panes: 60,
-            max_jump: "10m".into(),
-            jump_quorum: 32,
+            max_jump: "1m".into(),
+            jump_quorum: 16,
             jump_patience: 1_000,
         }
     }

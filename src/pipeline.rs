@@ -1194,7 +1194,7 @@ impl<'a> Driver<'a> {
                 match clock.in_line(event.event_time) {
                     Some(verdict) => self.judge(floor, partition, event, position, verdict)?,
                     None => {
-                        clock.offer(event.event_time, (*event, position), &mut decided);
+                        clock.offer(event.event_time, (event.clone(), position), &mut decided);
                         for ((event, position), _, verdict) in decided.drain(..) {
                             self.judge(floor, partition, &event, position, verdict)?;
                         }

@@ -7,11 +7,13 @@
 
 mod common;
 
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
 use common::*;
 use popularity::config::SourceKind;
+use popularity::generator::GeneratorConfig;
 use popularity::source::DEFAULT_PARTITIONS;
 use popularity::oracle::{file_partitions, generator_partitions, recount};
 
@@ -183,11 +185,8 @@ fn same_input_gives_byte_identical_snapshots() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-#[test]
-fn two_processes_on_localhost_match_recount() {
-    let dir = scratch("cluster");
-    let events = dir.join("events.jsonl");
-    write_events(&events, &messy(4, 40_000), 400);
+/// Writes a file-source job for `run_cluster` (the same defaults as `file_job`).
+fn cluster_job(dir: &Path, events: &Path) -> PathBuf {
     let job_path = dir.join("job.toml");
     std::fs::write(
         &job_path,
@@ -199,48 +198,62 @@ fn two_processes_on_localhost_match_recount() {
         ),
     )
     .expect("job file");
+    job_path
+}
+
+/// Runs the job at `job_path` as 2 processes of `workers` workers on localhost.
+fn run_cluster(dir: &Path, job_path: &Path, workers: usize) {
+    let _ = std::fs::remove_dir_all(dir.join("snapshots"));
+    let _ = std::fs::remove_dir_all(dir.join("dead-letters"));
+    let base = free_ports(2);
+    let ports = [base, base + 1];
+    let hostfile = dir.join("hosts");
+    std::fs::write(
+        &hostfile,
+        ports
+            .iter()
+            .map(|p| format!("127.0.0.1:{p}\n"))
+            .collect::<String>(),
+    )
+    .expect("hostfile");
+    let handles: Vec<_> = (0..2)
+        .map(|p| {
+            Command::new(env!("CARGO_BIN_EXE_popularity"))
+                .args(["run", "--job"])
+                .arg(job_path)
+                .args([
+                    "-w",
+                    &workers.to_string(),
+                    "-n",
+                    "2",
+                    "-p",
+                    &p.to_string(),
+                    "-h",
+                ])
+                .arg(&hostfile)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("spawn")
+        })
+        .collect();
+    for out in wait_group(handles, Duration::from_secs(300), "two processes") {
+        assert!(
+            out.status.success(),
+            "process failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+#[test]
+fn two_processes_on_localhost_match_recount() {
+    let dir = scratch("cluster");
+    let events = dir.join("events.jsonl");
+    write_events(&events, &messy(4, 40_000), 400);
+    let job_path = cluster_job(&dir, &events);
     for workers in [1usize, 2] {
-        let _ = std::fs::remove_dir_all(dir.join("snapshots"));
-        let _ = std::fs::remove_dir_all(dir.join("dead-letters"));
-        let base = free_ports(2);
-        let ports = [base, base + 1];
-        let hostfile = dir.join("hosts");
-        std::fs::write(
-            &hostfile,
-            ports
-                .iter()
-                .map(|p| format!("127.0.0.1:{p}\n"))
-                .collect::<String>(),
-        )
-        .expect("hostfile");
-        let handles: Vec<_> = (0..2)
-            .map(|p| {
-                Command::new(env!("CARGO_BIN_EXE_popularity"))
-                    .args(["run", "--job"])
-                    .arg(&job_path)
-                    .args([
-                        "-w",
-                        &workers.to_string(),
-                        "-n",
-                        "2",
-                        "-p",
-                        &p.to_string(),
-                        "-h",
-                    ])
-                    .arg(&hostfile)
-                    .stdout(std::process::Stdio::piped())
-                    .stderr(std::process::Stdio::piped())
-                    .spawn()
-                    .expect("spawn")
-            })
-            .collect();
-        for out in wait_group(handles, Duration::from_secs(300), "two processes") {
-            assert!(
-                out.status.success(),
-                "process failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
+        run_cluster(&dir, &job_path, workers);
         let want = recount(
             &file_partitions(&events, DEFAULT_PARTITIONS).expect("read"),
             &popularity::time::WindowSpec::hourly(),
@@ -254,6 +267,140 @@ fn two_processes_on_localhost_match_recount() {
         );
         let (letters, _) = dead_letter_counts(&dir.join("dead-letters"));
         assert_eq!(letters, want.dead_letters);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Moves the event time of `n` seeded-random valid lines: most of them 1 minute
+/// to 20 hours ahead (clients with bad clocks), a few 20 hours behind.
+/// Returns how many lines it moved.
+fn skew_clocks(path: &Path, seed: u64, n: usize) -> usize {
+    let text = std::fs::read_to_string(path).expect("read events");
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    let mut rng = popularity::rng::SplitMix64::new(seed);
+    let mut moved = 0;
+    while moved < n {
+        let k = (rng.next_u64() % lines.len() as u64) as usize;
+        let Ok(mut v) = serde_json::from_str::<serde_json::Value>(&lines[k]) else {
+            continue;
+        };
+        let Some(t) = v.get("event_time").and_then(|t| t.as_i64()) else {
+            continue;
+        };
+        let shift = if moved % 8 == 7 {
+            -20 * 3_600_000
+        } else {
+            60_000 + (rng.next_u64() % (20 * 3_600_000 - 60_000)) as i64
+        };
+        v["event_time"] = serde_json::json!(t + shift);
+        lines[k] = v.to_string();
+        moved += 1;
+    }
+    std::fs::write(path, lines.join("\n") + "\n").expect("write events");
+    moved
+}
+
+/// Dead letters as comparable tuples, sorted.
+fn letters_of(dir: &Path) -> Vec<(u32, u64, String, String, String)> {
+    let (_, letters) = dead_letter_counts(dir);
+    let mut out: Vec<_> = letters
+        .into_iter()
+        .map(|l| (l.partition, l.position, l.reason, l.detail, l.raw))
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn skewed_clocks_match_the_oracle_on_any_parallelism_and_lose_almost_nothing() {
+    let dir = scratch("skew");
+    let events = dir.join("events.jsonl");
+    let records = 300_000u64;
+    write_events(&events, &messy(11, records), 400);
+    let clean = recount(
+        &file_partitions(&events, DEFAULT_PARTITIONS).expect("read"),
+        &popularity::time::WindowSpec::hourly(),
+        120_000,
+        &limits(),
+    );
+    // 1 to 10 per partition on average: 80 over 16 partitions.
+    let moved = skew_clocks(&events, 5, 80);
+    let want = recount(
+        &file_partitions(&events, DEFAULT_PARTITIONS).expect("read"),
+        &popularity::time::WindowSpec::hourly(),
+        120_000,
+        &limits(),
+    );
+    let skewed = want.dead_letters.get("clock_skew").copied().unwrap_or(0);
+    assert!(skewed >= 40, "far-ahead records are rejected as clock_skew: {:?}", want.dead_letters);
+    let rejected = |e: &popularity::oracle::Expected| e.dead_letters.values().sum::<u64>();
+    let lost = rejected(&want).saturating_sub(rejected(&clean) + moved as u64);
+    assert!(
+        lost * 1000 <= records,
+        "{lost} valid records lost to {moved} bad clocks (more than 0.1 %): {:?} vs {:?}",
+        want.dead_letters,
+        clean.dead_letters
+    );
+    let mut runs = Vec::new();
+    for workers in [1usize, 2, 4] {
+        let out = dir.join(format!("w{workers}"));
+        let stats = run_in_process(file_job(&out, &events), workers);
+        assert_eq!(stats.clock_skew, skewed, "{workers} workers");
+        runs.push((format!("{workers} workers"), out));
+    }
+    run_cluster(&dir, &cluster_job(&dir, &events), 1);
+    runs.push(("2 processes × 1 worker".into(), dir.clone()));
+    let first = letters_of(&runs[0].1.join("dead-letters"));
+    for (what, out) in &runs {
+        assert_matches(&published(&out.join("snapshots")), &want, what);
+        let letters = letters_of(&out.join("dead-letters"));
+        assert_eq!(letters.len() as u64, rejected(&want), "{what}");
+        assert!(letters == first, "{what}: the same dead letters as with 1 worker");
+    }
+    let late = first.iter().find(|l| l.2 == "late").expect("a late letter");
+    assert!(late.3.contains(" behind the watermark "), "says by how much: {}", late.3);
+    let skew = first.iter().find(|l| l.2 == "clock_skew").expect("a skew letter");
+    assert!(skew.3.contains(" ahead of partition "), "says by how much: {}", skew.3);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_two_day_gap_publishes_every_hour_after_it_exactly() {
+    let dir = scratch("gap");
+    let events = dir.join("events.jsonl");
+    let before = messy(12, 20_000);
+    write_events(&events, &before, 400);
+    let after_path = dir.join("after.jsonl");
+    let after = GeneratorConfig {
+        start: "2026-01-03T02:00:00Z".into(),
+        seed: 13,
+        ..before
+    };
+    write_events(&after_path, &after, 400);
+    let mut text = std::fs::read(&events).expect("read");
+    text.extend(std::fs::read(&after_path).expect("read"));
+    std::fs::write(&events, text).expect("write");
+    let want = recount(
+        &file_partitions(&events, DEFAULT_PARTITIONS).expect("read"),
+        &popularity::time::WindowSpec::hourly(),
+        120_000,
+        &limits(),
+    );
+    let empty = want.hours.values().filter(|h| h.is_empty()).count();
+    assert!(empty >= 40, "the gap's hours are published empty: {empty}");
+    let last = *want.hours.keys().next_back().expect("hours");
+    assert!(!want.hours[&last].is_empty());
+    for workers in [1usize, 2] {
+        let out = dir.join(format!("w{workers}"));
+        let began = std::time::Instant::now();
+        let stats = run_in_process(file_job(&out, &events), workers);
+        println!(
+            "2-day gap, {workers} workers: {} hours ({empty} empty) in {:?}",
+            want.hours.len(),
+            began.elapsed()
+        );
+        assert_eq!(stats.clock_skew, want.dead_letters.get("clock_skew").copied().unwrap_or(0));
+        assert_matches(&published(&out.join("snapshots")), &want, &format!("gap, {workers} workers"));
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
