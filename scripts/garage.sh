@@ -10,7 +10,8 @@
 # The store uses a fixed test key, region "garage" and path-style addressing.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
-TOOLS="${POPULARITY_TOOLS:-$ROOT/.tools}"
+# Tools are installed once per machine (shared by every clone); runs stay in the clone.
+TOOLS="${POPULARITY_TOOLS:-${XDG_CACHE_HOME:-$HOME/.cache}/popularity-tools}"
 GARAGE="$TOOLS/bin/garage"
 GARAGE_VERSION="2.5.0"
 KEY_ID="GK0123456789abcdef01234567"

