@@ -22,8 +22,8 @@
 #![forbid(unsafe_code)]
 
 pub mod catalog;
-pub mod clock;
 pub mod checkpoint;
+pub mod clock;
 pub mod config;
 pub mod dataflow;
 pub mod error;

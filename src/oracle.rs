@@ -9,10 +9,10 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use crate::clock::{ClockRule, PartitionClock, Verdict};
 use crate::error::{Error, Result};
 use crate::event::{ContentId, EventType, Validation, WatchEvent};
 use crate::generator::{GenItem, Generator};
-use crate::clock::{ClockRule, PartitionClock, Verdict};
 use crate::time::WindowSpec;
 
 /// What the pipeline must produce for some input.
@@ -111,7 +111,10 @@ fn replay(
     }
 }
 
-fn verdict_of(event: WatchEvent, verdict: Verdict) -> std::result::Result<WatchEvent, &'static str> {
+fn verdict_of(
+    event: WatchEvent,
+    verdict: Verdict,
+) -> std::result::Result<WatchEvent, &'static str> {
     match verdict {
         Verdict::Accept => Ok(event),
         Verdict::Late { .. } => Err("late"),

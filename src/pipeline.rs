@@ -23,10 +23,12 @@ use timely::worker::Worker;
 
 use crate::catalog::Catalog;
 use crate::checkpoint::{Checkpointer, Checkpoints, ClockState, HeldRecord, PartitionLedger};
+use crate::clock::{ClockRule, Held, PartitionClock, Verdict};
 use crate::config::{JobConfig, SourceKind};
 use crate::dataflow::model::{model_tables, ModelBoard};
 use crate::dataflow::{hourly_tables, windowed_views};
 use crate::error::{Error, FaultSlot, Result};
+use crate::event::WatchEvent;
 use crate::event::{ContentId, EventType, Validation};
 use crate::generator::Generator;
 use crate::model::feed::CatalogFeed;
@@ -39,8 +41,6 @@ use crate::source::generator::GeneratorSource;
 use crate::source::kafka::{KafkaDeadLetters, KafkaSource, ProgressBoard};
 use crate::source::{Batch, PartitionId, Poll, Source};
 use crate::stats::{Stats, StatsSnapshot};
-use crate::clock::{ClockRule, Held, PartitionClock, Verdict};
-use crate::event::WatchEvent;
 use crate::time::{rfc3339, Millis, Pane, WindowSpec};
 
 /// A fast, deterministic hasher for the pre-aggregation map (FxHash).
@@ -1015,11 +1015,7 @@ impl<'a> Driver<'a> {
                         }
                         if let Some((carry, time)) = self.carry.as_mut() {
                             carry.flush();
-                            if self
-                                .marks
-                                .values()
-                                .all(|w| w.pane() >= *time)
-                            {
+                            if self.marks.values().all(|w| w.pane() >= *time) {
                                 self.carry = None;
                                 if let Some(m) = self.model.as_mut() {
                                     m.carry = None;
@@ -1323,11 +1319,16 @@ impl<'a> Driver<'a> {
     }
 
     /// Idle partitions whose clock has not started start with what they hold.
-    fn start_idle_clocks(&mut self, session: &mut InputSession<Pane, ContentId, i64>) -> Result<()> {
+    fn start_idle_clocks(
+        &mut self,
+        session: &mut InputSession<Pane, ContentId, i64>,
+    ) -> Result<()> {
         let waiting: Vec<PartitionId> = self
             .marks
             .iter()
-            .filter(|(p, c)| c.base().is_none() && c.held().next().is_some() && self.source.is_idle(**p))
+            .filter(|(p, c)| {
+                c.base().is_none() && c.held().next().is_some() && self.source.is_idle(**p)
+            })
             .map(|(p, _)| *p)
             .collect();
         for p in waiting {

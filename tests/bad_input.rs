@@ -60,7 +60,10 @@ fn every_bad_line_is_dead_lettered_with_its_reason() {
     }
     let events = dir.join("events.jsonl");
     std::fs::write(&events, &text).expect("write");
-    let stats = run_in_process(file_job(&dir, &events), 1);
+    // One partition: the late line must be judged by the clock the lines before it moved.
+    let mut job = file_job(&dir, &events);
+    job.source.file.partitions = 1;
+    let stats = run_in_process(job, 1);
     let (_, letters) = dead_letter_counts(&dir.join("dead-letters"));
     let want: Vec<(u64, &str, String)> = lines
         .iter()

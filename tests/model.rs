@@ -10,11 +10,11 @@ use std::time::Duration;
 use common::*;
 use popularity::catalog::{Catalog, Kind, Title};
 use popularity::model::NodeRow;
-use popularity::source::DEFAULT_PARTITIONS;
 use popularity::oracle::{file_partitions, recount_model, CatalogChangeAt};
 use popularity::sink::snapshot::{published_table_hours, read_table_hour};
 use popularity::sink::store::LocalStore;
 use popularity::sink::tables::{Row, CHANNELS, SHOWS, TITLE_MEASURES, TRENDING};
+use popularity::source::DEFAULT_PARTITIONS;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::ClientConfig;
 

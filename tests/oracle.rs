@@ -14,8 +14,8 @@ use std::time::Duration;
 use common::*;
 use popularity::config::SourceKind;
 use popularity::generator::GeneratorConfig;
-use popularity::source::DEFAULT_PARTITIONS;
 use popularity::oracle::{file_partitions, generator_partitions, recount};
+use popularity::source::DEFAULT_PARTITIONS;
 
 #[test]
 fn file_source_matches_recount_with_1_2_4_workers() {
@@ -332,7 +332,11 @@ fn skewed_clocks_match_the_oracle_on_any_parallelism_and_lose_almost_nothing() {
         &limits(),
     );
     let skewed = want.dead_letters.get("clock_skew").copied().unwrap_or(0);
-    assert!(skewed >= 40, "far-ahead records are rejected as clock_skew: {:?}", want.dead_letters);
+    assert!(
+        skewed >= 40,
+        "far-ahead records are rejected as clock_skew: {:?}",
+        want.dead_letters
+    );
     let rejected = |e: &popularity::oracle::Expected| e.dead_letters.values().sum::<u64>();
     let lost = rejected(&want).saturating_sub(rejected(&clean) + moved as u64);
     assert!(
@@ -355,12 +359,26 @@ fn skewed_clocks_match_the_oracle_on_any_parallelism_and_lose_almost_nothing() {
         assert_matches(&published(&out.join("snapshots")), &want, what);
         let letters = letters_of(&out.join("dead-letters"));
         assert_eq!(letters.len() as u64, rejected(&want), "{what}");
-        assert!(letters == first, "{what}: the same dead letters as with 1 worker");
+        assert!(
+            letters == first,
+            "{what}: the same dead letters as with 1 worker"
+        );
     }
     let late = first.iter().find(|l| l.2 == "late").expect("a late letter");
-    assert!(late.3.contains(" behind the watermark "), "says by how much: {}", late.3);
-    let skew = first.iter().find(|l| l.2 == "clock_skew").expect("a skew letter");
-    assert!(skew.3.contains(" ahead of partition "), "says by how much: {}", skew.3);
+    assert!(
+        late.3.contains(" behind the watermark "),
+        "says by how much: {}",
+        late.3
+    );
+    let skew = first
+        .iter()
+        .find(|l| l.2 == "clock_skew")
+        .expect("a skew letter");
+    assert!(
+        skew.3.contains(" ahead of partition "),
+        "says by how much: {}",
+        skew.3
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -399,8 +417,15 @@ fn a_two_day_gap_publishes_every_hour_after_it_exactly() {
             want.hours.len(),
             began.elapsed()
         );
-        assert_eq!(stats.clock_skew, want.dead_letters.get("clock_skew").copied().unwrap_or(0));
-        assert_matches(&published(&out.join("snapshots")), &want, &format!("gap, {workers} workers"));
+        assert_eq!(
+            stats.clock_skew,
+            want.dead_letters.get("clock_skew").copied().unwrap_or(0)
+        );
+        assert_matches(
+            &published(&out.join("snapshots")),
+            &want,
+            &format!("gap, {workers} workers"),
+        );
     }
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -8,11 +8,11 @@ use std::time::Duration;
 
 use common::*;
 use popularity::config::{SinkKind, SourceKind};
-use popularity::source::DEFAULT_PARTITIONS;
 use popularity::oracle::{generator_partitions, recount};
 use popularity::sink::s3::S3Store;
 use popularity::sink::snapshot::{hour_prefix, published_hours, read_hour, TITLES};
 use popularity::sink::store::ObjectStore;
+use popularity::source::DEFAULT_PARTITIONS;
 
 fn generator_job(
     dir: &std::path::Path,

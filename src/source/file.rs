@@ -172,15 +172,18 @@ mod tests {
         for (partitions, peers) in [(1, 1), (2, 1), (3, 2), (7, 3), (16, 4)] {
             let mut seen = Vec::new();
             for k in 0..peers {
-                let mut src =
-                    FileSource::open(&dir, partitions, k, peers, limits).expect("opens");
+                let mut src = FileSource::open(&dir, partitions, k, peers, limits).expect("opens");
                 let mut batch = Batch::default();
                 let mut left = src.partitions().len();
                 while left > 0 {
                     batch.clear();
                     match src.poll(&mut batch, 13).expect("reads") {
                         Poll::Data => seen.extend(batch.rejects.iter().map(|r| {
-                            (r.partition, r.position, String::from_utf8_lossy(&r.raw).into_owned())
+                            (
+                                r.partition,
+                                r.position,
+                                String::from_utf8_lossy(&r.raw).into_owned(),
+                            )
                         })),
                         Poll::Finished(_) => left -= 1,
                         Poll::Idle => {}

@@ -142,7 +142,7 @@ impl Source for GeneratorSource {
                 }
                 GenItem::Malformed(line) => batch.push_raw(line.as_bytes(), i, &self.limits),
             }
-            self.next = if (i + 1) % CHUNK == 0 {
+            self.next = if (i + 1).is_multiple_of(CHUNK) {
                 self.first_item_from((i + 1) / CHUNK)
             } else {
                 i + 1
