@@ -24,6 +24,11 @@ if ! python3 -c "import duckdb" >/dev/null 2>&1; then
   python3 -m pip install --quiet duckdb
 fi
 
+# A Kafka client this project did not write, for the connector tests.
+if ! python3 -c "import confluent_kafka" >/dev/null 2>&1; then
+  python3 -m pip install --quiet confluent-kafka
+fi
+
 # Prometheus (and promtool) for the metrics tests.
 bash scripts/prometheus.sh install
 

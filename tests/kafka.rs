@@ -270,3 +270,45 @@ fn produce_records(brokers: &str, topic: &str, records: Vec<(Vec<u8>, Vec<u8>)>)
             .expect("produce");
     assert_eq!((done.sent, done.delivered, done.failed), (n, n, 0));
 }
+
+#[test]
+fn every_codec_a_standard_producer_uses_is_read_whole() {
+    let broker = Broker::start("codecs");
+    let dir = scratch("kafka-codecs");
+    let events = dir.join("events.jsonl");
+    let cfg = messy(23, 10_000);
+    write_events(&events, &cfg, 400);
+    for codec in ["none", "gzip", "snappy", "lz4", "zstd"] {
+        let topic = format!("events-{codec}");
+        broker.topic(&topic, 4);
+        broker.topic(&format!("{topic}-dlq"), 1);
+        let out = std::process::Command::new("python3")
+            .arg(script("produce.py"))
+            .args([&broker.addr, &topic, codec])
+            .arg(&events)
+            .output()
+            .expect("python3 runs");
+        assert!(
+            out.status.success(),
+            "{codec}: the producer failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let (parts, _) = topic_partitions(&broker.addr, &topic);
+        assert_eq!(
+            parts.iter().map(|p| p.len()).sum::<usize>(),
+            10_000,
+            "{codec}: the topic holds every record"
+        );
+        let want = recount(
+            &parts,
+            &popularity::time::WindowSpec::hourly(),
+            120_000,
+            &limits(),
+        );
+        let run = dir.join(codec);
+        let stats = run_in_process(kafka_job(&run, &broker.addr, &topic), 2);
+        assert_eq!(stats.read, 10_000, "{codec}: every record read");
+        assert_matches(&published(&run.join("snapshots")), &want, codec);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
