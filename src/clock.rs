@@ -130,6 +130,8 @@ pub struct PartitionClock<T> {
     rule: ClockRule,
     window: WindowSpec,
     base: Option<Millis>,
+    /// The first millisecond of the watermark's pane: earlier times are late.
+    first_ms: Millis,
     held: VecDeque<Held<T>>,
     /// Records offered so far.
     seq: u64,
@@ -144,6 +146,7 @@ impl<T> PartitionClock<T> {
             rule,
             window,
             base: None,
+            first_ms: 0,
             held: VecDeque::new(),
             seq: 0,
             max_skew_ms: 0,
@@ -158,14 +161,19 @@ impl<T> PartitionClock<T> {
         seq: u64,
         held: Vec<Held<T>>,
     ) -> Self {
-        PartitionClock {
+        let mut clock = PartitionClock {
             rule,
             window,
-            base,
+            base: None,
+            first_ms: 0,
             held: held.into(),
             seq,
             max_skew_ms: 0,
+        };
+        if let Some(b) = base {
+            clock.set_base(b);
         }
+        clock
     }
 
     /// Largest accepted event time that the rule trusts.
@@ -227,22 +235,31 @@ impl<T> PartitionClock<T> {
     /// base if `advance`.
     #[inline]
     fn judge_in_line(&mut self, base: Millis, time: Millis, advance: bool) -> Verdict {
-        let mark = base - self.rule.lateness_ms;
-        let late = match (self.window.pane_of(time), self.window.pane_of(mark)) {
-            (Some(p), Some(m)) => p < m,
-            (None, _) => true,
-            (Some(_), None) => false,
-        };
-        if late {
+        // Late iff its pane lies before the watermark's pane (times before the
+        // epoch have no pane and are never countable).
+        if time < self.first_ms || time < 0 {
             Verdict::Late {
-                behind_ms: mark - time,
+                behind_ms: base - self.rule.lateness_ms - time,
             }
         } else {
             if advance && time > base {
-                self.base = Some(time);
+                self.set_base(time);
             }
             Verdict::Accept
         }
+    }
+
+    /// Moves the base, and the first countable millisecond with it.
+    fn set_base(&mut self, base: Millis) {
+        self.base = Some(base);
+        let mark = base - self.rule.lateness_ms;
+        if mark >= self.first_ms && mark - self.first_ms < self.window.slide_ms {
+            return; // still in the same pane: spare the division (this runs for most records)
+        }
+        self.first_ms = match self.window.pane_of(mark) {
+            Some(p) => self.window.pane_start(p),
+            None => 0,
+        };
     }
 
     /// Decides a record now (an accepted one moves the base if `advance`), or holds it.
@@ -290,7 +307,7 @@ impl<T> PartitionClock<T> {
             if fresh {
                 fresh = false;
                 if let Some(to) = self.corroborated() {
-                    self.base = Some(to);
+                    self.set_base(to);
                     self.rejudge(true, out);
                     fresh = true;
                     continue;
@@ -306,7 +323,9 @@ impl<T> PartitionClock<T> {
 
     /// Starts the base at the earliest held time and judges the held records.
     fn start(&mut self, out: &mut Vec<(T, Millis, Verdict)>) {
-        self.base = self.held.iter().map(|h| h.time).min();
+        if let Some(b) = self.held.iter().map(|h| h.time).min() {
+            self.set_base(b);
+        }
         self.rejudge(true, out);
     }
 
@@ -390,7 +409,7 @@ impl<T> PartitionClock<T> {
     pub fn finish(&mut self, out: &mut Vec<(T, Millis, Verdict)>) {
         self.idle(out);
         while let Some(to) = self.corroborated_by(1) {
-            self.base = Some(to);
+            self.set_base(to);
             self.rejudge(true, out);
         }
         while let Some(h) = self.held.pop_front() {

@@ -1170,6 +1170,8 @@ impl<'a> Driver<'a> {
             self.dead.write(&letter, &reject.raw)?;
         }
         let floor = self.floor(session);
+        let floor_ms = self.ctx.window.pane_start(floor);
+        let slide_ms = self.ctx.window.slide_ms;
         let mut decided = std::mem::take(&mut self.decided);
         let mut start = 0;
         // Runs of one partition share a clock lookup.
@@ -1188,6 +1190,11 @@ impl<'a> Driver<'a> {
                 .zip(&batch.positions[start..end])
             {
                 match clock.in_line(event.event_time) {
+                    // The common case first: accepted, at or after the input's time.
+                    Some(Verdict::Accept) if event.event_time >= floor_ms => {
+                        let pane = (event.event_time / slide_ms) as Pane;
+                        self.accept(partition, event, pane);
+                    }
                     Some(verdict) => self.judge(floor, partition, event, position, verdict)?,
                     None => {
                         clock.offer(event.event_time, (event.clone(), position), &mut decided);
@@ -1278,8 +1285,17 @@ impl<'a> Driver<'a> {
     }
 
     /// Counts an accepted event into this batch's pre-aggregated input.
+    #[inline]
     fn accept(&mut self, partition: PartitionId, event: &WatchEvent, pane: Pane) {
         self.fed_until = self.fed_until.max(pane + 1);
+        // Only the checkpoint ledger needs counts apart by partition; without
+        // it, one count per (content, pane) keeps the dataflow's input as small
+        // as a worker's partitions allow, however many it reads.
+        let partition = if self.checkpointer.is_some() {
+            partition
+        } else {
+            0
+        };
         if let Some(m) = self.model.as_mut() {
             m.panes.add(
                 (partition, event.content_id, pane, cell_of(event)),

@@ -120,9 +120,9 @@ impl Source for GeneratorSource {
             }
         }
         self.limits.now_ms = crate::time::now_ms();
+        batch.partition = partition_of(self.next, self.partitions);
         while budget > 0 && self.next < self.end {
             let i = self.next;
-            batch.partition = partition_of(i, self.partitions);
             match self.generator.item(i) {
                 GenItem::Event(e) => {
                     // Same range checks as the wire decoder, without the JSON round trip.
@@ -143,7 +143,9 @@ impl Source for GeneratorSource {
                 GenItem::Malformed(line) => batch.push_raw(line.as_bytes(), i, &self.limits),
             }
             self.next = if (i + 1).is_multiple_of(CHUNK) {
-                self.first_item_from((i + 1) / CHUNK)
+                let next = self.first_item_from((i + 1) / CHUNK);
+                batch.partition = partition_of(next, self.partitions);
+                next
             } else {
                 i + 1
             };
