@@ -250,6 +250,7 @@ impl<T> PartitionClock<T> {
     }
 
     /// Moves the base, and the first countable millisecond with it.
+    #[inline]
     fn set_base(&mut self, base: Millis) {
         self.base = Some(base);
         let mark = base - self.rule.lateness_ms;

@@ -1285,7 +1285,7 @@ impl<'a> Driver<'a> {
     }
 
     /// Counts an accepted event into this batch's pre-aggregated input.
-    #[inline]
+    #[inline(always)]
     fn accept(&mut self, partition: PartitionId, event: &WatchEvent, pane: Pane) {
         self.fed_until = self.fed_until.max(pane + 1);
         // Only the checkpoint ledger needs counts apart by partition; without
