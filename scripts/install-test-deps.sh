@@ -15,6 +15,12 @@ for component in clippy rustfmt; do
   fi
 done
 
+# librdkafka is built with TLS against the system's OpenSSL.
+if ! pkg-config --exists openssl 2>/dev/null; then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libssl-dev pkg-config >/dev/null
+fi
+
 # The Kafka-protocol broker and the S3 store the integration tests start.
 bash scripts/kafka.sh install
 bash scripts/garage.sh install
