@@ -7,7 +7,7 @@ COPY jobs ./jobs
 RUN cargo build --release --locked --bin popularity
 
 FROM debian:bookworm-slim
-RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates && rm -rf /var/lib/apt/lists/* \
+RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates libssl3 && rm -rf /var/lib/apt/lists/* \
     && useradd --system --uid 10001 --no-create-home popularity
 COPY --from=build /src/target/release/popularity /usr/local/bin/popularity
 USER 10001
