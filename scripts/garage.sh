@@ -11,7 +11,7 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 # Tools are installed once per machine (shared by every clone); runs stay in the clone.
-TOOLS="${POPULARITY_TOOLS:-${XDG_CACHE_HOME:-$HOME/.cache}/popularity-tools}"
+TOOLS="${POPULARITY_TOOLS:-${XDG_CACHE_HOME:-${HOME:-/root}/.cache}/popularity-tools}"
 GARAGE="$TOOLS/bin/garage"
 GARAGE_VERSION="2.5.0"
 KEY_ID="GK0123456789abcdef01234567"

