@@ -28,6 +28,7 @@ pub const METRIC_NAMES: &[&str] = &[
     "popularity_records_invalid_total",
     "popularity_events_late_total",
     "popularity_events_clock_skew_total",
+    "popularity_kafka_client_errors_total",
     "popularity_partition_watermark_seconds",
     "popularity_partition_clock_skew_seconds",
     "popularity_views_total",
@@ -84,7 +85,12 @@ impl Exported {
             Some([("process".to_string(), process.to_string())].into()),
         )
         .map_err(perr)?;
-        let counter_defs: [(&str, &str, CounterFn); 13] = [
+        let counter_defs: [(&str, &str, CounterFn); 14] = [
+            (
+                "popularity_kafka_client_errors_total",
+                "Errors the Kafka client reported (connection, fetch, broker); most are retried by it.",
+                |_| crate::source::kafka::client_errors(),
+            ),
             (
                 "popularity_events_clock_skew_total",
                 "Valid events too far ahead of their partition's clock, never corroborated (dead-lettered as clock_skew).",

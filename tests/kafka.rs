@@ -180,6 +180,10 @@ fn unreachable_broker_and_missing_topic_are_clear_errors() {
         started.elapsed() < Duration::from_secs(30),
         "bounded retries"
     );
+    assert!(
+        popularity::source::kafka::client_errors() > 0,
+        "the client's own errors reach the job (logged and counted)"
+    );
 
     let broker = Broker::start("errors");
     let job = kafka_job(&dir, &broker.addr, "no-such-topic");

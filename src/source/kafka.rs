@@ -13,8 +13,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
@@ -137,6 +137,53 @@ impl KafkaConfig {
     }
 }
 
+/// Errors librdkafka reported for this process's clients (it retries most
+/// of them itself): `popularity_kafka_client_errors_total`.
+static CLIENT_ERRORS: AtomicU64 = AtomicU64::new(0);
+
+/// Errors librdkafka has reported so far in this process.
+pub fn client_errors() -> u64 {
+    CLIENT_ERRORS.load(Ordering::Relaxed)
+}
+
+/// The consumers' context: librdkafka's own log lines go to the job's log
+/// (target `librdkafka`), and its errors are logged and counted. Both are
+/// delivered while the consumer is polled.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LogContext;
+
+impl ClientContext for LogContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        match level {
+            RDKafkaLogLevel::Emerg
+            | RDKafkaLogLevel::Alert
+            | RDKafkaLogLevel::Critical
+            | RDKafkaLogLevel::Error => {
+                tracing::error!(target: "librdkafka", facility = fac, "{message}")
+            }
+            RDKafkaLogLevel::Warning => {
+                tracing::warn!(target: "librdkafka", facility = fac, "{message}")
+            }
+            RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
+                tracing::info!(target: "librdkafka", facility = fac, "{message}")
+            }
+            RDKafkaLogLevel::Debug => {
+                tracing::debug!(target: "librdkafka", facility = fac, "{message}")
+            }
+        }
+    }
+
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        CLIENT_ERRORS.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(target: "librdkafka", error = %error, "{reason}");
+    }
+}
+
+impl ConsumerContext for LogContext {}
+
+/// The job's consumers.
+type JobConsumer = BaseConsumer<LogContext>;
+
 fn kafka_err(message: String, retryable: bool) -> Error {
     Error::External {
         system: "kafka",
@@ -165,7 +212,10 @@ impl PartitionProgress {
 pub type ProgressBoard = Arc<Mutex<BTreeMap<PartitionId, PartitionProgress>>>;
 
 /// Lists the topic's partitions, retrying with back-off while the brokers are unreachable.
-pub fn topic_partitions(consumer: &BaseConsumer, cfg: &KafkaConfig) -> Result<Vec<i32>> {
+pub fn topic_partitions<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    cfg: &KafkaConfig,
+) -> Result<Vec<i32>> {
     let mut backoff =
         Duration::from_millis(parse_duration(&cfg.connect_backoff).map_err(Error::Config)? as u64);
     let attempts = cfg.connect_attempts.max(1);
@@ -201,6 +251,8 @@ pub fn topic_partitions(consumer: &BaseConsumer, cfg: &KafkaConfig) -> Result<Ve
             }
             Err(e) => last = e.to_string(),
         }
+        // Serve the client's events: its log lines and errors reach the job's log.
+        let _ = consumer.poll(Duration::ZERO);
         if attempt < attempts {
             tracing::warn!(attempt, attempts, brokers = %cfg.brokers, error = %last, "Kafka not reachable yet, retrying");
             std::thread::sleep(backoff);
@@ -226,7 +278,7 @@ struct Assigned {
 
 /// One worker's partitions of the topic.
 pub struct KafkaSource {
-    consumer: Arc<BaseConsumer>,
+    consumer: Arc<JobConsumer>,
     topic: String,
     parts: Vec<Assigned>,
     slot: std::collections::HashMap<i32, usize>,
@@ -252,8 +304,9 @@ impl KafkaSource {
         progress: ProgressBoard,
     ) -> Result<KafkaSource> {
         cfg.check_secrets()?;
-        let consumer: BaseConsumer = cfg
+        let consumer: JobConsumer = cfg
             .client_config()
+            .set_log_level(RDKafkaLogLevel::Info)
             .set("group.id", group)
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
@@ -270,7 +323,7 @@ impl KafkaSource {
                     StartAt::Latest => "latest",
                 },
             )
-            .create()
+            .create_with_context(LogContext)
             .map_err(|e| Error::Config(format!("Kafka consumer: {e}")))?;
         let consumer = Arc::new(consumer);
         let all = topic_partitions(&consumer, cfg)?;
@@ -439,6 +492,7 @@ impl Source for KafkaSource {
                 None => break,
                 Some(Err(e)) => {
                     self.errors.fetch_add(1, Ordering::Relaxed);
+                    CLIENT_ERRORS.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(error = %e, "Kafka consumer error (librdkafka retries)");
                     break;
                 }
