@@ -1324,13 +1324,24 @@ impl<'a> Driver<'a> {
         if let Some(mut clock) = self.marks.remove(&partition) {
             let mut decided = std::mem::take(&mut self.decided);
             clock.finish(&mut decided);
-            let floor = self.floor(session);
-            for ((event, position), _, verdict) in decided.drain(..) {
-                self.judge(floor, partition, &event, position, verdict)?;
-            }
-            self.decided = decided;
-            self.feed_panes(session);
+            self.act_on(session, partition, decided)?;
         }
+        Ok(())
+    }
+
+    /// Acts on verdicts a clock gave outside a batch, then feeds what they counted.
+    fn act_on(
+        &mut self,
+        session: &mut InputSession<Pane, ContentId, i64>,
+        partition: PartitionId,
+        mut decided: Vec<Decided>,
+    ) -> Result<()> {
+        let floor = self.floor(session);
+        for ((event, position), _, verdict) in decided.drain(..) {
+            self.judge(floor, partition, &event, position, verdict)?;
+        }
+        self.decided = decided;
+        self.feed_panes(session);
         Ok(())
     }
 
@@ -1352,12 +1363,7 @@ impl<'a> Driver<'a> {
             if let Some(clock) = self.marks.get_mut(&p) {
                 clock.idle(&mut decided);
             }
-            let floor = self.floor(session);
-            for ((event, position), _, verdict) in decided.drain(..) {
-                self.judge(floor, p, &event, position, verdict)?;
-            }
-            self.decided = decided;
-            self.feed_panes(session);
+            self.act_on(session, p, decided)?;
         }
         Ok(())
     }
