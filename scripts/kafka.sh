@@ -6,6 +6,7 @@
 #   scripts/kafka.sh stop [--dir D]                  stop it
 #   scripts/kafka.sh status [--dir D]                is it up?
 #   scripts/kafka.sh topic NAME PARTITIONS [--port P]  create a topic
+#   scripts/kafka.sh delete NAME [--port P]          delete a topic
 #
 # TANSU_STORAGE selects the storage engine, e.g. s3://tansu/ (with the
 # AWS_* variables pointing at an S3 store) for a broker that survives restarts.
@@ -94,5 +95,8 @@ case "$cmd" in
     install
     name="${ARGS[0]:?topic name}"; parts="${ARGS[1]:-4}"
     "$TANSU" topic create "$name" --partitions "$parts" --broker "tcp://127.0.0.1:$PORT" >&2 ;;
-  *) sed -n '2,12p' "$0"; exit 2 ;;
+  delete)
+    install
+    "$TANSU" topic delete "${ARGS[0]:?topic name}" --broker "tcp://127.0.0.1:$PORT" >&2 ;;
+  *) sed -n '2,13p' "$0"; exit 2 ;;
 esac

@@ -29,6 +29,10 @@ pub const METRIC_NAMES: &[&str] = &[
     "popularity_events_late_total",
     "popularity_events_clock_skew_total",
     "popularity_kafka_client_errors_total",
+    "popularity_kafka_undecodable_batches_total",
+    "popularity_kafka_offsets_lost_total",
+    "popularity_dead_letters_undeliverable_total",
+    "popularity_dead_letters_truncated_total",
     "popularity_partition_watermark_seconds",
     "popularity_partition_clock_skew_seconds",
     "popularity_views_total",
@@ -68,6 +72,8 @@ struct Exported {
     counters: Vec<(IntCounter, CounterFn)>,
     gauges: Vec<(IntGauge, GaugeFn)>,
     kafka: [IntGaugeVec; 3],
+    /// Per Kafka partition: offsets skipped as no longer in the log.
+    lost: prometheus::IntCounterVec,
     /// Per source partition: watermark, largest clock skew rejected (seconds).
     clocks: [prometheus::GaugeVec; 2],
     write_seconds: prometheus::Counter,
@@ -85,11 +91,26 @@ impl Exported {
             Some([("process".to_string(), process.to_string())].into()),
         )
         .map_err(perr)?;
-        let counter_defs: [(&str, &str, CounterFn); 14] = [
+        let counter_defs: [(&str, &str, CounterFn); 17] = [
             (
                 "popularity_kafka_client_errors_total",
                 "Errors the Kafka client reported (connection, fetch, broker); most are retried by it.",
                 |_| crate::source::kafka::client_errors(),
+            ),
+            (
+                "popularity_kafka_undecodable_batches_total",
+                "Record batches the Kafka client could not decode (the job stops on each rather than skip it).",
+                |_| crate::source::kafka::undecodable_batches(),
+            ),
+            (
+                "popularity_dead_letters_undeliverable_total",
+                "Dead letters the dead-letter topic did not take; each is in the local spool file.",
+                |_| crate::source::kafka::undeliverable(),
+            ),
+            (
+                "popularity_dead_letters_truncated_total",
+                "Dead letters whose payload was cut to fit the dead-letter topic (original size in a header).",
+                |_| crate::source::kafka::truncated(),
             ),
             (
                 "popularity_events_clock_skew_total",
@@ -245,6 +266,15 @@ impl Exported {
         for k in &kafka {
             registry.register(Box::new(k.clone())).map_err(perr)?;
         }
+        let lost = prometheus::IntCounterVec::new(
+            Opts::new(
+                "popularity_kafka_offsets_lost_total",
+                "Offsets skipped because the partition's log no longer held them (source.kafka.on-lost-offsets).",
+            ),
+            &["partition"],
+        )
+        .map_err(perr)?;
+        registry.register(Box::new(lost.clone())).map_err(perr)?;
         let clocks = [
             (
                 "popularity_partition_watermark_seconds",
@@ -287,6 +317,7 @@ impl Exported {
             counters,
             gauges,
             kafka,
+            lost,
             clocks,
             write_seconds,
             trending,
@@ -340,6 +371,10 @@ impl Exported {
                 self.kafka[2]
                     .with_label_values(&[&label])
                     .set(progress.lag());
+                let lost = self.lost.with_label_values(&[&label]);
+                if progress.lost > lost.get() {
+                    lost.inc_by(progress.lost - lost.get());
+                }
             }
         }
         if let Ok(clocks) = stats.partition_clocks.lock() {

@@ -522,7 +522,11 @@ pub fn run_worker(worker: &mut Worker, ctx: &Context) -> Result<()> {
             count_only: true,
             ..Default::default()
         }),
-        DeadLetterTarget::Kafka => Box::new(KafkaDeadLetters::open(&ctx.job.source.kafka)?),
+        DeadLetterTarget::Kafka => Box::new(KafkaDeadLetters::open(
+            &ctx.job.source.kafka,
+            &ctx.job.dead_letter.path,
+            index,
+        )?),
     };
     let mut driver = Driver::new(ctx, source, source_name, dead);
     driver.carry = carry;
@@ -954,6 +958,9 @@ impl<'a> Driver<'a> {
             }
             if let Some(cp) = self.checkpointer.as_mut() {
                 if let (Some(id), Some(f)) = (cp.due(crate::time::now_ms() as u64), frontier) {
+                    // Letters of records before the checkpoint's offsets are
+                    // acknowledged (or spooled) before the offsets are recorded.
+                    self.dead.flush()?;
                     Self::checkpoint(&self.ctx.stats, cp, &*self.source, &self.marks, id, Some(f))?;
                 }
                 cp.complete_pending(frontier, false)?;

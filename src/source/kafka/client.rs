@@ -1,0 +1,242 @@
+//! What every client of the job shares: log bridge, error counter, producer, metadata.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::error::KafkaError;
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, ProducerContext};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::ClientContext;
+
+use super::KafkaConfig;
+use crate::error::{Error, Result};
+use crate::time::parse_duration;
+
+/// Errors librdkafka reported for this process's clients (it retries most
+/// of them itself): `popularity_kafka_client_errors_total`.
+static CLIENT_ERRORS: AtomicU64 = AtomicU64::new(0);
+
+/// Errors librdkafka has reported so far in this process.
+pub fn client_errors() -> u64 {
+    CLIENT_ERRORS.load(Ordering::Relaxed)
+}
+
+/// librdkafka's log line, in the job's log (target `librdkafka`).
+pub fn bridge_log(level: RDKafkaLogLevel, fac: &str, message: &str) {
+    match level {
+        RDKafkaLogLevel::Emerg
+        | RDKafkaLogLevel::Alert
+        | RDKafkaLogLevel::Critical
+        | RDKafkaLogLevel::Error => {
+            tracing::error!(target: "librdkafka", facility = fac, "{message}")
+        }
+        RDKafkaLogLevel::Warning => {
+            tracing::warn!(target: "librdkafka", facility = fac, "{message}")
+        }
+        RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
+            tracing::info!(target: "librdkafka", facility = fac, "{message}")
+        }
+        RDKafkaLogLevel::Debug => {
+            tracing::debug!(target: "librdkafka", facility = fac, "{message}")
+        }
+    }
+}
+
+/// Counts and logs an error librdkafka reported; returns it as a
+/// configuration problem if it is one (TLS or SASL refused: a wrong CA,
+/// certificate or password is not cured by retrying).
+pub fn count_error(error: &KafkaError, reason: &str) -> Option<String> {
+    CLIENT_ERRORS.fetch_add(1, Ordering::Relaxed);
+    tracing::warn!(target: "librdkafka", error = %error, "{reason}");
+    match error.rdkafka_error_code() {
+        Some(
+            RDKafkaErrorCode::SSL
+            | RDKafkaErrorCode::Authentication
+            | RDKafkaErrorCode::SaslAuthenticationFailed,
+        ) => Some(format!("{error}: {reason}")),
+        _ => None,
+    }
+}
+
+/// The consumers' context: librdkafka's own log lines go to the job's log,
+/// and its errors are logged and counted; the last TLS or SASL refusal is
+/// kept, so a connection that never succeeds is reported as the
+/// configuration error it is. Both are delivered while the consumer is polled.
+#[derive(Clone, Debug, Default)]
+pub struct LogContext {
+    refused: Arc<Mutex<Option<String>>>,
+}
+
+impl LogContext {
+    /// The last TLS or SASL refusal, if any.
+    pub fn refused(&self) -> Option<String> {
+        self.refused.lock().ok().and_then(|r| r.clone())
+    }
+}
+
+impl ClientContext for LogContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        bridge_log(level, fac, message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        if let Some(refusal) = count_error(&error, reason) {
+            if let Ok(mut r) = self.refused.lock() {
+                *r = Some(refusal);
+            }
+        }
+    }
+}
+
+impl ConsumerContext for LogContext {}
+
+/// The job's consumers.
+pub type JobConsumer = BaseConsumer<LogContext>;
+
+/// An error of the Kafka cluster or the connection to it.
+pub fn kafka_err(message: String, retryable: bool) -> Error {
+    Error::External {
+        system: "kafka",
+        message,
+        retryable,
+    }
+}
+
+/// Lists the topic's partitions, retrying with back-off while the brokers
+/// are unreachable; a TLS or SASL refusal ends it as a configuration error.
+pub fn topic_partitions(consumer: &JobConsumer, cfg: &KafkaConfig) -> Result<Vec<i32>> {
+    let mut backoff =
+        Duration::from_millis(parse_duration(&cfg.connect_backoff).map_err(Error::Config)? as u64);
+    let attempts = cfg.connect_attempts.max(1);
+    let mut last = String::new();
+    for attempt in 1..=attempts {
+        match consumer.fetch_metadata(Some(&cfg.topic), Duration::from_secs(5)) {
+            Ok(md) => {
+                let Some(t) = md.topics().iter().find(|t| t.name() == cfg.topic) else {
+                    return Err(Error::Config(format!(
+                        "Kafka topic `{}` does not exist on {}",
+                        cfg.topic, cfg.brokers
+                    )));
+                };
+                if let Some(err) = t.error() {
+                    let err = rdkafka::types::RDKafkaErrorCode::from(err);
+                    if err == rdkafka::types::RDKafkaErrorCode::UnknownTopicOrPartition {
+                        return Err(Error::Config(format!(
+                            "Kafka topic `{}` does not exist on {}",
+                            cfg.topic, cfg.brokers
+                        )));
+                    }
+                    last = format!("metadata for topic `{}`: {err}", cfg.topic);
+                } else if t.partitions().is_empty() {
+                    return Err(Error::Config(format!(
+                        "Kafka topic `{}` does not exist on {} (no partitions)",
+                        cfg.topic, cfg.brokers
+                    )));
+                } else {
+                    let mut ids: Vec<i32> = t.partitions().iter().map(|p| p.id()).collect();
+                    ids.sort_unstable();
+                    return Ok(ids);
+                }
+            }
+            Err(e) => last = e.to_string(),
+        }
+        // Serve the client's events: its log lines and errors reach the job's log.
+        let _ = consumer.poll(Duration::ZERO);
+        if let Some(refusal) = consumer.context().refused() {
+            return Err(Error::Config(format!(
+                "Kafka brokers {} refused the connection's TLS or SASL settings (check ssl.ca.location, the client certificate, sasl.mechanism, sasl.username and the password): {refusal}",
+                cfg.brokers
+            )));
+        }
+        if attempt < attempts {
+            tracing::warn!(attempt, attempts, brokers = %cfg.brokers, error = %last, "Kafka not reachable yet, retrying");
+            std::thread::sleep(backoff);
+            backoff = (backoff * 2).min(Duration::from_secs(10));
+        }
+    }
+    Err(kafka_err(
+        format!(
+            "brokers {} unreachable after {attempts} attempts: {last}",
+            cfg.brokers
+        ),
+        true,
+    ))
+}
+
+/// Counts delivery failures of a producer.
+#[derive(Clone, Default)]
+pub struct CountingContext {
+    /// Deliveries that failed for good.
+    pub failed: Arc<AtomicU64>,
+    /// Deliveries acknowledged.
+    pub delivered: Arc<AtomicU64>,
+    /// The last delivery error, for messages.
+    pub last_error: Arc<Mutex<Option<String>>>,
+}
+
+impl ClientContext for CountingContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        bridge_log(level, fac, message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        count_error(&error, reason);
+    }
+}
+
+impl ProducerContext for CountingContext {
+    type DeliveryOpaque = ();
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        match result {
+            Ok(_) => self.delivered.fetch_add(1, Ordering::Relaxed),
+            Err((e, _)) => {
+                tracing::error!(error = %e, "Kafka delivery failed");
+                if let Ok(mut last) = self.last_error.lock() {
+                    *last = Some(e.to_string());
+                }
+                self.failed.fetch_add(1, Ordering::Relaxed)
+            }
+        };
+    }
+}
+
+/// A producer with the job's properties over idempotent defaults; `timeout`
+/// bounds how long a record may wait for its acknowledgement.
+pub fn producer<C: ProducerContext>(
+    cfg: &KafkaConfig,
+    ctx: C,
+    timeout: &str,
+) -> Result<BaseProducer<C>> {
+    cfg.check_secrets()?;
+    let timeout_ms = parse_duration(timeout).map_err(Error::Config)?;
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &cfg.brokers)
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "5")
+        .set("message.timeout.ms", timeout_ms.to_string())
+        .set_log_level(RDKafkaLogLevel::Info);
+    // The job's properties win over these defaults.
+    cfg.apply_properties(&mut c);
+    c.create_with_context(ctx)
+        .map_err(|e| Error::Config(format!("Kafka producer: {e}")))
+}
+
+/// Sends a record, waiting while the producer's queue is full.
+pub fn send_retrying<'a, C: ProducerContext>(
+    producer: &BaseProducer<C>,
+    mut record: BaseRecord<'a, [u8], [u8], C::DeliveryOpaque>,
+) -> std::result::Result<(), (KafkaError, BaseRecord<'a, [u8], [u8], C::DeliveryOpaque>)> {
+    loop {
+        match producer.send(record) {
+            Ok(()) => return Ok(()),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                record = r;
+                producer.poll(Duration::from_millis(10));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}

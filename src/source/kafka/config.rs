@@ -1,0 +1,161 @@
+//! `[source.kafka]`: where the brokers and topic are, and the clients' properties.
+
+use std::collections::BTreeMap;
+
+use rdkafka::config::ClientConfig;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::time::parse_duration;
+
+/// Where to start a partition that has no checkpointed offset.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StartAt {
+    /// The oldest retained record.
+    Earliest,
+    /// Only records produced from now on.
+    Latest,
+}
+
+/// When the source is done.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Until {
+    /// Never: a streaming job.
+    Never,
+    /// At the end offsets the broker reports at start-up (backfills).
+    End,
+    /// When a partition has been silent for `idle-timeout` after reaching
+    /// the end offset the broker reports (replays against brokers whose
+    /// reported end offsets cannot be trusted; tests).
+    Idle,
+}
+
+/// What to do when a partition's next offset is no longer in its log (the
+/// topic was recreated, or retention or truncation passed it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnLostOffsets {
+    /// Stop with an error that names the partition and the offsets.
+    Fail,
+    /// Go on from the oldest record still in the log, counting what was skipped.
+    Earliest,
+    /// Go on from the newest offset, counting what was skipped.
+    Latest,
+}
+
+/// `[source.kafka]`
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct KafkaConfig {
+    /// Bootstrap brokers, `host:port[,host:port…]`.
+    pub brokers: String,
+    /// The watch-event topic.
+    pub topic: String,
+    /// Where partitions without a checkpoint start.
+    pub start: StartAt,
+    /// When to stop.
+    pub until: Until,
+    /// A partition silent this long stops holding the watermark back.
+    pub idle_timeout: String,
+    /// Topic for dead letters (reason, partition and offset in headers).
+    pub dead_letter_topic: String,
+    /// Attempts to reach the brokers at start before giving up.
+    pub connect_attempts: u32,
+    /// First back-off between attempts; doubles each time.
+    pub connect_backoff: String,
+    /// Extra librdkafka properties for every client (`"fetch.max.bytes" = "…"`).
+    pub properties: BTreeMap<String, String>,
+    /// librdkafka properties whose values come from environment variables
+    /// (`"sasl.password" = "KAFKA_SASL_PASSWORD"`): secrets stay out of job files and logs.
+    pub secret_properties: BTreeMap<String, String>,
+    /// When a partition's next offset is outside its log: `fail`, `earliest` or `latest`.
+    pub on_lost_offsets: OnLostOffsets,
+    /// How often the topic's partition list is fetched again, to read new partitions.
+    pub metadata_refresh: String,
+    /// Largest dead letter (payload and headers) sent to the dead-letter
+    /// topic; a larger one is truncated to fit. Keep it under the topic's
+    /// `max.message.bytes`.
+    pub dead_letter_max_bytes: usize,
+    /// How long a dead letter may take to be acknowledged before it is
+    /// written to the local spool instead.
+    pub dead_letter_timeout: String,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        KafkaConfig {
+            brokers: "127.0.0.1:9092".into(),
+            topic: "watch-events".into(),
+            start: StartAt::Earliest,
+            until: Until::Never,
+            idle_timeout: "30s".into(),
+            dead_letter_topic: "watch-events-dead-letters".into(),
+            connect_attempts: 6,
+            connect_backoff: "250ms".into(),
+            properties: BTreeMap::new(),
+            secret_properties: BTreeMap::new(),
+            on_lost_offsets: OnLostOffsets::Fail,
+            metadata_refresh: "30s".into(),
+            dead_letter_max_bytes: 1_000_000,
+            dead_letter_timeout: "30s".into(),
+        }
+    }
+}
+
+impl KafkaConfig {
+    /// A client configuration with the brokers and the job's properties.
+    pub fn client_config(&self) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", &self.brokers);
+        self.apply_properties(&mut c);
+        c
+    }
+
+    /// Fails if a secret property's environment variable is missing (checked when connecting).
+    pub fn check_secrets(&self) -> Result<()> {
+        for (k, var) in &self.secret_properties {
+            if std::env::var(var).is_err() {
+                return Err(Error::Config(format!("source.kafka.secret-properties: `{k}` wants environment variable {var}, which is not set")));
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn apply_properties(&self, c: &mut ClientConfig) {
+        for (k, v) in &self.properties {
+            c.set(k, v);
+        }
+        for (k, var) in &self.secret_properties {
+            if let Ok(v) = std::env::var(var) {
+                c.set(k, v);
+            }
+        }
+    }
+
+    /// Checks the durations parse and the sizes fit.
+    pub fn validate(&self) -> Result<()> {
+        parse_duration(&self.idle_timeout)
+            .map_err(|e| Error::Config(format!("source.kafka.idle-timeout: {e}")))?;
+        parse_duration(&self.connect_backoff)
+            .map_err(|e| Error::Config(format!("source.kafka.connect-backoff: {e}")))?;
+        parse_duration(&self.metadata_refresh)
+            .map_err(|e| Error::Config(format!("source.kafka.metadata-refresh: {e}")))?;
+        parse_duration(&self.dead_letter_timeout)
+            .map_err(|e| Error::Config(format!("source.kafka.dead-letter-timeout: {e}")))?;
+        if self.dead_letter_max_bytes < MIN_DEAD_LETTER_BYTES {
+            return Err(Error::Config(format!(
+                "source.kafka.dead-letter-max-bytes: {} is below the {MIN_DEAD_LETTER_BYTES} bytes a dead letter's headers may need",
+                self.dead_letter_max_bytes
+            )));
+        }
+        if self.topic.is_empty() || self.brokers.is_empty() {
+            return Err(Error::Config("source.kafka needs brokers and topic".into()));
+        }
+        Ok(())
+    }
+}
+
+/// The smallest `dead-letter-max-bytes`: room for the bounded headers and some payload.
+pub const MIN_DEAD_LETTER_BYTES: usize = 8 * 1024;

@@ -1,0 +1,472 @@
+//! Kafka as the source of watch events, and the producer `generate` uses.
+//!
+//! Partitions are assigned explicitly: partition `p` of the topic is read by
+//! global worker `p mod workers`, so every partition has exactly one reader
+//! across all processes and there is no consumer-group rebalancing to
+//! reason about. Records of all partitions come through one queue, each
+//! tagged with its partition; watermarks (and checkpoints) are kept per
+//! partition. Payloads are decoded straight from librdkafka's buffers: no
+//! per-message allocation.
+//!
+//! The topic's partition list is fetched again every `metadata-refresh`,
+//! and partitions added since are read from their start. A partition whose
+//! next offset is no longer in its log (the topic was recreated, retention
+//! passed it) follows `on-lost-offsets`; nothing is skipped without a
+//! warning and a count.
+
+mod client;
+mod config;
+mod dead_letters;
+mod produce;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::consumer::Consumer;
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{Offset, TopicPartitionList};
+use serde::Serialize;
+
+pub use client::{
+    client_errors, kafka_err, topic_partitions, CountingContext, JobConsumer, LogContext,
+};
+pub use config::{KafkaConfig, OnLostOffsets, StartAt, Until, MIN_DEAD_LETTER_BYTES};
+pub use dead_letters::{truncated, undeliverable, KafkaDeadLetters, MAX_DETAIL_BYTES};
+pub use produce::{consume_all, produce, ProduceProgress};
+
+use super::{Batch, PartitionId, Poll, Source};
+use crate::error::{Error, Result};
+use crate::event::Validation;
+use crate::time::parse_duration;
+
+/// Record batches the client could not decode (each stops the job):
+/// `popularity_kafka_undecodable_batches_total`.
+static UNDECODABLE: AtomicU64 = AtomicU64::new(0);
+
+/// Record batches the client could not decode so far in this process.
+pub fn undecodable_batches() -> u64 {
+    UNDECODABLE.load(Ordering::Relaxed)
+}
+
+/// Progress of one partition, for lag reporting.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct PartitionProgress {
+    /// Next offset to read.
+    pub next_offset: i64,
+    /// The partition's high watermark when last asked.
+    pub high_watermark: i64,
+    /// Offsets skipped because they were no longer in the log
+    /// (`popularity_kafka_offsets_lost_total`).
+    pub lost: u64,
+}
+
+impl PartitionProgress {
+    /// Records not yet read.
+    pub fn lag(&self) -> i64 {
+        (self.high_watermark - self.next_offset).max(0)
+    }
+}
+
+/// Per-partition progress of every Kafka source in the process.
+pub type ProgressBoard = Arc<Mutex<BTreeMap<PartitionId, PartitionProgress>>>;
+
+/// Where a partition goes on when the offset it wants is outside its log
+/// `[low, high]`, and how many offsets that skips; `None` if it is inside.
+///
+/// Offsets that vanished from the end of the log (a recreated topic) count
+/// as lost with either policy; `latest` also skips what the log holds.
+///
+/// ```
+/// use popularity::source::kafka::{relocate, OnLostOffsets::*};
+/// assert_eq!(relocate(50, 0, 100, Earliest), None);
+/// assert_eq!(relocate(10, 40, 100, Earliest), Some((40, 30)));
+/// assert_eq!(relocate(10, 40, 100, Latest), Some((100, 90)));
+/// assert_eq!(relocate(5000, 0, 1200, Earliest), Some((0, 3800)));
+/// assert_eq!(relocate(5000, 0, 1200, Latest), Some((1200, 5000)));
+/// ```
+pub fn relocate(wanted: i64, low: i64, high: i64, policy: OnLostOffsets) -> Option<(i64, u64)> {
+    if (low..=high).contains(&wanted) {
+        return None;
+    }
+    let vanished = (wanted - high).max(0);
+    let next = match policy {
+        OnLostOffsets::Latest => high,
+        OnLostOffsets::Earliest | OnLostOffsets::Fail => low,
+    };
+    let skipped = if wanted < low {
+        next - wanted
+    } else {
+        vanished + (next - low)
+    };
+    Some((next, skipped as u64))
+}
+
+struct Assigned {
+    id: PartitionId,
+    next_offset: i64,
+    end: Option<i64>,
+    last_data: Instant,
+    finished: bool,
+}
+
+/// One worker's partitions of the topic.
+pub struct KafkaSource {
+    consumer: Arc<JobConsumer>,
+    cfg: KafkaConfig,
+    index: usize,
+    peers: usize,
+    parts: Vec<Assigned>,
+    slot: HashMap<i32, usize>,
+    idle_timeout: Duration,
+    limits: Validation,
+    progress: ProgressBoard,
+    last_refresh: Instant,
+    metadata_every: Duration,
+    last_metadata: Instant,
+    /// Fetch errors reported by librdkafka (it retries them itself).
+    pub errors: Arc<AtomicU64>,
+}
+
+impl KafkaSource {
+    /// Connects and assigns the partitions `p` with `p mod peers == index`.
+    /// `offsets` gives checkpointed next offsets; others start per `cfg.start`.
+    pub fn open(
+        cfg: &KafkaConfig,
+        group: &str,
+        index: usize,
+        peers: usize,
+        offsets: &BTreeMap<PartitionId, i64>,
+        limits: Validation,
+        progress: ProgressBoard,
+    ) -> Result<KafkaSource> {
+        cfg.check_secrets()?;
+        let consumer: JobConsumer = cfg
+            .client_config()
+            .set_log_level(RDKafkaLogLevel::Info)
+            .set("group.id", group)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("enable.partition.eof", "false")
+            .set("allow.auto.create.topics", "false")
+            // librdkafka pauses a partition's fetching for this long once its local
+            // queue is full (default 1 s); a job that decodes slower than the
+            // fetcher fills it constantly, and would idle for most of each second.
+            .set("fetch.queue.backoff.ms", "5")
+            // An offset outside the log is ours to decide (on-lost-offsets),
+            // not reset silently by the client.
+            .set("auto.offset.reset", "error")
+            .create_with_context(LogContext::default())
+            .map_err(|e| Error::Config(format!("Kafka consumer: {e}")))?;
+        let mut source = KafkaSource {
+            consumer: Arc::new(consumer),
+            cfg: cfg.clone(),
+            index,
+            peers,
+            parts: Vec::new(),
+            slot: HashMap::new(),
+            idle_timeout: duration(&cfg.idle_timeout, "idle-timeout")?,
+            limits,
+            progress,
+            last_refresh: Instant::now(),
+            metadata_every: duration(&cfg.metadata_refresh, "metadata-refresh")?,
+            last_metadata: Instant::now(),
+            errors: Arc::new(AtomicU64::new(0)),
+        };
+        let all = topic_partitions(&source.consumer, cfg)?;
+        let mine = source.mine(&all);
+        for &p in &mine {
+            let (low, high) = source.watermarks(p, Duration::from_secs(10))?;
+            tracing::debug!(partition = p, low, high, "partition offsets");
+            let next_offset = match offsets.get(&(p as PartitionId)) {
+                Some(&o) => source.settle(p, o, low, high)?,
+                None => match cfg.start {
+                    StartAt::Earliest => low,
+                    StartAt::Latest => high,
+                },
+            };
+            let end = match cfg.until {
+                Until::Never | Until::Idle => None,
+                Until::End => Some(high),
+            };
+            source.track(p, next_offset, end, high);
+        }
+        source.assign()?;
+        tracing::info!(topic = %cfg.topic, partitions = ?mine, "assigned Kafka partitions");
+        Ok(source)
+    }
+
+    /// This worker's share of `all`.
+    fn mine(&self, all: &[i32]) -> Vec<i32> {
+        all.iter()
+            .copied()
+            .filter(|p| (*p as usize) % self.peers == self.index)
+            .collect()
+    }
+
+    fn watermarks(&self, p: i32, timeout: Duration) -> Result<(i64, i64)> {
+        self.consumer
+            .fetch_watermarks(&self.cfg.topic, p, timeout)
+            .map_err(|e| kafka_err(format!("offsets of partition {p}: {e}"), true))
+    }
+
+    /// The offset partition `p` goes on from when it wants `wanted` and its
+    /// log is `[low, high]`: `wanted` if it is there, else per `on-lost-offsets`.
+    fn settle(&self, p: i32, wanted: i64, low: i64, high: i64) -> Result<i64> {
+        let policy = self.cfg.on_lost_offsets;
+        let Some((next, skipped)) = relocate(wanted, low, high, policy) else {
+            return Ok(wanted);
+        };
+        let topic = &self.cfg.topic;
+        if policy == OnLostOffsets::Fail {
+            return Err(kafka_err(
+                format!(
+                    "topic `{topic}` partition {p}: the next offset to read, {wanted}, is not in the partition's log (offsets {low} to {high}); the topic was recreated or retention passed it. Set source.kafka.on-lost-offsets = \"earliest\" or \"latest\" to go on and count what is skipped"
+                ),
+                false,
+            ));
+        }
+        tracing::warn!(topic = %topic, partition = p, wanted, low, high, next, skipped, ?policy, "offset not in the partition's log; going on per source.kafka.on-lost-offsets");
+        if let Ok(mut board) = self.progress.lock() {
+            board.entry(p as PartitionId).or_default().lost += skipped;
+        }
+        Ok(next)
+    }
+
+    fn track(&mut self, p: i32, next_offset: i64, end: Option<i64>, high: i64) {
+        if let Ok(mut board) = self.progress.lock() {
+            let entry = board.entry(p as PartitionId).or_default();
+            entry.next_offset = next_offset;
+            entry.high_watermark = high;
+        }
+        self.slot.insert(p, self.parts.len());
+        self.parts.push(Assigned {
+            id: p as PartitionId,
+            next_offset,
+            end,
+            last_data: Instant::now(),
+            finished: false,
+        });
+    }
+
+    /// Assigns every tracked partition at its next offset (records the
+    /// client already fetched from before are dropped by it).
+    fn assign(&self) -> Result<()> {
+        let mut tpl = TopicPartitionList::new();
+        for part in &self.parts {
+            tpl.add_partition_offset(
+                &self.cfg.topic,
+                part.id as i32,
+                Offset::Offset(part.next_offset),
+            )
+            .map_err(|e| Error::Internal(format!("assigning partition {}: {e}", part.id)))?;
+        }
+        self.consumer
+            .assign(&tpl)
+            .map_err(|e| kafka_err(format!("assigning partitions: {e}"), true))
+    }
+
+    fn high_watermark(&self, partition: PartitionId) -> i64 {
+        self.progress
+            .lock()
+            .ok()
+            .and_then(|b| b.get(&partition).map(|p| p.high_watermark))
+            .unwrap_or(i64::MAX)
+    }
+
+    /// Every 2 s: each partition's log range, for lag and to catch offsets
+    /// the log no longer holds; every `metadata-refresh`: new partitions.
+    fn refresh(&mut self) -> Result<()> {
+        if self.last_refresh.elapsed() < Duration::from_secs(2) {
+            return Ok(());
+        }
+        self.last_refresh = Instant::now();
+        let mut moved = false;
+        for k in 0..self.parts.len() {
+            let (id, next) = (self.parts[k].id, self.parts[k].next_offset);
+            let range = self.watermarks(id as i32, Duration::from_millis(500));
+            if let Ok((low, high)) = range {
+                let settled = self.settle(id as i32, next, low, high)?;
+                if settled != next {
+                    self.parts[k].next_offset = settled;
+                    moved = true;
+                }
+            }
+            if let Ok(mut board) = self.progress.lock() {
+                let entry = board.entry(id).or_default();
+                entry.next_offset = self.parts[k].next_offset;
+                if let Ok((_, h)) = range {
+                    entry.high_watermark = h;
+                }
+            }
+        }
+        if self.discover() || moved {
+            self.assign()?;
+        }
+        Ok(())
+    }
+
+    /// Tracks partitions added to the topic since the last look; true if any.
+    fn discover(&mut self) -> bool {
+        if self.cfg.until == Until::End || self.last_metadata.elapsed() < self.metadata_every {
+            return false;
+        }
+        self.last_metadata = Instant::now();
+        let md = match self
+            .consumer
+            .fetch_metadata(Some(&self.cfg.topic), Duration::from_secs(5))
+        {
+            Ok(md) => md,
+            Err(e) => {
+                tracing::warn!(error = %e, "Kafka metadata refresh failed; trying again later");
+                return false;
+            }
+        };
+        let all: Vec<i32> = md
+            .topics()
+            .iter()
+            .filter(|t| t.name() == self.cfg.topic && t.error().is_none())
+            .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+            .collect();
+        let new: Vec<i32> = self
+            .mine(&all)
+            .into_iter()
+            .filter(|p| !self.slot.contains_key(p))
+            .collect();
+        for &p in &new {
+            let Ok((low, high)) = self.watermarks(p, Duration::from_secs(5)) else {
+                continue; // not ready yet; the next refresh finds it again
+            };
+            tracing::info!(topic = %self.cfg.topic, partition = p, from = low, "new Kafka partition: reading it from its start");
+            self.track(p, low, None, high);
+        }
+        !new.is_empty()
+    }
+
+    /// A consumer error: a batch the client cannot decode stops the job
+    /// (skipping it would lose its records silently); an offset outside the
+    /// log is looked at now; others the client retries.
+    fn consumer_error(&mut self, e: &KafkaError) -> Result<()> {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+        client::count_error(e, "Kafka consumer error");
+        match e.rdkafka_error_code() {
+            Some(
+                RDKafkaErrorCode::BadCompression
+                | RDKafkaErrorCode::BadMessage
+                | RDKafkaErrorCode::InvalidMessage
+                | RDKafkaErrorCode::UnsupportedCompressionType,
+            ) => {
+                UNDECODABLE.fetch_add(1, Ordering::Relaxed);
+                Err(kafka_err(
+                    format!("topic `{}`: a record batch could not be decoded ({e}); stopping rather than skipping its records", self.cfg.topic),
+                    false,
+                ))
+            }
+            Some(RDKafkaErrorCode::AutoOffsetReset | RDKafkaErrorCode::OffsetOutOfRange) => {
+                self.last_refresh = Instant::now() - Duration::from_secs(3);
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+fn duration(text: &str, key: &str) -> Result<Duration> {
+    parse_duration(text)
+        .map(|ms| Duration::from_millis(ms as u64))
+        .map_err(|e| Error::Config(format!("source.kafka.{key}: {e}")))
+}
+
+impl Source for KafkaSource {
+    fn partitions(&self) -> Vec<PartitionId> {
+        self.parts.iter().map(|p| p.id).collect()
+    }
+
+    fn positions(&self) -> BTreeMap<PartitionId, i64> {
+        self.parts.iter().map(|p| (p.id, p.next_offset)).collect()
+    }
+
+    fn is_idle(&self, partition: PartitionId) -> bool {
+        // Idle means nothing to read: silent, and caught up with the end offset
+        // the broker last reported. A partition with a backlog is slow, not idle.
+        self.parts.iter().any(|p| {
+            p.id == partition
+                && !p.finished
+                && p.last_data.elapsed() >= self.idle_timeout
+                && p.next_offset >= self.high_watermark(p.id)
+        })
+    }
+
+    fn poll(&mut self, batch: &mut Batch, max: usize) -> Result<Poll> {
+        self.refresh()?;
+        self.limits.now_ms = crate::time::now_ms();
+        // Report finished partitions first, one per call.
+        let idle_timeout = self.idle_timeout;
+        for part in self.parts.iter_mut().filter(|p| !p.finished) {
+            let done = match (self.cfg.until, part.end) {
+                (_, Some(end)) => part.next_offset >= end,
+                (Until::Idle, None) => {
+                    let high = self
+                        .progress
+                        .lock()
+                        .ok()
+                        .and_then(|b| b.get(&part.id).map(|p| p.high_watermark))
+                        .unwrap_or(i64::MAX);
+                    part.last_data.elapsed() >= idle_timeout && part.next_offset >= high
+                }
+                _ => false,
+            };
+            if done {
+                part.finished = true;
+                return Ok(Poll::Finished(part.id));
+            }
+        }
+        // One queue for all partitions: librdkafka hands out each fetch
+        // response's records in offset order, so every partition's records
+        // stay in order within the batch.
+        let mut waited = false;
+        while (batch.read as usize) < max {
+            // Wait a little once when the queue is empty: librdkafka wakes us
+            // the moment a fetch lands, which beats sleeping and re-polling.
+            let wait = if batch.read == 0 && !waited {
+                Duration::from_millis(2)
+            } else {
+                Duration::ZERO
+            };
+            waited = true;
+            match self.consumer.poll(wait) {
+                None => break,
+                Some(Err(e)) => {
+                    self.consumer_error(&e)?;
+                    break;
+                }
+                Some(Ok(m)) => {
+                    let Some(&k) = self.slot.get(&m.partition()) else {
+                        continue;
+                    };
+                    let part = &mut self.parts[k];
+                    let offset = m.offset();
+                    if part.finished
+                        || offset < part.next_offset
+                        || part.end.is_some_and(|e| offset >= e)
+                    {
+                        continue; // past the end, or a re-delivery after a reconnect
+                    }
+                    batch.partition = part.id;
+                    batch.push_raw(m.payload().unwrap_or(&[]), offset as u64, &self.limits);
+                    part.next_offset = offset + 1;
+                    part.last_data = Instant::now();
+                }
+            }
+        }
+        Ok(if batch.read > 0 {
+            Poll::Data
+        } else {
+            Poll::Idle
+        })
+    }
+}
