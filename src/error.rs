@@ -45,6 +45,41 @@ impl Error {
         }
     }
 
+    /// The same error again (an I/O cause keeps its kind and message):
+    /// a fault seen by several workers keeps saying whose fault it is.
+    pub fn duplicate(&self) -> Error {
+        match self {
+            Error::Config(m) => Error::Config(m.clone()),
+            Error::Input(m) => Error::Input(m.clone()),
+            Error::Io { context, cause } => Error::Io {
+                context: context.clone(),
+                cause: std::io::Error::new(cause.kind(), cause.to_string()),
+            },
+            Error::External {
+                system,
+                message,
+                retryable,
+            } => Error::External {
+                system,
+                message: message.clone(),
+                retryable: *retryable,
+            },
+            Error::Internal(m) => Error::Internal(m.clone()),
+        }
+    }
+
+    /// The process exit code for this error (sysexits): configuration 78,
+    /// bad input 65, an external system 69, local I/O 74, a bug 70.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::Config(_) => 78,
+            Error::Input(_) => 65,
+            Error::External { .. } => 69,
+            Error::Io { .. } => 74,
+            Error::Internal(_) => 70,
+        }
+    }
+
     /// True if the same operation may succeed when retried.
     pub fn retryable(&self) -> bool {
         match self {
@@ -67,27 +102,30 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// for the driver loop to pick up and stop on.
 #[derive(Debug, Default)]
 pub struct FaultSlot(
-    std::sync::Mutex<Option<String>>,
+    std::sync::Mutex<Option<Error>>,
     std::sync::atomic::AtomicBool,
 );
 
 impl FaultSlot {
-    /// Records `err` unless an earlier fault is already recorded.
+    /// Records the first fault (later ones are only logged by their owners).
     pub fn set(&self, err: &Error) {
         if let Ok(mut slot) = self.0.lock() {
             if slot.is_none() {
                 tracing::error!(error = %err, "fatal fault");
-                *slot = Some(err.to_string());
+                *slot = Some(err.duplicate());
                 self.1.store(true, std::sync::atomic::Ordering::Release);
             }
         }
     }
 
-    /// The recorded fault, if any.
-    pub fn get(&self) -> Option<String> {
+    /// The fault, if one was recorded: an error of the same kind and words.
+    pub fn get(&self) -> Option<Error> {
         if !self.1.load(std::sync::atomic::Ordering::Acquire) {
             return None;
         }
-        self.0.lock().ok().and_then(|s| s.clone())
+        self.0
+            .lock()
+            .ok()
+            .and_then(|s| s.as_ref().map(Error::duplicate))
     }
 }

@@ -243,7 +243,11 @@ fn main() {
         .init();
     if let Err(e) = real_main() {
         eprintln!("error: {e:#}");
-        std::process::exit(1);
+        let code = e
+            .chain()
+            .find_map(|c| c.downcast_ref::<popularity::error::Error>())
+            .map_or(1, popularity::error::Error::exit_code);
+        std::process::exit(code);
     }
 }
 

@@ -316,13 +316,14 @@ pub fn execute(config: timely::Config, ctx: Arc<Context>) -> Result<StatsSnapsho
             // Let the other workers of this process stop too.
             shared.fault.set(e);
         }
-        result.map_err(|e| e.to_string())
+        result
     })
     .map_err(|e| Error::Config(format!("starting workers: {e}")))?;
     for result in guards.join() {
         match result {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(Error::Internal(format!("worker failed: {e}"))),
+            // The first fault: every failed worker reports the same one.
+            Ok(Err(e)) => return Err(e),
             Err(e) => return Err(Error::Internal(format!("worker panicked: {e}"))),
         }
     }
@@ -891,7 +892,7 @@ impl<'a> Driver<'a> {
         let mut stopping: Option<(u64, Instant)> = None;
         loop {
             if let Some(fault) = self.ctx.fault.get() {
-                return Err(Error::Internal(format!("stopping: {fault}")));
+                return Err(fault);
             }
             let mut idle = false;
             if self.dead_dirty && self.last_dead_flush.elapsed() >= Duration::from_millis(200) {

@@ -117,6 +117,9 @@ struct Assigned {
 /// One worker's partitions of the topic.
 pub struct KafkaSource {
     consumer: Arc<JobConsumer>,
+    /// Looks up single offsets to confirm a loss (made when first needed).
+    probe: Option<JobConsumer>,
+    group: String,
     cfg: KafkaConfig,
     index: usize,
     peers: usize,
@@ -144,26 +147,11 @@ impl KafkaSource {
         limits: Validation,
         progress: ProgressBoard,
     ) -> Result<KafkaSource> {
-        cfg.check_secrets()?;
-        let consumer: JobConsumer = cfg
-            .client_config()
-            .set_log_level(RDKafkaLogLevel::Info)
-            .set("group.id", group)
-            .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false")
-            .set("enable.partition.eof", "false")
-            .set("allow.auto.create.topics", "false")
-            // librdkafka pauses a partition's fetching for this long once its local
-            // queue is full (default 1 s); a job that decodes slower than the
-            // fetcher fills it constantly, and would idle for most of each second.
-            .set("fetch.queue.backoff.ms", "5")
-            // An offset outside the log is ours to decide (on-lost-offsets),
-            // not reset silently by the client.
-            .set("auto.offset.reset", "error")
-            .create_with_context(LogContext::default())
-            .map_err(|e| Error::Config(format!("Kafka consumer: {e}")))?;
+        let consumer = job_consumer(cfg, group)?;
         let mut source = KafkaSource {
             consumer: Arc::new(consumer),
+            probe: None,
+            group: group.to_string(),
             cfg: cfg.clone(),
             index,
             peers,
@@ -216,11 +204,16 @@ impl KafkaSource {
 
     /// The offset partition `p` goes on from when it wants `wanted` and its
     /// log is `[low, high]`: `wanted` if it is there, else per `on-lost-offsets`.
-    fn settle(&self, p: i32, wanted: i64, low: i64, high: i64) -> Result<i64> {
+    fn settle(&mut self, p: i32, wanted: i64, low: i64, high: i64) -> Result<i64> {
         let policy = self.cfg.on_lost_offsets;
         let Some((next, skipped)) = relocate(wanted, low, high, policy) else {
             return Ok(wanted);
         };
+        // Some brokers report an end offset short of the log's real end: past
+        // the end only counts as lost if the record before `wanted` is gone too.
+        if wanted > high && wanted > 0 && self.holds(p, wanted - 1)? {
+            return Ok(wanted);
+        }
         let topic = &self.cfg.topic;
         if policy == OnLostOffsets::Fail {
             return Err(kafka_err(
@@ -235,6 +228,45 @@ impl KafkaSource {
             board.entry(p as PartitionId).or_default().lost += skipped;
         }
         Ok(next)
+    }
+
+    /// Whether partition `p`'s log still reaches `offset`: asks the broker
+    /// for that record with a second consumer (up to 5 s).
+    fn holds(&mut self, p: i32, offset: i64) -> Result<bool> {
+        let probe = match self.probe.take() {
+            Some(c) => c,
+            None => job_consumer(&self.cfg, &self.group)?,
+        };
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(&self.cfg.topic, p, Offset::Offset(offset))
+            .map_err(|e| Error::Internal(format!("probing partition {p}: {e}")))?;
+        probe
+            .assign(&tpl)
+            .map_err(|e| kafka_err(format!("probing partition {p}: {e}"), true))?;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut held = false;
+        while Instant::now() < deadline {
+            match probe.poll(Duration::from_millis(100)) {
+                Some(Ok(m)) if m.partition() == p => {
+                    held = m.offset() >= offset;
+                    break;
+                }
+                Some(Err(e))
+                    if matches!(
+                        e.rdkafka_error_code(),
+                        Some(
+                            RDKafkaErrorCode::OffsetOutOfRange | RDKafkaErrorCode::AutoOffsetReset
+                        )
+                    ) =>
+                {
+                    break
+                }
+                _ => {}
+            }
+        }
+        let _ = probe.unassign();
+        self.probe = Some(probe);
+        Ok(held)
     }
 
     fn track(&mut self, p: i32, next_offset: i64, end: Option<i64>, high: i64) {
@@ -373,6 +405,28 @@ impl KafkaSource {
             _ => Ok(()),
         }
     }
+}
+
+/// A consumer of the job's group with the job's properties; offsets are
+/// never committed, and an offset outside the log is reported, not reset.
+fn job_consumer(cfg: &KafkaConfig, group: &str) -> Result<JobConsumer> {
+    cfg.check_secrets()?;
+    cfg.client_config()
+        .set_log_level(RDKafkaLogLevel::Info)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("enable.partition.eof", "false")
+        .set("allow.auto.create.topics", "false")
+        // librdkafka pauses a partition's fetching for this long once its local
+        // queue is full (default 1 s); a job that decodes slower than the
+        // fetcher fills it constantly, and would idle for most of each second.
+        .set("fetch.queue.backoff.ms", "5")
+        // An offset outside the log is ours to decide (on-lost-offsets),
+        // not reset silently by the client.
+        .set("auto.offset.reset", "error")
+        .create_with_context(LogContext::default())
+        .map_err(|e| Error::Config(format!("Kafka consumer: {e}")))
 }
 
 fn duration(text: &str, key: &str) -> Result<Duration> {
