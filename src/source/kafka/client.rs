@@ -225,10 +225,10 @@ pub fn producer<C: ProducerContext>(
 }
 
 /// Sends a record, waiting while the producer's queue is full.
-pub fn send_retrying<'a, C: ProducerContext>(
+pub fn send_retrying<C: ProducerContext>(
     producer: &BaseProducer<C>,
-    mut record: BaseRecord<'a, [u8], [u8], C::DeliveryOpaque>,
-) -> std::result::Result<(), (KafkaError, BaseRecord<'a, [u8], [u8], C::DeliveryOpaque>)> {
+    mut record: BaseRecord<'_, [u8], [u8], C::DeliveryOpaque>,
+) -> std::result::Result<(), KafkaError> {
     loop {
         match producer.send(record) {
             Ok(()) => return Ok(()),
@@ -236,7 +236,7 @@ pub fn send_retrying<'a, C: ProducerContext>(
                 record = r;
                 producer.poll(Duration::from_millis(10));
             }
-            Err(e) => return Err(e),
+            Err((e, _)) => return Err(e),
         }
     }
 }

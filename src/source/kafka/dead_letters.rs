@@ -271,26 +271,18 @@ impl DeadLetterSink for KafkaDeadLetters {
         let record = BaseRecord::to(&self.topic)
             .payload(&raw[..keep])
             .headers(headers);
-        if let Err((error, record)) = send_retrying(&self.producer, record) {
+        if let Err(error) = send_retrying(&self.producer, record) {
             // Refused before it left (too large for the client, unknown topic):
             // the same fate as a failed delivery.
-            let header = |key: &str| -> Cow<'_, str> {
-                record
-                    .headers
-                    .as_ref()
-                    .and_then(|h| h.iter().find(|h| h.key == key))
-                    .and_then(|h| h.value)
-                    .map_or(Cow::Borrowed(""), String::from_utf8_lossy)
-            };
             self.producer.context().spool.append(&Undelivered {
                 topic: &self.topic,
                 error: error.to_string(),
-                reason: header("reason"),
-                detail: header("detail"),
-                source: header("source"),
-                partition: header("source-partition"),
-                position: header("source-offset"),
-                original_size: header("original-size"),
+                reason: Cow::Borrowed(&letter.reason),
+                detail: bounded(&letter.detail, MAX_DETAIL_BYTES),
+                source: Cow::Borrowed(&letter.source),
+                partition: Cow::Owned(letter.partition.to_string()),
+                position: Cow::Owned(letter.position.to_string()),
+                original_size: Cow::Owned(raw.len().to_string()),
                 raw: String::from_utf8_lossy(&raw[..keep]),
             });
         }

@@ -68,7 +68,7 @@ where
             &producer,
             BaseRecord::to(topic).key(&key[..]).payload(&payload[..]),
         )
-        .map_err(|(e, _)| kafka_err(format!("producing to `{topic}`: {e}"), false))?;
+        .map_err(|e| kafka_err(format!("producing to `{topic}`: {e}"), false))?;
         sent += 1;
         if sent.is_multiple_of(1024) {
             producer.poll(Duration::ZERO);
