@@ -23,6 +23,8 @@ fi
 
 # The Kafka-protocol broker and the S3 store the integration tests start.
 bash scripts/kafka.sh install
+# A TLS terminator in front of the broker, for the Kafka TLS test.
+bash scripts/tls-proxy.sh install
 bash scripts/garage.sh install
 
 # DuckDB reads the Parquet snapshots independently of our own reader.

@@ -8,6 +8,8 @@
 #   scripts/kafka.sh topic NAME PARTITIONS [--port P]  create a topic
 #   scripts/kafka.sh delete NAME [--port P]          delete a topic
 #
+# KAFKA_ADVERTISE (host:port, default 127.0.0.1:P) is the address given to
+# clients in metadata, e.g. a TLS terminator's port in front of the broker.
 # TANSU_STORAGE selects the storage engine, e.g. s3://tansu/ (with the
 # AWS_* variables pointing at an S3 store) for a broker that survives restarts.
 set -euo pipefail
@@ -59,7 +61,7 @@ start() {
   fi
   nohup "$TANSU" broker \
     --listener-url "tcp://127.0.0.1:$PORT" \
-    --advertised-listener-url "tcp://127.0.0.1:$PORT" \
+    --advertised-listener-url "tcp://${KAFKA_ADVERTISE:-127.0.0.1:$PORT}" \
     --storage-engine "${TANSU_STORAGE:-memory://tansu/}" \
     >>"$DIR/broker.log" 2>&1 &
   echo $! > "$DIR/broker.pid"
@@ -98,5 +100,5 @@ case "$cmd" in
   delete)
     install
     "$TANSU" topic delete "${ARGS[0]:?topic name}" --broker "tcp://127.0.0.1:$PORT" >&2 ;;
-  *) sed -n '2,13p' "$0"; exit 2 ;;
+  *) sed -n '2,15p' "$0"; exit 2 ;;
 esac

@@ -1,7 +1,8 @@
 //! Kafka as production runs it, against a real broker and a standard client
 //! (Python `confluent-kafka`) this project did not write: a record too large
 //! for the dead-letter topic, a dead-letter topic that takes nothing, a
-//! crash right after a checkpoint and a topic recreated between runs.
+//! crash right after a checkpoint, a topic recreated between runs, and a
+//! broker reached only over TLS.
 //!
 //! Partitions added while the job runs are not tested here: the test broker
 //! cannot add partitions to a topic, and recreating a topic while clients
@@ -33,9 +34,15 @@ struct Read {
 
 /// Every record of `topic`, read with the standard client.
 fn consume(brokers: &str, topic: &str) -> Vec<Read> {
+    consume_with(brokers, topic, &[])
+}
+
+/// Every record of `topic`, read with the standard client configured with `extra` (`key=value`).
+fn consume_with(brokers: &str, topic: &str, extra: &[String]) -> Vec<Read> {
     let out = Command::new("python3")
         .arg(script("consume.py"))
         .args([brokers, topic, "3"])
+        .args(extra)
         .output()
         .expect("python3 runs");
     assert!(
@@ -51,10 +58,16 @@ fn consume(brokers: &str, topic: &str) -> Vec<Read> {
 
 /// Produces a JSON-lines file with the standard client.
 fn produce_file(brokers: &str, topic: &str, path: &Path) {
+    produce_file_with(brokers, topic, path, &[])
+}
+
+/// Produces a JSON-lines file with the standard client configured with `extra` (`key=value`).
+fn produce_file_with(brokers: &str, topic: &str, path: &Path, extra: &[String]) {
     let out = Command::new("python3")
         .arg(script("produce.py"))
         .args([brokers, topic, "none"])
         .arg(path)
+        .args(extra)
         .output()
         .expect("python3 runs");
     assert!(
@@ -66,8 +79,12 @@ fn produce_file(brokers: &str, topic: &str, path: &Path) {
 
 /// The topic's records by partition (payloads in offset order), as the standard client reads them.
 fn partitions_of(brokers: &str, topic: &str) -> Vec<Vec<Vec<u8>>> {
+    partitions_with(brokers, topic, &[])
+}
+
+fn partitions_with(brokers: &str, topic: &str, extra: &[String]) -> Vec<Vec<Vec<u8>>> {
     let mut by: BTreeMap<i32, Vec<(i64, Vec<u8>)>> = BTreeMap::new();
-    for r in consume(brokers, topic) {
+    for r in consume_with(brokers, topic, extra) {
         by.entry(r.partition)
             .or_default()
             .push((r.offset, r.value.into_bytes()));
@@ -386,6 +403,125 @@ fn a_topic_recreated_between_runs_fails_by_default_and_is_read_with_earliest() {
         &hours_from(&dir.join("store"), from),
         &want,
         "recreated topic",
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A TLS terminator (stunnel, via `scripts/tls-proxy.sh`), stopped on drop.
+struct TlsProxy {
+    dir: std::path::PathBuf,
+}
+
+impl TlsProxy {
+    fn start(dir: &Path, accept: u16, connect: u16) -> TlsProxy {
+        let out = Command::new("bash")
+            .arg(script("tls-proxy.sh"))
+            .args([
+                "start",
+                "--accept",
+                &accept.to_string(),
+                "--connect",
+                &connect.to_string(),
+                "--dir",
+            ])
+            .arg(dir)
+            .output()
+            .expect("run tls-proxy.sh");
+        assert!(
+            out.status.success(),
+            "TLS proxy: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        TlsProxy {
+            dir: dir.to_path_buf(),
+        }
+    }
+}
+
+impl Drop for TlsProxy {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(script("tls-proxy.sh"))
+            .args(["stop", "--dir"])
+            .arg(&self.dir)
+            .output();
+    }
+}
+
+#[test]
+fn a_broker_behind_tls_is_read_with_verification_and_a_wrong_ca_is_a_configuration_error() {
+    let tls_port = free_port();
+    let tls_addr = format!("127.0.0.1:{tls_port}");
+    // Clients are told (in metadata) to come back through the TLS port.
+    let broker = Broker::start_with(
+        "tls",
+        None,
+        vec![("KAFKA_ADVERTISE".into(), tls_addr.clone())],
+    );
+    broker.topic("events", 2);
+    broker.topic("events-dlq", 1);
+    let dir = scratch("kafka-tls");
+    let pki = dir.join("pki");
+    let out = Command::new("bash")
+        .arg(script("tls-proxy.sh"))
+        .arg("pki")
+        .arg(&pki)
+        .output()
+        .expect("run tls-proxy.sh");
+    assert!(
+        out.status.success(),
+        "pki: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let _proxy = TlsProxy::start(&pki, tls_port, broker.port);
+    let tls = |ca: &str| {
+        vec![
+            "security.protocol=ssl".to_string(),
+            format!("ssl.ca.location={}", pki.join(ca).display()),
+        ]
+    };
+    let events = dir.join("events.jsonl");
+    write_events(&events, &messy(38, 8_000), 400);
+    produce_file_with(&tls_addr, "events", &events, &tls("ca.pem"));
+    let parts = partitions_with(&tls_addr, "events", &tls("ca.pem"));
+    assert_eq!(parts.iter().map(Vec::len).sum::<usize>(), 8_000);
+    let want = hourly(&parts);
+    let job_with = |ca: &str| {
+        let mut job = kafka_job(&dir, &tls_addr, "events");
+        let props = &mut job.source.kafka.properties;
+        props.insert("security.protocol".into(), "ssl".into());
+        props.insert("ssl.ca.location".into(), pki.join(ca).display().to_string());
+        job
+    };
+    let stats = run_in_process(job_with("ca.pem"), 2);
+    assert_eq!(stats.read, 8_000, "every record read over TLS");
+    assert_matches(&published(&dir.join("snapshots")), &want, "over TLS");
+    let letters = consume_with(&tls_addr, "events-dlq", &tls("ca.pem"));
+    assert_eq!(letters.len(), want.rejected.len(), "dead letters over TLS");
+
+    let mut wrong = job_with("other-ca.pem");
+    wrong.source.kafka.connect_attempts = 3;
+    wrong.source.kafka.connect_backoff = "500ms".into();
+    let ctx = Arc::new(popularity::pipeline::Context::from_job(wrong).expect("valid job"));
+    let started = Instant::now();
+    let err = popularity::pipeline::execute(timely::Config::thread(), ctx).expect_err("wrong CA");
+    assert!(
+        matches!(err, popularity::error::Error::Config(_)),
+        "a configuration error: {err}"
+    );
+    assert!(err.to_string().contains("TLS"), "{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "fails at start"
+    );
+
+    let mut missing = job_with("no-such-ca.pem");
+    missing.source.kafka.connect_attempts = 1;
+    let ctx = Arc::new(popularity::pipeline::Context::from_job(missing).expect("valid job"));
+    let err = popularity::pipeline::execute(timely::Config::thread(), ctx).expect_err("no CA file");
+    assert!(
+        matches!(err, popularity::error::Error::Config(_)),
+        "an unreadable CA file is a configuration error: {err}"
     );
     let _ = std::fs::remove_dir_all(&dir);
 }

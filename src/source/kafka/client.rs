@@ -45,20 +45,28 @@ pub fn bridge_log(level: RDKafkaLogLevel, fac: &str, message: &str) {
     }
 }
 
+/// What librdkafka says (as a transport failure) when TLS or SASL refuses a connection.
+const REFUSALS: [&str; 3] = [
+    "SSL handshake failed",
+    "certificate verify failed",
+    "SASL authentication error",
+];
+
 /// Counts and logs an error librdkafka reported; returns it as a
 /// configuration problem if it is one (TLS or SASL refused: a wrong CA,
 /// certificate or password is not cured by retrying).
 pub fn count_error(error: &KafkaError, reason: &str) -> Option<String> {
     CLIENT_ERRORS.fetch_add(1, Ordering::Relaxed);
     tracing::warn!(target: "librdkafka", error = %error, "{reason}");
-    match error.rdkafka_error_code() {
+    let refused = matches!(
+        error.rdkafka_error_code(),
         Some(
             RDKafkaErrorCode::SSL
-            | RDKafkaErrorCode::Authentication
-            | RDKafkaErrorCode::SaslAuthenticationFailed,
-        ) => Some(format!("{error}: {reason}")),
-        _ => None,
-    }
+                | RDKafkaErrorCode::Authentication
+                | RDKafkaErrorCode::SaslAuthenticationFailed
+        )
+    ) || REFUSALS.iter().any(|r| reason.contains(r));
+    refused.then(|| format!("{error}: {reason}"))
 }
 
 /// The consumers' context: librdkafka's own log lines go to the job's log,
@@ -77,16 +85,27 @@ impl LogContext {
     }
 }
 
+impl LogContext {
+    fn refuse(&self, refusal: String) {
+        if let Ok(mut r) = self.refused.lock() {
+            *r = Some(refusal);
+        }
+    }
+}
+
 impl ClientContext for LogContext {
+    // A consumer's connection errors reach it as poll results with only a
+    // code; the words of a TLS or SASL refusal come through its log.
     fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
         bridge_log(level, fac, message);
+        if REFUSALS.iter().any(|r| message.contains(r)) {
+            self.refuse(message.to_string());
+        }
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
         if let Some(refusal) = count_error(&error, reason) {
-            if let Ok(mut r) = self.refused.lock() {
-                *r = Some(refusal);
-            }
+            self.refuse(refusal);
         }
     }
 }
@@ -144,7 +163,13 @@ pub fn topic_partitions(consumer: &JobConsumer, cfg: &KafkaConfig) -> Result<Vec
             Err(e) => last = e.to_string(),
         }
         // Serve the client's events: its log lines and errors reach the job's log.
-        let _ = consumer.poll(Duration::ZERO);
+        while let Some(event) = consumer.poll(Duration::ZERO) {
+            if let Err(e) = event {
+                if let Some(refusal) = count_error(&e, "Kafka consumer error") {
+                    consumer.context().refuse(refusal);
+                }
+            }
+        }
         if let Some(refusal) = consumer.context().refused() {
             return Err(Error::Config(format!(
                 "Kafka brokers {} refused the connection's TLS or SASL settings (check ssl.ca.location, the client certificate, sasl.mechanism, sasl.username and the password): {refusal}",
