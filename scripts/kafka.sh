@@ -7,9 +7,11 @@
 #   scripts/kafka.sh status [--dir D]                is it up?
 #   scripts/kafka.sh topic NAME PARTITIONS [--port P]  create a topic
 #   scripts/kafka.sh delete NAME [--port P]          delete a topic
+#   scripts/kafka.sh user NAME PASSWORD [--port P]   create a SASL SCRAM-SHA-512 user
 #
 # KAFKA_ADVERTISE (host:port, default 127.0.0.1:P) is the address given to
 # clients in metadata, e.g. a TLS terminator's port in front of the broker.
+# KAFKA_AUTHENTICATION=1 makes the broker require SASL (SCRAM) from clients.
 # TANSU_STORAGE selects the storage engine, e.g. s3://tansu/ (with the
 # AWS_* variables pointing at an S3 store) for a broker that survives restarts.
 set -euo pipefail
@@ -63,6 +65,7 @@ start() {
     --listener-url "tcp://127.0.0.1:$PORT" \
     --advertised-listener-url "tcp://${KAFKA_ADVERTISE:-127.0.0.1:$PORT}" \
     --storage-engine "${TANSU_STORAGE:-memory://tansu/}" \
+    ${KAFKA_AUTHENTICATION:+--authentication} \
     >>"$DIR/broker.log" 2>&1 &
   echo $! > "$DIR/broker.pid"
   echo "$PORT" > "$DIR/port"
@@ -97,8 +100,11 @@ case "$cmd" in
     install
     name="${ARGS[0]:?topic name}"; parts="${ARGS[1]:-4}"
     "$TANSU" topic create "$name" --partitions "$parts" --broker "tcp://127.0.0.1:$PORT" >&2 ;;
+  user)
+    install
+    "$TANSU" user create "${ARGS[0]:?user name}" "${ARGS[1]:?password}" --mechanism scram512 --broker "tcp://127.0.0.1:$PORT" >&2 ;;
   delete)
     install
     "$TANSU" topic delete "${ARGS[0]:?topic name}" --broker "tcp://127.0.0.1:$PORT" >&2 ;;
-  *) sed -n '2,15p' "$0"; exit 2 ;;
+  *) sed -n '2,17p' "$0"; exit 2 ;;
 esac

@@ -525,3 +525,57 @@ fn a_broker_behind_tls_is_read_with_verification_and_a_wrong_ca_is_a_configurati
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn sasl_settings_reach_the_client_and_a_refusal_is_a_configuration_error() {
+    // The test broker requires SCRAM when asked to, but cannot keep a user
+    // it accepts; its refusal shows the mechanism, user and password (from
+    // the environment, through secret-properties) reached the client.
+    let broker = Broker::start_with(
+        "sasl",
+        None,
+        vec![("KAFKA_AUTHENTICATION".into(), "1".into())],
+    );
+    let dir = scratch("kafka-sasl");
+    let mut job = kafka_job(&dir, &broker.addr, "events");
+    let k = &mut job.source.kafka;
+    k.connect_attempts = 3;
+    k.connect_backoff = "300ms".into();
+    for (key, value) in [
+        ("security.protocol", "sasl_plaintext"),
+        ("sasl.mechanism", "SCRAM-SHA-512"),
+        ("sasl.username", "popularity"),
+    ] {
+        k.properties.insert(key.into(), value.into());
+    }
+    k.secret_properties.insert(
+        "sasl.password".into(),
+        "POPULARITY_TEST_SASL_PASSWORD".into(),
+    );
+    let ctx = Arc::new(popularity::pipeline::Context::from_job(job.clone()).expect("valid job"));
+    let err =
+        popularity::pipeline::execute(timely::Config::thread(), ctx).expect_err("no password");
+    assert!(
+        err.to_string().contains("POPULARITY_TEST_SASL_PASSWORD"),
+        "a missing secret names its variable: {err}"
+    );
+    std::env::set_var("POPULARITY_TEST_SASL_PASSWORD", "not-this-one");
+    let ctx = Arc::new(popularity::pipeline::Context::from_job(job).expect("valid job"));
+    let started = Instant::now();
+    let err = popularity::pipeline::execute(timely::Config::thread(), ctx).expect_err("refused");
+    assert!(
+        matches!(err, popularity::error::Error::Config(_)),
+        "a configuration error: {err}"
+    );
+    let text = err.to_string();
+    assert!(text.contains("SASL") && text.contains("SCRAM"), "{text}");
+    assert!(
+        !text.contains("not-this-one"),
+        "the password is never shown: {text}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "fails at start"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
