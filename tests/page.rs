@@ -95,6 +95,9 @@ fn trending_page_renders_titles_and_updates() {
         .unwrap_or_else(|| panic!("total watch time shown: {dom}"));
     assert!(watched > 0.0, "watch time counts ({watched} h)");
     let shot = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/trending-page.png");
+    if let Some(parent) = shot.parent() {
+        std::fs::create_dir_all(parent).expect("screenshot directory");
+    }
     let out = chromium(
         &[
             "--virtual-time-budget=5000",
