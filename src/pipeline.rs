@@ -43,23 +43,9 @@ use crate::source::{Batch, PartitionId, Poll, Source};
 use crate::stats::{Stats, StatsSnapshot};
 use crate::time::{rfc3339, Millis, Pane, WindowSpec};
 
-/// A fast, deterministic hasher for the pre-aggregation map (FxHash).
-#[derive(Default, Clone, Copy)]
-pub struct FxHasher(u64);
-
-impl std::hash::Hasher for FxHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.write_u64(*b as u64);
-        }
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-    }
-}
+/// A fast, deterministic hasher for the pre-aggregation maps (it hashes
+/// each integer of a key in one step).
+pub use rustc_hash::FxHasher;
 
 /// Pre-aggregated views of one batch, by partition (for the checkpoint ledger).
 pub type PaneCounts = HashMap<(PartitionId, ContentId, Pane), i64, BuildHasherDefault<FxHasher>>;
@@ -1182,6 +1168,8 @@ impl<'a> Driver<'a> {
         let slide_ms = self.ctx.window.slide_ms;
         let mut decided = std::mem::take(&mut self.decided);
         let mut start = 0;
+        // The common case's sums stay in registers until the batch is done.
+        let (mut views, mut top) = (0u64, None::<Pane>);
         // Runs of one partition share a clock lookup.
         while start < batch.events.len() {
             let partition = batch.partitions[start];
@@ -1193,6 +1181,7 @@ impl<'a> Driver<'a> {
             let clock = marks
                 .entry(partition)
                 .or_insert_with(|| PartitionClock::new(self.ctx.clock, self.ctx.window));
+            let key = self.ledger_key(partition);
             for (event, &position) in batch.events[start..end]
                 .iter()
                 .zip(&batch.positions[start..end])
@@ -1201,7 +1190,8 @@ impl<'a> Driver<'a> {
                     // The common case first: accepted, at or after the input's time.
                     Some(Verdict::Accept) if event.event_time >= floor_ms => {
                         let pane = (event.event_time / slide_ms) as Pane;
-                        self.accept(partition, event, pane);
+                        top = top.max(Some(pane));
+                        views += self.count(key, event, pane);
                     }
                     Some(verdict) => self.judge(floor, partition, event, position, verdict)?,
                     None => {
@@ -1214,6 +1204,10 @@ impl<'a> Driver<'a> {
             }
             start = end;
         }
+        if let Some(pane) = top {
+            self.fed_until = self.fed_until.max(pane + 1);
+        }
+        self.views += views;
         self.decided = decided;
         Ok(())
     }
@@ -1293,34 +1287,38 @@ impl<'a> Driver<'a> {
     }
 
     /// Counts an accepted event into this batch's pre-aggregated input.
-    #[inline(always)]
     fn accept(&mut self, partition: PartitionId, event: &WatchEvent, pane: Pane) {
         self.fed_until = self.fed_until.max(pane + 1);
-        // Only the checkpoint ledger needs counts apart by partition; without
-        // it, one count per (content, pane) keeps the dataflow's input as small
-        // as a worker's partitions allow, however many it reads.
-        let partition = if self.checkpointer.is_some() {
+        let key = self.ledger_key(partition);
+        self.views += self.count(key, event, pane);
+    }
+
+    /// The partition a count is kept under: only the checkpoint ledger needs
+    /// counts apart by partition; without it, one count per (content, pane)
+    /// keeps the dataflow's input as small as a worker's partitions allow.
+    #[inline]
+    fn ledger_key(&self, partition: PartitionId) -> PartitionId {
+        if self.checkpointer.is_some() {
             partition
         } else {
             0
-        };
-        if let Some(m) = self.model.as_mut() {
-            m.panes.add(
-                (partition, event.content_id, pane, cell_of(event)),
-                Obs::of_event(event),
-            );
         }
-        if event.event_type == EventType::StartedVideo {
-            self.views += 1;
+    }
+
+    /// Adds an accepted event to the pre-aggregated input; returns the views it is (0 or 1).
+    #[inline(always)]
+    fn count(&mut self, key: PartitionId, event: &WatchEvent, pane: Pane) -> u64 {
+        let started = event.event_type == EventType::StartedVideo;
+        match self.model.as_mut() {
             // With the model, its input carries the views (and its title stage counts them).
-            if self.model.is_none() {
-                // Accepted, so the pane is at or after the input's time.
-                *self
-                    .panes
-                    .entry((partition, event.content_id, pane))
-                    .or_insert(0) += 1;
-            }
+            Some(m) => m.panes.add(
+                (key, event.content_id, pane, cell_of(event)),
+                Obs::of_event(event),
+            ),
+            None if started => *self.panes.entry((key, event.content_id, pane)).or_insert(0) += 1,
+            None => {}
         }
+        started as u64
     }
 
     /// A partition ended: its clock decides what it still holds.

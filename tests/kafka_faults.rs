@@ -473,7 +473,7 @@ fn a_broker_behind_tls_is_read_with_verification_and_a_wrong_ca_is_a_configurati
         "pki: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let _proxy = TlsProxy::start(&pki, tls_port, broker.port);
+    let proxy = TlsProxy::start(&pki, tls_port, broker.port);
     let tls = |ca: &str| {
         vec![
             "security.protocol=ssl".to_string(),
@@ -523,6 +523,7 @@ fn a_broker_behind_tls_is_read_with_verification_and_a_wrong_ca_is_a_configurati
         matches!(err, popularity::error::Error::Config(_)),
         "an unreadable CA file is a configuration error: {err}"
     );
+    drop(proxy);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
