@@ -483,6 +483,8 @@ impl Source for KafkaSource {
         // response's records in offset order, so every partition's records
         // stay in order within the batch.
         let mut waited = false;
+        // One clock read per batch, not per record: idle detection needs seconds, not microseconds.
+        let now = Instant::now();
         while (batch.read as usize) < max {
             // Wait a little once when the queue is empty: librdkafka wakes us
             // the moment a fetch lands, which beats sleeping and re-polling.
@@ -513,7 +515,7 @@ impl Source for KafkaSource {
                     batch.partition = part.id;
                     batch.push_raw(m.payload().unwrap_or(&[]), offset as u64, &self.limits);
                     part.next_offset = offset + 1;
-                    part.last_data = Instant::now();
+                    part.last_data = now;
                 }
             }
         }
