@@ -134,6 +134,12 @@ fn clean(seed: u64, events: u64, start: &str) -> popularity::generator::Generato
     }
 }
 
+/// The error a job stops with at start.
+fn start_error(job: popularity::config::JobConfig, why: &str) -> popularity::error::Error {
+    let ctx = Arc::new(popularity::pipeline::Context::from_job(job).expect("valid job"));
+    popularity::pipeline::execute(timely::Config::thread(), ctx).expect_err(why)
+}
+
 /// Published hours (hours since the epoch) starting at or after `from` (ms).
 fn hours_from(root: &Path, from: i64) -> BTreeMap<u64, BTreeMap<u64, i64>> {
     published(root)
@@ -372,10 +378,27 @@ fn a_topic_recreated_between_runs_fails_by_default_and_is_read_with_earliest() {
     delete_topic(&broker, "events");
     broker.topic("events", 4);
     produce_file(&broker.addr, "events", &new);
-    let ctx = Arc::new(popularity::pipeline::Context::from_job(job.clone()).expect("valid job"));
-    let err = popularity::pipeline::execute(timely::Config::process(2), ctx)
-        .expect_err("offsets past the recreated log");
-    let text = err.to_string();
+    // As an operator sees it: the process, its exit code and its words.
+    let mut process_job = job.clone();
+    process_job.metrics.listen = "127.0.0.1:0".into();
+    let job_file = dir.join("job.toml");
+    std::fs::write(
+        &job_file,
+        toml::to_string(&process_job).expect("job as TOML"),
+    )
+    .expect("job file");
+    let out = Command::new(env!("CARGO_BIN_EXE_popularity"))
+        .args(["run", "--job"])
+        .arg(&job_file)
+        .args(["-w", "2"])
+        .output()
+        .expect("run the job");
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(69),
+        "an external system's fault: {text}"
+    );
     for part in [
         "topic `events` partition",
         "is not in the partition's log",
@@ -502,9 +525,8 @@ fn a_broker_behind_tls_is_read_with_verification_and_a_wrong_ca_is_a_configurati
     let mut wrong = job_with("other-ca.pem");
     wrong.source.kafka.connect_attempts = 3;
     wrong.source.kafka.connect_backoff = "500ms".into();
-    let ctx = Arc::new(popularity::pipeline::Context::from_job(wrong).expect("valid job"));
     let started = Instant::now();
-    let err = popularity::pipeline::execute(timely::Config::thread(), ctx).expect_err("wrong CA");
+    let err = start_error(wrong, "wrong CA");
     assert!(
         matches!(err, popularity::error::Error::Config(_)),
         "a configuration error: {err}"
@@ -517,8 +539,7 @@ fn a_broker_behind_tls_is_read_with_verification_and_a_wrong_ca_is_a_configurati
 
     let mut missing = job_with("no-such-ca.pem");
     missing.source.kafka.connect_attempts = 1;
-    let ctx = Arc::new(popularity::pipeline::Context::from_job(missing).expect("valid job"));
-    let err = popularity::pipeline::execute(timely::Config::thread(), ctx).expect_err("no CA file");
+    let err = start_error(missing, "no CA file");
     assert!(
         matches!(err, popularity::error::Error::Config(_)),
         "an unreadable CA file is a configuration error: {err}"
@@ -553,17 +574,14 @@ fn sasl_settings_reach_the_client_and_a_refusal_is_a_configuration_error() {
         "sasl.password".into(),
         "POPULARITY_TEST_SASL_PASSWORD".into(),
     );
-    let ctx = Arc::new(popularity::pipeline::Context::from_job(job.clone()).expect("valid job"));
-    let err =
-        popularity::pipeline::execute(timely::Config::thread(), ctx).expect_err("no password");
+    let err = start_error(job.clone(), "no password");
     assert!(
         err.to_string().contains("POPULARITY_TEST_SASL_PASSWORD"),
         "a missing secret names its variable: {err}"
     );
     std::env::set_var("POPULARITY_TEST_SASL_PASSWORD", "not-this-one");
-    let ctx = Arc::new(popularity::pipeline::Context::from_job(job).expect("valid job"));
     let started = Instant::now();
-    let err = popularity::pipeline::execute(timely::Config::thread(), ctx).expect_err("refused");
+    let err = start_error(job, "refused");
     assert!(
         matches!(err, popularity::error::Error::Config(_)),
         "a configuration error: {err}"

@@ -131,8 +131,6 @@ pub struct KafkaSource {
     last_refresh: Instant,
     metadata_every: Duration,
     last_metadata: Instant,
-    /// Fetch errors reported by librdkafka (it retries them itself).
-    pub errors: Arc<AtomicU64>,
 }
 
 impl KafkaSource {
@@ -163,7 +161,6 @@ impl KafkaSource {
             last_refresh: Instant::now(),
             metadata_every: duration(&cfg.metadata_refresh, "metadata-refresh")?,
             last_metadata: Instant::now(),
-            errors: Arc::new(AtomicU64::new(0)),
         };
         let all = topic_partitions(&source.consumer, cfg)?;
         let mine = source.mine(&all);
@@ -383,7 +380,6 @@ impl KafkaSource {
     /// (skipping it would lose its records silently); an offset outside the
     /// log is looked at now; others the client retries.
     fn consumer_error(&mut self, e: &KafkaError) -> Result<()> {
-        self.errors.fetch_add(1, Ordering::Relaxed);
         client::count_error(e, "Kafka consumer error");
         match e.rdkafka_error_code() {
             Some(
