@@ -15,7 +15,7 @@
 //! - [`sink`]: Parquet snapshots and manifests, local and S3 stores, dead letters.
 //! - [`pipeline`]: the per-worker driver that connects them; [`config`]: job files.
 //! - [`checkpoint`]: per-partition offsets, watermarks and pane counts; restore.
-//! - [`metrics`]: the Prometheus endpoint; [`stats`]: the counters behind it.
+//! - [`serve`]: the HTTP endpoint (metrics, health, query API, page); [`stats`]: the counters behind it.
 //! - [`rank`]: the downstream ranker over published hours.
 //! - [`oracle`]: a from-scratch recount, what the tests compare against.
 
@@ -29,12 +29,12 @@ pub mod dataflow;
 pub mod error;
 pub mod event;
 pub mod generator;
-pub mod metrics;
 pub mod model;
 pub mod oracle;
 pub mod pipeline;
 pub mod rank;
 pub mod rng;
+pub mod serve;
 pub mod sink;
 pub mod source;
 pub mod stats;

@@ -93,6 +93,9 @@ pub struct Context {
     pub model: Option<ModelSpec>,
     /// The live model of this process's workers, for the query API.
     pub model_live: Arc<ModelBoard>,
+    /// A test hook: worker 0 stops stepping this long after it starts
+    /// (until the job is stopped), as a hung worker would; `/healthz` must notice.
+    pub stall_after: Option<Duration>,
 }
 
 impl Context {
@@ -147,6 +150,7 @@ impl Context {
             live: Arc::default(),
             model,
             model_live: Arc::default(),
+            stall_after: None,
         })
     }
 
@@ -182,24 +186,22 @@ impl Context {
                 }
             }
         }
-        let api = crate::metrics::Api {
+        let api = crate::serve::Api {
             live: self.live.clone(),
             catalog: self.catalog.clone(),
             window: self.window,
             processes,
             model: self.model.map(|_| self.model_live.clone()),
             process,
+        };
+        let served = crate::serve::Served {
+            stats: self.stats.clone(),
+            board: self.kafka_progress.clone(),
+            ready: self.ready.clone(),
             peers,
         };
-        crate::metrics::serve(
-            &addr,
-            process,
-            self.stats.clone(),
-            self.kafka_progress.clone(),
-            self.ready.clone(),
-            api,
-        )
-        .map(Some)
+        let limits = self.job.metrics.limits()?;
+        crate::serve::serve(&addr, process, served, api, limits).map(Some)
     }
 
     /// True if this job takes checkpoints (a resumable source and a store).
@@ -876,10 +878,13 @@ impl<'a> Driver<'a> {
         let started = Instant::now();
         // On a stop request: the id of the final checkpoint and when we gave up waiting for it.
         let mut stopping: Option<(u64, Instant)> = None;
+        let steps = Stepping(self.ctx.stats.steps.register(worker.index()));
         loop {
+            steps.0.store(crate::time::now_ms(), Ordering::Relaxed);
             if let Some(fault) = self.ctx.fault.get() {
                 return Err(fault);
             }
+            self.stall_for_test(worker.index(), started);
             let mut idle = false;
             if self.dead_dirty && self.last_dead_flush.elapsed() >= Duration::from_millis(200) {
                 self.dead.poll()?;
@@ -1044,6 +1049,18 @@ impl<'a> Driver<'a> {
             } else {
                 Some(Duration::ZERO)
             });
+        }
+    }
+
+    /// The [`Context::stall_after`] test hook.
+    fn stall_for_test(&self, worker: usize, started: Instant) {
+        if let Some(after) = self.ctx.stall_after {
+            if worker == 0 && started.elapsed() >= after {
+                tracing::warn!("test hook: worker 0 stalls");
+                while !self.ctx.stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
         }
     }
 
@@ -1412,5 +1429,14 @@ impl<'a> Driver<'a> {
             }
             m.panes.out = panes;
         }
+    }
+}
+
+/// A worker's step time cell; marks the worker finished however its loop ends.
+struct Stepping(Arc<std::sync::atomic::AtomicI64>);
+
+impl Drop for Stepping {
+    fn drop(&mut self) {
+        crate::stats::Steps::finish(&self.0);
     }
 }

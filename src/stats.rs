@@ -66,6 +66,50 @@ pub struct Stats {
     pub checkpoint_bytes: AtomicU64,
     /// Wall-clock time of the last checkpoint part (ms).
     pub checkpoint_last_ms: AtomicI64,
+    /// When each worker last went round its loop, for `/healthz`.
+    pub steps: Steps,
+}
+
+/// When each worker of the process last stepped (wall clock, ms).
+///
+/// A worker stores the time once per round of its loop, which it goes
+/// round at least every few milliseconds even with no input; a worker
+/// that has not stepped for long is stuck (a hung call, a deadlock).
+#[derive(Debug, Default)]
+pub struct Steps {
+    workers: std::sync::RwLock<Vec<(usize, std::sync::Arc<AtomicI64>)>>,
+}
+
+/// What a worker stores in its step time when it has finished: never stalled.
+const FINISHED: i64 = i64::MAX;
+
+impl Steps {
+    /// Registers worker `index`; it stores the wall clock (ms) in the cell
+    /// the call returns at every step, and [`Steps::finish`]es it when done.
+    pub fn register(&self, index: usize) -> std::sync::Arc<AtomicI64> {
+        let cell = std::sync::Arc::new(AtomicI64::new(crate::time::now_ms()));
+        if let Ok(mut w) = self.workers.write() {
+            w.push((index, cell.clone()));
+        }
+        cell
+    }
+
+    /// Marks a worker's loop as finished: it no longer counts as stalled.
+    pub fn finish(cell: &AtomicI64) {
+        cell.store(FINISHED, Ordering::Relaxed);
+    }
+
+    /// The worker that has gone longest without a step at `now_ms`, and for
+    /// how long (ms); `None` before any worker runs or when all have finished.
+    pub fn longest_wait(&self, now_ms: i64) -> Option<(usize, i64)> {
+        let workers = self.workers.read().ok()?;
+        workers
+            .iter()
+            .map(|(i, c)| (*i, c.load(Ordering::Relaxed)))
+            .filter(|(_, at)| *at != FINISHED)
+            .map(|(i, at)| (i, (now_ms - at).max(0)))
+            .max_by_key(|(_, wait)| *wait)
+    }
 }
 
 /// A copy of [`Stats`] at one moment.

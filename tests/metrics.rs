@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use common::*;
 
 use common::http_get as get;
-use popularity::metrics::METRIC_NAMES;
+use popularity::serve::metric_names;
 
 /// The value of an instant PromQL query (summed over series), if any series exists.
 fn prom_value(prom: &str, query: &str) -> Option<f64> {
@@ -105,7 +105,7 @@ fn prometheus_scrapes_the_job_and_the_series_move() {
     );
     runner.join().expect("job");
     let (_, text) = get(&addr, "/metrics");
-    for name in METRIC_NAMES
+    for name in metric_names()
         .iter()
         .filter(|n| !n.starts_with("popularity_kafka"))
     {
@@ -131,7 +131,7 @@ fn check_names(expr: &str, whence: &str) {
             .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
             .collect();
         assert!(
-            METRIC_NAMES.contains(&name.as_str()),
+            metric_names().contains(&name.as_str()),
             "{whence}: `{name}` is not a metric the job exports"
         );
         found += 1;
