@@ -101,12 +101,17 @@ fn the_query_api_of_a_cluster_answers_for_every_shard() {
     let cfg = messy(67, 20_000);
     let parts = fill_topic(&broker, "events", 2, &cfg);
     let dir = scratch("cluster-api");
+    std::fs::create_dir_all(&dir).expect("dir");
+    // The API wants a token; the processes send it to each other.
+    let token_file = dir.join("token");
+    std::fs::write(&token_file, "cluster-token").expect("token file");
     let job = dir.join("job.toml");
     std::fs::write(
         &job,
         format!(
-            "[job]\nname = \"cluster-api\"\n[source]\nkind = \"kafka\"\n[source.kafka]\nbrokers = \"{}\"\ntopic = \"events\"\ndead-letter-topic = \"events-dlq\"\nuntil = \"never\"\n[catalog]\ntitles = 400\n[sink]\nkind = \"none\"\n",
-            broker.addr
+            "[job]\nname = \"cluster-api\"\n[source]\nkind = \"kafka\"\n[source.kafka]\nbrokers = \"{}\"\ntopic = \"events\"\ndead-letter-topic = \"events-dlq\"\nuntil = \"never\"\n[catalog]\ntitles = 400\n[sink]\nkind = \"none\"\n[metrics]\ntoken = \"file:{}\"\n",
+            broker.addr,
+            token_file.display()
         ),
     )
     .expect("job file");
@@ -137,8 +142,9 @@ fn the_query_api_of_a_cluster_answers_for_every_shard() {
         format!("127.0.0.1:{mport}"),
         format!("127.0.0.1:{}", mport + 1),
     ];
+    let auth = "Authorization: Bearer cluster-token\r\n";
     let get = |i: usize, path: &str| -> (u16, serde_json::Value) {
-        let (code, body) = http_get(&addrs[i], path);
+        let (code, body) = http_get_with(&addrs[i], path, auth);
         (
             code,
             serde_json::from_str(&body).unwrap_or(serde_json::Value::Null),
@@ -218,8 +224,14 @@ fn the_query_api_of_a_cluster_answers_for_every_shard() {
         want,
         "the merged top 5 equals the recount"
     );
+    // Without the token: refused, whole-job and local alike; probes stay open.
+    for path in ["/api/breakdown", "/api/local/api/breakdown"] {
+        assert_eq!(http_get(&addrs[0], path).0, 401, "{path} without the token");
+    }
+    assert_eq!(http_get(&addrs[1], "/metrics").0, 200);
     // Each process alone holds only part of it.
-    let (_, local) = get(0, "/api/local/breakdown");
+    let (code, local) = get(0, "/api/local/api/breakdown");
+    assert_eq!(code, 200, "{local}");
     assert!(local["views"].as_i64().unwrap_or(0) < settled["views"].as_i64().unwrap_or(0));
     // A title is answered whichever process holds it.
     let top = want[0].1;
@@ -237,7 +249,10 @@ fn the_query_api_of_a_cluster_answers_for_every_shard() {
             let addr = addrs[c % 2].clone();
             std::thread::spawn(move || {
                 (0..10)
-                    .map(|_| http_get(&addr, "/api/trending?category=episode&k=3").0)
+                    .map(|_| {
+                        let auth = "Authorization: Bearer cluster-token\r\n";
+                        http_get_with(&addr, "/api/trending?category=episode&k=3", auth).0
+                    })
                     .collect::<Vec<u16>>()
             })
         })

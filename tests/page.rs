@@ -121,3 +121,74 @@ fn trending_page_renders_titles_and_updates() {
     runner.join().expect("job stops");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn names_with_markup_render_as_text_and_run_no_script() {
+    let dir = scratch("page-xss");
+    std::fs::create_dir_all(&dir).expect("dir");
+    let mut job = file_job(&dir, &dir.join("unused"));
+    job.source.kind = popularity::config::SourceKind::Generator;
+    job.source.generator = messy(83, 0); // endless
+    job.source.generator.rate = 3_000.0;
+    // The catalog the job would make, every name turned into markup that
+    // would set a flag on the page if it ran.
+    let start = popularity::time::parse_rfc3339(&job.source.generator.start).expect("start");
+    let mut catalog =
+        popularity::catalog::Catalog::synthesize(job.catalog.titles, job.catalog.seed, start)
+            .expect("catalog");
+    for (i, t) in catalog.titles.iter_mut().enumerate() {
+        t.name = match i % 2 {
+            0 => format!("<img src=x onerror=\"document.body.dataset.pwned=1\">T{i}"),
+            _ => format!("<script>document.body.dataset.pwned=1</script>T{i}"),
+        };
+    }
+    let path = dir.join("catalog.jsonl");
+    let mut out = std::fs::File::create(&path).expect("catalog file");
+    catalog.write(&mut out).expect("write catalog");
+    job.catalog.path = Some(path);
+    let (ctx, addr) = serving(job);
+    let (ctx, runner) = run_in_background(ctx);
+    std::thread::sleep(Duration::from_secs(4));
+    let out = chromium(
+        &["--virtual-time-budget=6000", "--dump-dom"],
+        &format!("http://{addr}/"),
+        &dir.join("profile-xss"),
+    );
+    let dom = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(dom.contains("data-updates=\""), "the page updated: {dom}");
+    assert!(
+        dom.contains("&lt;img src=x onerror=") || dom.contains("&lt;script&gt;"),
+        "names shown as text: {dom}"
+    );
+    assert!(!dom.contains("data-pwned"), "a name's script ran: {dom}");
+    assert!(
+        !dom.contains("<img src=\"x\""),
+        "a name became an element: {dom}"
+    );
+    // The page's policy forbids inline script.
+    let head = raw_head(&addr, "/");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-security-policy: default-src 'none'; script-src 'self'"),
+        "{head}"
+    );
+    ctx.stop.store(true, Ordering::Relaxed);
+    runner.join().expect("job stops");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The status line and headers of a GET.
+fn raw_head(addr: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send");
+    let mut text = String::new();
+    s.read_to_string(&mut text).expect("read");
+    text.split("\r\n\r\n").next().unwrap_or("").to_string()
+}

@@ -648,6 +648,11 @@ impl Drop for S3 {
 
 /// A plain HTTP GET on loopback: (status code, body).
 pub fn http_get(addr: &str, path: &str) -> (u16, String) {
+    http_get_with(addr, path, "")
+}
+
+/// As [`http_get`], with extra header lines (each ending in `\r\n`).
+pub fn http_get_with(addr: &str, path: &str, headers: &str) -> (u16, String) {
     use std::io::{Read, Write};
     use std::time::Duration;
     let mut s = std::net::TcpStream::connect(addr).expect("connect");
@@ -655,7 +660,7 @@ pub fn http_get(addr: &str, path: &str) -> (u16, String) {
         .expect("timeout");
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{headers}Connection: close\r\n\r\n"
     )
     .expect("send");
     let mut text = String::new();
