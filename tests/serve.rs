@@ -215,7 +215,11 @@ fn with_a_token_the_api_wants_it_and_probes_stay_open() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
-    for path in ["/api/top?category=episode", "/api/stats", "/api/local/api/top"] {
+    for path in [
+        "/api/top?category=episode",
+        "/api/stats",
+        "/api/local/api/top",
+    ] {
         assert_eq!(http_get(&addr, path).0, 401, "{path} without the token");
         let wrong = "Authorization: Bearer s3cret-tokeN\r\n";
         assert_eq!(
