@@ -166,7 +166,8 @@ fn names_with_markup_render_as_text_and_run_no_script() {
         "a name became an element: {dom}"
     );
     // The page's policy forbids inline script.
-    let head = raw_head(&addr, "/");
+    let answer = http_exchange(&addr, "/", "");
+    let head = answer.split("\r\n\r\n").next().unwrap_or("");
     assert!(
         head.to_ascii_lowercase()
             .contains("content-security-policy: default-src 'none'; script-src 'self'"),
@@ -175,20 +176,4 @@ fn names_with_markup_render_as_text_and_run_no_script() {
     ctx.stop.store(true, Ordering::Relaxed);
     runner.join().expect("job stops");
     let _ = std::fs::remove_dir_all(&dir);
-}
-
-/// The status line and headers of a GET.
-fn raw_head(addr: &str, path: &str) -> String {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .expect("send");
-    let mut text = String::new();
-    s.read_to_string(&mut text).expect("read");
-    text.split("\r\n\r\n").next().unwrap_or("").to_string()
 }

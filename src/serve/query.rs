@@ -176,6 +176,14 @@ pub fn parse(api: &Api, route: &str, args: &BTreeMap<String, String>) -> Result<
     }
 }
 
+/// This process's live window shards and the oldest pane they cover;
+/// `None` before every shard has published.
+fn published(api: &Api) -> Option<(BTreeMap<usize, crate::dataflow::live::LiveShard>, u64)> {
+    let shards = api.live.shards();
+    let as_of = shards.values().map(|s| s.as_of).min()?;
+    Some((shards, as_of))
+}
+
 /// This process's share of an answer, in a mergeable form.
 pub fn local_answer(api: &Api, request: &Request) -> Result<serde_json::Value, Refusal> {
     let none_yet = || {
@@ -186,12 +194,7 @@ pub fn local_answer(api: &Api, request: &Request) -> Result<serde_json::Value, R
     };
     match request {
         Request::Top { kind, .. } => {
-            let shards = api.live.shards();
-            let as_of = shards
-                .values()
-                .map(|s| s.as_of)
-                .min()
-                .ok_or_else(none_yet)?;
+            let (shards, as_of) = published(api).ok_or_else(none_yet)?;
             let mut totals: std::collections::HashMap<u64, i64> = std::collections::HashMap::new();
             for shard in shards.values() {
                 for (&id, &v) in shard.counts.iter() {
@@ -205,12 +208,7 @@ pub fn local_answer(api: &Api, request: &Request) -> Result<serde_json::Value, R
             Ok(serde_json::json!({ "as_of": as_of, "totals": totals }))
         }
         Request::Title { id } => {
-            let shards = api.live.shards();
-            let as_of = shards
-                .values()
-                .map(|s| s.as_of)
-                .min()
-                .ok_or_else(none_yet)?;
+            let (shards, as_of) = published(api).ok_or_else(none_yet)?;
             let views: i64 = shards.values().filter_map(|s| s.counts.get(id)).sum();
             let mut out = serde_json::json!({ "as_of": as_of, "views": views });
             if api.model.is_some() {

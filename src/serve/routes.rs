@@ -98,18 +98,13 @@ pub(super) async fn route(shared: Arc<Shared>, req: Request<Incoming>) -> Reply 
         }
         "/readyz" => reply(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "starting\n"),
         "/metrics" => {
-            let rendered = blocking(shared.clone(), |s| {
-                let text = match s.exported.lock() {
-                    Ok(e) => e.render(&s.stats, &s.board, &s.api),
-                    Err(_) => {
-                        b"# metrics unavailable: an earlier render panicked (a bug)\n".to_vec()
-                    }
-                };
-                (StatusCode::OK, text)
+            let rendered = blocking(shared.clone(), |s| match s.exported.lock() {
+                Ok(e) => e.render(&s.stats, &s.board, &s.api),
+                Err(_) => b"# metrics unavailable: an earlier render panicked (a bug)\n".to_vec(),
             })
             .await;
             match rendered {
-                Ok((status, text)) => reply(status, "text/plain; version=0.0.4", text),
+                Ok(text) => reply(StatusCode::OK, "text/plain; version=0.0.4", text),
                 Err(refusal) => json(refusal),
             }
         }

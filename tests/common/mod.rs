@@ -653,6 +653,21 @@ pub fn http_get(addr: &str, path: &str) -> (u16, String) {
 
 /// As [`http_get`], with extra header lines (each ending in `\r\n`).
 pub fn http_get_with(addr: &str, path: &str, headers: &str) -> (u16, String) {
+    let text = http_exchange(addr, path, headers);
+    let code = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (code, body)
+}
+
+/// The whole answer (status line, headers, body) to a GET.
+pub fn http_exchange(addr: &str, path: &str, headers: &str) -> String {
     use std::io::{Read, Write};
     use std::time::Duration;
     let mut s = std::net::TcpStream::connect(addr).expect("connect");
@@ -665,16 +680,7 @@ pub fn http_get_with(addr: &str, path: &str, headers: &str) -> (u16, String) {
     .expect("send");
     let mut text = String::new();
     s.read_to_string(&mut text).expect("read");
-    let code = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (code, body)
+    text
 }
 
 impl S3 {
