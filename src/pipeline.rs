@@ -193,6 +193,7 @@ impl Context {
             processes,
             model: self.model.map(|_| self.model_live.clone()),
             process,
+            answers: Default::default(),
         };
         let served = crate::serve::Served {
             stats: self.stats.clone(),

@@ -6,6 +6,7 @@
 //! here blocks a worker for more than a pointer swap.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::event::ContentId;
@@ -24,6 +25,7 @@ pub struct LiveShard {
 #[derive(Debug, Default)]
 pub struct LiveBoard {
     shards: Mutex<BTreeMap<usize, LiveShard>>,
+    version: AtomicU64,
 }
 
 impl LiveBoard {
@@ -31,7 +33,14 @@ impl LiveBoard {
     pub fn publish(&self, worker: usize, as_of: Pane, counts: Arc<HashMap<ContentId, i64>>) {
         if let Ok(mut s) = self.shards.lock() {
             s.insert(worker, LiveShard { as_of, counts });
+            self.version.fetch_add(1, Ordering::Release);
         }
+    }
+
+    /// Bumped by every publish: answers computed at one version hold
+    /// until it moves.
+    pub fn version(&self) -> u64 {
+        self.version.load(Ordering::Acquire)
     }
 
     /// Every shard published so far, by worker.

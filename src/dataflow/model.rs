@@ -18,6 +18,7 @@
 //! moves its current measures from the old show to the new one at that time.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use differential_dataflow::VecCollection;
@@ -69,6 +70,7 @@ pub struct ModelHour {
 #[derive(Debug, Default)]
 pub struct ModelBoard {
     shards: Mutex<BTreeMap<usize, ModelShard>>,
+    version: AtomicU64,
 }
 
 /// One worker's share of the live model.
@@ -87,7 +89,12 @@ impl ModelBoard {
     pub fn publish(&self, worker: usize, shard: ModelShard) {
         if let Ok(mut s) = self.shards.lock() {
             s.insert(worker, shard);
+            self.version.fetch_add(1, Ordering::Release);
         }
+    }
+    /// Bumped by every publish.
+    pub fn version(&self) -> u64 {
+        self.version.load(Ordering::Acquire)
     }
     /// Every shard published so far.
     pub fn shards(&self) -> BTreeMap<usize, ModelShard> {

@@ -8,9 +8,11 @@
 //! requests and age per kept-alive connection. Files:
 //! - [`export`]: the Prometheus export, every metric declared once;
 //! - [`query`]: the API's answers, as pure functions;
+//! - `cache`: answers kept until the boards publish again;
 //! - `peers`: asking the other processes of a cluster;
 //! - `routes`: what each path answers, the token check, health.
 
+mod cache;
 pub mod export;
 mod peers;
 pub mod query;

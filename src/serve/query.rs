@@ -29,6 +29,8 @@ pub struct Api {
     pub model: Option<Arc<crate::dataflow::model::ModelBoard>>,
     /// This process's index.
     pub process: usize,
+    /// Answers already computed at the boards' current versions.
+    pub(crate) answers: super::cache::Answers,
 }
 
 /// A refusal: the status and a JSON body that says why.
@@ -184,8 +186,23 @@ fn published(api: &Api) -> Option<(BTreeMap<usize, crate::dataflow::live::LiveSh
     Some((shards, as_of))
 }
 
-/// This process's share of an answer, in a mergeable form.
+/// This process's share of an answer, in a mergeable form; computed once
+/// per published version of the boards.
 pub fn local_answer(api: &Api, request: &Request) -> Result<serde_json::Value, Refusal> {
+    let version = (
+        api.live.version(),
+        api.model.as_ref().map_or(0, |m| m.version()),
+    );
+    let key = format!("{request:?}");
+    if let Some(answer) = api.answers.local(version, &key) {
+        return Ok(answer);
+    }
+    let answer = compute_local(api, request)?;
+    api.answers.keep(version, key, &answer);
+    Ok(answer)
+}
+
+fn compute_local(api: &Api, request: &Request) -> Result<serde_json::Value, Refusal> {
     let none_yet = || {
         bad(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -396,9 +413,14 @@ pub struct LiveModel {
     pub total_24h: i64,
 }
 
-/// This process's live model, if the job keeps one and it has published.
-pub fn live_model(api: &Api) -> Option<LiveModel> {
+/// This process's live model, if the job keeps one and it has published;
+/// built once per published version.
+pub fn live_model(api: &Api) -> Option<Arc<LiveModel>> {
     let board = api.model.as_ref()?;
+    api.answers.model(board.version(), || build_model(board))
+}
+
+fn build_model(board: &crate::dataflow::model::ModelBoard) -> Option<LiveModel> {
     let shards = board.shards();
     let as_of = shards.values().map(|s| s.as_of).min()?;
     let total_24h = shards.values().map(|s| s.total_24h).max().unwrap_or(0);
