@@ -8,7 +8,7 @@
 //! each distinct local answer once per version, up to a bound so that
 //! requests varying `k` or the region cannot grow it without limit.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use super::query::LiveModel;
@@ -20,11 +20,78 @@ const MAX_ANSWERS: usize = 256;
 /// The boards' versions an entry was computed at: (live window, model).
 pub type Version = (u64, u64);
 
+/// Values by key, each with the version it was computed at; at most
+/// [`MAX_ANSWERS`] keys.
+struct Kept<V> {
+    values: HashMap<String, (Version, V)>,
+    /// Keys whose newer value some thread is computing.
+    refreshing: HashSet<String>,
+}
+
+/// What a lookup of a whole reply found.
+pub enum Lookup<V> {
+    /// Computed at the current version.
+    Fresh(V),
+    /// Computed at an older version while another thread computes the
+    /// current one: good for this request, at most a publish behind.
+    Stale(V),
+    /// Nothing usable: the caller computes it (and is marked as doing so).
+    Miss,
+}
+
+impl<V: Clone> Kept<V> {
+    fn fresh(&self, version: Version, key: &str) -> Option<V> {
+        match self.values.get(key) {
+            Some((v, value)) if *v == version => Some(value.clone()),
+            _ => None,
+        }
+    }
+
+    fn lookup(&mut self, version: Version, key: &str) -> Lookup<V> {
+        match self.values.get(key) {
+            Some((v, value)) if *v == version => Lookup::Fresh(value.clone()),
+            Some((_, value)) if self.refreshing.contains(key) => Lookup::Stale(value.clone()),
+            _ => {
+                self.refreshing.insert(key.to_string());
+                Lookup::Miss
+            }
+        }
+    }
+
+    fn keep(&mut self, version: Version, key: String, value: V) {
+        self.refreshing.remove(&key);
+        if self.values.len() >= MAX_ANSWERS && !self.values.contains_key(&key) {
+            self.values.retain(|_, (v, _)| *v == version);
+        }
+        if self.values.len() < MAX_ANSWERS || self.values.contains_key(&key) {
+            self.values.insert(key, (version, value));
+        }
+    }
+}
+
+impl<V> Default for Kept<V> {
+    fn default() -> Self {
+        Kept {
+            values: HashMap::new(),
+            refreshing: HashSet::new(),
+        }
+    }
+}
+
+/// A whole reply: status and serialized body.
+pub type Whole = (hyper::StatusCode, bytes::Bytes);
+
 /// The cache; one per process, shared by the API threads.
 #[derive(Default)]
 pub struct Answers {
     model: Mutex<Option<(u64, Arc<LiveModel>)>>,
-    local: Mutex<(Version, HashMap<String, serde_json::Value>)>,
+    local: Mutex<Kept<serde_json::Value>>,
+    whole: Mutex<Kept<Whole>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic while holding it left a map, not a half-written value.
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Answers {
@@ -35,7 +102,7 @@ impl Answers {
         build: impl FnOnce() -> Option<LiveModel>,
     ) -> Option<Arc<LiveModel>> {
         // Held while building: the threads that ask meanwhile want the same model.
-        let mut kept = self.model.lock().unwrap_or_else(|e| e.into_inner());
+        let mut kept = lock(&self.model);
         if let Some((v, model)) = kept.as_ref() {
             if *v == version {
                 return Some(model.clone());
@@ -48,21 +115,44 @@ impl Answers {
 
     /// The local answer for `key` at `version`, if one is kept.
     pub fn local(&self, version: Version, key: &str) -> Option<serde_json::Value> {
-        let kept = self.local.lock().unwrap_or_else(|e| e.into_inner());
-        (kept.0 == version)
-            .then(|| kept.1.get(key).cloned())
-            .flatten()
+        lock(&self.local).fresh(version, key)
     }
 
     /// Keeps `answer` for `key` at `version`, dropping answers of older versions.
     pub fn keep(&self, version: Version, key: String, answer: &serde_json::Value) {
-        let mut kept = self.local.lock().unwrap_or_else(|e| e.into_inner());
-        if kept.0 != version {
-            *kept = (version, HashMap::new());
-        }
-        if kept.1.len() < MAX_ANSWERS {
-            kept.1.insert(key, answer.clone());
-        }
+        lock(&self.local).keep(version, key, answer.clone());
+    }
+
+    /// The whole reply to `key` (path and query) at `version`; on a
+    /// [`Lookup::Miss`] the caller must call [`Answers::keep_whole`] or
+    /// [`Answers::abandon`] (a [`Refreshing`] guard does the latter).
+    pub fn whole(&self, version: Version, key: &str) -> Lookup<Whole> {
+        lock(&self.whole).lookup(version, key)
+    }
+
+    /// Keeps a whole reply.
+    pub fn keep_whole(&self, version: Version, key: String, reply: Whole) {
+        lock(&self.whole).keep(version, key, reply);
+    }
+
+    /// Gives up computing `key`: the next request computes it.
+    pub fn abandon(&self, key: &str) {
+        lock(&self.whole).refreshing.remove(key);
+    }
+}
+
+/// Abandons a refresh unless it was kept: a request dropped halfway (its
+/// client went away) must not leave its key marked forever.
+pub struct Refreshing<'a> {
+    /// The cache.
+    pub answers: &'a Answers,
+    /// The key being computed.
+    pub key: String,
+}
+
+impl Drop for Refreshing<'_> {
+    fn drop(&mut self) {
+        self.answers.abandon(&self.key);
     }
 }
 
@@ -91,6 +181,31 @@ mod tests {
         assert_eq!(builds, 1);
         let newer = answers.model(8, || Some(model(9))).map(|m| m.total_24h);
         assert_eq!(newer, Some(9));
+    }
+
+    #[test]
+    fn a_stale_reply_is_served_only_while_another_thread_refreshes() {
+        let answers = Answers::default();
+        let body = |s: &str| (hyper::StatusCode::OK, bytes::Bytes::from(s.to_string()));
+        assert!(matches!(answers.whole((1, 1), "k"), Lookup::Miss));
+        answers.keep_whole((1, 1), "k".into(), body("one"));
+        assert!(matches!(answers.whole((1, 1), "k"), Lookup::Fresh(_)));
+        assert!(
+            matches!(answers.whole((2, 1), "k"), Lookup::Miss),
+            "the first asker refreshes"
+        );
+        match answers.whole((2, 1), "k") {
+            Lookup::Stale((_, b)) => assert_eq!(b, "one"),
+            _ => panic!("others get the older reply meanwhile"),
+        }
+        drop(Refreshing {
+            answers: &answers,
+            key: "k".into(),
+        });
+        assert!(
+            matches!(answers.whole((2, 1), "k"), Lookup::Miss),
+            "an abandoned refresh is retried"
+        );
     }
 
     #[test]

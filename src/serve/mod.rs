@@ -12,7 +12,7 @@
 //! - `peers`: asking the other processes of a cluster;
 //! - `routes`: what each path answers, the token check, health.
 
-mod cache;
+pub(crate) mod cache;
 pub mod export;
 mod peers;
 pub mod query;

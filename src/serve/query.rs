@@ -186,6 +186,14 @@ fn published(api: &Api) -> Option<(BTreeMap<usize, crate::dataflow::live::LiveSh
     Some((shards, as_of))
 }
 
+/// The versions of this process's boards: an answer holds until they move.
+pub fn version(api: &Api) -> super::cache::Version {
+    (
+        api.live.version(),
+        api.model.as_ref().map_or(0, |m| m.version()),
+    )
+}
+
 /// This process's share of an answer, in a mergeable form; computed once
 /// per published version of the boards.
 pub fn local_answer(api: &Api, request: &Request) -> Result<serde_json::Value, Refusal> {

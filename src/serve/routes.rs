@@ -19,6 +19,7 @@ use crate::config::ServeLimits;
 use crate::source::kafka::ProgressBoard;
 use crate::stats::Stats;
 
+use super::cache::{Lookup, Refreshing};
 use super::export::Exported;
 use super::peers::Peers;
 use super::query::{self, bad, Answer, Api};
@@ -67,7 +68,11 @@ fn reply(status: StatusCode, kind: &'static str, body: impl Into<Bytes>) -> Repl
 }
 
 fn json((status, body): Answer) -> Reply {
-    let mut r = reply(status, "application/json", body.to_string());
+    json_bytes(status, body.to_string().into())
+}
+
+fn json_bytes(status: StatusCode, body: Bytes) -> Reply {
+    let mut r = reply(status, "application/json", body);
     r.headers_mut()
         .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     r
@@ -121,7 +126,7 @@ pub(super) async fn route(shared: Arc<Shared>, req: Request<Incoming>) -> Reply 
                 return json((StatusCode::OK, body));
             }
             let (path, query) = (p.to_string(), req.uri().query().unwrap_or("").to_string());
-            json(api(shared, path, query).await)
+            api(shared, path, query).await
         }
         _ => reply(
             StatusCode::NOT_FOUND,
@@ -185,9 +190,40 @@ async fn blocking<T: Send + 'static>(
         })
 }
 
+/// Answers a query. A lone process keeps each reply until its boards
+/// publish again, so repeated requests cost no more than the HTTP exchange;
+/// while one request computes the newer reply, others get the kept one.
+async fn api(shared: Arc<Shared>, path: String, query: String) -> Reply {
+    let version = query::version(&shared.api);
+    let key = (shared.api.processes == 1).then(|| format!("{path}?{query}"));
+    let Some(key) = key else {
+        return json(answer(shared, path, query).await);
+    };
+    match shared.api.answers.whole(version, &key) {
+        Lookup::Fresh((status, body)) | Lookup::Stale((status, body)) => {
+            return json_bytes(status, body)
+        }
+        Lookup::Miss => {}
+    }
+    let guard = Refreshing {
+        answers: &shared.api.answers,
+        key,
+    };
+    let (status, body) = answer(shared.clone(), path, query).await;
+    let body = Bytes::from(body.to_string());
+    if status == StatusCode::OK {
+        shared
+            .api
+            .answers
+            .keep_whole(version, guard.key.clone(), (status, body.clone()));
+    }
+    drop(guard);
+    json_bytes(status, body)
+}
+
 /// Answers a query: this process's share, merged with every peer's when
 /// the whole job is asked (`/api/...` rather than `/api/local/...`).
-async fn api(shared: Arc<Shared>, path: String, query: String) -> Answer {
+async fn answer(shared: Arc<Shared>, path: String, query: String) -> Answer {
     let args = query::arguments(&query);
     let (local_only, route) = match path.strip_prefix("/api/local") {
         Some(rest) => (true, rest),
