@@ -246,6 +246,15 @@ impl Default for CheckpointConfig {
     }
 }
 
+impl CheckpointConfig {
+    /// `stop-timeout` as a duration.
+    pub fn stop_limit(&self) -> Result<std::time::Duration, Error> {
+        parse_duration(&self.stop_timeout)
+            .map(|ms| std::time::Duration::from_millis(ms.max(0) as u64))
+            .map_err(|e| Error::Config(format!("checkpoint.stop-timeout: {e}")))
+    }
+}
+
 /// `[job]`
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
@@ -569,8 +578,7 @@ impl JobConfig {
         self.job.connect_timeout_ms()?;
         parse_duration(&self.checkpoint.interval)
             .map_err(|e| Error::Config(format!("checkpoint.interval: {e}")))?;
-        parse_duration(&self.checkpoint.stop_timeout)
-            .map_err(|e| Error::Config(format!("checkpoint.stop-timeout: {e}")))?;
+        self.checkpoint.stop_limit()?;
         if self.sink.kind == SinkKind::S3 {
             self.sink.s3.validate()?;
         }

@@ -22,7 +22,9 @@ use timely::dataflow::operators::Probe;
 use timely::worker::Worker;
 
 use crate::catalog::Catalog;
-use crate::checkpoint::{Checkpointer, Checkpoints, ClockState, HeldRecord, PartitionLedger};
+use crate::checkpoint::{
+    Checkpointer, Checkpoints, ClockState, HeldRecord, PartitionLedger, Writer,
+};
 use crate::clock::{ClockRule, Held, PartitionClock, Verdict};
 use crate::config::{JobConfig, SourceKind};
 use crate::dataflow::model::{model_tables, ModelBoard};
@@ -298,9 +300,19 @@ pub fn execute(config: timely::Config, ctx: Arc<Context>) -> Result<StatsSnapsho
             }
         });
     }
+    let writer = match (ctx.checkpointing(), &ctx.store) {
+        (true, Some(store)) => Some(Writer::spawn(
+            store.clone(),
+            &ctx.job.job.name,
+            ctx.job.checkpoint.keep,
+            ctx.stats.clone(),
+        )?),
+        _ => None,
+    };
+    let workers_writer = writer.clone();
     let guards = timely::execute(config, move |worker| {
         formed.store(true, Ordering::Release);
-        let result = run_worker(worker, &shared);
+        let result = run_worker(worker, &shared, workers_writer.clone());
         if let Err(e) = &result {
             // Let the other workers of this process stop too.
             shared.fault.set(e);
@@ -308,19 +320,38 @@ pub fn execute(config: timely::Config, ctx: Arc<Context>) -> Result<StatsSnapsho
         result
     })
     .map_err(|e| Error::Config(format!("starting workers: {e}")))?;
+    let mut outcome = Ok(());
     for result in guards.join() {
         match result {
             Ok(Ok(())) => {}
             // The first fault: every failed worker reports the same one.
-            Ok(Err(e)) => return Err(e),
-            Err(e) => return Err(Error::Internal(format!("worker panicked: {e}"))),
+            Ok(Err(e)) => outcome = outcome.and(Err(e)),
+            Err(e) => outcome = outcome.and(Err(Error::Internal(format!("worker panicked: {e}")))),
         }
     }
-    Ok(ctx.stats.snapshot())
+    if let Some(writer) = writer {
+        // The last manifest of a finished source, within the stop bound.
+        writer.finish(ctx.job.checkpoint.stop_limit()?);
+    }
+    outcome.map(|()| ctx.stats.snapshot())
 }
 
-/// One worker: restore, build the dataflow, open the source, drive it.
-pub fn run_worker(worker: &mut Worker, ctx: &Context) -> Result<()> {
+/// The error of a stop whose final checkpoint was not written: the
+/// previous checkpoint stands, and the exit status says so.
+fn final_checkpoint_failed(id: u64, limit: Duration) -> Error {
+    Error::External {
+        system: "object store",
+        message: format!(
+            "the final checkpoint {id} was not written within checkpoint.stop-timeout \
+             ({limit:?}); the previous checkpoint stands and a restart resumes from it"
+        ),
+        retryable: true,
+    }
+}
+
+/// One worker: restore, build the dataflow, open the source, drive it;
+/// `writer` writes its checkpoint parts, when the job checkpoints.
+pub fn run_worker(worker: &mut Worker, ctx: &Context, writer: Option<Arc<Writer>>) -> Result<()> {
     let (index, peers) = (worker.index(), worker.peers());
     let _span = tracing::info_span!("worker", index, peers).entered();
     let began = Instant::now();
@@ -525,17 +556,15 @@ pub fn run_worker(worker: &mut Worker, ctx: &Context) -> Result<()> {
     for (p, l) in &restore.ledgers {
         driver.marks.insert(*p, restored_clock(ctx, l)?);
     }
-    if let (true, Some(store)) = (ctx.checkpointing(), &ctx.store) {
+    if let Some(writer) = writer {
         let interval = crate::time::parse_duration(&ctx.job.checkpoint.interval)
             .map_err(Error::Config)?
             .max(1) as u64;
         let mut cp = Checkpointer::new(
-            store.clone(),
-            &ctx.job.job.name,
+            writer,
             index,
             peers,
             interval,
-            ctx.job.checkpoint.keep,
             ctx.model.map_or(ctx.window.panes(), |m| {
                 m.score_panes.max(ctx.window.panes())
             }),
@@ -906,6 +935,9 @@ impl<'a> Driver<'a> {
                     .frontier_ms
                     .store(self.ctx.window.pane_start(f), Ordering::Relaxed);
             }
+            if let (Some(cp), 0) = (self.checkpointer.as_ref(), worker.index()) {
+                cp.writer().set_frontier(frontier);
+            }
             if stopping.is_none() && self.ctx.stop.load(Ordering::Relaxed) {
                 self.dead.flush()?;
                 match self.checkpointer.as_mut() {
@@ -915,6 +947,7 @@ impl<'a> Driver<'a> {
                             checkpoint = id,
                             "stop requested: taking a final checkpoint"
                         );
+                        let limit = self.ctx.job.checkpoint.stop_limit()?;
                         Self::checkpoint(
                             &self.ctx.stats,
                             cp,
@@ -922,7 +955,9 @@ impl<'a> Driver<'a> {
                             &self.marks,
                             id,
                             frontier,
+                            Some(limit),
                         )?;
+                        cp.writer().wait_for(id);
                         stopping = Some((id, Instant::now()));
                     }
                     None => return Ok(true),
@@ -930,20 +965,14 @@ impl<'a> Driver<'a> {
             }
             if let Some((id, since)) = stopping {
                 // Keep stepping (the frontier must pass the checkpoint time) until it is complete.
-                if let Some(cp) = self.checkpointer.as_mut() {
-                    cp.complete_pending(frontier, false)?;
-                    let limit = crate::time::parse_duration(&self.ctx.job.checkpoint.stop_timeout)
-                        .unwrap_or(60_000) as u64;
-                    if cp.is_complete(id)? {
+                if let Some(cp) = self.checkpointer.as_ref() {
+                    if cp.writer().is_complete(id) {
                         tracing::info!(checkpoint = id, "final checkpoint complete; stopping");
                         return Ok(true);
                     }
-                    if since.elapsed() > Duration::from_millis(limit) {
-                        tracing::warn!(
-                            checkpoint = id,
-                            "final checkpoint did not complete in time; the previous one stands"
-                        );
-                        return Ok(true);
+                    let limit = self.ctx.job.checkpoint.stop_limit()?;
+                    if cp.writer().failed(id) || since.elapsed() > limit {
+                        return Err(final_checkpoint_failed(id, limit));
                     }
                 }
                 worker.step_or_park(Some(Duration::from_millis(5)));
@@ -954,9 +983,16 @@ impl<'a> Driver<'a> {
                     // Letters of records before the checkpoint's offsets are
                     // acknowledged (or spooled) before the offsets are recorded.
                     self.dead.flush()?;
-                    Self::checkpoint(&self.ctx.stats, cp, &*self.source, &self.marks, id, Some(f))?;
+                    Self::checkpoint(
+                        &self.ctx.stats,
+                        cp,
+                        &*self.source,
+                        &self.marks,
+                        id,
+                        Some(f),
+                        None,
+                    )?;
                 }
-                cp.complete_pending(frontier, false)?;
             }
             if let Some(session) = input.as_mut() {
                 let behind = probe.less_than(&session.time().saturating_sub(max_lead));
@@ -1040,9 +1076,7 @@ impl<'a> Driver<'a> {
                     _ => self.model = None,
                 }
             } else if frontier.is_none() {
-                if let Some(cp) = self.checkpointer.as_mut() {
-                    cp.complete_pending(None, true)?;
-                }
+                // The writer completes what is pending once the workers are done.
                 return Ok(false);
             }
             worker.step_or_park(if idle {
@@ -1065,7 +1099,9 @@ impl<'a> Driver<'a> {
         }
     }
 
-    /// Writes this worker's part of checkpoint `id`; a failure skips this checkpoint, it does not stop the job.
+    /// Hands this worker's part of checkpoint `id` to the writer; a part
+    /// that cannot be queued skips this checkpoint (counted), it does not
+    /// stop the job. `retry_for`: how long the writer may retry it.
     fn checkpoint(
         stats: &Stats,
         cp: &mut Checkpointer,
@@ -1073,6 +1109,7 @@ impl<'a> Driver<'a> {
         marks: &BTreeMap<PartitionId, Clock>,
         id: u64,
         frontier: Option<Pane>,
+        retry_for: Option<Duration>,
     ) -> Result<()> {
         let Some(frontier) = frontier else {
             return Ok(());
@@ -1080,23 +1117,9 @@ impl<'a> Driver<'a> {
         let positions = source.positions();
         let clocks: BTreeMap<PartitionId, ClockState> =
             marks.iter().map(|(p, c)| (*p, clock_state(c))).collect();
-        let started = Instant::now();
-        match cp.take(id, frontier, &positions, &clocks) {
-            Ok(meta) => {
-                tracing::info!(checkpoint = id, entries = meta.entries, bytes = meta.bytes, took = ?started.elapsed(), "checkpoint part written");
-                Stats::add(&stats.checkpoints, 1);
-                stats
-                    .checkpoint_micros
-                    .store(started.elapsed().as_micros() as u64, Ordering::Relaxed);
-                stats.checkpoint_bytes.store(meta.bytes, Ordering::Relaxed);
-                stats
-                    .checkpoint_last_ms
-                    .store(crate::time::now_ms(), Ordering::Relaxed);
-            }
-            Err(e) => {
-                Stats::add(&stats.checkpoint_failures, 1);
-                tracing::warn!(checkpoint = id, error = %e, "checkpoint part not written; skipping this checkpoint");
-            }
+        if let Err(e) = cp.take(id, frontier, &positions, &clocks, retry_for) {
+            Stats::add(&stats.checkpoint_failures, 1);
+            tracing::warn!(checkpoint = id, error = %e, "checkpoint part not queued; skipping this checkpoint");
         }
         Ok(())
     }

@@ -66,6 +66,12 @@ pub struct Stats {
     pub checkpoint_bytes: AtomicU64,
     /// Wall-clock time of the last checkpoint part (ms).
     pub checkpoint_last_ms: AtomicI64,
+    /// Checkpoints whose manifest this process wrote (the process of worker 0).
+    pub checkpoints_completed: AtomicU64,
+    /// Wall-clock time of the last completed checkpoint (ms).
+    pub checkpoint_completed_ms: AtomicI64,
+    /// Failed store calls while completing or pruning checkpoints.
+    pub checkpoint_store_errors: AtomicU64,
     /// When each worker last went round its loop, for `/healthz`.
     pub steps: Steps,
 }

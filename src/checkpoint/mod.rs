@@ -15,7 +15,12 @@
 //! hour ending before `T` is published, and the parts hold every pane the
 //! hours ending at or after `T` need.
 
+mod writer;
+
+pub use writer::Writer;
+
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -395,6 +400,14 @@ impl<'a> Checkpoints<'a> {
         Ok(Some(manifest))
     }
 
+    /// True once checkpoint `id` has its manifest.
+    pub fn is_complete(&self, id: u64) -> Result<bool> {
+        Ok(self
+            .store
+            .get(&format!("{}/{MANIFEST}", self.dir(id)))?
+            .is_some())
+    }
+
     /// Ids that have a manifest, newest first.
     pub fn complete(&self) -> Result<Vec<u64>> {
         let mut ids: Vec<u64> = self
@@ -484,21 +497,17 @@ impl<'a> Checkpoints<'a> {
     }
 }
 
-/// A worker's side of checkpointing: keeps its partitions' ledgers, writes
-/// its part on schedule, and (worker 0) completes checkpoints.
+/// A worker's side of checkpointing: keeps its partitions' ledgers and
+/// hands its part to the process's [`Writer`] on schedule.
 pub struct Checkpointer {
-    store: std::sync::Arc<dyn ObjectStore>,
-    job: String,
+    writer: Arc<Writer>,
     index: usize,
     peers: usize,
     interval_ms: u64,
-    keep: usize,
     window_panes: u64,
     /// What this worker's partitions have contributed.
     pub ledgers: BTreeMap<PartitionId, PartitionLedger>,
     last_id: Option<u64>,
-    pending: Vec<u64>,
-    last_poll: std::time::Instant,
     /// The time of the checkpoint this run restored from: the frontier of a
     /// new checkpoint is never below it (hours before it are already out,
     /// and the restored ledgers hold nothing older).
@@ -508,28 +517,27 @@ pub struct Checkpointer {
 impl Checkpointer {
     /// A checkpointer for worker `index` of `peers`.
     pub fn new(
-        store: std::sync::Arc<dyn ObjectStore>,
-        job: &str,
+        writer: Arc<Writer>,
         index: usize,
         peers: usize,
         interval_ms: u64,
-        keep: usize,
         window_panes: u64,
     ) -> Self {
         Checkpointer {
-            store,
-            job: job.to_string(),
+            writer,
             index,
             peers,
             interval_ms: interval_ms.max(1),
-            keep,
             window_panes,
             ledgers: BTreeMap::new(),
             last_id: None,
-            pending: Vec::new(),
-            last_poll: std::time::Instant::now(),
             floor: 0,
         }
+    }
+
+    /// The process's writer.
+    pub fn writer(&self) -> &Writer {
+        &self.writer
     }
 
     /// Continues after a restore from checkpoint `id` taken at `time`: new ids
@@ -563,15 +571,17 @@ impl Checkpointer {
         (now_ms / self.interval_ms + 1).max(self.last_id.map_or(0, |l| l + 1))
     }
 
-    /// Captures and writes this worker's part of checkpoint `id`.
-    /// `frontier` is the dataflow's output frontier now; `positions` the
-    /// next offsets and `clocks` the clocks of this worker's partitions.
+    /// Captures this worker's part of checkpoint `id` and queues it for the
+    /// writer. `frontier` is the dataflow's output frontier now; `positions`
+    /// the next offsets and `clocks` the clocks of this worker's partitions;
+    /// `retry_for`: how long the writer may retry it (the final one of a stop).
     pub fn take(
         &mut self,
         id: u64,
         frontier: Pane,
         positions: &BTreeMap<PartitionId, i64>,
         clocks: &BTreeMap<PartitionId, ClockState>,
+        retry_for: Option<std::time::Duration>,
     ) -> Result<PartMeta> {
         self.last_id = Some(id);
         let frontier = frontier.max(self.floor);
@@ -599,45 +609,8 @@ impl Checkpointer {
             bytes: part.len() as u64,
             crc32: crc32(&part[24..]),
         };
-        Checkpoints::new(&*self.store, &self.job).write_part(id, &part, &meta)?;
-        if self.index == 0 {
-            self.pending.push(id);
-        }
+        self.writer.submit(id, part, meta.clone(), retry_for)?;
         Ok(meta)
-    }
-
-    /// Worker 0: writes manifests of checkpoints whose parts all exist and
-    /// whose time the frontier has passed; prunes old ones. Returns completed ids.
-    pub fn complete_pending(&mut self, frontier: Option<Pane>, force: bool) -> Result<Vec<u64>> {
-        if self.pending.is_empty()
-            || (!force && self.last_poll.elapsed() < std::time::Duration::from_millis(250))
-        {
-            return Ok(Vec::new());
-        }
-        self.last_poll = std::time::Instant::now();
-        let cps = Checkpoints::new(&*self.store, &self.job);
-        let mut done = Vec::new();
-        for &id in &self.pending {
-            if let Some(m) = cps.try_complete(id, self.peers, frontier)? {
-                tracing::info!(checkpoint = id, time = m.time, "checkpoint complete");
-                done.push(id);
-            }
-        }
-        if !done.is_empty() {
-            // Older pending ones can never be newer than a completed one: drop them.
-            let newest = done.iter().copied().max().unwrap_or(0);
-            self.pending.retain(|id| *id > newest);
-            cps.prune(self.keep)?;
-        }
-        Ok(done)
-    }
-
-    /// True once checkpoint `id` has its manifest (any worker may ask).
-    pub fn is_complete(&self, id: u64) -> Result<bool> {
-        Ok(self
-            .store
-            .get(&format!("checkpoints/{}/{id:020}/{MANIFEST}", self.job))?
-            .is_some())
     }
 }
 
@@ -677,23 +650,30 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         let store: std::sync::Arc<dyn ObjectStore> =
             std::sync::Arc::new(crate::sink::store::LocalStore::new(&dir).expect("store"));
-        let mut cp = Checkpointer::new(store.clone(), "j", 0, 1, 1000, 3, 60);
+        let stats = std::sync::Arc::new(crate::stats::Stats::default());
+        let writer = Writer::spawn(store.clone(), "j", 3, stats.clone()).expect("writer");
+        let mut cp = Checkpointer::new(writer.clone(), 0, 1, 1000, 60);
         cp.restored(50, 29_000_000);
         assert_eq!(cp.due(50_999), None, "ids continue after the restored one");
         assert_eq!(cp.due(51_000), Some(51));
         cp.record(0, 7, 29_000_010, 2);
         let positions: BTreeMap<PartitionId, i64> = [(0, 9)].into();
         let meta = cp
-            .take(51, 0, &positions, &BTreeMap::new())
-            .expect("written");
+            .take(51, 0, &positions, &BTreeMap::new(), None)
+            .expect("queued");
         assert_eq!(
             meta.frontier, 29_000_000,
             "a fresh probe reading 0 does not pull the checkpoint time back"
         );
-        let m = cp
-            .complete_pending(Some(29_000_000), true)
-            .expect("completes");
-        assert_eq!(m, vec![51]);
+        writer.set_frontier(Some(29_000_000));
+        writer.finish(std::time::Duration::from_secs(10));
+        assert!(writer.is_complete(51));
+        assert_eq!(
+            stats
+                .checkpoints_completed
+                .load(std::sync::atomic::Ordering::Relaxed),
+            1
+        );
         let (manifest, ledgers) = Checkpoints::new(&*store, "j")
             .latest_valid()
             .expect("reads")
@@ -739,9 +719,9 @@ pub struct BenchReport {
     pub entries: u64,
     /// Size of the part file.
     pub bytes: u64,
-    /// Encoding and writing the part (and its metadata), seconds.
+    /// Encoding the part and queueing it for the writer, seconds.
     pub take_seconds: f64,
-    /// Writing the manifest, seconds.
+    /// Writing the part, its metadata and the manifest, seconds.
     pub complete_seconds: f64,
     /// Finding, reading, verifying and decoding the checkpoint, seconds.
     pub load_seconds: f64,
@@ -755,7 +735,9 @@ pub fn bench(
     panes: u64,
 ) -> Result<BenchReport> {
     let panes = panes.max(1);
-    let mut cp = Checkpointer::new(store.clone(), "checkpoint-bench", 0, 1, 1, 1, panes);
+    let stats = std::sync::Arc::new(crate::stats::Stats::default());
+    let writer = Writer::spawn(store.clone(), "checkpoint-bench", 1, stats)?;
+    let mut cp = Checkpointer::new(writer.clone(), 0, 1, 1, panes);
     let per_pane = entries.div_ceil(panes);
     let first: Pane = 29_500_000;
     let mut n = 0;
@@ -779,10 +761,18 @@ pub fn bench(
     .into();
     let id = crate::time::now_ms() as u64;
     let t = std::time::Instant::now();
-    let meta = cp.take(id, first, &positions, &clocks)?;
+    let meta = cp.take(id, first, &positions, &clocks, None)?;
     let take_seconds = t.elapsed().as_secs_f64();
     let t = std::time::Instant::now();
-    cp.complete_pending(Some(first), true)?;
+    writer.set_frontier(Some(first));
+    writer.finish(std::time::Duration::from_secs(600));
+    if !writer.is_complete(id) {
+        return Err(Error::External {
+            system: "object store",
+            message: format!("checkpoint {id} was not written"),
+            retryable: true,
+        });
+    }
     let complete_seconds = t.elapsed().as_secs_f64();
     let t = std::time::Instant::now();
     let (_, ledgers) = Checkpoints::new(&*store, "checkpoint-bench")
