@@ -517,7 +517,14 @@ impl SinkConfig {
     ) -> Result<Option<std::sync::Arc<dyn crate::sink::store::ObjectStore>>, Error> {
         use std::sync::Arc;
         Ok(match self.kind {
-            SinkKind::Local => Some(Arc::new(crate::sink::store::LocalStore::new(&self.path)?)),
+            SinkKind::Local => {
+                let store = crate::sink::store::LocalStore::new(&self.path)?;
+                let swept = store.sweep()?;
+                if swept > 0 {
+                    tracing::info!(swept, path = %self.path.display(), "removed temp files of unfinished writes");
+                }
+                Some(Arc::new(store))
+            }
             SinkKind::S3 => Some(Arc::new(crate::sink::s3::S3Store::connect(&self.s3)?)),
             SinkKind::None => None,
         })

@@ -2,6 +2,9 @@
 
 use thiserror::Error as ThisError;
 
+/// What an external error says when a call ran out of time.
+pub const TIMED_OUT: &str = "timed out";
+
 /// Everything that can stop the pipeline.
 #[derive(Debug, ThisError)]
 pub enum Error {
@@ -45,6 +48,28 @@ impl Error {
         }
     }
 
+    /// The same error with `what` after its message, keeping whose fault it is.
+    pub fn with(self, what: &str) -> Error {
+        match self {
+            Error::Config(m) => Error::Config(format!("{m}; {what}")),
+            Error::Input(m) => Error::Input(format!("{m}; {what}")),
+            Error::Io { context, cause } => Error::Io {
+                context: format!("{context} ({what})"),
+                cause,
+            },
+            Error::External {
+                system,
+                message,
+                retryable,
+            } => Error::External {
+                system,
+                message: format!("{message}; {what}"),
+                retryable,
+            },
+            Error::Internal(m) => Error::Internal(format!("{m}; {what}")),
+        }
+    }
+
     /// The same error again (an I/O cause keeps its kind and message):
     /// a fault seen by several workers keeps saying whose fault it is.
     pub fn duplicate(&self) -> Error {
@@ -77,6 +102,15 @@ impl Error {
             Error::External { .. } => 69,
             Error::Io { .. } => 74,
             Error::Internal(_) => 70,
+        }
+    }
+
+    /// True if the operation ran out of time (a store or broker that hangs).
+    pub fn is_timeout(&self) -> bool {
+        match self {
+            Error::Io { cause, .. } => cause.kind() == std::io::ErrorKind::TimedOut,
+            Error::External { message, .. } => message.contains(TIMED_OUT),
+            _ => false,
         }
     }
 

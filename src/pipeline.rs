@@ -122,7 +122,10 @@ impl Context {
             )),
             SourceKind::File | SourceKind::Kafka => None,
         };
-        let store: Option<Arc<dyn ObjectStore>> = job.sink.open()?;
+        let stats = Arc::new(Stats::default());
+        let store: Option<Arc<dyn ObjectStore>> = job.sink.open()?.map(|s| {
+            Arc::new(crate::sink::measured::Measured::new(s, stats.clone())) as Arc<dyn ObjectStore>
+        });
         let model = if job.model.enabled {
             Some(
                 job.model
@@ -144,7 +147,7 @@ impl Context {
             generator,
             store,
             dead_letters,
-            stats: Arc::new(Stats::default()),
+            stats,
             fault: Arc::new(FaultSlot::default()),
             kafka_progress: ProgressBoard::default(),
             stop: Arc::new(AtomicBool::new(false)),

@@ -66,6 +66,16 @@ pub struct Stats {
     pub checkpoint_bytes: AtomicU64,
     /// Wall-clock time of the last checkpoint part (ms).
     pub checkpoint_last_ms: AtomicI64,
+    /// Store calls (snapshots and checkpoints).
+    pub store_calls: AtomicU64,
+    /// Time spent in store calls (µs).
+    pub store_call_micros: AtomicU64,
+    /// Store calls that failed.
+    pub store_errors: AtomicU64,
+    /// Store calls that timed out.
+    pub store_timeouts: AtomicU64,
+    /// Hours this process holds back because a store write failed for good.
+    pub hours_held_back: AtomicU64,
     /// Checkpoints whose manifest this process wrote (the process of worker 0).
     pub checkpoints_completed: AtomicU64,
     /// Wall-clock time of the last completed checkpoint (ms).

@@ -228,6 +228,14 @@ fn missing_bucket_and_bad_credentials_fail_at_start() {
     );
     let mut down = s3.config("popularity", "");
     down.endpoint = Some(format!("http://127.0.0.1:{}", free_port()));
+    down.startup_wait = "2s".into();
+    let began = std::time::Instant::now();
     let err = S3Store::connect(&down).err().expect("nothing listening");
     assert!(err.to_string().contains("could not reach"), "{err}");
+    assert!(err.to_string().contains("startup-wait"), "{err}");
+    assert!(
+        began.elapsed() >= Duration::from_millis(1500) && began.elapsed() < Duration::from_secs(15),
+        "waited about sink.s3.startup-wait: {:?}",
+        began.elapsed()
+    );
 }

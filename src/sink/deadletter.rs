@@ -86,7 +86,13 @@ impl DeadLetterSink for LocalDeadLetters {
     fn flush(&mut self) -> Result<()> {
         self.out
             .flush()
-            .map_err(|e| Error::io(format!("flushing {}", self.path), e))
+            .map_err(|e| Error::io(format!("flushing {}", self.path), e))?;
+        // On disk, not only in the page cache: a checkpoint taken after this
+        // must not outlive the letters of the records before its offsets.
+        self.out
+            .get_ref()
+            .sync_data()
+            .map_err(|e| Error::io(format!("syncing {}", self.path), e))
     }
 }
 

@@ -42,6 +42,17 @@ pub struct S3Config {
     pub multipart_threshold: String,
     /// Size of each multipart part (at least 5MiB).
     pub multipart_chunk: String,
+    /// Longest wait for a connection to the store.
+    pub connect_timeout: String,
+    /// Longest wait for the next bytes of a response (a hung connection ends here).
+    pub read_timeout: String,
+    /// Longest time one attempt of a store call may take.
+    pub attempt_timeout: String,
+    /// Longest time a store call may take with the client's own retries.
+    pub operation_timeout: String,
+    /// How long the start-up check waits (with back-off) for a store that
+    /// cannot be reached yet, before it gives up.
+    pub startup_wait: String,
 }
 
 impl Default for S3Config {
@@ -56,6 +67,11 @@ impl Default for S3Config {
             secret_access_key: None,
             multipart_threshold: "16MiB".into(),
             multipart_chunk: "8MiB".into(),
+            connect_timeout: "5s".into(),
+            read_timeout: "30s".into(),
+            attempt_timeout: "60s".into(),
+            operation_timeout: "2m".into(),
+            startup_wait: "2m".into(),
         }
     }
 }
@@ -92,12 +108,43 @@ impl S3Config {
         }
         parse_bytes(&self.multipart_threshold)
             .map_err(|e| Error::Config(format!("sink.s3.multipart-threshold: {e}")))?;
+        self.timeouts()?;
+        self.startup_wait()?;
         if self.access_key_id.is_some() != self.secret_access_key.is_some() {
             return Err(Error::Config(
                 "sink.s3: give both access-key-id and secret-access-key, or neither".into(),
             ));
         }
         Ok(())
+    }
+}
+
+fn duration(key: &str, value: &str) -> Result<std::time::Duration> {
+    crate::time::parse_duration(value)
+        .ok()
+        .filter(|ms| *ms > 0)
+        .map(|ms| std::time::Duration::from_millis(ms as u64))
+        .ok_or_else(|| {
+            Error::Config(format!(
+                "sink.s3.{key}: `{value}` is not a positive duration (try 5s, 2m)"
+            ))
+        })
+}
+
+impl S3Config {
+    /// The client's timeouts.
+    pub fn timeouts(&self) -> Result<aws_config::timeout::TimeoutConfig> {
+        Ok(aws_config::timeout::TimeoutConfig::builder()
+            .connect_timeout(duration("connect-timeout", &self.connect_timeout)?)
+            .read_timeout(duration("read-timeout", &self.read_timeout)?)
+            .operation_attempt_timeout(duration("attempt-timeout", &self.attempt_timeout)?)
+            .operation_timeout(duration("operation-timeout", &self.operation_timeout)?)
+            .build())
+    }
+
+    /// `startup-wait` as a duration.
+    pub fn startup_wait(&self) -> Result<std::time::Duration> {
+        duration("startup-wait", &self.startup_wait)
     }
 }
 
@@ -122,7 +169,7 @@ fn classify<E: ProvideErrorMetadata + std::fmt::Debug, R: std::fmt::Debug>(
             false,
             format!("{what}: could not build the request: {err:?}"),
         ),
-        SdkError::TimeoutError(_) => (true, format!("{what}: timed out")),
+        SdkError::TimeoutError(_) => (true, format!("{what}: {}", crate::error::TIMED_OUT)),
         SdkError::DispatchFailure(e) => (true, format!("{what}: could not reach the store: {e:?}")),
         SdkError::ResponseError(_) => (true, format!("{what}: unreadable response")),
         SdkError::ServiceError(e) => {
@@ -156,8 +203,9 @@ impl S3Store {
             .enable_all()
             .build()
             .map_err(|e| Error::io("starting the S3 client runtime", e))?;
-        let mut loader =
-            aws_config::defaults(BehaviorVersion::latest()).region(Region::new(cfg.region.clone()));
+        let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .region(Region::new(cfg.region.clone()))
+            .timeout_config(cfg.timeouts()?);
         if let Some(ep) = &cfg.endpoint {
             loader = loader.endpoint_url(ep);
         }
@@ -178,8 +226,30 @@ impl S3Store {
             threshold: parse_bytes(&cfg.multipart_threshold).map_err(Error::Config)?,
             chunk: parse_bytes(&cfg.multipart_chunk).map_err(Error::Config)?,
         };
-        store.check_bucket()?;
+        store.wait_for_bucket(cfg.startup_wait()?)?;
         Ok(store)
+    }
+
+    /// Checks the bucket, waiting with back-off while the store cannot be
+    /// reached (it may be starting beside the job), for at most `limit`.
+    fn wait_for_bucket(&self, limit: std::time::Duration) -> Result<()> {
+        let began = std::time::Instant::now();
+        let mut backoff = std::time::Duration::from_millis(200);
+        loop {
+            match self.check_bucket() {
+                Err(e) if e.retryable() && began.elapsed() + backoff < limit => {
+                    tracing::warn!(error = %e, retry_in = ?backoff, waited = ?began.elapsed(), "the store cannot be reached yet; waiting (sink.s3.startup-wait)");
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(std::time::Duration::from_secs(5));
+                }
+                Err(e) if e.retryable() => {
+                    return Err(e.with(&format!(
+                        "still unreachable after sink.s3.startup-wait ({limit:?})"
+                    )))
+                }
+                other => return other,
+            }
+        }
     }
 
     fn check_bucket(&self) -> Result<()> {

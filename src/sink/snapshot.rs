@@ -139,10 +139,16 @@ pub fn write_parts<'scope>(
                     inflight.insert(id, held);
                 }
             });
-            deliver(&uploader, &mut inflight, &fault, |cap, record| {
-                count_part(&stats, &record);
-                output.session(cap).give(record);
-            });
+            deliver(
+                &uploader,
+                &mut inflight,
+                &fault,
+                (&window, &stats),
+                |cap, record| {
+                    count_part(&stats, &record);
+                    output.session(cap).give(record);
+                },
+            );
         }
     })
 }
@@ -247,12 +253,18 @@ pub fn publish_hours<'scope>(
                     }));
                     inflight.insert(id, cap.delayed(&time));
                 }
-                deliver(&uploader, &mut inflight, &fault, |cap, manifests| {
-                    // Hours count once, by the `titles` table every job writes.
-                    let hours = manifests.iter().filter(|m| m.table == TITLES).count();
-                    Stats::add(&stats.hours_published, hours as u64);
-                    output.session(cap).give_iterator(manifests.into_iter());
-                });
+                deliver(
+                    &uploader,
+                    &mut inflight,
+                    &fault,
+                    (&window, &stats),
+                    |cap, manifests| {
+                        // Hours count once, by the `titles` table every job writes.
+                        let hours = manifests.iter().filter(|m| m.table == TITLES).count();
+                        Stats::add(&stats.hours_published, hours as u64);
+                        output.session(cap).give_iterator(manifests.into_iter());
+                    },
+                );
                 crate::dataflow::follow_frontier(&mut held, bound);
             }
         },
@@ -260,20 +272,31 @@ pub fn publish_hours<'scope>(
 }
 
 /// Hands on every finished upload with the capability it was submitted
-/// under; a failed one becomes the job's fault.
+/// under. A failed one becomes the job's fault and keeps its capability:
+/// the frontier never passes that hour, so no `_SUCCESS` is written for it
+/// and no checkpoint completes past it, in any process of the job.
 fn deliver<R: Send + 'static>(
     uploader: &Uploader<R>,
     inflight: &mut HashMap<u64, Capability<Pane>>,
     fault: &FaultSlot,
+    (window, stats): (&WindowSpec, &Stats),
     mut give: impl FnMut(&Capability<Pane>, R),
 ) {
     for (id, result) in uploader.completed() {
-        let Some(cap) = inflight.remove(&id) else {
-            continue;
-        };
         match result {
-            Ok(r) => give(&cap, r),
-            Err(e) => fault.set(&e),
+            Ok(r) => {
+                if let Some(cap) = inflight.remove(&id) {
+                    give(&cap, r)
+                }
+            }
+            Err(e) => {
+                let hour = inflight.get(&id).map(|cap| window.hour_of(*cap.time()));
+                let (dt, hh) = hour.map(crate::time::hour_partition).unwrap_or_default();
+                Stats::add(&stats.hours_held_back, 1);
+                fault.set(&e.with(&format!(
+                    "hour dt={dt} hour={hh} is not published and no checkpoint passes it"
+                )));
+            }
         }
     }
 }
@@ -472,12 +495,18 @@ pub fn write_model_parts<'scope>(
                     inflight.insert(id, held);
                 }
             });
-            deliver(&uploader, &mut inflight, &fault, |cap, records| {
-                for record in &records {
-                    count_part(&stats, record);
-                }
-                output.session(cap).give_iterator(records.into_iter());
-            });
+            deliver(
+                &uploader,
+                &mut inflight,
+                &fault,
+                (&window, &stats),
+                |cap, records| {
+                    for record in &records {
+                        count_part(&stats, record);
+                    }
+                    output.session(cap).give_iterator(records.into_iter());
+                },
+            );
         }
     })
 }
@@ -538,10 +567,16 @@ pub fn write_trending<'scope>(
                     }));
                     inflight.insert(id, cap.delayed(&time));
                 }
-                deliver(&uploader, &mut inflight, &fault, |cap, record| {
-                    count_part(&stats, &record);
-                    output.session(cap).give(record);
-                });
+                deliver(
+                    &uploader,
+                    &mut inflight,
+                    &fault,
+                    (&window, &stats),
+                    |cap, record| {
+                        count_part(&stats, &record);
+                        output.session(cap).give(record);
+                    },
+                );
                 crate::dataflow::follow_frontier(&mut held, bound);
             }
         },

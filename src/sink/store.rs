@@ -40,6 +40,33 @@ impl LocalStore {
         })
     }
 
+    /// Removes the temp files of puts that never finished (the process was
+    /// killed) whose writer is no longer running, or that carry this
+    /// process's id (a restarted container's pid repeats); returns how
+    /// many. Called when a job opens its store, before any put.
+    pub fn sweep(&self) -> Result<usize> {
+        let mut removed = 0;
+        let mut stack = vec![self.root.clone()];
+        while let Some(dir) = stack.pop() {
+            let entries = match std::fs::read_dir(&dir) {
+                Ok(e) => e,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(Error::io(format!("listing {}", dir.display()), e)),
+            };
+            for entry in entries.flatten() {
+                let path = entry.path();
+                if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                    stack.push(path);
+                } else if stale_temp(&entry.file_name().to_string_lossy()) {
+                    std::fs::remove_file(&path)
+                        .map_err(|e| Error::io(format!("removing {}", path.display()), e))?;
+                    removed += 1;
+                }
+            }
+        }
+        Ok(removed)
+    }
+
     fn path(&self, key: &str) -> Result<PathBuf> {
         if key.is_empty()
             || key
@@ -49,6 +76,17 @@ impl LocalStore {
             return Err(Error::Internal(format!("invalid object key `{key}`")));
         }
         Ok(self.root.join(key))
+    }
+}
+
+/// True for a temp file of [`LocalStore::put`] whose process is gone.
+fn stale_temp(name: &str) -> bool {
+    let Some((_, pid)) = name.strip_prefix('.').and_then(|n| n.rsplit_once(".tmp-")) else {
+        return false;
+    };
+    match pid.parse::<u32>() {
+        Ok(pid) => pid == std::process::id() || !Path::new(&format!("/proc/{pid}")).exists(),
+        Err(_) => false,
     }
 }
 
@@ -66,13 +104,19 @@ impl ObjectStore for LocalStore {
             .unwrap_or("object");
         let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
         let ctx = |what: &str| format!("{what} {}", tmp.display());
-        let mut f = std::fs::File::create(&tmp).map_err(|e| Error::io(ctx("creating"), e))?;
-        f.write_all(bytes)
-            .map_err(|e| Error::io(ctx("writing"), e))?;
-        f.sync_all().map_err(|e| Error::io(ctx("syncing"), e))?;
-        std::fs::rename(&tmp, &path)
-            .map_err(|e| Error::io(format!("renaming into {}", path.display()), e))?;
-        Ok(())
+        let written = (|| {
+            let mut f = std::fs::File::create(&tmp).map_err(|e| Error::io(ctx("creating"), e))?;
+            f.write_all(bytes)
+                .map_err(|e| Error::io(ctx("writing"), e))?;
+            f.sync_all().map_err(|e| Error::io(ctx("syncing"), e))?;
+            std::fs::rename(&tmp, &path)
+                .map_err(|e| Error::io(format!("renaming into {}", path.display()), e))
+        })();
+        if written.is_err() {
+            // A full disk or a failed rename leaves no temp file behind.
+            let _ = std::fs::remove_file(&tmp);
+        }
+        written
     }
 
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
@@ -173,6 +217,24 @@ mod tests {
         s.delete("b/other").expect("delete twice");
         assert!(s.list("b/").expect("list").is_empty());
         assert!(s.put("../escape", b"no").is_err());
+        // A put that cannot land (a directory where the object goes) leaves no temp file.
+        std::fs::create_dir_all(root.join("c/taken/inside")).expect("dir");
+        assert!(s.put("c/taken", b"z").is_err());
+        let left: Vec<_> = std::fs::read_dir(root.join("c"))
+            .expect("dir")
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        assert_eq!(left, vec![std::ffi::OsString::from("taken")]);
+        // A killed writer's temp file is swept; a live one's is not.
+        std::fs::write(root.join("c/.x.parquet.tmp-4000000"), b"half").expect("write");
+        let live = format!(".y.parquet.tmp-{}", std::process::id());
+        std::fs::write(root.join("c").join(&live), b"mine").expect("write");
+        assert_eq!(
+            s.sweep().expect("sweep"),
+            2,
+            "a dead pid's and this (restarted) process's own"
+        );
         let _ = std::fs::remove_dir_all(&root);
     }
 }

@@ -8,8 +8,13 @@
 //! sources stop reading once they are `max-lead-panes` ahead. That is the
 //! back-pressure, and it bounds memory. A job that fails for good (access
 //! denied, a bug) is reported and stops the job.
+//!
+//! Dropping an uploader (the job stops) lets it finish its queue for up to
+//! [`GRACE`]; then it gives up what is left (a store outage must not keep a
+//! stopping process alive): an hour given up has no `_SUCCESS`, so it is
+//! not published, and a restart from the last checkpoint writes it again.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -30,7 +35,11 @@ pub struct Uploader<R: Send + 'static> {
     done: mpsc::Receiver<(u64, Result<R>)>,
     next: u64,
     thread: Option<JoinHandle<()>>,
+    abandon: Arc<AtomicBool>,
 }
+
+/// How long a dropped uploader may go on with its queue.
+pub const GRACE: Duration = Duration::from_secs(10);
 
 /// First wait before retrying a failed job.
 const FIRST_BACKOFF: Duration = Duration::from_millis(200);
@@ -47,17 +56,22 @@ impl<R: Send + 'static> Uploader<R> {
     ) -> Uploader<R> {
         let (jobs, inbox) = mpsc::channel::<(u64, Job<R>)>();
         let (outbox, done) = mpsc::channel();
+        let abandon = Arc::new(AtomicBool::new(false));
+        let given_up = abandon.clone();
         let thread = std::thread::Builder::new()
             .name(name.to_string())
             .spawn(move || {
                 while let Ok((id, job)) = inbox.recv() {
                     let mut backoff = FIRST_BACKOFF;
                     let result = loop {
+                        if given_up.load(Ordering::Acquire) {
+                            return;
+                        }
                         match job(&*store) {
                             Err(e) if e.retryable() => {
                                 stats.store_retries.fetch_add(1, Ordering::Relaxed);
                                 tracing::warn!(error = %e, retry_in = ?backoff, store = %store.describe(), "store operation failed; retrying");
-                                std::thread::sleep(backoff);
+                                sleep_unless(&given_up, backoff);
                                 backoff = (backoff * 2).min(MAX_BACKOFF);
                             }
                             other => break other,
@@ -75,6 +89,7 @@ impl<R: Send + 'static> Uploader<R> {
             done,
             next: 0,
             thread,
+            abandon,
         }
     }
 
@@ -96,12 +111,37 @@ impl<R: Send + 'static> Uploader<R> {
     }
 }
 
+/// Sleeps for `d`, waking early once `flag` is set.
+fn sleep_unless(flag: &AtomicBool, d: Duration) {
+    let until = std::time::Instant::now() + d;
+    while !flag.load(Ordering::Acquire) {
+        let left = until.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return;
+        }
+        std::thread::sleep(left.min(Duration::from_millis(50)));
+    }
+}
+
 impl<R: Send + 'static> Drop for Uploader<R> {
     fn drop(&mut self) {
         // Closing the queue lets the thread finish what it has and exit.
         self.jobs = None;
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
+        let Some(t) = self.thread.take() else { return };
+        let began = std::time::Instant::now();
+        while !t.is_finished() && began.elapsed() < GRACE {
+            std::thread::sleep(Duration::from_millis(20));
         }
+        if !t.is_finished() {
+            tracing::warn!(
+                grace = ?GRACE,
+                "store jobs still queued at stop; giving them up (their hours are not published)"
+            );
+            // The call in progress ends within the store's timeouts; the
+            // thread is left to end on its own.
+            self.abandon.store(true, Ordering::Release);
+            return;
+        }
+        let _ = t.join();
     }
 }
