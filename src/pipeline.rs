@@ -280,10 +280,11 @@ pub fn execute(config: timely::Config, ctx: Arc<Context>) -> Result<StatsSnapsho
     // that never comes up (it failed to start, its port was taken) would
     // leave this one waiting forever: give up after `job.connect-timeout`.
     let formed = Arc::new(AtomicBool::new(false));
-    if matches!(
+    let cluster = matches!(
         config.communication,
         timely::CommunicationConfig::Cluster { .. }
-    ) {
+    );
+    if cluster {
         let formed = formed.clone();
         let limit = Duration::from_millis(ctx.job.job.connect_timeout_ms()? as u64);
         std::thread::spawn(move || {
@@ -313,12 +314,22 @@ pub fn execute(config: timely::Config, ctx: Arc<Context>) -> Result<StatsSnapsho
         _ => None,
     };
     let workers_writer = writer.clone();
+    if cluster {
+        stop_when_a_peer_goes(ctx.fault.clone());
+    }
     let guards = timely::execute(config, move |worker| {
         formed.store(true, Ordering::Release);
         let result = run_worker(worker, &shared, workers_writer.clone());
         if let Err(e) = &result {
             // Let the other workers of this process stop too.
             shared.fault.set(e);
+            if cluster {
+                // Leaving the closure would let timely tell the peers this
+                // process shut down cleanly, and they would wait for it
+                // forever; ending here breaks the connections, so they stop too.
+                eprintln!("error: {e}");
+                std::process::exit(e.exit_code());
+            }
         }
         result
     })
@@ -337,6 +348,35 @@ pub fn execute(config: timely::Config, ctx: Arc<Context>) -> Result<StatsSnapsho
         writer.finish(ctx.job.checkpoint.stop_limit()?);
     }
     outcome.map(|()| ctx.stats.snapshot())
+}
+
+/// A peer process that goes away shows up only as a panic of timely's
+/// network threads, which the workers never see: they would wait for the
+/// peer forever. The panic becomes this process's fault, so it stops too
+/// (and, restarted, resumes from the last checkpoint with its peers).
+fn stop_when_a_peer_goes(fault: Arc<FaultSlot>) {
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        previous(info);
+        let network = std::thread::current()
+            .name()
+            .is_some_and(|n| n.starts_with("timely:send") || n.starts_with("timely:recv"));
+        if network {
+            let what = info
+                .payload()
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| info.payload().downcast_ref::<&str>().copied())
+                .unwrap_or("no reason given");
+            fault.set(&Error::External {
+                system: "cluster",
+                message: format!(
+                    "the connection to a peer process broke ({what}); stopping this process too"
+                ),
+                retryable: true,
+            });
+        }
+    }));
 }
 
 /// The error of a stop whose final checkpoint was not written: the
@@ -578,13 +618,21 @@ pub fn run_worker(worker: &mut Worker, ctx: &Context, writer: Option<Arc<Writer>
         }
         driver.checkpointer = Some(cp);
     }
-    let stopped = driver.drive(worker, input, &probe)?;
-    if stopped {
+    match driver.drive(worker, input, &probe) {
+        Ok(false) => Ok(()),
         // A stop is not the end of the stream: drop the dataflow rather than let
         // the closed input run the frontier out and publish unfinished hours.
-        worker.drop_dataflow(dataflow);
+        Ok(true) => {
+            worker.drop_dataflow(dataflow);
+            Ok(())
+        }
+        // After a fault the dataflow may never complete (a failed hour holds
+        // its capability), and the worker would step it forever.
+        Err(e) => {
+            worker.drop_dataflow(dataflow);
+            Err(e)
+        }
     }
-    Ok(())
 }
 
 /// Feeds one pre-aggregated count. After a restore from a checkpoint taken at

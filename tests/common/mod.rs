@@ -620,6 +620,17 @@ impl S3 {
         self.run(&["stop"]);
     }
 
+    /// Freezes the server (SIGSTOP): connections open, nothing answers, as
+    /// a hung store behaves. [`S3::down`] still stops it.
+    pub fn freeze(&self) {
+        let pid = std::fs::read_to_string(self.dir.join("garage.pid")).expect("garage.pid");
+        let status = std::process::Command::new("kill")
+            .args(["-STOP", pid.trim()])
+            .status()
+            .expect("kill -STOP");
+        assert!(status.success(), "froze garage {pid}");
+    }
+
     /// Creates a bucket the test key may use.
     pub fn bucket(&self, name: &str) {
         self.run(&["bucket", name]);
