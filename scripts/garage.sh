@@ -52,6 +52,10 @@ start() {
 metadata_dir = "$DIR/meta"
 data_dir = "$DIR/data"
 db_engine = "sqlite"
+# An acknowledged write survives a crash of the store: the tests stop and
+# kill it mid-run and compare what was written with what the job was told.
+metadata_fsync = true
+data_fsync = true
 replication_factor = 1
 rpc_bind_addr = "127.0.0.1:$rpc"
 rpc_public_addr = "127.0.0.1:$rpc"

@@ -10,9 +10,10 @@
 //! denied, a bug) is reported and stops the job.
 //!
 //! Dropping an uploader (the job stops) lets it finish its queue for up to
-//! [`GRACE`]; then it gives up what is left (a store outage must not keep a
-//! stopping process alive): an hour given up has no `_SUCCESS`, so it is
-//! not published, and a restart from the last checkpoint writes it again.
+//! [`GRACE`], unless the store is failing (a job is waiting to retry): then
+//! it gives up what is left at once, since a store outage must not keep a
+//! stopping process alive. An hour given up has no `_SUCCESS`, so it is not
+//! published, and a restart from the last checkpoint writes it again.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
@@ -36,6 +37,8 @@ pub struct Uploader<R: Send + 'static> {
     next: u64,
     thread: Option<JoinHandle<()>>,
     abandon: Arc<AtomicBool>,
+    /// Set while a job waits to retry after a failure.
+    failing: Arc<AtomicBool>,
 }
 
 /// How long a dropped uploader may go on with its queue.
@@ -58,6 +61,8 @@ impl<R: Send + 'static> Uploader<R> {
         let (outbox, done) = mpsc::channel();
         let abandon = Arc::new(AtomicBool::new(false));
         let given_up = abandon.clone();
+        let failing = Arc::new(AtomicBool::new(false));
+        let in_retry = failing.clone();
         let thread = std::thread::Builder::new()
             .name(name.to_string())
             .spawn(move || {
@@ -69,6 +74,7 @@ impl<R: Send + 'static> Uploader<R> {
                         }
                         match job(&*store) {
                             Err(e) if e.retryable() => {
+                                in_retry.store(true, Ordering::Release);
                                 stats.store_retries.fetch_add(1, Ordering::Relaxed);
                                 tracing::warn!(error = %e, retry_in = ?backoff, store = %store.describe(), "store operation failed; retrying");
                                 sleep_unless(&given_up, backoff);
@@ -77,6 +83,7 @@ impl<R: Send + 'static> Uploader<R> {
                             other => break other,
                         }
                     };
+                    in_retry.store(false, Ordering::Release);
                     if outbox.send((id, result)).is_err() {
                         break;
                     }
@@ -90,6 +97,7 @@ impl<R: Send + 'static> Uploader<R> {
             next: 0,
             thread,
             abandon,
+            failing,
         }
     }
 
@@ -129,12 +137,13 @@ impl<R: Send + 'static> Drop for Uploader<R> {
         self.jobs = None;
         let Some(t) = self.thread.take() else { return };
         let began = std::time::Instant::now();
-        while !t.is_finished() && began.elapsed() < GRACE {
+        while !t.is_finished() && began.elapsed() < GRACE && !self.failing.load(Ordering::Acquire) {
             std::thread::sleep(Duration::from_millis(20));
         }
         if !t.is_finished() {
             tracing::warn!(
                 grace = ?GRACE,
+                failing = self.failing.load(Ordering::Acquire),
                 "store jobs still queued at stop; giving them up (their hours are not published)"
             );
             // The call in progress ends within the store's timeouts; the
