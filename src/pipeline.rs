@@ -23,7 +23,7 @@ use timely::worker::Worker;
 
 use crate::catalog::Catalog;
 use crate::checkpoint::{
-    Checkpointer, Checkpoints, ClockState, HeldRecord, PartitionLedger, Writer,
+    fact_key, fact_of, Checkpointer, Checkpoints, ClockState, HeldRecord, PartitionLedger, Writer,
 };
 use crate::clock::{ClockRule, Held, PartitionClock, Verdict};
 use crate::config::{JobConfig, SourceKind};
@@ -537,8 +537,7 @@ pub fn run_worker(worker: &mut Worker, ctx: &Context, writer: Option<Arc<Writer>
         for ledger in restore.ledgers.values() {
             for (&pane, counts) in &ledger.panes {
                 for (&content, &n) in counts {
-                    if content & FACT_TAG != 0 {
-                        let (id, cell, watch) = untag(content);
+                    if let Some((id, cell, watch)) = fact_of(content) {
                         let obs = facts.entry((id, pane, cell)).or_default();
                         if watch {
                             obs.watch_ms += n;
@@ -655,23 +654,6 @@ fn feed(
         carry.update_at(content, time, n);
         carry.update_at(content, pane + width, -n);
     }
-}
-
-/// Checkpoint ledger keys of the model's input carry this bit; the rest of
-/// the key is `content << 8 | cell << 1 | watch` (content ids have at most
-/// 55 bits): the views (`watch` 0) or the watch time (1) of a title's cell.
-const FACT_TAG: u64 = 1 << 63;
-
-fn tag(content: ContentId, cell: Cell, watch: bool) -> u64 {
-    FACT_TAG | content << 8 | u64::from(cell) << 1 | u64::from(watch)
-}
-
-fn untag(key: u64) -> (ContentId, Cell, bool) {
-    (
-        (key & !FACT_TAG) >> 8,
-        ((key >> 1) & 0x7f) as Cell,
-        key & 1 == 1,
-    )
 }
 
 /// The model's input of one batch: views and watch time by partition,
@@ -1497,7 +1479,7 @@ impl<'a> Driver<'a> {
                 if let Some(cp) = self.checkpointer.as_mut() {
                     for (watch, v) in [(false, obs.views), (true, obs.watch_ms)] {
                         if v != 0 {
-                            cp.record(partition, tag(content, cell, watch), pane, v);
+                            cp.record(partition, fact_key(content, cell, watch), pane, v);
                         }
                     }
                 }

@@ -19,8 +19,15 @@ use popularity::sink::s3::S3Store;
 use popularity::sink::store::{LocalStore, ObjectStore};
 
 /// How long the store stays away in the outage test: as long as an S3
-/// regional outage that used to kill the job about five minutes in.
-const OUTAGE: Duration = Duration::from_secs(300);
+/// regional outage that used to kill the job about five minutes in
+/// (`POPULARITY_TEST_OUTAGE_S` shortens it while working on the test).
+fn outage() -> Duration {
+    let secs = std::env::var("POPULARITY_TEST_OUTAGE_S")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(300);
+    Duration::from_secs(secs)
+}
 
 fn s3_sink(s3: &S3, prefix: &str) -> String {
     format!(
@@ -196,7 +203,7 @@ fn a_five_minute_store_outage_during_checkpoints_loses_nothing() {
     let g = generator(&cfg);
     produce_standard(&broker, &events_file(&dir, &g, 0..20_000));
     // The rest arrives paced over the whole outage, so the job never idles out.
-    let rate = 70_000.0 / (OUTAGE.as_secs_f64() + 40.0);
+    let rate = 70_000.0 / (outage().as_secs_f64() + 40.0);
     let producer = produce_paced(&broker, generator(&cfg), 20_000..90_000, rate);
     let ckpt = "[checkpoint]\ninterval = \"1s\"\nkeep = 3\n";
     let job = job_file(
@@ -206,7 +213,17 @@ fn a_five_minute_store_outage_during_checkpoints_loses_nothing() {
         "15s",
         &format!("{ckpt}{}", s3_sink(&s3, "outage")),
     );
-    let mut child = spawn(&job, &["-w", "2"]);
+    // The log goes to a file: five minutes of retries would fill a pipe
+    // nobody reads, and the job would block writing to it.
+    let log_path = dir.join("outage.log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_popularity"))
+        .args(["run", "--job"])
+        .arg(&job)
+        .args(["-w", "2"])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log_path).expect("log file"))
+        .spawn()
+        .expect("spawn job");
     // The outage starts while a checkpoint is pending: its parts are in,
     // its manifest is not (the writer polls every 250 ms; freezing is instant).
     let store = S3Store::connect(&s3.config("popularity", "outage")).expect("connect");
@@ -226,7 +243,7 @@ fn a_five_minute_store_outage_during_checkpoints_loses_nothing() {
     eprintln!("store frozen while checkpoint {pending} was pending");
     std::thread::sleep(Duration::from_secs(10));
     s3.down();
-    std::thread::sleep(OUTAGE.saturating_sub(Duration::from_secs(15)));
+    std::thread::sleep(outage().saturating_sub(Duration::from_secs(15)));
     assert!(
         child.try_wait().expect("try_wait").is_none(),
         "the job runs through the outage"
@@ -237,7 +254,8 @@ fn a_five_minute_store_outage_during_checkpoints_loses_nothing() {
     loop {
         assert!(
             began.elapsed() < Duration::from_secs(120),
-            "checkpoints did not resume"
+            "checkpoints did not resume: {}",
+            tail(&std::fs::read_to_string(&log_path).unwrap_or_default(), 40)
         );
         let (_, complete) = checkpoint_state(&store, "outage");
         if complete.iter().any(|id| *id > back) {
@@ -246,8 +264,8 @@ fn a_five_minute_store_outage_during_checkpoints_loses_nothing() {
         std::thread::sleep(Duration::from_millis(200));
     }
     child.kill().expect("kill -9 after the outage");
-    let out = child.wait_with_output().expect("wait");
-    let log = String::from_utf8_lossy(&out.stderr);
+    child.wait().expect("wait");
+    let log = std::fs::read_to_string(&log_path).expect("the job's log");
     assert!(
         log.contains("checkpoint part not written") || log.contains("skipping this checkpoint"),
         "the outage cost checkpoints, counted: {}",

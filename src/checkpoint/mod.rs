@@ -26,6 +26,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::event::ContentId;
+use crate::model::{Cell, N_CELLS};
 use crate::sink::store::ObjectStore;
 use crate::source::PartitionId;
 use crate::time::{Millis, Pane};
@@ -37,6 +38,28 @@ pub const MAGIC: &[u8; 8] = b"POPCKPT\0";
 pub const VERSION: u32 = 3;
 /// Name of the manifest object.
 pub const MANIFEST: &str = "MANIFEST";
+
+/// Ledger keys of the model's input carry this bit; the rest of the key is
+/// `content << 8 | cell << 1 | watch` (content ids have at most 55 bits):
+/// the views (`watch` 0) or the watch time (1) of a title's breakdown cell.
+pub const FACT_TAG: u64 = 1 << 63;
+
+/// The ledger key of a title's views (or watch time) in one cell.
+pub fn fact_key(content: ContentId, cell: Cell, watch: bool) -> u64 {
+    FACT_TAG | content << 8 | u64::from(cell) << 1 | u64::from(watch)
+}
+
+/// The title, cell and measure of a model ledger key; `None` for a key
+/// of the plain window counts.
+pub fn fact_of(key: u64) -> Option<(ContentId, Cell, bool)> {
+    (key & FACT_TAG != 0).then_some({
+        (
+            (key & !FACT_TAG) >> 8,
+            ((key >> 1) & 0x7f) as Cell,
+            key & 1 == 1,
+        )
+    })
+}
 
 /// A loaded checkpoint: its manifest and every partition's ledger.
 pub type Loaded = (Manifest, Vec<(PartitionId, PartitionLedger)>);
@@ -302,6 +325,12 @@ pub fn decode_part(bytes: &[u8]) -> Result<Vec<(PartitionId, PartitionLedger)>> 
             let pane = r.u64()?;
             let c = r.u64()?;
             let v = r.i64()?;
+            if let Some((_, cell, _)) = fact_of(c).filter(|(_, cell, _)| *cell as usize >= N_CELLS)
+            {
+                return Err(Error::Input(format!(
+                    "checkpoint part holds breakdown cell {cell}; there are {N_CELLS}"
+                )));
+            }
             panes.entry(pane).or_default().insert(c, v);
         }
         out.push((
@@ -681,6 +710,58 @@ mod tests {
         assert_eq!(manifest.time, 29_000_000);
         assert_eq!(ledgers[0].1.next_offset, 9);
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A part with `payload` and a valid header and checksum.
+    fn framed(payload: &[u8]) -> Vec<u8> {
+        let mut out = MAGIC.to_vec();
+        out.extend_from_slice(&VERSION.to_le_bytes());
+        out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
+        out.extend_from_slice(&crc32(payload).to_le_bytes());
+        out.extend_from_slice(payload);
+        out
+    }
+
+    /// One partition with `entries` claimed and `body` after the claim.
+    fn one_partition(held: u32, entries: u64, body: &[u8]) -> Vec<u8> {
+        let mut p = 1u32.to_le_bytes().to_vec();
+        p.extend_from_slice(&0u32.to_le_bytes()); // partition
+        p.extend_from_slice(&5i64.to_le_bytes()); // next offset
+        p.extend_from_slice(&i64::MIN.to_le_bytes()); // no clock base
+        p.extend_from_slice(&0u64.to_le_bytes()); // seq
+        p.extend_from_slice(&held.to_le_bytes());
+        p.extend_from_slice(&entries.to_le_bytes());
+        p.extend_from_slice(body);
+        p
+    }
+
+    #[test]
+    fn crafted_parts_with_valid_checksums_are_refused_without_allocating() {
+        // Counts far beyond the bytes present: refused before any reservation.
+        for (held, entries) in [(0, u64::MAX), (0, 1 << 40), (u32::MAX, 0)] {
+            let err =
+                decode_part(&framed(&one_partition(held, entries, &[]))).expect_err("huge count");
+            assert!(err.to_string().contains("claims"), "{err}");
+        }
+        let huge_partitions = framed(&u32::MAX.to_le_bytes());
+        assert!(decode_part(&huge_partitions).is_err());
+        // A model key with breakdown cell 96 (one past the last).
+        let mut entry = 100u64.to_le_bytes().to_vec();
+        entry.extend_from_slice(&fact_key(7, 96, false).to_le_bytes());
+        entry.extend_from_slice(&1i64.to_le_bytes());
+        let err = decode_part(&framed(&one_partition(0, 1, &entry))).expect_err("cell 96");
+        assert!(err.to_string().contains("cell 96"), "{err}");
+        let mut ok = 100u64.to_le_bytes().to_vec();
+        ok.extend_from_slice(&fact_key(7, 95, true).to_le_bytes());
+        ok.extend_from_slice(&1i64.to_le_bytes());
+        let decoded = decode_part(&framed(&one_partition(0, 1, &ok))).expect("cell 95 is fine");
+        assert_eq!(
+            fact_of(*decoded[0].1.panes[&100].keys().next().expect("one")),
+            Some((7, 95, true))
+        );
+        // Truncated inside an entry, with the checksum of what is there.
+        let cut = one_partition(0, 1, &ok[..20]);
+        assert!(decode_part(&framed(&cut)).is_err());
     }
 
     #[test]

@@ -83,9 +83,12 @@ pub fn encode_titles(rows: &[TitleRow]) -> Result<Vec<u8>> {
 
 /// Decodes a `titles` Parquet file.
 pub fn decode_titles(bytes: Vec<u8>) -> Result<Vec<TitleRow>> {
+    let size = bytes.len();
     let reader = SerializedFileReader::new(bytes::Bytes::from(bytes))
         .map_err(|e| Error::Input(format!("not a parquet file: {e}")))?;
-    let mut out = Vec::with_capacity(reader.metadata().file_metadata().num_rows().max(0) as usize);
+    // The row count is the file's claim: reserve no more than its bytes allow.
+    let claimed = reader.metadata().file_metadata().num_rows().max(0) as usize;
+    let mut out = Vec::with_capacity(claimed.min(size));
     let rows = reader
         .get_row_iter(None)
         .map_err(|e| Error::Input(format!("parquet rows: {e}")))?;
