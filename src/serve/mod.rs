@@ -65,20 +65,18 @@ pub fn serve(
     api: Api,
     limits: ServeLimits,
 ) -> Result<SocketAddr> {
-    let listener = std::net::TcpListener::bind(listen)
-        .map_err(|e| Error::io(format!("binding the metrics endpoint to {listen}"), e))?;
-    let addr = listener
-        .local_addr()
-        .map_err(|e| Error::io("metrics endpoint address", e))?;
-    listener
-        .set_nonblocking(true)
-        .map_err(|e| Error::io("metrics endpoint socket", e))?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .max_blocking_threads(limits.api_threads)
         .thread_name("http-api")
         .build()
         .map_err(|e| Error::io("starting the metrics endpoint's runtime", e))?;
+    let listener = runtime
+        .block_on(bind(listen))
+        .map_err(|e| Error::io(format!("binding the metrics endpoint to {listen}"), e))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| Error::io("metrics endpoint address", e))?;
     // Pooled peer connections go before a peer's request deadline closes them.
     let idle = limits.request_timeout / 2;
     let shared = Arc::new(routes::Shared {
@@ -100,6 +98,26 @@ pub fn serve(
         .spawn(move || runtime.block_on(accept(listener, shared)))
         .map_err(|e| Error::io("starting the metrics thread", e))?;
     Ok(addr)
+}
+
+/// Connections the kernel may hold for the accept loop. The standard
+/// library's 128 overflows when a few hundred kept-alive clients reconnect
+/// at once, and a dropped SYN costs the client a one-second retransmit.
+const BACKLOG: u32 = 1024;
+
+async fn bind(listen: &str) -> std::io::Result<std::net::TcpListener> {
+    use std::net::ToSocketAddrs;
+    let addr = listen
+        .to_socket_addrs()?
+        .next()
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "no address"))?;
+    let socket = match addr {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(BACKLOG)?.into_std()
 }
 
 async fn accept(listener: std::net::TcpListener, shared: Arc<routes::Shared>) {
