@@ -74,6 +74,8 @@ pub struct Stats {
     pub store_errors: AtomicU64,
     /// Store calls that timed out.
     pub store_timeouts: AtomicU64,
+    /// Store jobs (parts, hours) a stopping process gave up unfinished.
+    pub store_jobs_abandoned: AtomicU64,
     /// Hours this process holds back because a store write failed for good.
     pub hours_held_back: AtomicU64,
     /// Checkpoints whose manifest this process wrote (the process of worker 0).

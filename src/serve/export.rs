@@ -101,6 +101,7 @@ static METRICS: &[Metric] = &[
     m("popularity_store_call_seconds_total", "Time spent in object store calls; divided by the calls, the mean latency.", Read::Counter(|s| n(&s.store_call_micros) / 1e6)),
     m("popularity_store_errors_total", "Object store calls that failed (each retried or counted where it mattered).", Read::Counter(|s| n(&s.store_errors))),
     m("popularity_store_timeouts_total", "Object store calls that timed out (sink.s3 connect-, read-, attempt- and operation-timeout).", Read::Counter(|s| n(&s.store_timeouts))),
+    m("popularity_store_jobs_abandoned_total", "Store jobs (parts, hour manifests) a stopping process gave up unfinished; their hours have no _SUCCESS and a restart writes them again.", Read::Counter(|s| n(&s.store_jobs_abandoned))),
     m("popularity_hours_held_back", "Hours this process holds back (unpublished, and no checkpoint passes them) because a store write failed for good; the job stops with an error naming the hour.", Read::Gauge(|s| n(&s.hours_held_back))),
     m("popularity_checkpoints_completed_total", "Checkpoints whose manifest this process wrote (only the process of worker 0 writes manifests).", Read::Counter(|s| n(&s.checkpoints_completed))),
     m("popularity_checkpoint_last_completed_timestamp_seconds", "When the last checkpoint completed (Unix seconds; the process of worker 0 reports it).", Read::Gauge(|s| (s.checkpoint_completed_ms.load(Ordering::Relaxed) / 1000) as f64)),

@@ -15,7 +15,7 @@
 //! stopping process alive. An hour given up has no `_SUCCESS`, so it is not
 //! published, and a restart from the last checkpoint writes it again.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -39,6 +39,9 @@ pub struct Uploader<R: Send + 'static> {
     abandon: Arc<AtomicBool>,
     /// Set while a job waits to retry after a failure.
     failing: Arc<AtomicBool>,
+    /// Jobs submitted whose result has not been sent back yet.
+    unfinished: Arc<AtomicU64>,
+    stats: Arc<Stats>,
 }
 
 /// How long a dropped uploader may go on with its queue.
@@ -63,6 +66,9 @@ impl<R: Send + 'static> Uploader<R> {
         let given_up = abandon.clone();
         let failing = Arc::new(AtomicBool::new(false));
         let in_retry = failing.clone();
+        let unfinished = Arc::new(AtomicU64::new(0));
+        let left = unfinished.clone();
+        let counters = stats.clone();
         let thread = std::thread::Builder::new()
             .name(name.to_string())
             .spawn(move || {
@@ -84,6 +90,7 @@ impl<R: Send + 'static> Uploader<R> {
                         }
                     };
                     in_retry.store(false, Ordering::Release);
+                    left.fetch_sub(1, Ordering::AcqRel);
                     if outbox.send((id, result)).is_err() {
                         break;
                     }
@@ -98,6 +105,8 @@ impl<R: Send + 'static> Uploader<R> {
             thread,
             abandon,
             failing,
+            unfinished,
+            stats: counters,
         }
     }
 
@@ -105,6 +114,7 @@ impl<R: Send + 'static> Uploader<R> {
     pub fn submit(&mut self, job: Job<R>) -> u64 {
         let id = self.next;
         self.next += 1;
+        self.unfinished.fetch_add(1, Ordering::AcqRel);
         if let Some(tx) = &self.jobs {
             if tx.send((id, job)).is_err() {
                 tracing::error!("uploader thread is gone");
@@ -149,6 +159,10 @@ impl<R: Send + 'static> Drop for Uploader<R> {
             // The call in progress ends within the store's timeouts; the
             // thread is left to end on its own.
             self.abandon.store(true, Ordering::Release);
+            let given_up = self.unfinished.load(Ordering::Acquire);
+            self.stats
+                .store_jobs_abandoned
+                .fetch_add(given_up, Ordering::Relaxed);
             return;
         }
         let _ = t.join();
