@@ -41,9 +41,16 @@ pub enum Error {
 
 impl Error {
     /// Wraps an I/O error with what was being done.
+    /// A full disk says so in words, with what to do, since the OS text
+    /// alone ("No space left on device") does not say which path or why it
+    /// stops the job.
     pub fn io(context: impl Into<String>, source: std::io::Error) -> Error {
+        let mut context = context.into();
+        if source.kind() == std::io::ErrorKind::StorageFull {
+            context.push_str(" (the disk is full: free space there or move the sink)");
+        }
         Error::Io {
-            context: context.into(),
+            context,
             cause: source,
         }
     }

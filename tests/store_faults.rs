@@ -340,7 +340,7 @@ fn a_stop_during_an_outage_ends_within_its_bound_and_publishes_nothing_partial()
         .expect("kill -TERM");
     assert!(status.success());
     // stop-timeout 5 s, the uploaders' 10 s grace, and a margin.
-    let out = wait_all(vec![child], Duration::from_secs(40))
+    let out = wait_each(vec![child], Duration::from_secs(40))
         .remove(0)
         .expect("the stopping job ends by itself");
     let took = stopped.elapsed();
@@ -420,34 +420,6 @@ fn a_store_that_comes_up_after_the_job_is_waited_for() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// Waits for every child up to `limit`, killing what is left; `None` for a killed one.
-fn wait_all(children: Vec<Child>, limit: Duration) -> Vec<Option<std::process::Output>> {
-    let began = Instant::now();
-    let mut children: Vec<Option<Child>> = children.into_iter().map(Some).collect();
-    let mut outs: Vec<Option<std::process::Output>> = children.iter().map(|_| None).collect();
-    while children.iter().any(Option::is_some) && began.elapsed() < limit {
-        for (i, slot) in children.iter_mut().enumerate() {
-            if let Some(c) = slot.as_mut() {
-                if c.try_wait().expect("try_wait").is_some() {
-                    outs[i] = slot.take().map(|c| c.wait_with_output().expect("output"));
-                }
-            }
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    for (i, slot) in children.iter_mut().enumerate() {
-        if let Some(mut c) = slot.take() {
-            let _ = c.kill();
-            let out = c.wait_with_output().expect("output");
-            eprintln!(
-                "process {i} killed after {limit:?}: {}",
-                tail(&String::from_utf8_lossy(&out.stderr), 15)
-            );
-        }
-    }
-    outs
-}
-
 #[test]
 fn a_part_that_fails_for_good_publishes_no_hour_in_any_process() {
     let broker = Broker::start("bad-part");
@@ -476,7 +448,7 @@ fn a_part_that_fails_for_good_publishes_no_hour_in_any_process() {
     let h = hostfile.display().to_string();
     let a = spawn(&job, &["-w", "1", "-n", "2", "-p", "0", "-h", &h]);
     let b = spawn(&job, &["-w", "1", "-n", "2", "-p", "1", "-h", &h]);
-    let outs = wait_all(vec![a, b], Duration::from_secs(120));
+    let outs = wait_each(vec![a, b], Duration::from_secs(120));
     let b_out = outs[1].as_ref().expect("process 1 exits by itself");
     let b_log = String::from_utf8_lossy(&b_out.stderr);
     assert!(!b_out.status.success(), "process 1 fails");

@@ -141,3 +141,44 @@ pub fn read_local(dir: &Path) -> Result<Vec<DeadLetter>> {
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A full disk (the letters' file is `/dev/full`, which fails every
+    /// write with "no space left") is an error that says so and names the
+    /// file, never a silent loss at the next checkpoint.
+    #[test]
+    fn a_full_disk_is_a_clear_error() {
+        let dir = std::env::temp_dir().join(format!("dlq-full-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let file = dir.join("worker-00000.jsonl");
+        let _ = std::fs::remove_file(&file);
+        std::os::unix::fs::symlink("/dev/full", &file).expect("symlink");
+        let mut sink = LocalDeadLetters::open(&dir, 0).expect("opens");
+        let letter = DeadLetter {
+            reason: "malformed".into(),
+            detail: "not JSON".into(),
+            source: "file".into(),
+            partition: 0,
+            position: 7,
+            raw: "x".repeat(100),
+        };
+        let mut failed = None;
+        for _ in 0..200 {
+            // Buffered: the error shows at the latest when the buffer is flushed.
+            if let Err(e) = sink.write(&letter, b"x").and_then(|()| sink.flush()) {
+                failed = Some(e);
+                break;
+            }
+        }
+        let err = failed.expect("a write to a full disk fails");
+        let text = err.to_string();
+        assert!(text.contains("the disk is full"), "{text}");
+        assert!(text.contains("worker-00000.jsonl"), "{text}");
+        assert_eq!(err.exit_code(), 74, "a local I/O fault, not a bug");
+        assert!(!err.retryable());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -237,4 +237,28 @@ mod tests {
         );
         let _ = std::fs::remove_dir_all(&root);
     }
+
+    /// A put onto a full disk fails with an error that says so and leaves
+    /// no temp file. The temp file is made a link to `/dev/full`, which
+    /// fails every write with "no space left on device".
+    #[test]
+    fn a_full_disk_is_a_clear_error_and_leaves_nothing() {
+        let root = std::env::temp_dir().join(format!("store-full-{}", std::process::id()));
+        let s = LocalStore::new(&root).expect("creates");
+        std::fs::create_dir_all(root.join("t")).expect("dir");
+        let tmp = root.join(format!("t/.part.parquet.tmp-{}", std::process::id()));
+        std::os::unix::fs::symlink("/dev/full", &tmp).expect("symlink");
+        let err = s.put("t/part.parquet", b"bytes").expect_err("disk full");
+        let text = err.to_string();
+        assert!(text.contains("the disk is full"), "{text}");
+        assert!(text.contains("part.parquet"), "{text}");
+        assert!(!err.retryable());
+        assert!(std::fs::symlink_metadata(&tmp).is_err(), "temp removed");
+        assert_eq!(
+            s.get("t/part.parquet").expect("get"),
+            None,
+            "nothing landed"
+        );
+        let _ = std::fs::remove_dir_all(&root);
+    }
 }

@@ -267,13 +267,63 @@ pub fn wait_bounded(
 /// its peers would wait for it forever: they are killed, and the test fails
 /// with every process's stderr.
 pub fn wait_group(
-    mut children: Vec<std::process::Child>,
+    children: Vec<std::process::Child>,
     limit: std::time::Duration,
     what: &str,
 ) -> Vec<std::process::Output> {
+    let (outputs, trouble) = collect(children, limit, true);
+    let outputs: Vec<_> = outputs.into_iter().map(|(o, _)| o).collect();
+    if let Some(trouble) = trouble {
+        let logs: Vec<String> = outputs
+            .iter()
+            .enumerate()
+            .map(|(k, o)| {
+                format!(
+                    "--- process {k} ({}), stderr ends:\n{}",
+                    o.status,
+                    tail(&String::from_utf8_lossy(&o.stderr), 15)
+                )
+            })
+            .collect();
+        panic!("{what}: {trouble}\n{}", logs.join("\n"));
+    }
+    outputs
+}
+
+/// Waits for every process at most `limit`, whether or not some fail; the
+/// ones still running then are killed and come back as `None` (their stderr
+/// is printed), so a test can assert which processes stopped by themselves.
+pub fn wait_each(
+    children: Vec<std::process::Child>,
+    limit: std::time::Duration,
+) -> Vec<Option<std::process::Output>> {
+    let (outputs, _) = collect(children, limit, false);
+    outputs
+        .into_iter()
+        .enumerate()
+        .map(|(k, (o, by_itself))| {
+            if !by_itself {
+                eprintln!(
+                    "process {k} killed after {limit:?}: {}",
+                    tail(&String::from_utf8_lossy(&o.stderr), 15)
+                );
+            }
+            by_itself.then_some(o)
+        })
+        .collect()
+}
+
+/// Runs `children` to their end or to `limit` (or, with `stop_on_failure`,
+/// to the first failure), kills the rest, and returns each one's output with
+/// whether it exited by itself. The pipes are drained on threads: a chatty
+/// child must never block on a full pipe the test is not reading.
+fn collect(
+    mut children: Vec<std::process::Child>,
+    limit: std::time::Duration,
+    stop_on_failure: bool,
+) -> (Vec<(std::process::Output, bool)>, Option<String>) {
     use std::io::Read;
     let began = std::time::Instant::now();
-    // Drain the pipes on threads so a chatty child cannot block on a full pipe.
     fn drain<R: Read + Send + 'static>(pipe: Option<R>) -> std::thread::JoinHandle<Vec<u8>> {
         std::thread::spawn(move || {
             let mut buf = Vec::new();
@@ -295,7 +345,8 @@ pub fn wait_group(
                 *s = c.try_wait().expect("poll child");
             }
         }
-        if let Some(k) = status.iter().position(|s| s.is_some_and(|s| !s.success())) {
+        let failed = status.iter().position(|s| s.is_some_and(|s| !s.success()));
+        if let (true, Some(k)) = (stop_on_failure, failed) {
             trouble = Some(format!("process {k} failed"));
         } else if began.elapsed() > limit {
             trouble = Some(format!("still running after {limit:?}"));
@@ -305,33 +356,25 @@ pub fn wait_group(
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    for c in children.iter_mut() {
-        let _ = c.kill();
+    for (c, s) in children.iter_mut().zip(&status) {
+        if s.is_none() {
+            let _ = c.kill();
+        }
     }
-    let outputs: Vec<_> = children
+    let outputs = children
         .into_iter()
         .zip(pipes)
-        .map(|(mut c, (out, err))| std::process::Output {
-            status: c.wait().expect("reap child"),
-            stdout: out.join().unwrap_or_default(),
-            stderr: err.join().unwrap_or_default(),
+        .zip(status)
+        .map(|((mut c, (out, err)), s)| {
+            let output = std::process::Output {
+                status: c.wait().expect("reap child"),
+                stdout: out.join().unwrap_or_default(),
+                stderr: err.join().unwrap_or_default(),
+            };
+            (output, s.is_some())
         })
         .collect();
-    if let Some(trouble) = trouble {
-        let logs: Vec<String> = outputs
-            .iter()
-            .enumerate()
-            .map(|(k, o)| {
-                format!(
-                    "--- process {k} ({}), stderr ends:\n{}",
-                    o.status,
-                    tail(&String::from_utf8_lossy(&o.stderr), 15)
-                )
-            })
-            .collect();
-        panic!("{what}: {trouble}\n{}", logs.join("\n"));
-    }
-    outputs
+    (outputs, trouble)
 }
 
 /// The last `n` lines of `text`.
