@@ -41,6 +41,7 @@ pub enum Error {
 
 impl Error {
     /// Wraps an I/O error with what was being done.
+    ///
     /// A full disk says so in words, with what to do, since the OS text
     /// alone ("No space left on device") does not say which path or why it
     /// stops the job.

@@ -617,21 +617,15 @@ pub fn run_worker(worker: &mut Worker, ctx: &Context, writer: Option<Arc<Writer>
         }
         driver.checkpointer = Some(cp);
     }
-    match driver.drive(worker, input, &probe) {
-        Ok(false) => Ok(()),
-        // A stop is not the end of the stream: drop the dataflow rather than let
-        // the closed input run the frontier out and publish unfinished hours.
-        Ok(true) => {
-            worker.drop_dataflow(dataflow);
-            Ok(())
-        }
-        // After a fault the dataflow may never complete (a failed hour holds
-        // its capability), and the worker would step it forever.
-        Err(e) => {
-            worker.drop_dataflow(dataflow);
-            Err(e)
-        }
+    let outcome = driver.drive(worker, input, &probe);
+    // Only a source that ended lets the dataflow run out. A stop is not the
+    // end of the stream (the closed input would run the frontier out and
+    // publish unfinished hours), and after a fault the dataflow may never
+    // complete (a failed hour holds its capability): drop it in both cases.
+    if !matches!(outcome, Ok(false)) {
+        worker.drop_dataflow(dataflow);
     }
+    outcome.map(|_| ())
 }
 
 /// Feeds one pre-aggregated count. After a restore from a checkpoint taken at

@@ -4,14 +4,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use popularity::checkpoint::{crc32, decode_part, MAGIC, VERSION};
+use popularity::checkpoint::{decode_part, frame_part};
 
 fuzz_target!(|data: &[u8]| {
     let _ = decode_part(data);
-    let mut framed = MAGIC.to_vec();
-    framed.extend_from_slice(&VERSION.to_le_bytes());
-    framed.extend_from_slice(&(data.len() as u64).to_le_bytes());
-    framed.extend_from_slice(&crc32(data).to_le_bytes());
-    framed.extend_from_slice(data);
-    let _ = decode_part(&framed);
+    let _ = decode_part(&frame_part(data));
 });

@@ -204,12 +204,17 @@ pub fn encode_part(ledgers: &[(PartitionId, &PartitionLedger)]) -> Vec<u8> {
             }
         }
     }
+    frame_part(&payload)
+}
+
+/// A part file around `payload`: magic, version, payload length, CRC.
+pub fn frame_part(payload: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(payload.len() + 24);
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&VERSION.to_le_bytes());
     out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
-    out.extend_from_slice(&crc32(&payload).to_le_bytes());
-    out.extend_from_slice(&payload);
+    out.extend_from_slice(&crc32(payload).to_le_bytes());
+    out.extend_from_slice(payload);
     out
 }
 
@@ -712,16 +717,6 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
-    /// A part with `payload` and a valid header and checksum.
-    fn framed(payload: &[u8]) -> Vec<u8> {
-        let mut out = MAGIC.to_vec();
-        out.extend_from_slice(&VERSION.to_le_bytes());
-        out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
-        out.extend_from_slice(&crc32(payload).to_le_bytes());
-        out.extend_from_slice(payload);
-        out
-    }
-
     /// One partition with `entries` claimed and `body` after the claim.
     fn one_partition(held: u32, entries: u64, body: &[u8]) -> Vec<u8> {
         let mut p = 1u32.to_le_bytes().to_vec();
@@ -739,29 +734,29 @@ mod tests {
     fn crafted_parts_with_valid_checksums_are_refused_without_allocating() {
         // Counts far beyond the bytes present: refused before any reservation.
         for (held, entries) in [(0, u64::MAX), (0, 1 << 40), (u32::MAX, 0)] {
-            let err =
-                decode_part(&framed(&one_partition(held, entries, &[]))).expect_err("huge count");
+            let err = decode_part(&frame_part(&one_partition(held, entries, &[])))
+                .expect_err("huge count");
             assert!(err.to_string().contains("claims"), "{err}");
         }
-        let huge_partitions = framed(&u32::MAX.to_le_bytes());
+        let huge_partitions = frame_part(&u32::MAX.to_le_bytes());
         assert!(decode_part(&huge_partitions).is_err());
         // A model key with breakdown cell 96 (one past the last).
         let mut entry = 100u64.to_le_bytes().to_vec();
         entry.extend_from_slice(&fact_key(7, 96, false).to_le_bytes());
         entry.extend_from_slice(&1i64.to_le_bytes());
-        let err = decode_part(&framed(&one_partition(0, 1, &entry))).expect_err("cell 96");
+        let err = decode_part(&frame_part(&one_partition(0, 1, &entry))).expect_err("cell 96");
         assert!(err.to_string().contains("cell 96"), "{err}");
         let mut ok = 100u64.to_le_bytes().to_vec();
         ok.extend_from_slice(&fact_key(7, 95, true).to_le_bytes());
         ok.extend_from_slice(&1i64.to_le_bytes());
-        let decoded = decode_part(&framed(&one_partition(0, 1, &ok))).expect("cell 95 is fine");
+        let decoded = decode_part(&frame_part(&one_partition(0, 1, &ok))).expect("cell 95 is fine");
         assert_eq!(
             fact_of(*decoded[0].1.panes[&100].keys().next().expect("one")),
             Some((7, 95, true))
         );
         // Truncated inside an entry, with the checksum of what is there.
         let cut = one_partition(0, 1, &ok[..20]);
-        assert!(decode_part(&framed(&cut)).is_err());
+        assert!(decode_part(&frame_part(&cut)).is_err());
     }
 
     #[test]

@@ -105,7 +105,7 @@ pub fn serve(
 /// at once, and a dropped SYN costs the client a one-second retransmit.
 const BACKLOG: u32 = 1024;
 
-async fn bind(listen: &str) -> std::io::Result<std::net::TcpListener> {
+async fn bind(listen: &str) -> std::io::Result<tokio::net::TcpListener> {
     use std::net::ToSocketAddrs;
     let addr = listen
         .to_socket_addrs()?
@@ -117,17 +117,10 @@ async fn bind(listen: &str) -> std::io::Result<std::net::TcpListener> {
     };
     socket.set_reuseaddr(true)?;
     socket.bind(addr)?;
-    socket.listen(BACKLOG)?.into_std()
+    socket.listen(BACKLOG)
 }
 
-async fn accept(listener: std::net::TcpListener, shared: Arc<routes::Shared>) {
-    let listener = match tokio::net::TcpListener::from_std(listener) {
-        Ok(l) => l,
-        Err(e) => {
-            tracing::error!(error = %e, "the metrics endpoint cannot listen (an external system: the OS)");
-            return;
-        }
-    };
+async fn accept(listener: tokio::net::TcpListener, shared: Arc<routes::Shared>) {
     let slots = Arc::new(Semaphore::new(shared.limits.max_connections));
     loop {
         let stream = match listener.accept().await {

@@ -159,10 +159,10 @@ impl<R: Send + 'static> Drop for Uploader<R> {
             // The call in progress ends within the store's timeouts; the
             // thread is left to end on its own.
             self.abandon.store(true, Ordering::Release);
-            let given_up = self.unfinished.load(Ordering::Acquire);
+            let left = self.unfinished.load(Ordering::Acquire);
             self.stats
                 .store_jobs_abandoned
-                .fetch_add(given_up, Ordering::Relaxed);
+                .fetch_add(left, Ordering::Relaxed);
             return;
         }
         let _ = t.join();
