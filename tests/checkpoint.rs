@@ -9,7 +9,7 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::Duration;
 
 use common::*;
@@ -33,43 +33,9 @@ fn local_sink(root: &Path) -> String {
     format!("[sink]\nkind = \"local\"\npath = \"{}\"\n", root.display())
 }
 
-fn spawn(job: &Path, cluster: &[&str]) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_popularity"))
-        .args(["run", "--job"])
-        .arg(job)
-        .args(cluster)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn job")
-}
-
 /// Waits for a job and returns how many records it read (from its summary line).
 fn finish(child: Child) -> u64 {
-    summary(wait_bounded(child, Duration::from_secs(300), "job"))
-}
-
-/// How many records a finished job read (from its summary line).
-fn summary(out: std::process::Output) -> u64 {
-    assert!(
-        out.status.success(),
-        "job failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8_lossy(&out.stdout);
-    text.lines()
-        .find_map(|l| {
-            l.strip_prefix("read ")?
-                .split_whitespace()
-                .next()?
-                .parse()
-                .ok()
-        })
-        .unwrap_or_else(|| panic!("no summary in {text:?}"))
-}
-
-fn run_to_end(job: &Path, cluster: &[&str]) -> u64 {
-    finish(spawn(job, cluster))
+    records_read(&wait_bounded(child, Duration::from_secs(300), "job"))
 }
 
 /// Every object under `titles/` of a store: key → bytes.
@@ -168,7 +134,7 @@ fn killed_ten_times_while_producing_gives_identical_hours() {
     let job = job_file(&dir, "crashy", &broker, "events", &s3_sink("crashy"));
     let mut rng = popularity::rng::SplitMix64::new(7);
     for _ in 0..10 {
-        let mut child = spawn(&job, &["-w", "2"]);
+        let mut child = spawn_job(&job, &["-w", "2"]);
         std::thread::sleep(Duration::from_millis(700 + rng.below(1500)));
         child.kill().expect("kill -9");
         let _ = child.wait();
@@ -264,7 +230,7 @@ fn checkpoint_from_one_worker_restores_on_two_workers_and_two_processes() {
         let root = dir.join(name);
         let job = job_file(&dir, name, &broker, "events", &local_sink(&root));
         // First half with one worker, stopped gracefully: SIGTERM → final checkpoint → exit 0.
-        let child = spawn(&job, &["-w", "1"]);
+        let child = spawn_job(&job, &["-w", "1"]);
         std::thread::sleep(Duration::from_secs(3));
         let read = terminate(child);
         assert!(read > 0, "{name}: the first run read something ({read})");
@@ -290,11 +256,11 @@ fn checkpoint_from_one_worker_restores_on_two_workers_and_two_processes() {
             )
             .expect("hostfile");
             let h = hostfile.display().to_string();
-            let a = spawn(&job, &["-w", "1", "-n", "2", "-p", "0", "-h", &h]);
-            let b = spawn(&job, &["-w", "1", "-n", "2", "-p", "1", "-h", &h]);
+            let a = spawn_job(&job, &["-w", "1", "-n", "2", "-p", "0", "-h", &h]);
+            let b = spawn_job(&job, &["-w", "1", "-n", "2", "-p", "1", "-h", &h]);
             let read: u64 = wait_group(vec![a, b], Duration::from_secs(300), "two processes")
                 .into_iter()
-                .map(summary)
+                .map(|o| records_read(&o))
                 .sum();
             assert!(
                 read < 40_000,
@@ -387,7 +353,7 @@ fn corrupt_or_incomplete_newest_checkpoint_falls_back_to_the_previous() {
             let topic = topic.clone();
             std::thread::spawn(move || BrokerAddr(addr).produce_to(&topic, &g, 0..60_000, 10_000.0))
         };
-        let mut child = spawn(&job, &["-w", "2"]);
+        let mut child = spawn_job(&job, &["-w", "2"]);
         let store = LocalStore::new(&root).expect("store");
         let waited = std::time::Instant::now();
         // Wait until the fallback (second newest) checkpoint has read something, so resuming from it shows.
@@ -477,8 +443,8 @@ fn killing_one_process_of_a_cluster_ten_times_gives_identical_hours() {
         .expect("hostfile");
         let h = hostfile.display().to_string();
         let mut procs = [
-            spawn(&job, &["-w", "1", "-n", "2", "-p", "0", "-h", &h]),
-            spawn(&job, &["-w", "1", "-n", "2", "-p", "1", "-h", &h]),
+            spawn_job(&job, &["-w", "1", "-n", "2", "-p", "0", "-h", &h]),
+            spawn_job(&job, &["-w", "1", "-n", "2", "-p", "1", "-h", &h]),
         ];
         std::thread::sleep(Duration::from_millis(1000 + rng.below(1500)));
         // Kill one process; its peer loses the connection and goes down too (or is taken down).

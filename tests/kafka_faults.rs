@@ -61,22 +61,6 @@ fn produce_file(brokers: &str, topic: &str, path: &Path) {
     produce_file_with(brokers, topic, path, &[])
 }
 
-/// Produces a JSON-lines file with the standard client configured with `extra` (`key=value`).
-fn produce_file_with(brokers: &str, topic: &str, path: &Path, extra: &[String]) {
-    let out = Command::new("python3")
-        .arg(script("produce.py"))
-        .args([brokers, topic, "none"])
-        .arg(path)
-        .args(extra)
-        .output()
-        .expect("python3 runs");
-    assert!(
-        out.status.success(),
-        "producing to {topic}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// The topic's records by partition (payloads in offset order), as the standard client reads them.
 fn partitions_of(brokers: &str, topic: &str) -> Vec<Vec<Vec<u8>>> {
     partitions_with(brokers, topic, &[])

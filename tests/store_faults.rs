@@ -9,7 +9,7 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -51,72 +51,16 @@ fn job_file(dir: &Path, name: &str, broker: &Broker, idle: &str, extra: &str) ->
     path
 }
 
-fn spawn(job: &Path, args: &[&str]) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_popularity"))
-        .args(["run", "--job"])
-        .arg(job)
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn job")
-}
-
-/// Records read by a job that must have succeeded.
-fn read_of(out: &std::process::Output) -> u64 {
-    assert!(
-        out.status.success(),
-        "job failed: {}",
-        tail(&String::from_utf8_lossy(&out.stderr), 30)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("read ")?
-                .split_whitespace()
-                .next()?
-                .parse()
-                .ok()
-        })
-        .expect("a summary line")
-}
-
-fn run_to_end(job: &Path, args: &[&str]) -> u64 {
-    read_of(&wait_bounded(
-        spawn(job, args),
-        Duration::from_secs(300),
-        "job",
-    ))
-}
-
-/// The events `range` of `g` as JSON lines, for the standard producer.
+/// The events `range` of `g` as a JSON-lines file, for the standard producer.
 fn events_file(dir: &Path, g: &Generator, range: std::ops::Range<u64>) -> PathBuf {
     let path = dir.join(format!("events-{}-{}.jsonl", range.start, range.end));
-    let mut text = String::new();
-    for i in range {
-        match g.item(i) {
-            GenItem::Event(e) => text.push_str(&e.to_json()),
-            GenItem::Malformed(s) => text.push_str(&s),
-        }
-        text.push('\n');
-    }
-    std::fs::write(&path, text).expect("events file");
+    std::fs::write(&path, events_text(g, range)).expect("events file");
     path
 }
 
-/// Produces a file with the standard client (confluent-kafka).
+/// Produces a file to `events` with the standard client (confluent-kafka).
 fn produce_standard(broker: &Broker, path: &Path) {
-    let out = Command::new("python3")
-        .arg(script("produce.py"))
-        .args([broker.addr.as_str(), "events", "none"])
-        .arg(path)
-        .output()
-        .expect("python3 runs");
-    assert!(
-        out.status.success(),
-        "produce.py: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    produce_file_with(&broker.addr, "events", path, &[]);
 }
 
 /// Produces `range` of `g` at `rate` events/s with the job's own producer, on a thread.
@@ -316,7 +260,7 @@ fn a_stop_during_an_outage_ends_within_its_bound_and_publishes_nothing_partial()
         s3_sink(&s3, "stopping")
     );
     let job = job_file(&dir, "stopping", &broker, "30s", &extra);
-    let child = spawn(&job, &["-w", "2"]);
+    let child = spawn_job(&job, &["-w", "2"]);
     let store = S3Store::connect(&s3.config("popularity", "stopping")).expect("connect");
     let began = Instant::now();
     while checkpoint_state(&store, "stopping").1.is_empty()
@@ -396,7 +340,7 @@ fn a_store_that_comes_up_after_the_job_is_waited_for() {
     let g = generator(&cfg);
     produce_standard(&broker, &events_file(&dir, &g, 0..30_000));
     let job = job_file(&dir, "late", &broker, "4s", &s3_sink(&s3, "late"));
-    let mut child = spawn(&job, &["-w", "2"]);
+    let mut child = spawn_job(&job, &["-w", "2"]);
     std::thread::sleep(Duration::from_secs(10));
     assert!(
         child.try_wait().expect("try_wait").is_none(),
@@ -404,7 +348,7 @@ fn a_store_that_comes_up_after_the_job_is_waited_for() {
     );
     s3.up();
     let out = wait_bounded(child, Duration::from_secs(180), "job");
-    assert_eq!(read_of(&out), 30_000);
+    assert_eq!(records_read(&out), 30_000);
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(
         log.contains("cannot be reached yet"),
@@ -446,8 +390,8 @@ fn a_part_that_fails_for_good_publishes_no_hour_in_any_process() {
     )
     .expect("hosts");
     let h = hostfile.display().to_string();
-    let a = spawn(&job, &["-w", "1", "-n", "2", "-p", "0", "-h", &h]);
-    let b = spawn(&job, &["-w", "1", "-n", "2", "-p", "1", "-h", &h]);
+    let a = spawn_job(&job, &["-w", "1", "-n", "2", "-p", "0", "-h", &h]);
+    let b = spawn_job(&job, &["-w", "1", "-n", "2", "-p", "1", "-h", &h]);
     let outs = wait_each(vec![a, b], Duration::from_secs(120));
     let b_out = outs[1].as_ref().expect("process 1 exits by itself");
     let b_log = String::from_utf8_lossy(&b_out.stderr);

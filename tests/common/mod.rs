@@ -45,16 +45,80 @@ pub fn write_events(path: &Path, cfg: &GeneratorConfig, catalog_titles: usize) -
     let start = popularity::time::parse_rfc3339(&cfg.start).expect("valid start");
     let catalog = Catalog::synthesize(catalog_titles, 7, start).expect("valid catalog");
     let g = Generator::new(cfg, &catalog).expect("valid generator");
+    std::fs::write(path, events_text(&g, 0..cfg.events)).expect("write events");
+    g
+}
+
+/// The records `range` of `g` as JSON lines (malformed ones as generated).
+pub fn events_text(g: &Generator, range: std::ops::Range<u64>) -> String {
     let mut text = String::new();
-    for i in 0..cfg.events {
+    for i in range {
         match g.item(i) {
             GenItem::Event(e) => text.push_str(&e.to_json()),
             GenItem::Malformed(s) => text.push_str(&s),
         }
         text.push('\n');
     }
-    std::fs::write(path, text).expect("write events");
-    g
+    text
+}
+
+/// Produces a JSON-lines file with the standard client (confluent-kafka,
+/// `scripts/produce.py`), configured with `extra` (`key=value`).
+pub fn produce_file_with(brokers: &str, topic: &str, path: &Path, extra: &[String]) {
+    let out = std::process::Command::new("python3")
+        .arg(script("produce.py"))
+        .args([brokers, topic, "none"])
+        .arg(path)
+        .args(extra)
+        .output()
+        .expect("python3 runs");
+    assert!(
+        out.status.success(),
+        "producing to {topic}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Starts `popularity run --job <job> <args>` with its output piped; wait
+/// for it with [`wait_bounded`], [`wait_group`] or [`wait_each`], which read
+/// the pipes.
+pub fn spawn_job(job: &Path, args: &[&str]) -> std::process::Child {
+    std::process::Command::new(env!("CARGO_BIN_EXE_popularity"))
+        .args(["run", "--job"])
+        .arg(job)
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn job")
+}
+
+/// How many records a job that must have succeeded read (its summary line).
+pub fn records_read(out: &std::process::Output) -> u64 {
+    assert!(
+        out.status.success(),
+        "job failed: {}",
+        tail(&String::from_utf8_lossy(&out.stderr), 30)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix("read ")?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
+        .unwrap_or_else(|| panic!("no summary in {text:?}"))
+}
+
+/// Runs a job to its end (at most five minutes); how many records it read.
+pub fn run_to_end(job: &Path, args: &[&str]) -> u64 {
+    records_read(&wait_bounded(
+        spawn_job(job, args),
+        std::time::Duration::from_secs(300),
+        "job",
+    ))
 }
 
 /// A job reading `events` and writing under `dir`.
