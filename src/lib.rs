@@ -21,21 +21,13 @@
 
 #![forbid(unsafe_code)]
 
-pub mod catalog;
 pub mod checkpoint;
-pub mod clock;
 pub mod config;
+pub mod core;
 pub mod dataflow;
-pub mod error;
-pub mod event;
-pub mod generator;
-pub mod model;
+pub mod job;
 pub mod oracle;
-pub mod pipeline;
 pub mod rank;
-pub mod rng;
 pub mod serve;
 pub mod sink;
 pub mod source;
-pub mod stats;
-pub mod time;

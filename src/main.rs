@@ -8,10 +8,10 @@ use std::time::Instant;
 use anyhow::{bail, Context as _, Result};
 use clap::{Args, Parser, Subcommand};
 
-use popularity::catalog::Catalog;
 use popularity::config::{JobConfig, SinkKind, SourceKind};
-use popularity::generator::{GenItem, Generator, Popularity};
-use popularity::pipeline::{execute, Context, DeadLetterTarget};
+use popularity::core::catalog::Catalog;
+use popularity::job::{execute, open_store, Context, DeadLetterTarget};
+use popularity::source::traffic::{GenItem, Generator, Popularity};
 
 /// Exact real-time content popularity: sliding view counts, hourly snapshots.
 #[derive(Parser)]
@@ -245,8 +245,8 @@ fn main() {
         eprintln!("error: {e:#}");
         let code = e
             .chain()
-            .find_map(|c| c.downcast_ref::<popularity::error::Error>())
-            .map_or(1, popularity::error::Error::exit_code);
+            .find_map(|c| c.downcast_ref::<popularity::core::error::Error>())
+            .map_or(1, popularity::core::error::Error::exit_code);
         std::process::exit(code);
     }
 }
@@ -324,7 +324,7 @@ fn generate(args: GenerateArgs) -> Result<()> {
     if let Some(v) = args.late {
         g.late = v;
     }
-    let start = popularity::time::parse_rfc3339(&g.start).context("generator start")?;
+    let start = popularity::core::time::parse_rfc3339(&g.start).context("generator start")?;
     let catalog = match &job.catalog.path {
         Some(p) => Catalog::load(p)?,
         None => Catalog::synthesize(job.catalog.titles, job.catalog.seed, start)?,
@@ -419,7 +419,8 @@ fn generate_to_kafka(
 }
 
 fn catalog(args: CatalogArgs) -> Result<()> {
-    let start = popularity::time::parse_rfc3339(&args.start).context("--start must be RFC 3339")?;
+    let start =
+        popularity::core::time::parse_rfc3339(&args.start).context("--start must be RFC 3339")?;
     let cat = Catalog::synthesize(args.titles, args.seed, start)?;
     let mut out: Box<dyn Write> = match &args.out {
         Some(p) => Box::new(std::io::BufWriter::new(
@@ -494,7 +495,7 @@ fn bench_one(args: &BenchArgs, model: bool) -> Result<(f64, f64)> {
     ctx.dead_letters = DeadLetterTarget::CountOnly;
     let ctx = Arc::new(ctx);
     let started = Instant::now();
-    let started_ms = popularity::time::now_ms();
+    let started_ms = popularity::core::time::now_ms();
     let stats = execute(config, ctx)?;
     let secs = started.elapsed().as_secs_f64();
     println!("events          {}", stats.read);
@@ -534,7 +535,7 @@ fn bench_one(args: &BenchArgs, model: bool) -> Result<(f64, f64)> {
 
 fn consume(args: ConsumeArgs) -> Result<()> {
     let idle = std::time::Duration::from_millis(
-        popularity::time::parse_duration(&args.idle).map_err(anyhow::Error::msg)? as u64,
+        popularity::core::time::parse_duration(&args.idle).map_err(anyhow::Error::msg)? as u64,
     );
     let cfg = popularity::source::kafka::KafkaConfig {
         brokers: args.brokers,
@@ -552,7 +553,7 @@ fn consume(args: ConsumeArgs) -> Result<()> {
 fn rank(args: RankArgs) -> Result<()> {
     use popularity::rank::{rank, to_csv, to_table, RankQuery};
     let job = JobConfig::load(args.job.as_deref())?;
-    let category = popularity::catalog::Kind::parse(&args.category).ok_or_else(|| {
+    let category = popularity::core::catalog::Kind::parse(&args.category).ok_or_else(|| {
         anyhow::anyhow!(
             "unknown category `{}` (movie, show, episode, live, clip, channel)",
             args.category
@@ -568,19 +569,19 @@ fn rank(args: RankArgs) -> Result<()> {
                 .parse()
                 .map_err(|_| anyhow::anyhow!("--hour wants YYYY-MM-DDTHH, got {h}"))?;
             Some(
-                popularity::time::parse_hour(dt, hh)
+                popularity::core::time::parse_hour(dt, hh)
                     .ok_or_else(|| anyhow::anyhow!("--hour {h} is not a valid hour"))?,
             )
         }
     };
     let store: Arc<dyn popularity::sink::store::ObjectStore> = match &args.local {
         Some(dir) => Arc::new(popularity::sink::store::LocalStore::new(dir)?),
-        None => job.sink.open()?.ok_or_else(|| {
+        None => open_store(&job.sink)?.ok_or_else(|| {
             anyhow::anyhow!("the job has no snapshot store (sink.kind = \"none\")")
         })?,
     };
-    let start =
-        popularity::time::parse_rfc3339(&job.source.generator.start).context("generator start")?;
+    let start = popularity::core::time::parse_rfc3339(&job.source.generator.start)
+        .context("generator start")?;
     let catalog = match args.catalog.as_ref().or(job.catalog.path.as_ref()) {
         Some(p) => Catalog::load(p)?,
         None => Catalog::synthesize(job.catalog.titles, job.catalog.seed, start)?,
@@ -623,9 +624,7 @@ fn rank(args: RankArgs) -> Result<()> {
 
 fn checkpoint_bench(args: CheckpointBenchArgs) -> Result<()> {
     let store: Arc<dyn popularity::sink::store::ObjectStore> = match &args.sink_job {
-        Some(job) => JobConfig::load(Some(job))?
-            .sink
-            .open()?
+        Some(job) => open_store(&JobConfig::load(Some(job))?.sink)?
             .ok_or_else(|| anyhow::anyhow!("that job has no store"))?,
         None => Arc::new(popularity::sink::store::LocalStore::new(&args.dir)?),
     };

@@ -9,11 +9,11 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use crate::clock::{ClockRule, PartitionClock, Verdict};
-use crate::error::{Error, Result};
-use crate::event::{ContentId, EventType, Validation, WatchEvent};
-use crate::generator::{GenItem, Generator};
-use crate::time::WindowSpec;
+use crate::core::clock::{ClockRule, PartitionClock, Verdict};
+use crate::core::error::{Error, Result};
+use crate::core::event::{ContentId, EventType, Validation, WatchEvent};
+use crate::core::time::WindowSpec;
+use crate::source::traffic::{GenItem, Generator};
 
 /// What the pipeline must produce for some input.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -81,7 +81,7 @@ pub fn recount(
 }
 
 /// Replays the pipeline's acceptance rules over each partition's records in
-/// order (decode, then the partition's clock, [`crate::clock`]): `visit(partition,
+/// order (decode, then the partition's clock, [`crate::core::clock`]): `visit(partition,
 /// index, the event or the reason it is dead-lettered)`. The visits of one
 /// partition come in the order the clock decides them (a held record is
 /// decided after the records that corroborate or outlast it).
@@ -193,11 +193,11 @@ pub fn generator_partitions(
 #[derive(Clone, Debug)]
 pub struct CatalogChangeAt {
     /// The pane it takes effect.
-    pub pane: crate::time::Pane,
+    pub pane: crate::core::time::Pane,
     /// The title before.
-    pub before: Option<crate::catalog::Title>,
+    pub before: Option<crate::core::catalog::Title>,
     /// The title after.
-    pub after: Option<crate::catalog::Title>,
+    pub after: Option<crate::core::catalog::Title>,
 }
 
 /// The model recounted from scratch: for every hour with any nonzero
@@ -207,10 +207,16 @@ pub fn recount_model(
     window: &WindowSpec,
     clock: impl Into<ClockRule>,
     limits: &Validation,
-    spec: &crate::model::ModelSpec,
-    catalog: &crate::catalog::Catalog,
+    spec: &crate::core::model::ModelSpec,
+    catalog: &crate::core::catalog::Catalog,
     changes: &[CatalogChangeAt],
-) -> BTreeMap<u64, (Vec<crate::model::NodeRow>, Vec<crate::model::TopEntry>)> {
+) -> BTreeMap<
+    u64,
+    (
+        Vec<crate::core::model::NodeRow>,
+        Vec<crate::core::model::TopEntry>,
+    ),
+> {
     let accepted = accepted_facts(partitions, window, clock, limits);
     let mut out = BTreeMap::new();
     let (Some(first), Some(last)) = (
@@ -231,7 +237,7 @@ pub fn recount_model(
         if rows.is_empty() {
             continue;
         }
-        let top = crate::model::rank_all(&rows, spec.top_k);
+        let top = crate::core::model::rank_all(&rows, spec.top_k);
         out.insert(hour, (rows, top));
     }
     out
@@ -244,11 +250,11 @@ pub fn model_at(
     window: &WindowSpec,
     clock: impl Into<ClockRule>,
     limits: &Validation,
-    spec: &crate::model::ModelSpec,
-    catalog: &crate::catalog::Catalog,
+    spec: &crate::core::model::ModelSpec,
+    catalog: &crate::core::catalog::Catalog,
     changes: &[CatalogChangeAt],
-    end: crate::time::Pane,
-) -> Vec<crate::model::NodeRow> {
+    end: crate::core::time::Pane,
+) -> Vec<crate::core::model::NodeRow> {
     let accepted = accepted_facts(partitions, window, clock, limits);
     model_rows_at(&accepted, window, spec, catalog, changes, end)
 }
@@ -259,7 +265,7 @@ fn accepted_facts(
     window: &WindowSpec,
     clock: impl Into<ClockRule>,
     limits: &Validation,
-) -> Vec<(ContentId, u64, crate::model::Measures)> {
+) -> Vec<(ContentId, u64, crate::core::model::Measures)> {
     let mut accepted = Vec::new();
     replay(partitions, window, clock.into(), limits, |_, _, outcome| {
         if let Ok(event) = outcome {
@@ -267,7 +273,7 @@ fn accepted_facts(
                 accepted.push((
                     event.content_id,
                     p,
-                    crate::model::Measures::of_event(&event),
+                    crate::core::model::Measures::of_event(&event),
                 ));
             }
         }
@@ -276,17 +282,17 @@ fn accepted_facts(
 }
 
 fn model_rows_at(
-    accepted: &[(ContentId, u64, crate::model::Measures)],
+    accepted: &[(ContentId, u64, crate::core::model::Measures)],
     window: &WindowSpec,
-    spec: &crate::model::ModelSpec,
-    catalog: &crate::catalog::Catalog,
+    spec: &crate::core::model::ModelSpec,
+    catalog: &crate::core::catalog::Catalog,
     changes: &[CatalogChangeAt],
-    end: crate::time::Pane,
-) -> Vec<crate::model::NodeRow> {
-    use crate::model::{ancestors, node_rows, resolve, Info, Measures};
+    end: crate::core::time::Pane,
+) -> Vec<crate::core::model::NodeRow> {
+    use crate::core::model::{ancestors, node_rows, resolve, Info, Measures};
     use std::collections::HashMap;
     // The catalog as of `end`.
-    let mut titles: HashMap<ContentId, crate::catalog::Title> =
+    let mut titles: HashMap<ContentId, crate::core::catalog::Title> =
         catalog.titles.iter().map(|t| (t.id, t.clone())).collect();
     for c in changes.iter().filter(|c| c.pane <= end) {
         if let Some(b) = &c.before {
@@ -323,7 +329,7 @@ fn model_rows_at(
     let mut total = 0;
     for (id, m) in &measures {
         let Some(i) = info.get(id) else { continue };
-        if i.kind == crate::catalog::Kind::Episode {
+        if i.kind == crate::core::catalog::Kind::Episode {
             total += m.views_24h;
         }
         for (a, with_24h) in ancestors(i) {

@@ -10,9 +10,9 @@ use std::collections::HashMap;
 
 use serde::Serialize;
 
-use crate::catalog::{Catalog, Kind};
-use crate::error::{Error, Result};
-use crate::event::ContentId;
+use crate::core::catalog::{Catalog, Kind};
+use crate::core::error::{Error, Result};
+use crate::core::event::ContentId;
 use crate::sink::snapshot::{published_hours, read_hour};
 use crate::sink::store::ObjectStore;
 
@@ -180,13 +180,13 @@ pub fn to_csv(r: &Ranking) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::catalog::Title;
+    use crate::core::catalog::Title;
+    use crate::core::time::WindowSpec;
     use crate::sink::parquet::{encode_titles, TitleRow};
     use crate::sink::snapshot::{
         hour_prefix, manifest_for, part_name, PartRecord, SUCCESS, TITLES,
     };
     use crate::sink::store::LocalStore;
-    use crate::time::WindowSpec;
 
     fn title(id: u64, kind: Kind, parent: Option<u64>) -> Title {
         Title {

@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use common::*;
-use popularity::catalog::Kind;
+use popularity::core::catalog::Kind;
 use popularity::oracle::window_at;
 
 /// GET `path`, with the body parsed as JSON (`null` if it is not).
@@ -49,7 +49,7 @@ fn top_k_and_titles_equal_the_recount_and_bad_requests_are_400() {
         }
     }
     let as_of = settled.expect("the live window settled");
-    let window = popularity::time::WindowSpec::hourly();
+    let window = popularity::core::time::WindowSpec::hourly();
     let want = window_at(&parts, &window, 120_000, &limits(), as_of);
     assert!(
         want.values().sum::<i64>() > 100,
@@ -83,8 +83,11 @@ fn top_k_and_titles_equal_the_recount_and_bad_requests_are_400() {
             .collect();
         assert_eq!(got, expected, "top 5 {}", category.as_str());
         let (start, end) = window.window_bounds(as_of);
-        assert_eq!(body["window"]["end"], popularity::time::rfc3339(end));
-        assert_eq!(body["window"]["start"], popularity::time::rfc3339(start));
+        assert_eq!(body["window"]["end"], popularity::core::time::rfc3339(end));
+        assert_eq!(
+            body["window"]["start"],
+            popularity::core::time::rfc3339(start)
+        );
     }
     let (&top_id, &top_views) = want
         .iter()
@@ -134,7 +137,7 @@ fn trending_breakdown_and_title_measures_equal_the_model_recount() {
     let mut job = kafka_job(&dir, &broker.addr, "events");
     job.source.kafka.until = popularity::source::kafka::Until::Never;
     job.model.clip_half_life = "10m".into();
-    let window = popularity::time::WindowSpec::hourly();
+    let window = popularity::core::time::WindowSpec::hourly();
     let spec = job
         .model
         .spec(window.slide_ms, window.panes())
@@ -178,8 +181,8 @@ fn trending_breakdown_and_title_measures_equal_the_model_recount() {
         ("all", "IN-MH"),
         ("movie", "US"),
     ] {
-        let reg = popularity::event::Region::parse(region).map(|r| r.0 as usize);
-        let want: Vec<(f64, u64)> = popularity::model::top(&rows, category, reg, 5)
+        let reg = popularity::core::event::Region::parse(region).map(|r| r.0 as usize);
+        let want: Vec<(f64, u64)> = popularity::core::model::top(&rows, category, reg, 5)
             .into_iter()
             .map(|(v, r)| (v, r.id))
             .collect();
@@ -191,7 +194,7 @@ fn trending_breakdown_and_title_measures_equal_the_model_recount() {
         assert_eq!(ranked(&body), want, "{category} {region}");
         assert_eq!(
             body["window"]["end"],
-            popularity::time::rfc3339(window.window_bounds(as_of).1)
+            popularity::core::time::rfc3339(window.window_bounds(as_of).1)
         );
     }
     // A title's measures, in full.
@@ -210,7 +213,7 @@ fn trending_breakdown_and_title_measures_equal_the_model_recount() {
     assert_eq!(m["by_tier"]["paid"].as_i64(), Some(top.m.tier[1]));
     assert_eq!(m["by_region"]["US"].as_i64(), Some(top.m.region[10]));
     // Totals over titles.
-    let mut sum = popularity::model::Measures::default();
+    let mut sum = popularity::core::model::Measures::default();
     for r in rows
         .iter()
         .filter(|r| !matches!(r.info.map(|i| i.kind), Some(Kind::Show | Kind::Channel)))

@@ -4,12 +4,12 @@
 mod common;
 
 use common::*;
-use popularity::event::{Device, EventType, Region, Tier, WatchEvent};
+use popularity::core::event::{Device, EventType, Region, Tier, WatchEvent};
 
 #[test]
 fn every_bad_line_is_dead_lettered_with_its_reason() {
     let dir = scratch("bad-input");
-    let t0 = popularity::time::parse_rfc3339("2026-02-01T10:00:00Z").expect("valid");
+    let t0 = popularity::core::time::parse_rfc3339("2026-02-01T10:00:00Z").expect("valid");
     let ev = |id: u64, content: u64, t: i64| WatchEvent {
         event_id: id,
         user_id: 1,

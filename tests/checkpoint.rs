@@ -82,7 +82,7 @@ fn assert_identical(got: &BTreeMap<String, Vec<u8>>, want: &BTreeMap<String, Vec
 fn produce_range(
     broker: &Broker,
     topic: &str,
-    g: &popularity::generator::Generator,
+    g: &popularity::source::traffic::Generator,
     range: std::ops::Range<u64>,
     rate: f64,
 ) {
@@ -92,10 +92,12 @@ fn produce_range(
     };
     let stop = std::sync::atomic::AtomicBool::new(false);
     let records = range.map(|i| match g.item(i) {
-        popularity::generator::GenItem::Event(e) => {
+        popularity::source::traffic::GenItem::Event(e) => {
             (e.user_id.to_string().into_bytes(), e.to_json().into_bytes())
         }
-        popularity::generator::GenItem::Malformed(s) => (b"malformed".to_vec(), s.into_bytes()),
+        popularity::source::traffic::GenItem::Malformed(s) => {
+            (b"malformed".to_vec(), s.into_bytes())
+        }
     });
     popularity::source::kafka::produce(&cfg, topic, records, rate, &stop, |_| {}).expect("produce");
 }
@@ -132,7 +134,7 @@ fn killed_ten_times_while_producing_gives_identical_hours() {
         })
     };
     let job = job_file(&dir, "crashy", &broker, "events", &s3_sink("crashy"));
-    let mut rng = popularity::rng::SplitMix64::new(7);
+    let mut rng = popularity::core::rng::SplitMix64::new(7);
     for _ in 0..10 {
         let mut child = spawn_job(&job, &["-w", "2"]);
         std::thread::sleep(Duration::from_millis(700 + rng.below(1500)));
@@ -177,7 +179,7 @@ struct BrokerAddr(String);
 impl BrokerAddr {
     fn produce(
         &self,
-        g: &popularity::generator::Generator,
+        g: &popularity::source::traffic::Generator,
         range: std::ops::Range<u64>,
         rate: f64,
     ) {
@@ -187,7 +189,7 @@ impl BrokerAddr {
     fn produce_to(
         &self,
         topic: &str,
-        g: &popularity::generator::Generator,
+        g: &popularity::source::traffic::Generator,
         range: std::ops::Range<u64>,
         rate: f64,
     ) {
@@ -197,10 +199,12 @@ impl BrokerAddr {
         };
         let stop = std::sync::atomic::AtomicBool::new(false);
         let records = range.map(|i| match g.item(i) {
-            popularity::generator::GenItem::Event(e) => {
+            popularity::source::traffic::GenItem::Event(e) => {
                 (e.user_id.to_string().into_bytes(), e.to_json().into_bytes())
             }
-            popularity::generator::GenItem::Malformed(s) => (b"malformed".to_vec(), s.into_bytes()),
+            popularity::source::traffic::GenItem::Malformed(s) => {
+                (b"malformed".to_vec(), s.into_bytes())
+            }
         });
         popularity::source::kafka::produce(&cfg, topic, records, rate, &stop, |_| {})
             .expect("produce");
@@ -431,7 +435,7 @@ fn killing_one_process_of_a_cluster_ten_times_gives_identical_hours() {
     };
     let root = dir.join("crashy");
     let job = job_file(&dir, "crashy", &broker, "events", &local_sink(&root));
-    let mut rng = popularity::rng::SplitMix64::new(11);
+    let mut rng = popularity::core::rng::SplitMix64::new(11);
     for round in 0..10 {
         let base = free_ports(2);
         let ports = [base, base + 1];

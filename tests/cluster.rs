@@ -29,7 +29,7 @@ fn two_processes_of_two_workers_via_the_launcher_match_the_recount() {
     let parts = fill_topic(&broker, "events", 4, &cfg);
     let want = recount(
         &parts,
-        &popularity::time::WindowSpec::hourly(),
+        &popularity::core::time::WindowSpec::hourly(),
         120_000,
         &limits(),
     );
@@ -169,15 +169,16 @@ fn the_query_api_of_a_cluster_answers_for_every_shard() {
         }
         last = Some(now);
     };
-    let window = popularity::time::WindowSpec::hourly();
-    let end = popularity::time::parse_rfc3339(settled["window"]["end"].as_str().expect("end"))
-        .expect("rfc3339");
+    let window = popularity::core::time::WindowSpec::hourly();
+    let end =
+        popularity::core::time::parse_rfc3339(settled["window"]["end"].as_str().expect("end"))
+            .expect("rfc3339");
     let as_of = window.pane_of(end - 1).expect("pane");
-    let spec = popularity::model::ModelConfig::default()
+    let spec = popularity::core::model::ModelConfig::default()
         .spec(window.slide_ms, window.panes())
         .expect("spec");
-    let start = popularity::time::parse_rfc3339(&cfg.start).expect("start");
-    let catalog = popularity::catalog::Catalog::synthesize(400, 7, start).expect("catalog");
+    let start = popularity::core::time::parse_rfc3339(&cfg.start).expect("start");
+    let catalog = popularity::core::catalog::Catalog::synthesize(400, 7, start).expect("catalog");
     let rows = popularity::oracle::model_at(
         &parts,
         &window,
@@ -188,12 +189,15 @@ fn the_query_api_of_a_cluster_answers_for_every_shard() {
         &[],
         as_of,
     );
-    let titles: Vec<&popularity::model::NodeRow> = rows
+    let titles: Vec<&popularity::core::model::NodeRow> = rows
         .iter()
         .filter(|r| {
             !matches!(
                 r.info.map(|i| i.kind),
-                Some(popularity::catalog::Kind::Show | popularity::catalog::Kind::Channel)
+                Some(
+                    popularity::core::catalog::Kind::Show
+                        | popularity::core::catalog::Kind::Channel
+                )
             )
         })
         .collect();
@@ -207,7 +211,7 @@ fn the_query_api_of_a_cluster_answers_for_every_shard() {
         Some(titles.iter().map(|r| r.m.watch_ms).sum::<i64>()),
         "watch time over both processes"
     );
-    let want: Vec<(f64, u64)> = popularity::model::top(&rows, "all", None, 5)
+    let want: Vec<(f64, u64)> = popularity::core::model::top(&rows, "all", None, 5)
         .into_iter()
         .map(|(v, r)| (v, r.id))
         .collect();

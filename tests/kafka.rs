@@ -79,7 +79,7 @@ fn kafka_source_matches_recount_and_dead_letters_are_exact() {
     let ids: Vec<i32> = records.keys().copied().collect();
     let want = recount(
         &parts,
-        &popularity::time::WindowSpec::hourly(),
+        &popularity::core::time::WindowSpec::hourly(),
         120_000,
         &limits(),
     );
@@ -111,7 +111,7 @@ fn two_processes_read_every_partition_once() {
     let ids: Vec<i32> = records.keys().copied().collect();
     let want = recount(
         &parts,
-        &popularity::time::WindowSpec::hourly(),
+        &popularity::core::time::WindowSpec::hourly(),
         120_000,
         &limits(),
     );
@@ -169,9 +169,9 @@ fn unreachable_broker_and_missing_topic_are_clear_errors() {
     let mut job = kafka_job(&dir, &format!("127.0.0.1:{}", free_port()), "events");
     job.source.kafka.connect_attempts = 2;
     job.source.kafka.connect_backoff = "100ms".into();
-    let ctx = std::sync::Arc::new(popularity::pipeline::Context::from_job(job).expect("valid job"));
+    let ctx = std::sync::Arc::new(popularity::job::Context::from_job(job).expect("valid job"));
     let started = std::time::Instant::now();
-    let err = popularity::pipeline::execute(timely::Config::thread(), ctx).expect_err("no broker");
+    let err = popularity::job::execute(timely::Config::thread(), ctx).expect_err("no broker");
     assert!(
         err.to_string().contains("unreachable after 2 attempts"),
         "{err}"
@@ -187,8 +187,8 @@ fn unreachable_broker_and_missing_topic_are_clear_errors() {
 
     let broker = Broker::start("errors");
     let job = kafka_job(&dir, &broker.addr, "no-such-topic");
-    let ctx = std::sync::Arc::new(popularity::pipeline::Context::from_job(job).expect("valid job"));
-    let err = popularity::pipeline::execute(timely::Config::thread(), ctx).expect_err("no topic");
+    let ctx = std::sync::Arc::new(popularity::job::Context::from_job(job).expect("valid job"));
+    let err = popularity::job::execute(timely::Config::thread(), ctx).expect_err("no topic");
     assert!(
         err.to_string().contains("`no-such-topic` does not exist"),
         "{err}"
@@ -218,10 +218,10 @@ fn broker_restart_mid_run_loses_and_duplicates_nothing() {
         .kafka
         .properties
         .insert("enable.idempotence".into(), "false".into());
-    let ctx = std::sync::Arc::new(popularity::pipeline::Context::from_job(job).expect("valid job"));
+    let ctx = std::sync::Arc::new(popularity::job::Context::from_job(job).expect("valid job"));
     let stats = ctx.stats.clone();
     let runner = std::thread::spawn(move || {
-        popularity::pipeline::execute(timely::Config::process(2), ctx).expect("job runs")
+        popularity::job::execute(timely::Config::process(2), ctx).expect("job runs")
     });
     std::thread::sleep(Duration::from_secs(2));
     // The rest goes in while the job is reading, and the broker stops right
@@ -241,7 +241,7 @@ fn broker_restart_mid_run_loses_and_duplicates_nothing() {
     assert_eq!(stats.read, 120_000, "every record read exactly once");
     let want = recount(
         &parts,
-        &popularity::time::WindowSpec::hourly(),
+        &popularity::core::time::WindowSpec::hourly(),
         120_000,
         &limits(),
     );
@@ -253,12 +253,14 @@ fn broker_restart_mid_run_loses_and_duplicates_nothing() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-fn keyed(g: &popularity::generator::Generator, i: u64) -> (Vec<u8>, Vec<u8>) {
+fn keyed(g: &popularity::source::traffic::Generator, i: u64) -> (Vec<u8>, Vec<u8>) {
     match g.item(i) {
-        popularity::generator::GenItem::Event(e) => {
+        popularity::source::traffic::GenItem::Event(e) => {
             (e.user_id.to_string().into_bytes(), e.to_json().into_bytes())
         }
-        popularity::generator::GenItem::Malformed(s) => (b"malformed".to_vec(), s.into_bytes()),
+        popularity::source::traffic::GenItem::Malformed(s) => {
+            (b"malformed".to_vec(), s.into_bytes())
+        }
     }
 }
 
@@ -305,7 +307,7 @@ fn every_codec_a_standard_producer_uses_is_read_whole() {
         );
         let want = recount(
             &parts,
-            &popularity::time::WindowSpec::hourly(),
+            &popularity::core::time::WindowSpec::hourly(),
             120_000,
             &limits(),
         );

@@ -84,7 +84,7 @@ fn partitions_with(brokers: &str, topic: &str, extra: &[String]) -> Vec<Vec<Vec<
 fn hourly(parts: &[Vec<Vec<u8>>]) -> Expected {
     recount(
         parts,
-        &popularity::time::WindowSpec::hourly(),
+        &popularity::core::time::WindowSpec::hourly(),
         120_000,
         &limits(),
     )
@@ -104,8 +104,8 @@ fn delete_topic(broker: &Broker, name: &str) {
 }
 
 /// A clean stream (no disorder, lateness or junk) starting at `start`.
-fn clean(seed: u64, events: u64, start: &str) -> popularity::generator::GeneratorConfig {
-    popularity::generator::GeneratorConfig {
+fn clean(seed: u64, events: u64, start: &str) -> popularity::source::traffic::GeneratorConfig {
+    popularity::source::traffic::GeneratorConfig {
         events,
         seed,
         titles: 400,
@@ -119,9 +119,9 @@ fn clean(seed: u64, events: u64, start: &str) -> popularity::generator::Generato
 }
 
 /// The error a job stops with at start.
-fn start_error(job: popularity::config::JobConfig, why: &str) -> popularity::error::Error {
-    let ctx = Arc::new(popularity::pipeline::Context::from_job(job).expect("valid job"));
-    popularity::pipeline::execute(timely::Config::thread(), ctx).expect_err(why)
+fn start_error(job: popularity::config::JobConfig, why: &str) -> popularity::core::error::Error {
+    let ctx = Arc::new(popularity::job::Context::from_job(job).expect("valid job"));
+    popularity::job::execute(timely::Config::thread(), ctx).expect_err(why)
 }
 
 /// Published hours (hours since the epoch) starting at or after `from` (ms).
@@ -325,7 +325,8 @@ fn killed_right_after_a_checkpoint_every_earlier_rejected_record_is_a_dead_lette
         .collect();
     let mut covered = 0;
     for r in consume(&broker.addr, "events") {
-        let bad = popularity::event::WatchEvent::decode(r.value.as_bytes(), &limits()).is_err();
+        let bad =
+            popularity::core::event::WatchEvent::decode(r.value.as_bytes(), &limits()).is_err();
         if bad && next.get(&r.partition).is_some_and(|n| r.offset < *n) {
             covered += 1;
             assert!(
@@ -393,9 +394,9 @@ fn a_topic_recreated_between_runs_fails_by_default_and_is_read_with_earliest() {
     assert!(!text.contains("bug"), "not a bug: {text}");
 
     job.source.kafka.on_lost_offsets = OnLostOffsets::Earliest;
-    let ctx = Arc::new(popularity::pipeline::Context::from_job(job).expect("valid job"));
+    let ctx = Arc::new(popularity::job::Context::from_job(job).expect("valid job"));
     let board = ctx.kafka_progress.clone();
-    let stats = popularity::pipeline::execute(timely::Config::process(2), ctx).expect("runs");
+    let stats = popularity::job::execute(timely::Config::process(2), ctx).expect("runs");
     assert_eq!(stats.read, 5_000, "the new records are read");
     let lost: u64 = board.lock().expect("board").values().map(|p| p.lost).sum();
     // What vanished from the logs' ends, by the end offsets the broker reports
@@ -405,7 +406,7 @@ fn a_topic_recreated_between_runs_fails_by_default_and_is_read_with_earliest() {
         "offsets counted as lost: {lost}"
     );
     let want = hourly(&partitions_of(&broker.addr, "events"));
-    let from = popularity::time::parse_rfc3339("2026-03-03T00:00:00Z").expect("time");
+    let from = popularity::core::time::parse_rfc3339("2026-03-03T00:00:00Z").expect("time");
     assert_matches(
         &hours_from(&dir.join("store"), from),
         &want,
@@ -512,7 +513,7 @@ fn a_broker_behind_tls_is_read_with_verification_and_a_wrong_ca_is_a_configurati
     let started = Instant::now();
     let err = start_error(wrong, "wrong CA");
     assert!(
-        matches!(err, popularity::error::Error::Config(_)),
+        matches!(err, popularity::core::error::Error::Config(_)),
         "a configuration error: {err}"
     );
     assert!(err.to_string().contains("TLS"), "{err}");
@@ -525,7 +526,7 @@ fn a_broker_behind_tls_is_read_with_verification_and_a_wrong_ca_is_a_configurati
     missing.source.kafka.connect_attempts = 1;
     let err = start_error(missing, "no CA file");
     assert!(
-        matches!(err, popularity::error::Error::Config(_)),
+        matches!(err, popularity::core::error::Error::Config(_)),
         "an unreadable CA file is a configuration error: {err}"
     );
     drop(proxy);
@@ -567,7 +568,7 @@ fn sasl_settings_reach_the_client_and_a_refusal_is_a_configuration_error() {
     let started = Instant::now();
     let err = start_error(job, "refused");
     assert!(
-        matches!(err, popularity::error::Error::Config(_)),
+        matches!(err, popularity::core::error::Error::Config(_)),
         "a configuration error: {err}"
     );
     let text = err.to_string();

@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use common::*;
-use popularity::catalog::{Catalog, Kind, Title};
-use popularity::model::NodeRow;
+use popularity::core::catalog::{Catalog, Kind, Title};
+use popularity::core::model::NodeRow;
 use popularity::oracle::{file_partitions, recount_model, CatalogChangeAt};
 use popularity::sink::snapshot::{published_table_hours, read_table_hour};
 use popularity::sink::store::LocalStore;
@@ -67,7 +67,7 @@ fn got_row(r: &Row) -> (i64, Vec<i64>, String, String) {
     for c in ["free", "paid", "mobile", "tv", "web", "tablet"] {
         ints.push(r[&format!("views_{c}")].int());
     }
-    for code in popularity::event::REGIONS {
+    for code in popularity::core::event::REGIONS {
         ints.push(r[&format!("views_{}", code.to_lowercase().replace('-', "_"))].int());
     }
     (
@@ -88,7 +88,7 @@ fn model_tables_equal_the_recount_with_catalog_changes_on_one_and_four_workers()
     cfg.live_share = 0.3;
     cfg.clip_share = 0.2;
     let g = write_events(&events, &cfg, 400);
-    let start = popularity::time::parse_rfc3339(&cfg.start).expect("start");
+    let start = popularity::core::time::parse_rfc3339(&cfg.start).expect("start");
     let catalog = Catalog::synthesize(400, 7, start).expect("catalog");
     let of = |k: Kind| catalog.titles.iter().filter(move |t| t.kind == k);
     // An episode moves to another show after 1 hour.
@@ -127,7 +127,7 @@ fn model_tables_equal_the_recount_with_catalog_changes_on_one_and_four_workers()
         None, // a tombstone: effective when read, so at the start
     ));
     produce_catalog(&broker.addr, "catalog", &records);
-    let window = popularity::time::WindowSpec::hourly();
+    let window = popularity::core::time::WindowSpec::hourly();
     let pane = |ms: i64| window.pane_of(ms).expect("pane");
     let changes = vec![
         CatalogChangeAt {
@@ -267,7 +267,7 @@ fn editing_the_catalog_file_moves_a_title_while_the_job_runs() {
     use std::sync::atomic::Ordering;
     use std::time::Instant;
     let dir = scratch("reload");
-    let start = popularity::time::parse_rfc3339(&messy(1, 0).start).expect("start");
+    let start = popularity::core::time::parse_rfc3339(&messy(1, 0).start).expect("start");
     let catalog = Catalog::synthesize(400, 7, start).expect("catalog");
     let path = dir.join("catalog.jsonl");
     let write = |titles: &[Title]| {

@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use common::*;
 use popularity::config::SourceKind;
-use popularity::generator::GeneratorConfig;
 use popularity::oracle::{file_partitions, generator_partitions, recount};
+use popularity::source::traffic::GeneratorConfig;
 use popularity::source::DEFAULT_PARTITIONS;
 
 #[test]
@@ -75,7 +75,7 @@ fn generator_source_matches_recount() {
         job.source.batch = 1013;
         let window = job.window.spec().expect("valid");
         let lateness = job.window.lateness_ms().expect("valid");
-        let ctx = popularity::pipeline::Context::from_job(job.clone()).expect("valid job");
+        let ctx = popularity::job::Context::from_job(job.clone()).expect("valid job");
         let g = ctx.generator.clone().expect("generator");
         run_in_process(job, workers);
         let want = recount(
@@ -256,7 +256,7 @@ fn two_processes_on_localhost_match_recount() {
         run_cluster(&dir, &job_path, workers);
         let want = recount(
             &file_partitions(&events, DEFAULT_PARTITIONS).expect("read"),
-            &popularity::time::WindowSpec::hourly(),
+            &popularity::core::time::WindowSpec::hourly(),
             120_000,
             &limits(),
         );
@@ -277,7 +277,7 @@ fn two_processes_on_localhost_match_recount() {
 fn skew_clocks(path: &Path, seed: u64, n: usize) -> usize {
     let text = std::fs::read_to_string(path).expect("read events");
     let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
-    let mut rng = popularity::rng::SplitMix64::new(seed);
+    let mut rng = popularity::core::rng::SplitMix64::new(seed);
     let mut moved = 0;
     while moved < n {
         let k = (rng.next_u64() % lines.len() as u64) as usize;
@@ -319,7 +319,7 @@ fn skewed_clocks_match_the_oracle_on_any_parallelism_and_lose_almost_nothing() {
     write_events(&events, &messy(11, records), 400);
     let clean = recount(
         &file_partitions(&events, DEFAULT_PARTITIONS).expect("read"),
-        &popularity::time::WindowSpec::hourly(),
+        &popularity::core::time::WindowSpec::hourly(),
         120_000,
         &limits(),
     );
@@ -327,7 +327,7 @@ fn skewed_clocks_match_the_oracle_on_any_parallelism_and_lose_almost_nothing() {
     let moved = skew_clocks(&events, 5, 80);
     let want = recount(
         &file_partitions(&events, DEFAULT_PARTITIONS).expect("read"),
-        &popularity::time::WindowSpec::hourly(),
+        &popularity::core::time::WindowSpec::hourly(),
         120_000,
         &limits(),
     );
@@ -400,7 +400,7 @@ fn a_two_day_gap_publishes_every_hour_after_it_exactly() {
     std::fs::write(&events, text).expect("write");
     let want = recount(
         &file_partitions(&events, DEFAULT_PARTITIONS).expect("read"),
-        &popularity::time::WindowSpec::hourly(),
+        &popularity::core::time::WindowSpec::hourly(),
         120_000,
         &limits(),
     );

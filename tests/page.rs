@@ -132,9 +132,9 @@ fn names_with_markup_render_as_text_and_run_no_script() {
     job.source.generator.rate = 3_000.0;
     // The catalog the job would make, every name turned into markup that
     // would set a flag on the page if it ran.
-    let start = popularity::time::parse_rfc3339(&job.source.generator.start).expect("start");
+    let start = popularity::core::time::parse_rfc3339(&job.source.generator.start).expect("start");
     let mut catalog =
-        popularity::catalog::Catalog::synthesize(job.catalog.titles, job.catalog.seed, start)
+        popularity::core::catalog::Catalog::synthesize(job.catalog.titles, job.catalog.seed, start)
             .expect("catalog");
     for (i, t) in catalog.titles.iter_mut().enumerate() {
         t.name = match i % 2 {

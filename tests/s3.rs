@@ -60,7 +60,7 @@ fn duckdb_counts(root: &std::path::Path) -> BTreeMap<u64, BTreeMap<u64, i64>> {
             .expect("hour")
             .parse()
             .expect("hour number");
-        let hour = popularity::time::parse_hour(dt, hh).expect("valid hour");
+        let hour = popularity::core::time::parse_hour(dt, hh).expect("valid hour");
         let prev = counts.entry(hour).or_default().insert(
             v["content_id"].as_u64().expect("id"),
             v["views"].as_i64().expect("views"),
@@ -77,7 +77,7 @@ fn pipeline_writes_to_s3_and_duckdb_reads_the_oracle_counts() {
     let dir = scratch("s3-pipeline");
     let job = generator_job(&dir, &s3, "popularity", 60_000, 31);
     let window = job.window.spec().expect("valid");
-    let ctx = popularity::pipeline::Context::from_job(job.clone()).expect("connects");
+    let ctx = popularity::job::Context::from_job(job.clone()).expect("connects");
     let g = ctx.generator.clone().expect("generator");
     run_in_process(job.clone(), 2);
     let want = recount(
@@ -132,7 +132,7 @@ fn large_objects_go_up_in_several_parts() {
     cfg.multipart_threshold = "1".into(); // everything larger than a byte is multipart
     cfg.multipart_chunk = "5MiB".into();
     let store = S3Store::connect(&cfg).expect("connects");
-    let mut rng = popularity::rng::SplitMix64::new(5);
+    let mut rng = popularity::core::rng::SplitMix64::new(5);
     let bytes: Vec<u8> = (0..(12 << 20) + 12_345)
         .map(|_| rng.next_u64() as u8)
         .collect();
@@ -166,11 +166,11 @@ fn store_outage_mid_run_loses_no_hour() {
     let mut job = generator_job(&dir, &s3, "popularity", 60_000, 32);
     job.source.generator.rate = 6_000.0; // about ten seconds of wall clock
     let window = job.window.spec().expect("valid");
-    let ctx = Arc::new(popularity::pipeline::Context::from_job(job.clone()).expect("connects"));
+    let ctx = Arc::new(popularity::job::Context::from_job(job.clone()).expect("connects"));
     let g = ctx.generator.clone().expect("generator");
     let stats = ctx.stats.clone();
     let runner = std::thread::spawn(move || {
-        popularity::pipeline::execute(timely::Config::process(2), ctx).expect("job runs")
+        popularity::job::execute(timely::Config::process(2), ctx).expect("job runs")
     });
     std::thread::sleep(Duration::from_secs(3));
     s3.down();

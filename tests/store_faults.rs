@@ -14,9 +14,9 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use popularity::checkpoint::Checkpoints;
-use popularity::generator::{GenItem, Generator};
 use popularity::sink::s3::S3Store;
 use popularity::sink::store::{LocalStore, ObjectStore};
+use popularity::source::traffic::{GenItem, Generator};
 
 /// How long the store stays away in the outage test: as long as an S3
 /// regional outage that used to kill the job about five minutes in
@@ -407,8 +407,9 @@ fn a_part_that_fails_for_good_publishes_no_hour_in_any_process() {
     );
     let store = LocalStore::new(&root).expect("store");
     let hours = popularity::sink::snapshot::published_hours(&store).expect("hours");
-    let first_blocked =
-        popularity::time::parse_rfc3339("2026-01-01T01:00:00Z").expect("time") as u64 / 3_600_000;
+    let first_blocked = popularity::core::time::parse_rfc3339("2026-01-01T01:00:00Z").expect("time")
+        as u64
+        / 3_600_000;
     assert!(
         hours.iter().all(|h| *h < first_blocked),
         "no hour from the failed one on is published: {hours:?}"

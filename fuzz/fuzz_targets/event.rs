@@ -2,7 +2,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use popularity::event::{Validation, WatchEvent};
+use popularity::core::event::{Validation, WatchEvent};
 
 fuzz_target!(|data: &[u8]| {
     let limits = Validation {

@@ -24,12 +24,12 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
-use crate::event::ContentId;
-use crate::model::{Cell, N_CELLS};
+use crate::core::error::{Error, Result};
+use crate::core::event::ContentId;
+use crate::core::model::{Cell, N_CELLS};
+use crate::core::time::{Millis, Pane};
 use crate::sink::store::ObjectStore;
 use crate::source::PartitionId;
-use crate::time::{Millis, Pane};
 
 /// Magic bytes at the start of a part file.
 pub const MAGIC: &[u8; 8] = b"POPCKPT\0";
@@ -64,7 +64,7 @@ pub fn fact_of(key: u64) -> Option<(ContentId, Cell, bool)> {
 /// A loaded checkpoint: its manifest and every partition's ledger.
 pub type Loaded = (Manifest, Vec<(PartitionId, PartitionLedger)>);
 
-/// A record a partition's clock holds for corroboration ([`crate::clock`]).
+/// A record a partition's clock holds for corroboration ([`crate::core::clock`]).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct HeldRecord {
     /// Its event time.
@@ -684,7 +684,7 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         let store: std::sync::Arc<dyn ObjectStore> =
             std::sync::Arc::new(crate::sink::store::LocalStore::new(&dir).expect("store"));
-        let stats = std::sync::Arc::new(crate::stats::Stats::default());
+        let stats = std::sync::Arc::new(crate::core::stats::Stats::default());
         let writer = Writer::spawn(store.clone(), "j", 3, stats.clone()).expect("writer");
         let mut cp = Checkpointer::new(writer.clone(), 0, 1, 1000, 60);
         cp.restored(50, 29_000_000);
@@ -811,7 +811,7 @@ pub fn bench(
     panes: u64,
 ) -> Result<BenchReport> {
     let panes = panes.max(1);
-    let stats = std::sync::Arc::new(crate::stats::Stats::default());
+    let stats = std::sync::Arc::new(crate::core::stats::Stats::default());
     let writer = Writer::spawn(store.clone(), "checkpoint-bench", 1, stats)?;
     let mut cp = Checkpointer::new(writer.clone(), 0, 1, 1, panes);
     let per_pane = entries.div_ceil(panes);
@@ -835,7 +835,7 @@ pub fn bench(
         },
     )]
     .into();
-    let id = crate::time::now_ms() as u64;
+    let id = crate::core::time::now_ms() as u64;
     let t = std::time::Instant::now();
     let meta = cp.take(id, first, &positions, &clocks, None)?;
     let take_seconds = t.elapsed().as_secs_f64();

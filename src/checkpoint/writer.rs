@@ -16,10 +16,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::{Checkpoints, PartMeta};
-use crate::error::{Error, Result};
+use crate::core::error::{Error, Result};
+use crate::core::stats::Stats;
+use crate::core::time::Pane;
 use crate::sink::store::ObjectStore;
-use crate::stats::Stats;
-use crate::time::Pane;
 
 /// How often pending checkpoints are polled for completion.
 const POLL: Duration = Duration::from_millis(250);
@@ -260,7 +260,7 @@ impl Thread {
                     .store(took.as_micros() as u64, Ordering::Relaxed);
                 s.checkpoint_bytes.store(part.meta.bytes, Ordering::Relaxed);
                 s.checkpoint_last_ms
-                    .store(crate::time::now_ms(), Ordering::Relaxed);
+                    .store(crate::core::time::now_ms(), Ordering::Relaxed);
                 if part.meta.worker == 0 {
                     self.pending.insert(part.id, part.meta.peers);
                     while self.pending.len() > MAX_PENDING {
@@ -308,7 +308,7 @@ impl Thread {
                 Stats::add(&self.stats.checkpoints_completed, 1);
                 self.stats
                     .checkpoint_completed_ms
-                    .store(crate::time::now_ms(), Ordering::Relaxed);
+                    .store(crate::core::time::now_ms(), Ordering::Relaxed);
                 // Older pending ones can never be newer than this one.
                 self.pending.retain(|p, _| *p > id);
                 if let Err(e) = self.checkpoints().prune(self.keep) {

@@ -15,12 +15,12 @@ use timely::dataflow::StreamVec;
 
 use super::live::LiveBoard;
 use super::{follow_frontier, shard, Views};
-use crate::event::ContentId;
-use crate::stats::Stats;
+use crate::core::event::ContentId;
+use crate::core::stats::Stats;
 
 /// How often a shard of the live window is republished at most.
 const PUBLISH_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
-use crate::time::{Pane, WindowSpec};
+use crate::core::time::{Pane, WindowSpec};
 
 /// One worker's share of one hour: the window ending at the hour's last pane.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -9,8 +9,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use crate::event::ContentId;
-use crate::time::Pane;
+use crate::core::event::ContentId;
+use crate::core::time::Pane;
 
 /// One shard's counts, as of a pane.
 #[derive(Clone, Debug, Default)]

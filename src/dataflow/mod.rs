@@ -16,15 +16,15 @@ pub mod window;
 
 use differential_dataflow::VecCollection;
 
-use crate::event::ContentId;
-use crate::time::Pane;
+use crate::core::event::ContentId;
+use crate::core::time::Pane;
 
 /// View counts as a collection: the multiplicity of `content` at a time is its count.
 pub type Views<'scope> = VecCollection<'scope, Pane, ContentId, i64>;
 
 /// Routes a content id to a worker; every operator that shards by content uses it.
 pub fn shard(content: ContentId) -> u64 {
-    crate::rng::mix(content)
+    crate::core::rng::mix(content)
 }
 
 pub use hourly::{hourly_tables, HourTable};

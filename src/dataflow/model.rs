@@ -32,12 +32,12 @@ use timely::dataflow::StreamVec;
 
 use super::live::LiveBoard;
 use super::{follow_frontier, shard, HourTable};
-use crate::event::ContentId;
-use crate::model::{
+use crate::core::event::ContentId;
+use crate::core::model::{
     rank_all, resolve, CatalogEntry, Cell, Delta, Info, Measures, ModelSpec, NodeRow, Obs,
 };
-use crate::stats::Stats;
-use crate::time::{Pane, WindowSpec};
+use crate::core::stats::Stats;
+use crate::core::time::{Pane, WindowSpec};
 
 /// The pseudo-node that accumulates every episode's score-window views.
 pub const TOTAL_NODE: ContentId = u64::MAX;
@@ -106,7 +106,7 @@ impl ModelBoard {
 type Pending = (Vec<(ContentId, Cell, Obs)>, Vec<(Side, i64)>);
 
 /// A fast hasher for maps keyed by content id.
-type Fx = std::hash::BuildHasherDefault<crate::pipeline::FxHasher>;
+type Fx = rustc_hash::FxBuildHasher;
 
 /// Side input of a shard stage: catalog info of its shard, the episode
 /// total, and (after a restore) measures already windowed.
@@ -236,7 +236,7 @@ enum StageOut {
 /// score-window views also to the episode total. At most three targets, so
 /// no allocation per fact.
 fn targets(info: Option<&Info>) -> impl Iterator<Item = (ContentId, bool)> {
-    use crate::catalog::Kind;
+    use crate::core::catalog::Kind;
     let mut out = [None; 3];
     if let Some(i) = info.filter(|i| !matches!(i.kind, Kind::Show | Kind::Channel)) {
         let episode = i.kind == Kind::Episode;
@@ -249,7 +249,7 @@ fn targets(info: Option<&Info>) -> impl Iterator<Item = (ContentId, bool)> {
 
 /// Whether a node's own facts go to the node stage (shows, channels).
 fn forwards_itself(info: Option<&Info>) -> bool {
-    use crate::catalog::Kind;
+    use crate::core::catalog::Kind;
     matches!(info.map(|i| i.kind), Some(Kind::Show | Kind::Channel))
 }
 
@@ -368,7 +368,7 @@ impl Slots {
         &mut self,
         titles: bool,
         total: i64,
-        t: crate::time::Millis,
+        t: crate::core::time::Millis,
         spec: &ModelSpec,
     ) -> Vec<NodeRow> {
         self.order();
@@ -797,8 +797,8 @@ fn finish_hours<'scope>(
                         rows.extend(h.rows);
                     }
                     for r in rows.iter_mut() {
-                        if r.info.map(|i| i.kind) == Some(crate::catalog::Kind::Episode) {
-                            r.score_ppm = crate::model::score_ppm(r.m.views_24h, total);
+                        if r.info.map(|i| i.kind) == Some(crate::core::catalog::Kind::Episode) {
+                            r.score_ppm = crate::core::model::score_ppm(r.m.views_24h, total);
                         }
                     }
                     if rows.is_empty() {

@@ -8,7 +8,7 @@
 
 use differential_dataflow::VecCollection;
 
-use crate::time::{Pane, WindowSpec};
+use crate::core::time::{Pane, WindowSpec};
 
 /// Views of the sliding window described by `window`, from per-pane views.
 ///
@@ -40,7 +40,7 @@ mod tests {
         let spec = WindowSpec::new(5 * 60_000, 60_000).expect("valid");
         let seen: Arc<Mutex<Vec<(u64, Pane, i64)>>> = Arc::new(Mutex::new(Vec::new()));
         let sink = seen.clone();
-        let mut rng = crate::rng::SplitMix64::new(11);
+        let mut rng = crate::core::rng::SplitMix64::new(11);
         let updates: Vec<(u64, Pane, i64)> = (0..2000)
             .map(|_| (rng.below(20), rng.below(40), 1 + rng.below(3) as i64))
             .collect();

@@ -11,9 +11,9 @@ use std::sync::atomic::Ordering;
 
 use prometheus::{Counter, CounterVec, Encoder, Gauge, GaugeVec, Opts, Registry, TextEncoder};
 
-use crate::error::{Error, Result};
+use crate::core::error::{Error, Result};
+use crate::core::stats::Stats;
 use crate::source::kafka::ProgressBoard;
-use crate::stats::Stats;
 
 use super::query::{live_model, Api};
 
@@ -91,10 +91,10 @@ static METRICS: &[Metric] = &[
     m("popularity_watermark_seconds", "Lowest input watermark over this process's workers (event time, seconds).", Read::Gauge(|s| (s.low_watermark_ms() / 1000) as f64)),
     m("popularity_watermark_lag_seconds", "Wall clock minus the lowest watermark.", Read::Gauge(|s| match s.low_watermark_ms() {
         0 => 0.0,
-        w => ((crate::time::now_ms() - w) / 1000) as f64,
+        w => ((crate::core::time::now_ms() - w) / 1000) as f64,
     })),
     m("popularity_frontier_seconds", "Dataflow output frontier (event time, seconds): hours before it are final.", Read::Gauge(|s| (s.frontier_ms.load(Ordering::Relaxed) / 1000) as f64)),
-    m("popularity_worker_stalled_seconds", "The longest any worker of this process has gone without a step (/healthz fails past metrics.stall-timeout).", Read::Gauge(|s| s.steps.longest_wait(crate::time::now_ms()).map_or(0.0, |(_, ms)| ms as f64 / 1000.0))),
+    m("popularity_worker_stalled_seconds", "The longest any worker of this process has gone without a step (/healthz fails past metrics.stall-timeout).", Read::Gauge(|s| s.steps.longest_wait(crate::core::time::now_ms()).map_or(0.0, |(_, ms)| ms as f64 / 1000.0))),
     m("popularity_checkpoint_duration_seconds", "Time the last checkpoint part took to write (seconds, rounded down).", Read::Gauge(|s| (s.checkpoint_micros.load(Ordering::Relaxed) / 1_000_000) as f64)),
     m("popularity_checkpoint_bytes", "Size of the last checkpoint part.", Read::Gauge(|s| n(&s.checkpoint_bytes))),
     m("popularity_store_calls_total", "Calls to the object store (snapshots and checkpoints).", Read::Counter(|s| n(&s.store_calls))),
@@ -220,8 +220,8 @@ fn trending(gauges: &GaugeVec, api: &Api) {
         return;
     }
     let Some(live) = live_model(api) else { return };
-    for category in crate::model::CATEGORIES {
-        let ranked = crate::model::top(&live.rows, category, None, TRENDING_GAUGE_K);
+    for category in crate::core::model::CATEGORIES {
+        let ranked = crate::core::model::top(&live.rows, category, None, TRENDING_GAUGE_K);
         for (i, (v, r)) in ranked.iter().enumerate() {
             let name = api.catalog.get(r.id).map_or("", |t| t.name.as_str());
             let labels = [category, &(i + 1).to_string(), &r.id.to_string(), name];

@@ -29,9 +29,9 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::config::ServeLimits;
-use crate::error::{Error, Result};
+use crate::core::error::{Error, Result};
+use crate::core::stats::Stats;
 use crate::source::kafka::ProgressBoard;
-use crate::stats::Stats;
 
 pub use export::metric_names;
 pub use query::Api;

@@ -11,9 +11,9 @@ use std::sync::Arc;
 
 use hyper::StatusCode;
 
-use crate::catalog::{Catalog, Kind};
+use crate::core::catalog::{Catalog, Kind};
+use crate::core::time::{rfc3339, WindowSpec};
 use crate::dataflow::live::LiveBoard;
-use crate::time::{rfc3339, WindowSpec};
 
 /// What the query API answers from.
 pub struct Api {
@@ -154,20 +154,20 @@ pub fn parse(api: &Api, route: &str, args: &BTreeMap<String, String>) -> Result<
         "/api/trending" => {
             only(args, &["category", "region", "k"], "category, region, k")?;
             let category = args.get("category").map(String::as_str).unwrap_or("all");
-            let Some(category) = crate::model::CATEGORIES.iter().find(|c| **c == category) else {
+            let Some(category) = crate::core::model::CATEGORIES.iter().find(|c| **c == category) else {
                 return Err(bad(
                     StatusCode::BAD_REQUEST,
-                    format!("unknown category `{category}` ({})", crate::model::CATEGORIES.join(", ")),
+                    format!("unknown category `{category}` ({})", crate::core::model::CATEGORIES.join(", ")),
                 ));
             };
             let region = match args.get("region").map(String::as_str) {
                 None | Some("") => None,
-                Some(code) => match crate::event::Region::parse(code) {
+                Some(code) => match crate::core::event::Region::parse(code) {
                     Some(r) => Some(r.0 as usize),
                     None => {
                         return Err(bad(
                             StatusCode::BAD_REQUEST,
-                            format!("unknown region `{code}` ({})", crate::event::REGIONS.join(", ")),
+                            format!("unknown region `{code}` ({})", crate::core::event::REGIONS.join(", ")),
                         ))
                     }
                 },
@@ -249,7 +249,7 @@ fn compute_local(api: &Api, request: &Request) -> Result<serde_json::Value, Refu
         Request::Breakdown => {
             let live = live_model(api).ok_or_else(none_yet)?;
             // Titles only: shows and channels are sums of titles.
-            let mut sum = crate::model::Measures::default();
+            let mut sum = crate::core::model::Measures::default();
             for r in live
                 .rows
                 .iter()
@@ -264,7 +264,7 @@ fn compute_local(api: &Api, request: &Request) -> Result<serde_json::Value, Refu
                 "views_24h_episodes": live.total_24h,
                 "by_tier": named(&TIERS, &sum.tier),
                 "by_device": named(&DEVICES, &sum.device),
-                "by_region": named(&crate::event::REGIONS, &sum.region),
+                "by_region": named(&crate::core::event::REGIONS, &sum.region),
             }))
         }
         Request::Trending {
@@ -273,7 +273,7 @@ fn compute_local(api: &Api, request: &Request) -> Result<serde_json::Value, Refu
             k,
         } => {
             let live = live_model(api).ok_or_else(none_yet)?;
-            let ranked = crate::model::top(&live.rows, category, *region, *k);
+            let ranked = crate::core::model::top(&live.rows, category, *region, *k);
             let titles: Vec<serde_json::Value> = ranked
                 .iter()
                 .map(|(v, r)| {
@@ -368,7 +368,7 @@ pub fn merge(api: &Api, request: &Request, locals: Vec<serde_json::Value>) -> An
                     "views_24h_episodes": locals.iter().filter_map(|l| l["views_24h_episodes"].as_i64()).max().unwrap_or(0),
                     "by_tier": group("by_tier", &TIERS),
                     "by_device": group("by_device", &DEVICES),
-                    "by_region": group("by_region", &crate::event::REGIONS),
+                    "by_region": group("by_region", &crate::core::event::REGIONS),
                 }),
             )
         }
@@ -400,7 +400,7 @@ pub fn merge(api: &Api, request: &Request, locals: Vec<serde_json::Value>) -> An
                 StatusCode::OK,
                 serde_json::json!({
                     "category": category,
-                    "region": region.map_or("", |r| crate::event::REGIONS[r]),
+                    "region": region.map_or("", |r| crate::core::event::REGIONS[r]),
                     "k": k,
                     "window": window(as_of("as_of")),
                     "titles": titles,
@@ -416,7 +416,7 @@ pub struct LiveModel {
     /// The oldest pane over the shards.
     pub as_of: u64,
     /// Every node's row, by id.
-    pub rows: Vec<crate::model::NodeRow>,
+    pub rows: Vec<crate::core::model::NodeRow>,
     /// Views of every episode in the 24-hour window.
     pub total_24h: i64,
 }
@@ -432,13 +432,13 @@ fn build_model(board: &crate::dataflow::model::ModelBoard) -> Option<LiveModel> 
     let shards = board.shards();
     let as_of = shards.values().map(|s| s.as_of).min()?;
     let total_24h = shards.values().map(|s| s.total_24h).max().unwrap_or(0);
-    let mut rows: Vec<crate::model::NodeRow> = shards
+    let mut rows: Vec<crate::core::model::NodeRow> = shards
         .values()
         .flat_map(|s| s.rows.iter().cloned())
         .collect();
     for r in rows.iter_mut() {
         if r.info.map(|i| i.kind) == Some(Kind::Episode) {
-            r.score_ppm = crate::model::score_ppm(r.m.views_24h, total_24h);
+            r.score_ppm = crate::core::model::score_ppm(r.m.views_24h, total_24h);
         }
     }
     rows.sort_unstable_by_key(|r| r.id);
@@ -463,7 +463,7 @@ where
 const TIERS: [&str; 2] = ["free", "paid"];
 const DEVICES: [&str; 4] = ["mobile", "tv", "web", "tablet"];
 
-fn row_json(r: &crate::model::NodeRow, api: &Api) -> serde_json::Value {
+fn row_json(r: &crate::core::model::NodeRow, api: &Api) -> serde_json::Value {
     serde_json::json!({
         "content_id": r.id,
         "name": api.catalog.get(r.id).map(|t| t.name.as_str()).unwrap_or(""),
@@ -477,6 +477,6 @@ fn row_json(r: &crate::model::NodeRow, api: &Api) -> serde_json::Value {
         "decay": r.decay,
         "by_tier": named(&TIERS, &r.m.tier),
         "by_device": named(&DEVICES, &r.m.device),
-        "by_region": named(&crate::event::REGIONS, &r.m.region),
+        "by_region": named(&crate::core::event::REGIONS, &r.m.region),
     })
 }

@@ -16,8 +16,8 @@ use hyper::{Method, Request, Response, StatusCode};
 use subtle::ConstantTimeEq;
 
 use crate::config::ServeLimits;
+use crate::core::stats::Stats;
 use crate::source::kafka::ProgressBoard;
-use crate::stats::Stats;
 
 use super::cache::{Lookup, Refreshing};
 use super::export::Exported;
@@ -140,7 +140,7 @@ pub(super) async fn route(shared: Arc<Shared>, req: Request<Incoming>) -> Reply 
 /// stepped for `metrics.stall-timeout`.
 fn health(shared: &Shared) -> Reply {
     let limit = shared.limits.stall_timeout;
-    match shared.stats.steps.longest_wait(crate::time::now_ms()) {
+    match shared.stats.steps.longest_wait(crate::core::time::now_ms()) {
         Some((worker, waited)) if waited as u128 > limit.as_millis() => reply(
             StatusCode::SERVICE_UNAVAILABLE,
             "text/plain",

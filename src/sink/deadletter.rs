@@ -11,7 +11,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
+use crate::core::error::{Error, Result};
 
 /// One dead letter, as written (JSON lines).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

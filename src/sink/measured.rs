@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::store::ObjectStore;
-use crate::error::Result;
-use crate::stats::Stats;
+use crate::core::error::Result;
+use crate::core::stats::Stats;
 
 /// A store whose calls are counted in [`Stats`].
 pub struct Measured {

@@ -13,9 +13,9 @@ use parquet::file::writer::SerializedFileWriter;
 use parquet::record::RowAccessor;
 use parquet::schema::parser::parse_message_type;
 
-use crate::error::{Error, Result};
-use crate::event::ContentId;
-use crate::time::Millis;
+use crate::core::error::{Error, Result};
+use crate::core::event::ContentId;
+use crate::core::time::Millis;
 
 /// Schema of the `titles` table.
 pub const TITLES_SCHEMA: &str = "

@@ -7,145 +7,24 @@
 //! uploads in `multipart-chunk` parts (at least 5 MiB, as S3 requires);
 //! a failed multipart upload is aborted so none are left behind.
 
+use super::store::ObjectStore;
+pub use crate::config::s3::{parse_bytes, S3Config, MIN_PART};
+use crate::core::error::{Error, Result};
 use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use aws_sdk_s3::Client;
-use serde::{Deserialize, Serialize};
 
-use super::store::ObjectStore;
-use crate::error::{Error, Result};
-
-/// Smallest part S3 accepts in a multipart upload (except the last).
-pub const MIN_PART: usize = 5 * 1024 * 1024;
-
-/// `[sink.s3]`
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
-pub struct S3Config {
-    /// Bucket name.
-    pub bucket: String,
-    /// Key prefix inside the bucket (`snapshots/`); may be empty.
-    pub prefix: String,
-    /// Region (`garage` for Garage).
-    pub region: String,
-    /// Custom endpoint (`http://127.0.0.1:3900`); absent: AWS.
-    pub endpoint: Option<String>,
-    /// Path-style addressing (`endpoint/bucket/key`), needed by most non-AWS stores.
-    pub path_style: bool,
-    /// Access key; absent: the standard AWS environment/profile chain.
-    pub access_key_id: Option<String>,
-    /// Secret key; absent: the standard chain.
-    pub secret_access_key: Option<String>,
-    /// Objects larger than this go up as multipart uploads.
-    pub multipart_threshold: String,
-    /// Size of each multipart part (at least 5MiB).
-    pub multipart_chunk: String,
-    /// Longest wait for a connection to the store.
-    pub connect_timeout: String,
-    /// Longest wait for the next bytes of a response (a hung connection ends here).
-    pub read_timeout: String,
-    /// Longest time one attempt of a store call may take.
-    pub attempt_timeout: String,
-    /// Longest time a store call may take with the client's own retries.
-    pub operation_timeout: String,
-    /// How long the start-up check waits (with back-off) for a store that
-    /// cannot be reached yet, before it gives up.
-    pub startup_wait: String,
-}
-
-impl Default for S3Config {
-    fn default() -> Self {
-        S3Config {
-            bucket: String::new(),
-            prefix: String::new(),
-            region: "us-east-1".into(),
-            endpoint: None,
-            path_style: false,
-            access_key_id: None,
-            secret_access_key: None,
-            multipart_threshold: "16MiB".into(),
-            multipart_chunk: "8MiB".into(),
-            connect_timeout: "5s".into(),
-            read_timeout: "30s".into(),
-            attempt_timeout: "60s".into(),
-            operation_timeout: "2m".into(),
-            startup_wait: "2m".into(),
-        }
-    }
-}
-
-/// Parses `512`, `64KiB`, `8MiB`, `1GiB` (also `KB`/`MB`/`GB` as powers of 1024).
-pub fn parse_bytes(s: &str) -> std::result::Result<usize, String> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: usize = num
-        .parse()
-        .map_err(|_| format!("`{s}` is not a size (try 512, 64KiB, 8MiB)"))?;
-    let scale: usize = match unit.trim() {
-        "" | "B" => 1,
-        "KiB" | "KB" | "K" => 1 << 10,
-        "MiB" | "MB" | "M" => 1 << 20,
-        "GiB" | "GB" | "G" => 1 << 30,
-        other => return Err(format!("unknown size unit `{other}` in `{s}`")),
-    };
-    n.checked_mul(scale)
-        .ok_or_else(|| format!("size `{s}` is too large"))
-}
-
-impl S3Config {
-    /// Checks the settings that do not need the network.
-    pub fn validate(&self) -> Result<()> {
-        if self.bucket.is_empty() {
-            return Err(Error::Config("sink.s3.bucket is required".into()));
-        }
-        let chunk = parse_bytes(&self.multipart_chunk)
-            .map_err(|e| Error::Config(format!("sink.s3.multipart-chunk: {e}")))?;
-        if chunk < MIN_PART {
-            return Err(Error::Config(format!("sink.s3.multipart-chunk must be at least 5MiB (S3's minimum part size), got {chunk} bytes")));
-        }
-        parse_bytes(&self.multipart_threshold)
-            .map_err(|e| Error::Config(format!("sink.s3.multipart-threshold: {e}")))?;
-        self.timeouts()?;
-        self.startup_wait()?;
-        if self.access_key_id.is_some() != self.secret_access_key.is_some() {
-            return Err(Error::Config(
-                "sink.s3: give both access-key-id and secret-access-key, or neither".into(),
-            ));
-        }
-        Ok(())
-    }
-}
-
-fn duration(key: &str, value: &str) -> Result<std::time::Duration> {
-    crate::time::parse_duration(value)
-        .ok()
-        .filter(|ms| *ms > 0)
-        .map(|ms| std::time::Duration::from_millis(ms as u64))
-        .ok_or_else(|| {
-            Error::Config(format!(
-                "sink.s3.{key}: `{value}` is not a positive duration (try 5s, 2m)"
-            ))
-        })
-}
-
-impl S3Config {
-    /// The client's timeouts.
-    pub fn timeouts(&self) -> Result<aws_config::timeout::TimeoutConfig> {
-        Ok(aws_config::timeout::TimeoutConfig::builder()
-            .connect_timeout(duration("connect-timeout", &self.connect_timeout)?)
-            .read_timeout(duration("read-timeout", &self.read_timeout)?)
-            .operation_attempt_timeout(duration("attempt-timeout", &self.attempt_timeout)?)
-            .operation_timeout(duration("operation-timeout", &self.operation_timeout)?)
-            .build())
-    }
-
-    /// `startup-wait` as a duration.
-    pub fn startup_wait(&self) -> Result<std::time::Duration> {
-        duration("startup-wait", &self.startup_wait)
-    }
+/// The SDK's timeout settings from the job's.
+fn timeouts(cfg: &S3Config) -> Result<aws_config::timeout::TimeoutConfig> {
+    let t = cfg.timeouts()?;
+    Ok(aws_config::timeout::TimeoutConfig::builder()
+        .connect_timeout(t.connect)
+        .read_timeout(t.read)
+        .operation_attempt_timeout(t.attempt)
+        .operation_timeout(t.operation)
+        .build())
 }
 
 /// A bucket (and prefix) in an S3 store.
@@ -169,7 +48,7 @@ fn classify<E: ProvideErrorMetadata + std::fmt::Debug, R: std::fmt::Debug>(
             false,
             format!("{what}: could not build the request: {err:?}"),
         ),
-        SdkError::TimeoutError(_) => (true, format!("{what}: {}", crate::error::TIMED_OUT)),
+        SdkError::TimeoutError(_) => (true, format!("{what}: {}", crate::core::error::TIMED_OUT)),
         SdkError::DispatchFailure(e) => (true, format!("{what}: could not reach the store: {e:?}")),
         SdkError::ResponseError(_) => (true, format!("{what}: unreadable response")),
         SdkError::ServiceError(e) => {
@@ -205,7 +84,7 @@ impl S3Store {
             .map_err(|e| Error::io("starting the S3 client runtime", e))?;
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
             .region(Region::new(cfg.region.clone()))
-            .timeout_config(cfg.timeouts()?);
+            .timeout_config(timeouts(cfg)?);
         if let Some(ep) = &cfg.endpoint {
             loader = loader.endpoint_url(ep);
         }

@@ -30,12 +30,12 @@ use super::tables::{
     encode_nodes, encode_trending, table_of, CHANNELS, SHOWS, TITLE_MEASURES, TRENDING,
 };
 use super::uploader::Uploader;
+use crate::core::error::{Error, FaultSlot, Result};
+use crate::core::model::{rank_all, NodeRow};
+use crate::core::stats::Stats;
+use crate::core::time::{hour_partition, rfc3339, Pane, WindowSpec, HOUR_MS};
 use crate::dataflow::model::ModelHour;
 use crate::dataflow::HourTable;
-use crate::error::{Error, FaultSlot, Result};
-use crate::model::{rank_all, NodeRow};
-use crate::stats::Stats;
-use crate::time::{hour_partition, rfc3339, Pane, WindowSpec, HOUR_MS};
 use timely::dataflow::operators::vec::Map;
 
 /// Name of the per-view-count table.
@@ -291,7 +291,9 @@ fn deliver<R: Send + 'static>(
             }
             Err(e) => {
                 let hour = inflight.get(&id).map(|cap| window.hour_of(*cap.time()));
-                let (dt, hh) = hour.map(crate::time::hour_partition).unwrap_or_default();
+                let (dt, hh) = hour
+                    .map(crate::core::time::hour_partition)
+                    .unwrap_or_default();
                 Stats::add(&stats.hours_held_back, 1);
                 fault.set(&e.with(&format!(
                     "hour dt={dt} hour={hh} is not published and no checkpoint passes it"
@@ -424,7 +426,7 @@ pub fn published_table_hours(store: &dyn ObjectStore, table: &str) -> Result<Vec
             }
         }
         if let (Some(dt), Some(hh)) = (dt, hh) {
-            if let Some(h) = crate::time::parse_hour(dt, hh) {
+            if let Some(h) = crate::core::time::parse_hour(dt, hh) {
                 hours.push(h);
             }
         }

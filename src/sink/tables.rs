@@ -12,10 +12,10 @@ use parquet::file::writer::SerializedFileWriter;
 use parquet::record::Field;
 use parquet::schema::parser::parse_message_type;
 
-use crate::error::{Error, Result};
-use crate::event::REGIONS;
-use crate::model::{NodeRow, TopEntry};
-use crate::time::Millis;
+use crate::core::error::{Error, Result};
+use crate::core::event::REGIONS;
+use crate::core::model::{NodeRow, TopEntry};
+use crate::core::time::Millis;
 
 /// Per-title measures (episodes, movies, live events, clips, unknown ids).
 pub const TITLE_MEASURES: &str = "title_measures";
@@ -31,8 +31,8 @@ pub const MODEL_TABLES: [&str; 4] = [TITLE_MEASURES, SHOWS, CHANNELS, TRENDING];
 /// Which node table a row belongs to.
 pub fn table_of(row: &NodeRow) -> &'static str {
     match row.info.map(|i| i.kind) {
-        Some(crate::catalog::Kind::Show) => SHOWS,
-        Some(crate::catalog::Kind::Channel) => CHANNELS,
+        Some(crate::core::catalog::Kind::Show) => SHOWS,
+        Some(crate::core::catalog::Kind::Channel) => CHANNELS,
         _ => TITLE_MEASURES,
     }
 }
@@ -248,7 +248,7 @@ pub fn decode_rows(bytes: Vec<u8>) -> Result<Vec<Row>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Info, Measures};
+    use crate::core::model::{Info, Measures};
 
     #[test]
     fn node_and_trending_tables_round_trip_deterministically() {
@@ -256,7 +256,7 @@ mod tests {
             .map(|i| NodeRow {
                 id: i,
                 info: (i % 3 != 0).then_some(Info {
-                    kind: crate::catalog::Kind::Episode,
+                    kind: crate::core::catalog::Kind::Episode,
                     parent: (i % 2 == 0).then_some(7),
                     show: None,
                     channel: None,
@@ -284,7 +284,7 @@ mod tests {
         assert_eq!(back[3]["kind"], Value::Text("unknown".into()));
         assert_eq!(back[5]["views_in_mh"], Value::Int(5));
         assert_eq!(back[6]["trend"], Value::Float(3.0));
-        let top = crate::model::rank_all(&rows, 3);
+        let top = crate::core::model::rank_all(&rows, 3);
         let t = decode_rows(encode_trending(&top, 10, 20).expect("encodes")).expect("decodes");
         assert_eq!(t.len(), top.len());
         assert!(decode_rows(b"nope".to_vec()).is_err());

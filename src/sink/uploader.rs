@@ -24,8 +24,8 @@ use std::time::Duration;
 use timely::scheduling::SyncActivator;
 
 use super::store::ObjectStore;
-use crate::error::Result;
-use crate::stats::Stats;
+use crate::core::error::Result;
+use crate::core::stats::Stats;
 
 /// A unit of store work; it may run more than once.
 pub type Job<R> = Box<dyn Fn(&dyn ObjectStore) -> Result<R> + Send>;

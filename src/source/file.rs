@@ -13,8 +13,8 @@ use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use super::{Batch, PartitionId, Poll, Source};
-use crate::error::{Error, Result};
-use crate::event::Validation;
+use crate::core::error::{Error, Result};
+use crate::core::event::Validation;
 /// The byte ranges `[start, end)` a file of `len` bytes is cut into for `parts` readers.
 pub fn splits(len: u64, parts: usize) -> Vec<(u64, u64)> {
     let parts = parts.max(1) as u64;
@@ -123,7 +123,7 @@ impl Source for FileSource {
             return Ok(Poll::Idle);
         };
         batch.partition = range.partition;
-        self.limits.now_ms = crate::time::now_ms();
+        self.limits.now_ms = crate::core::time::now_ms();
         while (batch.read as usize) < max && range.pos < range.end {
             self.line.clear();
             let n = (&mut range.reader)

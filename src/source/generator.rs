@@ -11,9 +11,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::{Batch, PartitionId, Poll, Source};
-use crate::error::Result;
-use crate::event::Validation;
-use crate::generator::{GenItem, Generator};
+use crate::core::error::Result;
+use crate::core::event::Validation;
+use crate::source::traffic::{GenItem, Generator};
 
 /// Consecutive items of one partition: runs keep a worker's batch in long
 /// stretches of one partition.
@@ -119,7 +119,7 @@ impl Source for GeneratorSource {
                 return Ok(Poll::Idle);
             }
         }
-        self.limits.now_ms = crate::time::now_ms();
+        self.limits.now_ms = crate::core::time::now_ms();
         batch.partition = partition_of(self.next, self.partitions);
         while budget > 0 && self.next < self.end {
             let i = self.next;

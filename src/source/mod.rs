@@ -7,12 +7,14 @@
 //! position in it, so that watermarks, dead letters and (later) checkpoints
 //! are per partition.
 
+pub mod catalog_feed;
 pub mod file;
 pub mod generator;
 pub mod kafka;
+pub mod traffic;
 
-use crate::error::Result;
-use crate::event::{DecodeError, Validation, WatchEvent};
+use crate::core::error::Result;
+use crate::core::event::{DecodeError, Validation, WatchEvent};
 
 /// Identifies a partition within its source.
 pub type PartitionId = u32;

@@ -5,16 +5,16 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use popularity::catalog::Catalog;
 use popularity::config::{JobConfig, SourceKind};
-use popularity::event::{ContentId, Validation};
-use popularity::generator::{GenItem, Generator, GeneratorConfig};
+use popularity::core::catalog::Catalog;
+use popularity::core::event::{ContentId, Validation};
+use popularity::core::stats::StatsSnapshot;
+use popularity::job::{execute, Context};
 use popularity::oracle::Expected;
-use popularity::pipeline::{execute, Context};
 use popularity::sink::deadletter::{read_local, DeadLetter};
 use popularity::sink::snapshot::{hour_prefix, published_hours, read_hour, TITLES};
 use popularity::sink::store::{LocalStore, ObjectStore};
-use popularity::stats::StatsSnapshot;
+use popularity::source::traffic::{GenItem, Generator, GeneratorConfig};
 
 /// A fresh directory for one test.
 pub fn scratch(name: &str) -> PathBuf {
@@ -42,7 +42,7 @@ pub fn messy(seed: u64, events: u64) -> GeneratorConfig {
 
 /// Writes the generator's records to a JSON-lines file, as `popularity generate` does.
 pub fn write_events(path: &Path, cfg: &GeneratorConfig, catalog_titles: usize) -> Generator {
-    let start = popularity::time::parse_rfc3339(&cfg.start).expect("valid start");
+    let start = popularity::core::time::parse_rfc3339(&cfg.start).expect("valid start");
     let catalog = Catalog::synthesize(catalog_titles, 7, start).expect("valid catalog");
     let g = Generator::new(cfg, &catalog).expect("valid generator");
     std::fs::write(path, events_text(&g, 0..cfg.events)).expect("write events");
@@ -245,7 +245,7 @@ pub fn dead_letter_counts(dir: &Path) -> (BTreeMap<String, u64>, Vec<DeadLetter>
 /// Validation limits matching the pipeline's defaults.
 pub fn limits() -> Validation {
     Validation {
-        now_ms: popularity::time::now_ms(),
+        now_ms: popularity::core::time::now_ms(),
         max_future_ms: 86_400_000,
     }
 }
@@ -657,7 +657,7 @@ pub fn kafka_job(dir: &Path, brokers: &str, topic: &str) -> JobConfig {
 
 /// A generator over the standard 400-title test catalog.
 pub fn generator(cfg: &GeneratorConfig) -> Generator {
-    let start = popularity::time::parse_rfc3339(&cfg.start).expect("valid start");
+    let start = popularity::core::time::parse_rfc3339(&cfg.start).expect("valid start");
     Generator::new(
         cfg,
         &Catalog::synthesize(400, 7, start).expect("valid catalog"),

@@ -12,8 +12,8 @@ use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::ClientContext;
 
 use super::KafkaConfig;
-use crate::error::{Error, Result};
-use crate::time::parse_duration;
+use crate::core::error::{Error, Result};
+use crate::core::time::parse_duration;
 
 /// Errors librdkafka reported for this process's clients (it retries most
 /// of them itself): `popularity_kafka_client_errors_total`.
@@ -244,7 +244,7 @@ pub fn producer<C: ProducerContext>(
         .set("message.timeout.ms", timeout_ms.to_string())
         .set_log_level(RDKafkaLogLevel::Info);
     // The job's properties win over these defaults.
-    cfg.apply_properties(&mut c);
+    apply_properties(cfg, &mut c);
     c.create_with_context(ctx)
         .map_err(|e| Error::Config(format!("Kafka producer: {e}")))
 }
@@ -262,6 +262,26 @@ pub fn send_retrying<C: ProducerContext>(
                 producer.poll(Duration::from_millis(10));
             }
             Err((e, _)) => return Err(e),
+        }
+    }
+}
+
+/// A client configuration with the brokers and the job's properties.
+pub fn client_config(cfg: &KafkaConfig) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &cfg.brokers);
+    apply_properties(cfg, &mut c);
+    c
+}
+
+/// The job's properties, then its secret ones from the environment.
+fn apply_properties(cfg: &KafkaConfig, c: &mut ClientConfig) {
+    for (k, v) in &cfg.properties {
+        c.set(k, v);
+    }
+    for (k, var) in &cfg.secret_properties {
+        if let Ok(v) = std::env::var(var) {
+            c.set(k, v);
         }
     }
 }

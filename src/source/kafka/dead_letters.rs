@@ -25,9 +25,9 @@ use serde::Serialize;
 
 use super::client::{bridge_log, count_error, kafka_err, producer, send_retrying};
 use super::KafkaConfig;
-use crate::error::{Error, Result};
+use crate::core::error::{Error, Result};
+use crate::core::time::parse_duration;
 use crate::sink::deadletter::{DeadLetter, DeadLetterSink};
-use crate::time::parse_duration;
 
 /// Dead letters that reached neither the topic nor only the spool:
 /// `popularity_dead_letters_undeliverable_total`.

@@ -15,7 +15,6 @@
 //! warning and a count.
 
 mod client;
-mod config;
 mod dead_letters;
 mod produce;
 
@@ -32,17 +31,18 @@ use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 use serde::Serialize;
 
+pub use crate::config::kafka::{KafkaConfig, OnLostOffsets, StartAt, Until, MIN_DEAD_LETTER_BYTES};
 pub use client::{
-    client_errors, kafka_err, topic_partitions, CountingContext, JobConsumer, LogContext,
+    client_config, client_errors, kafka_err, topic_partitions, CountingContext, JobConsumer,
+    LogContext,
 };
-pub use config::{KafkaConfig, OnLostOffsets, StartAt, Until, MIN_DEAD_LETTER_BYTES};
 pub use dead_letters::{truncated, undeliverable, KafkaDeadLetters, MAX_DETAIL_BYTES};
 pub use produce::{consume_all, produce, ProduceProgress};
 
 use super::{Batch, PartitionId, Poll, Source};
-use crate::error::{Error, Result};
-use crate::event::Validation;
-use crate::time::parse_duration;
+use crate::core::error::{Error, Result};
+use crate::core::event::Validation;
+use crate::core::time::parse_duration;
 
 /// Record batches the client could not decode (each stops the job):
 /// `popularity_kafka_undecodable_batches_total`.
@@ -407,7 +407,7 @@ impl KafkaSource {
 /// never committed, and an offset outside the log is reported, not reset.
 fn job_consumer(cfg: &KafkaConfig, group: &str) -> Result<JobConsumer> {
     cfg.check_secrets()?;
-    cfg.client_config()
+    client_config(cfg)
         .set_log_level(RDKafkaLogLevel::Info)
         .set("group.id", group)
         .set("enable.auto.commit", "false")
@@ -453,7 +453,7 @@ impl Source for KafkaSource {
 
     fn poll(&mut self, batch: &mut Batch, max: usize) -> Result<Poll> {
         self.refresh()?;
-        self.limits.now_ms = crate::time::now_ms();
+        self.limits.now_ms = crate::core::time::now_ms();
         // Report finished partitions first, one per call.
         let idle_timeout = self.idle_timeout;
         for part in self.parts.iter_mut().filter(|p| !p.finished) {

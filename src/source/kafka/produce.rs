@@ -12,7 +12,7 @@ use super::client::{
     kafka_err, producer, send_retrying, topic_partitions, CountingContext, LogContext,
 };
 use super::KafkaConfig;
-use crate::error::{Error, Result};
+use crate::core::error::{Error, Result};
 
 /// Progress of [`produce`], reported about once a second.
 #[derive(Clone, Copy, Debug, Default)]
@@ -92,8 +92,7 @@ where
 /// records, payload bytes and seconds from the first record to the last.
 /// This is the raw rate the job is measured against.
 pub fn consume_all(cfg: &KafkaConfig, idle: Duration) -> Result<(u64, u64, f64)> {
-    let consumer: BaseConsumer<LogContext> = cfg
-        .client_config()
+    let consumer: BaseConsumer<LogContext> = super::client_config(cfg)
         .set("group.id", "popularity-consume")
         .set("enable.auto.commit", "false")
         .create_with_context(LogContext::default())

@@ -10,7 +10,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::time::Millis;
+use crate::core::time::Millis;
 
 /// Identifies a title (episode, movie, show, live event, clip).
 pub type ContentId = u64;

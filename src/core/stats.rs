@@ -105,7 +105,7 @@ impl Steps {
     /// Registers worker `index`; it stores the wall clock (ms) in the cell
     /// the call returns at every step, and [`Steps::finish`]es it when done.
     pub fn register(&self, index: usize) -> std::sync::Arc<AtomicI64> {
-        let cell = std::sync::Arc::new(AtomicI64::new(crate::time::now_ms()));
+        let cell = std::sync::Arc::new(AtomicI64::new(crate::core::time::now_ms()));
         if let Ok(mut w) = self.workers.write() {
             w.push((index, cell.clone()));
         }

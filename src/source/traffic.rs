@@ -11,96 +11,12 @@
 //! watch durations, and a configurable share of out-of-order, late and
 //! malformed records.
 
-use serde::{Deserialize, Serialize};
+use crate::core::catalog::{Catalog, Kind};
+use crate::core::event::{ContentId, Device, EventType, Region, Tier, WatchEvent, REGIONS};
+use crate::core::rng::{Alias, SplitMix64};
+use crate::core::time::{Millis, DAY_MS, HOUR_MS};
 
-use crate::catalog::{Catalog, Kind};
-use crate::event::{ContentId, Device, EventType, Region, Tier, WatchEvent, REGIONS};
-use crate::rng::{Alias, SplitMix64};
-use crate::time::{Millis, DAY_MS, HOUR_MS};
-
-/// How popularity is spread over titles.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Popularity {
-    /// `1/rank^s`: a few hits and a long tail.
-    Zipf,
-    /// Every title equally likely (benchmarks).
-    Uniform,
-}
-
-/// Generator settings (the `[source.generator]` table of a job file).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
-pub struct GeneratorConfig {
-    /// Events to produce in total (0: no end).
-    pub events: u64,
-    /// The seed: same seed, same events.
-    pub seed: u64,
-    /// Wall-clock pacing in events/s over all workers (0: as fast as possible).
-    pub rate: f64,
-    /// Event time of the first event, RFC 3339 (`2026-01-01T00:00:00Z`).
-    pub start: String,
-    /// Mean events per second of *event* time (2000 = 1 ms per 2 events).
-    pub time_rate: f64,
-    /// Draw from `ids` plain content ids `1..=ids` instead of the catalog.
-    pub ids: Option<u64>,
-    /// Size of the synthesized catalog when the job names no catalog file.
-    pub titles: usize,
-    /// Popularity distribution.
-    pub popularity: Popularity,
-    /// Zipf exponent.
-    pub zipf_exponent: f64,
-    /// Traffic follows a 24-hour curve (evening peak) starting at `start`.
-    pub daily_rhythm: bool,
-    /// Share of traffic that goes to live events while any is on.
-    pub live_share: f64,
-    /// Share of traffic that goes to a live event's clips right after it ends.
-    pub clip_share: f64,
-    /// Number of distinct viewers.
-    pub users: u64,
-    /// Relative weights of started / heartbeat / stopped events.
-    pub mix: [f64; 3],
-    /// Share of events displaced back in time by up to `max-disorder`.
-    pub out_of_order: f64,
-    /// Largest displacement of an out-of-order event.
-    pub max_disorder: String,
-    /// Share of events that arrive `late-by` behind: past any sane lateness.
-    pub late: f64,
-    /// How far behind a late event is.
-    pub late_by: String,
-    /// Share of records that are malformed on the wire.
-    pub invalid: f64,
-    /// Partitions the stream is cut into (chunks of 64 items each; partition
-    /// `p` is read by worker `p mod workers`), whatever the number of workers.
-    pub partitions: usize,
-}
-
-impl Default for GeneratorConfig {
-    fn default() -> Self {
-        GeneratorConfig {
-            events: 2_000_000,
-            seed: 42,
-            rate: 0.0,
-            start: "2026-01-01T00:00:00Z".into(),
-            time_rate: 150.0,
-            ids: None,
-            titles: 20_000,
-            popularity: Popularity::Zipf,
-            zipf_exponent: 1.0,
-            daily_rhythm: true,
-            live_share: 0.3,
-            clip_share: 0.1,
-            users: 1_000_000,
-            mix: [0.5, 0.4, 0.1],
-            out_of_order: 0.05,
-            max_disorder: "90s".into(),
-            late: 0.001,
-            late_by: "15m".into(),
-            invalid: 0.0,
-            partitions: 16,
-        }
-    }
-}
+pub use crate::config::{GeneratorConfig, Popularity};
 
 /// One generated record: an event, or a malformed line.
 #[derive(Clone, Debug, PartialEq)]
@@ -155,7 +71,7 @@ const CLIP_AFTERGLOW: Millis = 6 * HOUR_MS;
 impl Generator {
     /// Builds a generator over `catalog` (ignored when `cfg.ids` is set).
     pub fn new(cfg: &GeneratorConfig, catalog: &Catalog) -> Result<Generator, String> {
-        let start = crate::time::parse_rfc3339(&cfg.start)
+        let start = crate::core::time::parse_rfc3339(&cfg.start)
             .ok_or_else(|| format!("generator start `{}` is not RFC 3339", cfg.start))?;
         if !(cfg.time_rate > 0.0 && cfg.time_rate.is_finite()) {
             return Err("generator time-rate must be positive".into());
@@ -173,8 +89,8 @@ impl Generator {
                 ));
             }
         }
-        let max_disorder = crate::time::parse_duration(&cfg.max_disorder)?;
-        let late_by = crate::time::parse_duration(&cfg.late_by)?;
+        let max_disorder = crate::core::time::parse_duration(&cfg.max_disorder)?;
+        let late_by = crate::core::time::parse_duration(&cfg.late_by)?;
         let mut lives = Vec::new();
         let ids: Vec<ContentId> = match cfg.ids {
             Some(0) => return Err("generator ids must be at least 1".into()),
@@ -401,7 +317,7 @@ impl Generator {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::Validation;
+    use crate::core::event::Validation;
 
     fn cfg() -> GeneratorConfig {
         GeneratorConfig {
@@ -416,7 +332,7 @@ mod tests {
         let cat = Catalog::synthesize(
             2_000,
             1,
-            crate::time::parse_rfc3339("2026-01-01T00:00:00Z").expect("valid"),
+            crate::core::time::parse_rfc3339("2026-01-01T00:00:00Z").expect("valid"),
         )
         .expect("valid catalog");
         let g = Generator::new(&cfg(), &cat).expect("valid config");
@@ -431,12 +347,12 @@ mod tests {
         let cat = Catalog::synthesize(
             2_000,
             1,
-            crate::time::parse_rfc3339("2026-01-01T00:00:00Z").expect("valid"),
+            crate::core::time::parse_rfc3339("2026-01-01T00:00:00Z").expect("valid"),
         )
         .expect("valid catalog");
         let g = Generator::new(&cfg(), &cat).expect("valid config");
         let limits = Validation {
-            now_ms: crate::time::parse_rfc3339("2026-06-01T00:00:00Z").expect("valid"),
+            now_ms: crate::core::time::parse_rfc3339("2026-06-01T00:00:00Z").expect("valid"),
             max_future_ms: DAY_MS,
         };
         let (mut bad, mut live) = (0, 0);

@@ -36,8 +36,8 @@
 //! type and the tests compare against it.
 //!
 //! ```
-//! use popularity::clock::{ClockRule, PartitionClock, Verdict};
-//! use popularity::time::WindowSpec;
+//! use popularity::core::clock::{ClockRule, PartitionClock, Verdict};
+//! use popularity::core::time::WindowSpec;
 //!
 //! let rule = ClockRule { lateness_ms: 120_000, max_jump_ms: 600_000, quorum: 3, patience: 8 };
 //! let mut clock: PartitionClock<u32> = PartitionClock::new(rule, WindowSpec::hourly());
@@ -62,7 +62,7 @@ use std::collections::VecDeque;
 
 use serde::{Deserialize, Serialize};
 
-use crate::time::{Millis, WindowSpec};
+use crate::core::time::{Millis, WindowSpec};
 
 /// The settings of the rule.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -12,10 +12,10 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::Error;
-use crate::event::ContentId;
-use crate::rng::SplitMix64;
-use crate::time::{Millis, HOUR_MS};
+use crate::core::error::Error;
+use crate::core::event::ContentId;
+use crate::core::rng::SplitMix64;
+use crate::core::time::{Millis, HOUR_MS};
 
 /// What a title is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -96,11 +96,11 @@ pub struct Catalog {
 /// Checks one title against the hierarchy rules: its parent (looked up by
 /// `kind_of`) exists and has the right kind; live events have an end.
 pub fn check_title(t: &Title, kind_of: impl Fn(ContentId) -> Option<Kind>) -> Result<(), String> {
-    if t.id > crate::event::MAX_CONTENT_ID {
+    if t.id > crate::core::event::MAX_CONTENT_ID {
         return Err(format!(
             "title id {} is above {}",
             t.id,
-            crate::event::MAX_CONTENT_ID
+            crate::core::event::MAX_CONTENT_ID
         ));
     }
     let want = match t.kind {

@@ -27,13 +27,11 @@
 //!   every category by the region's views times `d`. Ties go to the
 //!   smaller id.
 
-pub mod feed;
-
 use serde::{Deserialize, Serialize};
 
-use crate::catalog::{Kind, Title};
-use crate::event::{ContentId, Device, EventType, Tier, WatchEvent, REGIONS};
-use crate::time::Millis;
+use crate::core::catalog::{Kind, Title};
+use crate::core::event::{ContentId, Device, EventType, Tier, WatchEvent, REGIONS};
+use crate::core::time::Millis;
 
 /// Number of regions, tiers and devices.
 pub const N_REGIONS: usize = REGIONS.len();
@@ -429,9 +427,9 @@ pub struct ModelSpec {
 impl ModelConfig {
     /// Checks and resolves the settings against a pane width.
     pub fn spec(&self, slide_ms: Millis, window_panes: u64) -> Result<ModelSpec, String> {
-        let score = crate::time::parse_duration(&self.score_window)
+        let score = crate::core::time::parse_duration(&self.score_window)
             .map_err(|e| format!("model.score-window: {e}"))?;
-        let half = crate::time::parse_duration(&self.clip_half_life)
+        let half = crate::core::time::parse_duration(&self.clip_half_life)
             .map_err(|e| format!("model.clip-half-life: {e}"))?;
         if score <= 0 || score % slide_ms != 0 {
             return Err(format!(
@@ -692,7 +690,7 @@ mod tests {
 
     #[test]
     fn cells_and_deltas_add_up_to_the_measures_of_events() {
-        use crate::event::{Region, WatchEvent};
+        use crate::core::event::{Region, WatchEvent};
         let mut from_events = Measures::default();
         let mut from_cells = Measures::default();
         let mut cells = std::collections::HashSet::new();

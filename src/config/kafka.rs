@@ -2,11 +2,10 @@
 
 use std::collections::BTreeMap;
 
-use rdkafka::config::ClientConfig;
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
-use crate::time::parse_duration;
+use crate::core::error::{Error, Result};
+use crate::core::time::parse_duration;
 
 /// Where to start a partition that has no checkpointed offset.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -105,14 +104,6 @@ impl Default for KafkaConfig {
 }
 
 impl KafkaConfig {
-    /// A client configuration with the brokers and the job's properties.
-    pub fn client_config(&self) -> ClientConfig {
-        let mut c = ClientConfig::new();
-        c.set("bootstrap.servers", &self.brokers);
-        self.apply_properties(&mut c);
-        c
-    }
-
     /// Fails if a secret property's environment variable is missing (checked when connecting).
     pub fn check_secrets(&self) -> Result<()> {
         for (k, var) in &self.secret_properties {
@@ -121,17 +112,6 @@ impl KafkaConfig {
             }
         }
         Ok(())
-    }
-
-    pub(super) fn apply_properties(&self, c: &mut ClientConfig) {
-        for (k, v) in &self.properties {
-            c.set(k, v);
-        }
-        for (k, var) in &self.secret_properties {
-            if let Ok(v) = std::env::var(var) {
-                c.set(k, v);
-            }
-        }
     }
 
     /// Checks the durations parse and the sizes fit.

@@ -10,11 +10,11 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Message, Offset, TopicPartitionList};
 use serde::Deserialize;
 
-use crate::catalog::{check_title, Catalog, Title};
 use crate::config::JobConfig;
-use crate::error::{Error, Result};
-use crate::event::ContentId;
-use crate::time::Millis;
+use crate::core::catalog::{check_title, Catalog, Title};
+use crate::core::error::{Error, Result};
+use crate::core::event::ContentId;
+use crate::core::time::Millis;
 
 /// One accepted change: the title before and after (`None`: absent), and
 /// the event time from which it holds, if the update named one.
@@ -109,10 +109,7 @@ impl CatalogFeed {
         }
         let kafka = match &job.catalog.topic {
             Some(topic) => {
-                let consumer: BaseConsumer = job
-                    .source
-                    .kafka
-                    .client_config()
+                let consumer: BaseConsumer = super::kafka::client_config(&job.source.kafka)
                     .set("group.id", format!("{}-catalog", job.job.name))
                     .set("enable.auto.commit", "false")
                     .set("enable.partition.eof", "false")

@@ -1,0 +1,299 @@
+//! The job file's plain sections: job, source, file, catalog, window, sink,
+//! dead letters and checkpoints.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use super::{GeneratorConfig, KafkaConfig, S3Config};
+use crate::core::error::Error;
+use crate::core::time::{parse_duration, Millis, WindowSpec};
+
+/// `[checkpoint]`
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct CheckpointConfig {
+    /// Take checkpoints and restore from them (Kafka sources with a store).
+    pub enabled: bool,
+    /// Processing time between checkpoints.
+    pub interval: String,
+    /// Complete checkpoints to keep.
+    pub keep: usize,
+    /// How long a stopping job waits for its final checkpoint to complete.
+    pub stop_timeout: String,
+}
+
+impl Default for CheckpointConfig {
+    fn default() -> Self {
+        CheckpointConfig {
+            enabled: true,
+            interval: "1m".into(),
+            keep: 3,
+            stop_timeout: "60s".into(),
+        }
+    }
+}
+
+impl CheckpointConfig {
+    /// `stop-timeout` as a duration.
+    pub fn stop_limit(&self) -> Result<std::time::Duration, Error> {
+        parse_duration(&self.stop_timeout)
+            .map(|ms| std::time::Duration::from_millis(ms.max(0) as u64))
+            .map_err(|e| Error::Config(format!("checkpoint.stop-timeout: {e}")))
+    }
+}
+
+/// `[job]`
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct JobSection {
+    /// Name, used in logs and in checkpoint paths.
+    pub name: String,
+    /// How long a process of a multi-process job waits for its peers to
+    /// connect before it gives up with an error (a peer that failed to start
+    /// would otherwise leave it waiting forever).
+    pub connect_timeout: String,
+}
+
+impl Default for JobSection {
+    fn default() -> Self {
+        JobSection {
+            name: "popularity".into(),
+            connect_timeout: "120s".into(),
+        }
+    }
+}
+
+impl JobSection {
+    /// `connect-timeout` in milliseconds.
+    pub fn connect_timeout_ms(&self) -> Result<Millis, Error> {
+        parse_duration(&self.connect_timeout)
+            .map_err(|e| Error::Config(format!("job.connect-timeout: {e}")))
+    }
+}
+
+/// Which source feeds the job.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SourceKind {
+    /// The in-process generator.
+    Generator,
+    /// A JSON-lines file (replay, backfill).
+    File,
+    /// A Kafka topic.
+    Kafka,
+}
+
+/// `[source]`
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct SourceConfig {
+    /// Which source.
+    pub kind: SourceKind,
+    /// Records pulled per batch.
+    pub batch: usize,
+    /// How far past the wall clock an event time may be before it is
+    /// rejected (`out_of_range`). Minutes suit live traffic; a replay of
+    /// future-dated test data needs more (e.g. `"400d"`).
+    pub max_future: String,
+    /// Generator settings.
+    pub generator: GeneratorConfig,
+    /// File settings.
+    pub file: FileConfig,
+    /// Kafka settings.
+    pub kafka: KafkaConfig,
+}
+
+impl Default for SourceConfig {
+    fn default() -> Self {
+        SourceConfig {
+            kind: SourceKind::Generator,
+            batch: 16_384,
+            max_future: "15m".into(),
+            generator: GeneratorConfig::default(),
+            file: FileConfig::default(),
+            kafka: KafkaConfig::default(),
+        }
+    }
+}
+
+/// `[source.file]`
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct FileConfig {
+    /// The JSON-lines file; cut into `partitions` byte ranges.
+    pub path: PathBuf,
+    /// Partitions (byte ranges, each with its own watermark) the file is
+    /// cut into, whatever the number of workers: partition `p` is read by
+    /// worker `p mod workers`, so the same file gives the same hours on any
+    /// parallelism.
+    pub partitions: usize,
+}
+
+impl Default for FileConfig {
+    fn default() -> Self {
+        FileConfig {
+            path: PathBuf::new(),
+            partitions: crate::source::DEFAULT_PARTITIONS,
+        }
+    }
+}
+
+/// `[catalog]`
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct CatalogConfig {
+    /// A JSON-lines catalog; when absent one is synthesized.
+    pub path: Option<PathBuf>,
+    /// Size of the synthesized catalog.
+    pub titles: usize,
+    /// Seed of the synthesized catalog.
+    pub seed: u64,
+    /// Re-read `path` when it changes and apply the differences (embedded mode).
+    pub reload: bool,
+    /// A compacted Kafka topic of catalog updates (key: title id; value: the
+    /// title as JSON, optionally as `{"title": ..., "effective_at": ms}`;
+    /// no value: the title is removed). Uses `source.kafka`'s brokers and properties.
+    pub topic: Option<String>,
+}
+
+impl Default for CatalogConfig {
+    fn default() -> Self {
+        CatalogConfig {
+            path: None,
+            titles: 20_000,
+            seed: 7,
+            reload: false,
+            topic: None,
+        }
+    }
+}
+
+/// `[window]`
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct WindowConfig {
+    /// Window width.
+    pub size: String,
+    /// How often the window moves (the pane).
+    pub slide: String,
+    /// How far behind the newest event an event may be and still count.
+    pub allowed_lateness: String,
+    /// How many panes the sources may run ahead of the slowest worker.
+    pub max_lead_panes: u64,
+    /// How far past a partition's clock a record may be and still move it
+    /// alone; records further ahead wait for corroboration ([`crate::core::clock`]).
+    pub max_jump: String,
+    /// Records further ahead than `max-jump` that must agree before a
+    /// partition's clock jumps to them.
+    pub jump_quorum: usize,
+    /// Records of its partition a held record waits for corroboration before
+    /// it is dead-lettered as `clock_skew`.
+    pub jump_patience: u64,
+}
+
+impl Default for WindowConfig {
+    fn default() -> Self {
+        WindowConfig {
+            size: "1h".into(),
+            slide: "1m".into(),
+            allowed_lateness: "2m".into(),
+            max_lead_panes: 60,
+            max_jump: "1m".into(),
+            jump_quorum: 16,
+            jump_patience: 1_000,
+        }
+    }
+}
+
+/// Which store receives snapshots.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SinkKind {
+    /// A local directory.
+    Local,
+    /// An S3 bucket (`[sink.s3]`).
+    S3,
+    /// Nothing is written (benchmarks).
+    None,
+}
+
+/// `[sink]`
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct SinkConfig {
+    /// Which store.
+    pub kind: SinkKind,
+    /// Root directory of the local store.
+    pub path: PathBuf,
+    /// The S3 store.
+    pub s3: S3Config,
+}
+
+impl Default for SinkConfig {
+    fn default() -> Self {
+        SinkConfig {
+            kind: SinkKind::Local,
+            path: PathBuf::from("out/snapshots"),
+            s3: S3Config::default(),
+        }
+    }
+}
+
+/// `[dead-letter]`
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct DeadLetterConfig {
+    /// Directory of per-worker JSON-lines files.
+    pub path: PathBuf,
+}
+
+impl Default for DeadLetterConfig {
+    fn default() -> Self {
+        DeadLetterConfig {
+            path: PathBuf::from("out/dead-letters"),
+        }
+    }
+}
+
+impl WindowConfig {
+    /// The validated window geometry.
+    pub fn spec(&self) -> Result<WindowSpec, Error> {
+        let size =
+            parse_duration(&self.size).map_err(|e| Error::Config(format!("window.size: {e}")))?;
+        let slide =
+            parse_duration(&self.slide).map_err(|e| Error::Config(format!("window.slide: {e}")))?;
+        WindowSpec::new(size, slide).map_err(|e| Error::Config(format!("window: {e}")))
+    }
+
+    /// Allowed lateness in ms.
+    pub fn lateness_ms(&self) -> Result<Millis, Error> {
+        parse_duration(&self.allowed_lateness)
+            .map_err(|e| Error::Config(format!("window.allowed-lateness: {e}")))
+    }
+
+    /// The rule each partition's clock follows.
+    pub fn clock_rule(&self) -> Result<crate::core::clock::ClockRule, Error> {
+        let max_jump_ms = parse_duration(&self.max_jump)
+            .map_err(|e| Error::Config(format!("window.max-jump: {e}")))?;
+        if self.jump_quorum == 0 || self.jump_patience == 0 {
+            return Err(Error::Config(
+                "window.jump-quorum and window.jump-patience must be at least 1".into(),
+            ));
+        }
+        Ok(crate::core::clock::ClockRule {
+            lateness_ms: self.lateness_ms()?,
+            max_jump_ms,
+            quorum: self.jump_quorum,
+            patience: self.jump_patience,
+        })
+    }
+}
+
+impl SourceConfig {
+    /// The future tolerance in ms.
+    pub fn max_future_ms(&self) -> Result<Millis, Error> {
+        parse_duration(&self.max_future)
+            .map_err(|e| Error::Config(format!("source.max-future: {e}")))
+    }
+}

@@ -1,0 +1,119 @@
+//! Running a job's workers, in one process or as one process of a cluster:
+//! the cluster's connect bound, a peer that goes away, and the checkpoint
+//! writer that outlives the workers.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::worker::run_worker;
+use super::Context;
+use crate::checkpoint::Writer;
+use crate::core::error::{Error, FaultSlot, Result};
+use crate::core::stats::StatsSnapshot;
+
+/// Runs the job on the workers described by `config` and returns this process's counters.
+pub fn execute(config: timely::Config, ctx: Arc<Context>) -> Result<StatsSnapshot> {
+    let shared = ctx.clone();
+    // Processes of a cluster block until every peer has connected. A peer
+    // that never comes up (it failed to start, its port was taken) would
+    // leave this one waiting forever: give up after `job.connect-timeout`.
+    let formed = Arc::new(AtomicBool::new(false));
+    let cluster = matches!(
+        config.communication,
+        timely::CommunicationConfig::Cluster { .. }
+    );
+    if cluster {
+        let formed = formed.clone();
+        let limit = Duration::from_millis(ctx.job.job.connect_timeout_ms()? as u64);
+        std::thread::spawn(move || {
+            let began = Instant::now();
+            while began.elapsed() < limit {
+                if formed.load(Ordering::Acquire) {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            if !formed.load(Ordering::Acquire) {
+                eprintln!(
+                    "error: the cluster did not form within {limit:?} (job.connect-timeout): \
+                     a peer process is down or unreachable"
+                );
+                std::process::exit(3);
+            }
+        });
+    }
+    let writer = match (ctx.checkpointing(), &ctx.store) {
+        (true, Some(store)) => Some(Writer::spawn(
+            store.clone(),
+            &ctx.job.job.name,
+            ctx.job.checkpoint.keep,
+            ctx.stats.clone(),
+        )?),
+        _ => None,
+    };
+    let workers_writer = writer.clone();
+    if cluster {
+        stop_when_a_peer_goes(ctx.fault.clone());
+    }
+    let guards = timely::execute(config, move |worker| {
+        formed.store(true, Ordering::Release);
+        let result = run_worker(worker, &shared, workers_writer.clone());
+        if let Err(e) = &result {
+            // Let the other workers of this process stop too.
+            shared.fault.set(e);
+            if cluster {
+                // Leaving the closure would let timely tell the peers this
+                // process shut down cleanly, and they would wait for it
+                // forever; ending here breaks the connections, so they stop too.
+                eprintln!("error: {e}");
+                std::process::exit(e.exit_code());
+            }
+        }
+        result
+    })
+    .map_err(|e| Error::Config(format!("starting workers: {e}")))?;
+    let mut outcome = Ok(());
+    for result in guards.join() {
+        match result {
+            Ok(Ok(())) => {}
+            // The first fault: every failed worker reports the same one.
+            Ok(Err(e)) => outcome = outcome.and(Err(e)),
+            Err(e) => outcome = outcome.and(Err(Error::Internal(format!("worker panicked: {e}")))),
+        }
+    }
+    if let Some(writer) = writer {
+        // The last manifest of a finished source, within the stop bound.
+        writer.finish(ctx.job.checkpoint.stop_limit()?);
+    }
+    outcome.map(|()| ctx.stats.snapshot())
+}
+
+/// A peer process that goes away shows up only as a panic of timely's
+/// network threads, which the workers never see: they would wait for the
+/// peer forever. The panic becomes this process's fault, so it stops too
+/// (and, restarted, resumes from the last checkpoint with its peers).
+fn stop_when_a_peer_goes(fault: Arc<FaultSlot>) {
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        previous(info);
+        let network = std::thread::current()
+            .name()
+            .is_some_and(|n| n.starts_with("timely:send") || n.starts_with("timely:recv"));
+        if network {
+            let what = info
+                .payload()
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| info.payload().downcast_ref::<&str>().copied())
+                .unwrap_or("no reason given");
+            fault.set(&Error::External {
+                system: "cluster",
+                message: format!(
+                    "the connection to a peer process broke ({what}); stopping this process too"
+                ),
+                retryable: true,
+            });
+        }
+    }));
+}
