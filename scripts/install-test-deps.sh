@@ -15,6 +15,12 @@ for component in clippy rustfmt; do
   fi
 done
 
+# Real kustomize (inside kubectl) renders k8s/ for the manifest checks.
+if ! have kubectl; then
+  echo "kubectl is required: scripts/k8s_check.py renders k8s/ with kubectl kustomize" >&2
+  exit 1
+fi
+
 # librdkafka is built with TLS against the system's OpenSSL.
 if ! pkg-config --exists openssl 2>/dev/null; then
   apt-get update -qq

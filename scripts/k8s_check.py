@@ -3,112 +3,34 @@
 
 usage: k8s_check.py OVERLAY_DIR [--kubernetes-version V] [--dump]
 
-No kustomize binary is available from the package registries this project
-builds from, so this renders the subset of kustomize the manifests use:
-`resources` (files and directories with their own kustomization),
-`namespace`, `labels`, `images`, `configMapGenerator` (files, behavior
-replace), and `patches` given as JSON 6902 operations against a kind/name
-target. Anything else in a kustomization is an error here, so the subset
-cannot silently drift. Every rendered object is then validated against the
+The overlay is rendered by real kustomize (`kubectl kustomize`, Kustomize
+v5 inside kubectl). Every rendered object is then validated against the
 Kubernetes schemas (kubernetes-validate, strict), and the project's own
 invariants are checked. With --dump, prints the rendered objects as JSON.
 """
 import json
-import os
 import re
+import subprocess
 import sys
 
 import kubernetes_validate
 import yaml
-
-KNOWN = {"apiVersion", "kind", "resources", "namespace", "labels", "images",
-         "configMapGenerator", "generatorOptions", "patches"}
-
 
 def fail(msg):
     print(f"k8s check failed: {msg}", file=sys.stderr)
     sys.exit(1)
 
 
-def pointer(path):
-    return [p.replace("~1", "/").replace("~0", "~") for p in path.lstrip("/").split("/")]
-
-
-def apply_patch(obj, ops):
-    for op in ops:
-        parts = pointer(op["path"])
-        parent = obj
-        for p in parts[:-1]:
-            parent = parent[int(p)] if isinstance(parent, list) else parent[p]
-        last = parts[-1]
-        kind = op["op"]
-        if isinstance(parent, list):
-            i = len(parent) if last == "-" else int(last)
-            if kind == "add":
-                parent.insert(i, op["value"])
-            elif kind == "replace":
-                parent[i] = op["value"]
-            elif kind == "remove":
-                del parent[i]
-            else:
-                fail(f"unsupported patch op {kind}")
-        else:
-            if kind in ("add", "replace"):
-                if kind == "replace" and last not in parent:
-                    fail(f"replace of missing {op['path']}")
-                parent[last] = op["value"]
-            elif kind == "remove":
-                del parent[last]
-            else:
-                fail(f"unsupported patch op {kind}")
-
-
 def render(directory):
-    with open(os.path.join(directory, "kustomization.yaml")) as f:
-        k = yaml.safe_load(f)
-    unknown = set(k) - KNOWN
-    if unknown:
-        fail(f"{directory}: kustomization fields not supported by this renderer: {sorted(unknown)}")
-    objs = []
-    for r in k.get("resources", []):
-        path = os.path.join(directory, r)
-        if os.path.isdir(path):
-            objs.extend(render(path))
-        else:
-            with open(path) as f:
-                objs.extend(d for d in yaml.safe_load_all(f) if d)
-    for gen in k.get("configMapGenerator", []):
-        data = {}
-        for file in gen.get("files", []):
-            with open(os.path.join(directory, file)) as f:
-                data[os.path.basename(file)] = f.read()
-        cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": gen["name"]}, "data": data}
-        if gen.get("behavior") == "replace":
-            before = len(objs)
-            objs = [o for o in objs if not (o["kind"] == "ConfigMap" and o["metadata"]["name"] == gen["name"])]
-            if len(objs) == before:
-                fail(f"{directory}: configMapGenerator replaces {gen['name']}, which the base does not have")
-        objs.append(cm)
-    for label in k.get("labels", []):
-        for o in objs:
-            o.setdefault("metadata", {}).setdefault("labels", {}).update(label["pairs"])
-    for img in k.get("images", []):
-        for o in objs:
-            for c in o.get("spec", {}).get("template", {}).get("spec", {}).get("containers", []):
-                name, _, _ = c["image"].partition(":")
-                if name == img["name"]:
-                    c["image"] = f"{img.get('newName', name)}:{img.get('newTag', 'latest')}"
-    for p in k.get("patches", []):
-        t = p["target"]
-        targets = [o for o in objs if o["kind"] == t["kind"] and o["metadata"]["name"] == t["name"]]
-        if not targets:
-            fail(f"{directory}: patch target {t} not found")
-        for o in targets:
-            apply_patch(o, yaml.safe_load(p["patch"]))
-    if "namespace" in k:
-        for o in objs:
-            o["metadata"]["namespace"] = k["namespace"]
-    return objs
+    """The overlay's objects as `kubectl kustomize` renders them."""
+    try:
+        out = subprocess.run(["kubectl", "kustomize", directory],
+                             capture_output=True, text=True, check=False)
+    except FileNotFoundError:
+        fail("kubectl is not installed; it renders the overlays (kustomize)")
+    if out.returncode != 0:
+        fail(f"kubectl kustomize {directory}: {out.stderr.strip()}")
+    return [d for d in yaml.safe_load_all(out.stdout) if d]
 
 
 def env_of(container):

@@ -8,6 +8,7 @@ bash scripts/install-test-deps.sh
 
 export CARGO_TERM_COLOR=never
 cargo fmt --check
+python3 scripts/shape_check.py
 cargo build --release --all-targets --locked
 cargo clippy --release --all-targets --locked -- -D warnings
 cargo test --release --doc --locked

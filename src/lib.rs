@@ -3,21 +3,28 @@
 //! # Layout
 //!
 //! ```text
-//!  source ──► decode ──► pre-aggregate ──► exchange by content ──► window ──► hourly tables ──► snapshots
-//!  (file,     (bad →      (content, pane)                          (+n at pane,   (frontier        (Parquet +
-//!   generator) dead letter)                                          −n a window    passes an hour)  _SUCCESS)
-//!                                                                     later)
+//!  source ──► judge ──► pre-aggregate ──► exchange by content ──► window / model ──► hourly tables ──► snapshots
+//!  (kafka,    (bad, late,  (content, pane)                         (+n at pane,       (frontier        (Parquet +
+//!   file,      skewed →                                              −n a window        passes an hour)  _SUCCESS)
+//!   generator) dead letter)                                          later)
 //! ```
 //!
-//! - [`event`], [`catalog`], [`time`]: the data model and event-time arithmetic.
-//! - [`generator`]: deterministic synthetic traffic; [`source`]: file, generator and Kafka sources.
-//! - [`dataflow`]: the collections and operators; no I/O, no knowledge of sources or stores.
-//! - [`sink`]: Parquet snapshots and manifests, local and S3 stores, dead letters.
-//! - [`pipeline`]: the per-worker driver that connects them; [`config`]: job files.
-//! - [`checkpoint`]: per-partition offsets, watermarks and pane counts; restore.
-//! - [`serve`]: the HTTP endpoint (metrics, health, query API, page); [`stats`]: the counters behind it.
+//! Layers import downward only (`scripts/shape_check.py` checks it):
+//!
+//! - [`core`]: time, events, the catalog, the partition clock, the model's
+//!   values, errors and counters. No I/O.
+//! - [`config`]: the job file's sections and their layering; imports `core` only.
+//! - [`dataflow`]: the collections and operators (window, hourly tables,
+//!   model stages, live boards); no I/O, no knowledge of sources or stores.
+//! - [`source`]: file, generator and Kafka sources; the catalog feed.
+//! - [`sink`]: Parquet snapshots and manifests (layout and readers), local
+//!   and S3 stores, dead letters.
+//! - [`checkpoint`]: per-partition offsets, clocks and pane counts; restore.
+//! - [`serve`]: the HTTP endpoint (metrics, health, query API, page).
 //! - [`rank`]: the downstream ranker over published hours.
-//! - [`oracle`]: a from-scratch recount, what the tests compare against.
+//! - [`job`]: the only layer that knows every other: opens what the
+//!   configuration names, builds each worker's dataflow ([`job::graph`]) and
+//!   drives it.
 
 #![forbid(unsafe_code)]
 
@@ -26,7 +33,6 @@ pub mod config;
 pub mod core;
 pub mod dataflow;
 pub mod job;
-pub mod oracle;
 pub mod rank;
 pub mod serve;
 pub mod sink;

@@ -13,7 +13,7 @@ use serde::Serialize;
 use crate::core::catalog::{Catalog, Kind};
 use crate::core::error::{Error, Result};
 use crate::core::event::ContentId;
-use crate::sink::snapshot::{published_hours, read_hour};
+use crate::sink::layout::{published_hours, read_hour};
 use crate::sink::store::ObjectStore;
 
 /// What to rank.

@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::{Checkpoints, PartMeta};
+use crate::core::backoff::Backoff;
 use crate::core::error::{Error, Result};
 use crate::core::stats::Stats;
 use crate::core::time::Pane;
@@ -223,7 +224,7 @@ impl Thread {
 
     fn write(&mut self, part: Part) {
         let started = Instant::now();
-        let mut backoff = Duration::from_millis(200);
+        let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(2));
         let result = loop {
             match self
                 .checkpoints()
@@ -233,12 +234,12 @@ impl Thread {
                     if e.retryable()
                         && part
                             .retry_until
-                            .is_some_and(|u| Instant::now() + backoff < u)
+                            .is_some_and(|u| Instant::now() + backoff.peek() < u)
                         && !self.state.abandon.load(Ordering::Acquire) =>
                 {
-                    tracing::warn!(checkpoint = part.id, error = %e, retry_in = ?backoff, "checkpoint part not written; retrying");
-                    std::thread::sleep(backoff);
-                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                    let wait = backoff.next_wait();
+                    tracing::warn!(checkpoint = part.id, error = %e, retry_in = ?wait, "checkpoint part not written; retrying");
+                    std::thread::sleep(wait);
                 }
                 other => break other,
             }

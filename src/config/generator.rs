@@ -81,7 +81,7 @@ impl Default for GeneratorConfig {
             late: 0.001,
             late_by: "15m".into(),
             invalid: 0.0,
-            partitions: 16,
+            partitions: super::DEFAULT_PARTITIONS,
         }
     }
 }

@@ -29,7 +29,7 @@ pub use kafka::KafkaConfig;
 pub use s3::S3Config;
 pub use sections::{
     CatalogConfig, CheckpointConfig, DeadLetterConfig, FileConfig, JobSection, SinkConfig,
-    SinkKind, SourceConfig, SourceKind, WindowConfig,
+    SinkKind, SourceConfig, SourceKind, WindowConfig, DEFAULT_PARTITIONS,
 };
 pub use serve::{MetricsConfig, ServeLimits};
 

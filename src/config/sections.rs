@@ -6,6 +6,10 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use super::{GeneratorConfig, KafkaConfig, S3Config};
+
+/// Partitions a file or the generator is cut into by default: independent
+/// of the number of workers, and divisible by 1, 2, 4, 8 and 16 of them.
+pub const DEFAULT_PARTITIONS: usize = 16;
 use crate::core::error::Error;
 use crate::core::time::{parse_duration, Millis, WindowSpec};
 
@@ -134,7 +138,7 @@ impl Default for FileConfig {
     fn default() -> Self {
         FileConfig {
             path: PathBuf::new(),
-            partitions: crate::source::DEFAULT_PARTITIONS,
+            partitions: DEFAULT_PARTITIONS,
         }
     }
 }

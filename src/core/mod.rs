@@ -9,8 +9,9 @@
 //! - [`clock`]: a partition's watermark, corroborated against bad clocks.
 //! - [`model`]: what is measured per title, rollups, scores and rankings.
 //! - [`error`]: errors that say whose fault they are; [`stats`]: the counters.
-//! - [`rng`]: the small deterministic generator behind seeds.
+//! - [`rng`]: the small deterministic generator behind seeds; [`backoff`]: waits between retries.
 
+pub mod backoff;
 pub mod catalog;
 pub mod clock;
 pub mod error;

@@ -34,6 +34,46 @@ pub struct HourTable {
 }
 
 /// Emits each worker's [`HourTable`] at the time of the hour's last pane.
+///
+/// # Examples
+///
+/// Title 7 viewed 3 times in pane 5 (hour 0) and title 8 once in pane 70
+/// (hour 1): the window ending at hour 0's last pane (59) holds title 7's
+/// views; the one ending at hour 1's (119) holds only title 8's, title 7's
+/// having left it at pane 65.
+///
+/// ```
+/// use std::sync::{Arc, Mutex};
+///
+/// use differential_dataflow::input::Input;
+/// use popularity::core::time::WindowSpec;
+/// use popularity::dataflow::{hourly_tables, windowed_views};
+/// use timely::dataflow::operators::Inspect;
+///
+/// let tables = Arc::new(Mutex::new(Vec::new()));
+/// let sink = tables.clone();
+/// timely::execute_directly(move |worker| {
+///     let window = WindowSpec::hourly();
+///     let mut input = worker.dataflow::<u64, _, _>(|scope| {
+///         let (input, views) = scope.new_collection::<u64, i64>();
+///         let windowed = windowed_views(views, &window);
+///         hourly_tables(windowed, window, Arc::default(), None)
+///             .inspect(move |table| sink.lock().expect("not poisoned").push(table.clone()));
+///         input
+///     });
+///     input.advance_to(5);
+///     input.update(7, 3);
+///     input.advance_to(70);
+///     input.update(8, 1);
+/// });
+/// let tables = tables.lock().expect("not poisoned");
+/// let rows: Vec<_> = tables
+///     .iter()
+///     .filter(|t| !t.rows.is_empty())
+///     .map(|t| (t.hour, t.rows.clone()))
+///     .collect();
+/// assert_eq!(rows, [(0, vec![(7, 3)]), (1, vec![(8, 1)])]);
+/// ```
 pub fn hourly_tables<'scope>(
     windowed: Views<'scope>,
     window: WindowSpec,

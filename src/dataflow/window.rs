@@ -14,6 +14,35 @@ use crate::core::time::{Pane, WindowSpec};
 ///
 /// The result's multiplicity at time `p` is the sum of the input's
 /// multiplicities over the `window.panes()` panes ending at `p`.
+///
+/// # Examples
+///
+/// Two views of title 7 in pane 5 of a 1-hour window sliding 1 minute: they
+/// enter at pane 5 and leave 60 panes later.
+///
+/// ```
+/// use std::sync::{Arc, Mutex};
+///
+/// use differential_dataflow::input::Input;
+/// use popularity::core::time::WindowSpec;
+/// use popularity::dataflow::windowed_views;
+///
+/// let seen = Arc::new(Mutex::new(Vec::new()));
+/// let sink = seen.clone();
+/// timely::execute_directly(move |worker| {
+///     let mut input = worker.dataflow::<u64, _, _>(|scope| {
+///         let (input, views) = scope.new_collection::<u64, i64>();
+///         windowed_views(views, &WindowSpec::hourly())
+///             .inspect(move |update| sink.lock().expect("not poisoned").push(*update));
+///         input
+///     });
+///     input.advance_to(5);
+///     input.update(7, 2);
+/// });
+/// let mut seen = seen.lock().expect("not poisoned").clone();
+/// seen.sort();
+/// assert_eq!(seen, [(7, 5, 2), (7, 65, -2)]);
+/// ```
 pub fn windowed_views<'scope, D>(
     panes: VecCollection<'scope, Pane, D, i64>,
     window: &WindowSpec,

@@ -308,18 +308,7 @@ pub fn merge(api: &Api, request: &Request, locals: Vec<serde_json::Value>) -> An
     };
     match request {
         Request::Top { kind, k } => {
-            let mut totals: std::collections::HashMap<u64, i64> = std::collections::HashMap::new();
-            for l in &locals {
-                for pair in l["totals"].as_array().into_iter().flatten() {
-                    if let (Some(id), Some(v)) = (pair[0].as_u64(), pair[1].as_i64()) {
-                        *totals.entry(id).or_insert(0) += v;
-                    }
-                }
-            }
-            let mut rows: Vec<(u64, i64)> = totals.into_iter().collect();
-            rows.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-            rows.truncate(*k);
-            let titles: Vec<serde_json::Value> = rows
+            let titles: Vec<serde_json::Value> = top_totals(&locals, *k)
                 .iter()
                 .enumerate()
                 .map(|(i, (id, v))| {
@@ -377,25 +366,7 @@ pub fn merge(api: &Api, request: &Request, locals: Vec<serde_json::Value>) -> An
             region,
             k,
         } => {
-            let mut titles: Vec<serde_json::Value> = locals
-                .iter()
-                .flat_map(|l| l["titles"].as_array().cloned().unwrap_or_default())
-                .collect();
-            let key = |t: &serde_json::Value| {
-                (
-                    t["value"].as_f64().unwrap_or(0.0),
-                    t["content_id"].as_u64().unwrap_or(0),
-                )
-            };
-            titles.sort_by(|a, b| {
-                let (va, ia) = key(a);
-                let (vb, ib) = key(b);
-                vb.total_cmp(&va).then(ia.cmp(&ib))
-            });
-            titles.truncate(*k);
-            for (i, t) in titles.iter_mut().enumerate() {
-                t["rank"] = serde_json::json!(i + 1);
-            }
+            let titles = top_trending(&locals, *k);
             (
                 StatusCode::OK,
                 serde_json::json!({
@@ -408,6 +379,46 @@ pub fn merge(api: &Api, request: &Request, locals: Vec<serde_json::Value>) -> An
             )
         }
     }
+}
+
+/// The `k` titles with the most views over every process's totals.
+fn top_totals(locals: &[serde_json::Value], k: usize) -> Vec<(u64, i64)> {
+    let mut totals: std::collections::HashMap<u64, i64> = std::collections::HashMap::new();
+    for l in locals {
+        for pair in l["totals"].as_array().into_iter().flatten() {
+            if let (Some(id), Some(v)) = (pair[0].as_u64(), pair[1].as_i64()) {
+                *totals.entry(id).or_insert(0) += v;
+            }
+        }
+    }
+    let mut rows: Vec<(u64, i64)> = totals.into_iter().collect();
+    rows.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    rows.truncate(k);
+    rows
+}
+
+/// The `k` best of every process's trending titles, ranked (ties to the smaller id).
+fn top_trending(locals: &[serde_json::Value], k: usize) -> Vec<serde_json::Value> {
+    let mut titles: Vec<serde_json::Value> = locals
+        .iter()
+        .flat_map(|l| l["titles"].as_array().cloned().unwrap_or_default())
+        .collect();
+    let key = |t: &serde_json::Value| {
+        (
+            t["value"].as_f64().unwrap_or(0.0),
+            t["content_id"].as_u64().unwrap_or(0),
+        )
+    };
+    titles.sort_by(|a, b| {
+        let (va, ia) = key(a);
+        let (vb, ib) = key(b);
+        vb.total_cmp(&va).then(ia.cmp(&ib))
+    });
+    titles.truncate(k);
+    for (i, t) in titles.iter_mut().enumerate() {
+        t["rank"] = serde_json::json!(i + 1);
+    }
+    titles
 }
 
 /// The live model of this process, merged over its shards, with episode

@@ -5,6 +5,7 @@
 //! each hour with a `_SUCCESS` manifest once every worker's part exists.
 
 pub mod deadletter;
+pub mod layout;
 pub mod measured;
 pub mod parquet;
 pub mod s3;

@@ -9,6 +9,7 @@
 
 use super::store::ObjectStore;
 pub use crate::config::s3::{parse_bytes, S3Config, MIN_PART};
+use crate::core::backoff::Backoff;
 use crate::core::error::{Error, Result};
 use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
@@ -113,13 +114,16 @@ impl S3Store {
     /// reached (it may be starting beside the job), for at most `limit`.
     fn wait_for_bucket(&self, limit: std::time::Duration) -> Result<()> {
         let began = std::time::Instant::now();
-        let mut backoff = std::time::Duration::from_millis(200);
+        let mut backoff = Backoff::new(
+            std::time::Duration::from_millis(200),
+            std::time::Duration::from_secs(5),
+        );
         loop {
             match self.check_bucket() {
-                Err(e) if e.retryable() && began.elapsed() + backoff < limit => {
-                    tracing::warn!(error = %e, retry_in = ?backoff, waited = ?began.elapsed(), "the store cannot be reached yet; waiting (sink.s3.startup-wait)");
-                    std::thread::sleep(backoff);
-                    backoff = (backoff * 2).min(std::time::Duration::from_secs(5));
+                Err(e) if e.retryable() && began.elapsed() + backoff.peek() < limit => {
+                    let wait = backoff.next_wait();
+                    tracing::warn!(error = %e, retry_in = ?wait, waited = ?began.elapsed(), "the store cannot be reached yet; waiting (sink.s3.startup-wait)");
+                    std::thread::sleep(wait);
                 }
                 Err(e) if e.retryable() => {
                     return Err(e.with(&format!(

@@ -18,12 +18,15 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
 use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::Capability;
 use timely::dataflow::StreamVec;
 
+pub use super::layout::{
+    hour_prefix, manifest_for, part_name, published_hours, published_table_hours, read_hour,
+    read_table_hour, Manifest, ManifestPart, PartRecord, SUCCESS, TITLES,
+};
 use super::parquet::{encode_titles, TitleRow};
 use super::store::ObjectStore;
 use super::tables::{
@@ -33,73 +36,10 @@ use super::uploader::Uploader;
 use crate::core::error::{Error, FaultSlot, Result};
 use crate::core::model::{rank_all, NodeRow};
 use crate::core::stats::Stats;
-use crate::core::time::{hour_partition, rfc3339, Pane, WindowSpec, HOUR_MS};
+use crate::core::time::{Pane, WindowSpec};
 use crate::dataflow::model::ModelHour;
 use crate::dataflow::HourTable;
 use timely::dataflow::operators::vec::Map;
-
-/// Name of the per-view-count table.
-pub const TITLES: &str = "titles";
-/// Name of the manifest object.
-pub const SUCCESS: &str = "_SUCCESS";
-
-/// `table/dt=YYYY-MM-DD/hour=HH/`
-pub fn hour_prefix(table: &str, hour: u64) -> String {
-    let (dt, hh) = hour_partition(hour);
-    format!("{table}/dt={dt}/hour={hh}/")
-}
-
-/// File name of worker `worker`'s part.
-pub fn part_name(worker: usize) -> String {
-    format!("part-{worker:05}.parquet")
-}
-
-/// What `WriteParts` tells `PublishHours` about one part.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct PartRecord {
-    /// The table.
-    pub table: String,
-    /// Hours since the epoch.
-    pub hour: u64,
-    /// File name within the hour's directory.
-    pub name: String,
-    /// Rows in the part.
-    pub rows: u64,
-    /// Size of the part in bytes.
-    pub bytes: u64,
-}
-
-/// One part as listed in a manifest.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ManifestPart {
-    /// File name within the hour's directory.
-    pub name: String,
-    /// Rows in the part.
-    pub rows: u64,
-    /// Size in bytes.
-    pub bytes: u64,
-}
-
-/// The `_SUCCESS` manifest of one hour.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Manifest {
-    /// Table name.
-    pub table: String,
-    /// `YYYY-MM-DD`.
-    pub dt: String,
-    /// `HH`.
-    pub hour: String,
-    /// Start of the counted window (RFC 3339).
-    pub window_start: String,
-    /// End of the counted window (exclusive, RFC 3339).
-    pub window_end: String,
-    /// The watermark the job had passed when it declared the hour final.
-    pub watermark: String,
-    /// The parts, by name.
-    pub parts: Vec<ManifestPart>,
-    /// Total rows over all parts.
-    pub rows: u64,
-}
 
 /// Writes each worker's share of each finished hour as a Parquet part.
 ///
@@ -310,29 +250,6 @@ fn count_part(stats: &Stats, record: &PartRecord) {
     Stats::add(&stats.bytes_written, record.bytes);
 }
 
-/// Builds the manifest of `hour` from its parts.
-pub fn manifest_for(window: &WindowSpec, table: &str, hour: u64, parts: &[PartRecord]) -> Manifest {
-    let (dt, hh) = hour_partition(hour);
-    let (start, end) = window.window_bounds(window.last_pane_of_hour(hour));
-    Manifest {
-        table: table.to_string(),
-        dt,
-        hour: hh,
-        window_start: rfc3339(start),
-        window_end: rfc3339(end),
-        watermark: rfc3339(hour as i64 * HOUR_MS + HOUR_MS),
-        parts: parts
-            .iter()
-            .map(|p| ManifestPart {
-                name: p.name.clone(),
-                rows: p.rows,
-                bytes: p.bytes,
-            })
-            .collect(),
-        rows: parts.iter().map(|p| p.rows).sum(),
-    }
-}
-
 fn publish(
     store: &dyn ObjectStore,
     window: &WindowSpec,
@@ -356,83 +273,6 @@ fn publish(
     store.put(&format!("{prefix}{SUCCESS}"), &json)?;
     tracing::info!(table, dt = %manifest.dt, hour = %manifest.hour, parts = parts.len(), rows = manifest.rows, "published hour");
     Ok(manifest)
-}
-
-/// Reads one published hour: its manifest and all rows, or `None` if unpublished.
-pub fn read_hour(store: &dyn ObjectStore, hour: u64) -> Result<Option<(Manifest, Vec<TitleRow>)>> {
-    let prefix = hour_prefix(TITLES, hour);
-    let Some(bytes) = store.get(&format!("{prefix}{SUCCESS}"))? else {
-        return Ok(None);
-    };
-    let manifest: Manifest = serde_json::from_slice(&bytes)
-        .map_err(|e| Error::Input(format!("{prefix}{SUCCESS}: {e}")))?;
-    // The manifest's row count is a claim, not a bound: grow as rows arrive.
-    let mut rows = Vec::new();
-    for part in &manifest.parts {
-        let key = format!("{prefix}{}", part.name);
-        let bytes = store
-            .get(&key)?
-            .ok_or_else(|| Error::Input(format!("{key} is listed in the manifest but missing")))?;
-        rows.extend(super::parquet::decode_titles(bytes)?);
-    }
-    rows.sort();
-    Ok(Some((manifest, rows)))
-}
-
-/// Reads one published hour of any table as named values, or `None` if unpublished.
-pub fn read_table_hour(
-    store: &dyn ObjectStore,
-    table: &str,
-    hour: u64,
-) -> Result<Option<(Manifest, Vec<super::tables::Row>)>> {
-    let prefix = hour_prefix(table, hour);
-    let Some(bytes) = store.get(&format!("{prefix}{SUCCESS}"))? else {
-        return Ok(None);
-    };
-    let manifest: Manifest = serde_json::from_slice(&bytes)
-        .map_err(|e| Error::Input(format!("{prefix}{SUCCESS}: {e}")))?;
-    // The manifest's row count is a claim, not a bound: grow as rows arrive.
-    let mut rows = Vec::new();
-    for part in &manifest.parts {
-        let key = format!("{prefix}{}", part.name);
-        let bytes = store
-            .get(&key)?
-            .ok_or_else(|| Error::Input(format!("{key} is listed in the manifest but missing")))?;
-        rows.extend(super::tables::decode_rows(bytes)?);
-    }
-    Ok(Some((manifest, rows)))
-}
-
-/// Hours (since the epoch) that have a manifest in `store`, sorted.
-pub fn published_hours(store: &dyn ObjectStore) -> Result<Vec<u64>> {
-    published_table_hours(store, TITLES)
-}
-
-/// Hours of `table` that have a manifest in `store`, sorted.
-pub fn published_table_hours(store: &dyn ObjectStore, table: &str) -> Result<Vec<u64>> {
-    let mut hours = Vec::new();
-    for key in store.list(&format!("{table}/"))? {
-        let Some(rest) = key.strip_suffix(&format!("/{SUCCESS}")) else {
-            continue;
-        };
-        let mut dt = None;
-        let mut hh = None;
-        for seg in rest.split('/') {
-            if let Some(v) = seg.strip_prefix("dt=") {
-                dt = Some(v);
-            }
-            if let Some(v) = seg.strip_prefix("hour=") {
-                hh = v.parse::<u32>().ok();
-            }
-        }
-        if let (Some(dt), Some(hh)) = (dt, hh) {
-            if let Some(h) = crate::core::time::parse_hour(dt, hh) {
-                hours.push(h);
-            }
-        }
-    }
-    hours.sort_unstable();
-    Ok(hours)
 }
 
 /// Writes each worker's share of the model's node tables (`title_measures`,

@@ -24,6 +24,7 @@ use std::time::Duration;
 use timely::scheduling::SyncActivator;
 
 use super::store::ObjectStore;
+use crate::core::backoff::Backoff;
 use crate::core::error::Result;
 use crate::core::stats::Stats;
 
@@ -73,7 +74,7 @@ impl<R: Send + 'static> Uploader<R> {
             .name(name.to_string())
             .spawn(move || {
                 while let Ok((id, job)) = inbox.recv() {
-                    let mut backoff = FIRST_BACKOFF;
+                    let mut backoff = Backoff::new(FIRST_BACKOFF, MAX_BACKOFF);
                     let result = loop {
                         if given_up.load(Ordering::Acquire) {
                             return;
@@ -82,9 +83,9 @@ impl<R: Send + 'static> Uploader<R> {
                             Err(e) if e.retryable() => {
                                 in_retry.store(true, Ordering::Release);
                                 stats.store_retries.fetch_add(1, Ordering::Relaxed);
-                                tracing::warn!(error = %e, retry_in = ?backoff, store = %store.describe(), "store operation failed; retrying");
-                                sleep_unless(&given_up, backoff);
-                                backoff = (backoff * 2).min(MAX_BACKOFF);
+                                let wait = backoff.next_wait();
+                                tracing::warn!(error = %e, retry_in = ?wait, store = %store.describe(), "store operation failed; retrying");
+                                sleep_unless(&given_up, wait);
                             }
                             other => break other,
                         }

@@ -19,9 +19,7 @@ use crate::core::event::{DecodeError, Validation, WatchEvent};
 /// Identifies a partition within its source.
 pub type PartitionId = u32;
 
-/// Partitions a file or the generator is cut into by default: independent
-/// of the number of workers, and divisible by 1, 2, 4, 8 and 16 of them.
-pub const DEFAULT_PARTITIONS: usize = 16;
+pub use crate::config::DEFAULT_PARTITIONS;
 
 /// A record the decoder refused.
 #[derive(Clone, Debug)]

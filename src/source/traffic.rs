@@ -65,6 +65,83 @@ pub struct Generator {
     invalid: f64,
 }
 
+/// Checks the rates and shares of a generator's settings.
+fn check_rates(cfg: &GeneratorConfig) -> Result<(), String> {
+    if !(cfg.time_rate > 0.0 && cfg.time_rate.is_finite()) {
+        return Err("generator time-rate must be positive".into());
+    }
+    for (name, v) in [
+        ("out-of-order", cfg.out_of_order),
+        ("late", cfg.late),
+        ("invalid", cfg.invalid),
+        ("live-share", cfg.live_share),
+        ("clip-share", cfg.clip_share),
+    ] {
+        if !(0.0..=1.0).contains(&v) {
+            return Err(format!(
+                "generator {name} must be a share in 0..=1, got {v}"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The catalog's live events in start order, each with its clips.
+fn live_events(catalog: &Catalog) -> Vec<LiveEvent> {
+    let mut lives = Vec::new();
+    for t in catalog.titles.iter().filter(|t| t.kind == Kind::Live) {
+        if let (Some(s), Some(e)) = (t.starts_at, t.ends_at) {
+            lives.push(LiveEvent {
+                id: t.id,
+                start: s,
+                end: e,
+                clips: Vec::new(),
+            });
+        }
+    }
+    lives.sort_by_key(|l| (l.start, l.id));
+    let pos: std::collections::HashMap<ContentId, usize> =
+        lives.iter().enumerate().map(|(i, l)| (l.id, i)).collect();
+    for t in catalog.titles.iter().filter(|t| t.kind == Kind::Clip) {
+        if let Some(&i) = t.parent.as_ref().and_then(|p| pos.get(p)) {
+            lives[i].clips.push(t.id);
+        }
+    }
+    lives
+}
+
+/// For each hour after `start`, the spans `(index, from, to)` that overlap it.
+fn hour_index(
+    start: Millis,
+    spans: impl Iterator<Item = (usize, Millis, Millis)>,
+) -> Vec<Vec<u32>> {
+    let mut by_hour: Vec<Vec<u32>> = Vec::new();
+    for (i, s, e) in spans {
+        let first = ((s - start).max(0) / HOUR_MS) as usize;
+        let last = ((e - start).max(0) / HOUR_MS) as usize;
+        if e <= start || last > 24 * 366 {
+            continue;
+        }
+        if by_hour.len() <= last {
+            by_hour.resize(last + 1, Vec::new());
+        }
+        for h in by_hour.iter_mut().take(last + 1).skip(first) {
+            h.push(i as u32);
+        }
+    }
+    by_hour
+}
+
+/// The daily rhythm's cumulative shares by hour of the day.
+fn rhythm_cum() -> [f64; 25] {
+    let total: f64 = RHYTHM.iter().sum();
+    let mut cum = [0.0; 25];
+    for h in 0..24 {
+        cum[h + 1] = cum[h] + RHYTHM[h] / total;
+    }
+    cum
+}
+
 /// Clips stay boosted this long after their live event ends.
 const CLIP_AFTERGLOW: Millis = 6 * HOUR_MS;
 
@@ -73,22 +150,7 @@ impl Generator {
     pub fn new(cfg: &GeneratorConfig, catalog: &Catalog) -> Result<Generator, String> {
         let start = crate::core::time::parse_rfc3339(&cfg.start)
             .ok_or_else(|| format!("generator start `{}` is not RFC 3339", cfg.start))?;
-        if !(cfg.time_rate > 0.0 && cfg.time_rate.is_finite()) {
-            return Err("generator time-rate must be positive".into());
-        }
-        for (name, v) in [
-            ("out-of-order", cfg.out_of_order),
-            ("late", cfg.late),
-            ("invalid", cfg.invalid),
-            ("live-share", cfg.live_share),
-            ("clip-share", cfg.clip_share),
-        ] {
-            if !(0.0..=1.0).contains(&v) {
-                return Err(format!(
-                    "generator {name} must be a share in 0..=1, got {v}"
-                ));
-            }
-        }
+        check_rates(cfg)?;
         let max_disorder = crate::core::time::parse_duration(&cfg.max_disorder)?;
         let late_by = crate::core::time::parse_duration(&cfg.late_by)?;
         let mut lives = Vec::new();
@@ -98,24 +160,7 @@ impl Generator {
             None => {
                 // Live events and clips get their traffic from the spike logic;
                 // the base distribution covers episodes and movies.
-                for t in catalog.titles.iter().filter(|t| t.kind == Kind::Live) {
-                    if let (Some(s), Some(e)) = (t.starts_at, t.ends_at) {
-                        lives.push(LiveEvent {
-                            id: t.id,
-                            start: s,
-                            end: e,
-                            clips: Vec::new(),
-                        });
-                    }
-                }
-                lives.sort_by_key(|l| (l.start, l.id));
-                let pos: std::collections::HashMap<ContentId, usize> =
-                    lives.iter().enumerate().map(|(i, l)| (l.id, i)).collect();
-                for t in catalog.titles.iter().filter(|t| t.kind == Kind::Clip) {
-                    if let Some(&i) = t.parent.as_ref().and_then(|p| pos.get(p)) {
-                        lives[i].clips.push(t.id);
-                    }
-                }
+                lives = live_events(catalog);
                 catalog
                     .titles
                     .iter()
@@ -140,40 +185,19 @@ impl Generator {
                 Some(Alias::zipf(ids.len(), cfg.zipf_exponent).ok_or("bad zipf exponent")?)
             }
         };
-        let hour_index = |spans: &mut dyn Iterator<Item = (usize, Millis, Millis)>| {
-            let mut by_hour: Vec<Vec<u32>> = Vec::new();
-            for (i, s, e) in spans {
-                let first = ((s - start).max(0) / HOUR_MS) as usize;
-                let last = ((e - start).max(0) / HOUR_MS) as usize;
-                if e <= start || last > 24 * 366 {
-                    continue;
-                }
-                if by_hour.len() <= last {
-                    by_hour.resize(last + 1, Vec::new());
-                }
-                for h in by_hour.iter_mut().take(last + 1).skip(first) {
-                    h.push(i as u32);
-                }
-            }
-            by_hour
-        };
-        let live_by_hour =
-            hour_index(&mut lives.iter().enumerate().map(|(i, l)| (i, l.start, l.end)));
+        let live_by_hour = hour_index(
+            start,
+            lives.iter().enumerate().map(|(i, l)| (i, l.start, l.end)),
+        );
         let clips_by_hour = hour_index(
-            &mut lives
+            start,
+            lives
                 .iter()
                 .enumerate()
                 .filter(|(_, l)| !l.clips.is_empty())
                 .map(|(i, l)| (i, l.end, l.end + CLIP_AFTERGLOW)),
         );
-        let rhythm_cum = cfg.daily_rhythm.then(|| {
-            let total: f64 = RHYTHM.iter().sum();
-            let mut cum = [0.0; 25];
-            for h in 0..24 {
-                cum[h + 1] = cum[h] + RHYTHM[h] / total;
-            }
-            cum
-        });
+        let rhythm_cum = cfg.daily_rhythm.then(rhythm_cum);
         let region_weights: Vec<f64> = (0..REGIONS.len()).map(|i| 1.0 / (i as f64 + 2.0)).collect();
         Ok(Generator {
             seed: cfg.seed,

@@ -12,6 +12,7 @@ use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::ClientContext;
 
 use super::KafkaConfig;
+use crate::core::backoff::Backoff;
 use crate::core::error::{Error, Result};
 use crate::core::time::parse_duration;
 
@@ -127,8 +128,8 @@ pub fn kafka_err(message: String, retryable: bool) -> Error {
 /// Lists the topic's partitions, retrying with back-off while the brokers
 /// are unreachable; a TLS or SASL refusal ends it as a configuration error.
 pub fn topic_partitions(consumer: &JobConsumer, cfg: &KafkaConfig) -> Result<Vec<i32>> {
-    let mut backoff =
-        Duration::from_millis(parse_duration(&cfg.connect_backoff).map_err(Error::Config)? as u64);
+    let first = parse_duration(&cfg.connect_backoff).map_err(Error::Config)?;
+    let mut backoff = Backoff::new(Duration::from_millis(first as u64), Duration::from_secs(10));
     let attempts = cfg.connect_attempts.max(1);
     let mut last = String::new();
     for attempt in 1..=attempts {
@@ -178,8 +179,7 @@ pub fn topic_partitions(consumer: &JobConsumer, cfg: &KafkaConfig) -> Result<Vec
         }
         if attempt < attempts {
             tracing::warn!(attempt, attempts, brokers = %cfg.brokers, error = %last, "Kafka not reachable yet, retrying");
-            std::thread::sleep(backoff);
-            backoff = (backoff * 2).min(Duration::from_secs(10));
+            std::thread::sleep(backoff.next_wait());
         }
     }
     Err(kafka_err(

@@ -1,0 +1,185 @@
+//! Checkpoints in the store: writing parts and manifests, listing them,
+//! finding the newest one that is whole and valid, pruning old ones.
+
+use super::format::*;
+use crate::core::error::{Error, Result};
+use crate::core::time::Pane;
+use crate::sink::store::ObjectStore;
+
+/// Reads and writes one job's checkpoints in a store.
+pub struct Checkpoints<'a> {
+    store: &'a dyn ObjectStore,
+    root: String,
+}
+
+fn json_err(what: &str, e: serde_json::Error) -> Error {
+    Error::Input(format!("{what}: {e}"))
+}
+
+impl<'a> Checkpoints<'a> {
+    /// The checkpoints of `job` in `store`.
+    pub fn new(store: &'a dyn ObjectStore, job: &str) -> Self {
+        Checkpoints {
+            store,
+            root: format!("checkpoints/{job}"),
+        }
+    }
+
+    fn dir(&self, id: u64) -> String {
+        format!("{}/{id:020}", self.root)
+    }
+
+    /// Writes worker `meta.worker`'s part and its metadata.
+    pub fn write_part(&self, id: u64, part: &[u8], meta: &PartMeta) -> Result<()> {
+        let dir = self.dir(id);
+        self.store
+            .put(&format!("{dir}/part-{:05}.ckpt", meta.worker), part)?;
+        let json = serde_json::to_vec(meta).map_err(|e| Error::Internal(e.to_string()))?;
+        self.store
+            .put(&format!("{dir}/part-{:05}.json", meta.worker), &json)
+    }
+
+    /// Metadata of the parts of checkpoint `id` written so far.
+    pub fn part_metas(&self, id: u64) -> Result<Vec<PartMeta>> {
+        let dir = self.dir(id);
+        let mut metas = Vec::new();
+        for key in self.store.list(&format!("{dir}/"))? {
+            if key.ends_with(".json") {
+                if let Some(bytes) = self.store.get(&key)? {
+                    metas.push(
+                        serde_json::from_slice::<PartMeta>(&bytes)
+                            .map_err(|e| json_err(&key, e))?,
+                    );
+                }
+            }
+        }
+        metas.sort_by_key(|m| m.worker);
+        Ok(metas)
+    }
+
+    /// Writes the manifest of `id` if all `peers` parts exist and `frontier`
+    /// has passed the checkpoint time; returns it when written.
+    pub fn try_complete(
+        &self,
+        id: u64,
+        peers: usize,
+        frontier: Option<Pane>,
+    ) -> Result<Option<Manifest>> {
+        let metas = self.part_metas(id)?;
+        if metas.len() < peers || metas.iter().any(|m| m.peers != peers) {
+            return Ok(None);
+        }
+        let time = metas.iter().map(|m| m.frontier).max().unwrap_or(0);
+        // An empty frontier means the dataflow is done: every hour is out.
+        if frontier.is_some_and(|f| f < time) {
+            return Ok(None);
+        }
+        let manifest = Manifest {
+            id,
+            time,
+            peers,
+            parts: metas,
+        };
+        let json =
+            serde_json::to_vec_pretty(&manifest).map_err(|e| Error::Internal(e.to_string()))?;
+        self.store
+            .put(&format!("{}/{MANIFEST}", self.dir(id)), &json)?;
+        Ok(Some(manifest))
+    }
+
+    /// True once checkpoint `id` has its manifest.
+    pub fn is_complete(&self, id: u64) -> Result<bool> {
+        Ok(self
+            .store
+            .get(&format!("{}/{MANIFEST}", self.dir(id)))?
+            .is_some())
+    }
+
+    /// Ids that have a manifest, newest first.
+    pub fn complete(&self) -> Result<Vec<u64>> {
+        let mut ids: Vec<u64> = self
+            .store
+            .list(&format!("{}/", self.root))?
+            .into_iter()
+            .filter_map(|k| {
+                let rest = k.strip_prefix(&format!("{}/", self.root))?;
+                let (id, name) = rest.split_once('/')?;
+                (name == MANIFEST).then(|| id.parse().ok()).flatten()
+            })
+            .collect();
+        ids.sort_unstable_by(|a, b| b.cmp(a));
+        Ok(ids)
+    }
+
+    /// The newest checkpoint whose manifest and every part verify, with all its ledgers.
+    /// Broken checkpoints are logged and skipped for older ones.
+    pub fn latest_valid(&self) -> Result<Option<Loaded>> {
+        for id in self.complete()? {
+            match self.load(id) {
+                Ok(found) => return Ok(Some(found)),
+                Err(e) => {
+                    tracing::warn!(checkpoint = id, error = %e, "checkpoint unusable; trying an older one")
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Loads and verifies checkpoint `id`.
+    pub fn load(&self, id: u64) -> Result<Loaded> {
+        let dir = self.dir(id);
+        let bytes = self
+            .store
+            .get(&format!("{dir}/{MANIFEST}"))?
+            .ok_or_else(|| Error::Input(format!("{dir}: no manifest")))?;
+        let manifest: Manifest = serde_json::from_slice(&bytes)
+            .map_err(|e| json_err(&format!("{dir}/{MANIFEST}"), e))?;
+        if manifest.parts.len() != manifest.peers {
+            return Err(Error::Input(format!(
+                "{dir}: manifest lists {} parts for {} workers",
+                manifest.parts.len(),
+                manifest.peers
+            )));
+        }
+        let mut all = Vec::new();
+        for meta in &manifest.parts {
+            let key = format!("{dir}/part-{:05}.ckpt", meta.worker);
+            let part = self
+                .store
+                .get(&key)?
+                .ok_or_else(|| Error::Input(format!("{key} is missing")))?;
+            if part.len() as u64 != meta.bytes {
+                return Err(Error::Input(format!(
+                    "{key} is {} bytes, the manifest says {}",
+                    part.len(),
+                    meta.bytes
+                )));
+            }
+            all.extend(decode_part(&part).map_err(|e| Error::Input(format!("{key}: {e}")))?);
+        }
+        Ok((manifest, all))
+    }
+
+    /// Deletes all but the newest `keep` complete checkpoints, and incomplete
+    /// ones older than the newest complete one.
+    pub fn prune(&self, keep: usize) -> Result<()> {
+        let complete = self.complete()?;
+        let Some(&newest) = complete.first() else {
+            return Ok(());
+        };
+        let kept: Vec<u64> = complete.iter().take(keep.max(1)).copied().collect();
+        for key in self.store.list(&format!("{}/", self.root))? {
+            let Some(id) = key
+                .strip_prefix(&format!("{}/", self.root))
+                .and_then(|r| r.split_once('/'))
+                .and_then(|(id, _)| id.parse::<u64>().ok())
+            else {
+                continue;
+            };
+            if !kept.contains(&id) && id < newest {
+                self.store.delete(&key)?;
+            }
+        }
+        Ok(())
+    }
+}

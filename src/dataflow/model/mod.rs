@@ -1,0 +1,349 @@
+//! The model in the dataflow: windows over all measures, the catalog as a
+//! collection, rollups along the hierarchy, and per-shard tables.
+//!
+//! ```text
+//! facts ((title, cell), +obs@pane) ──────────── exchange by title ──┐
+//! catalog ─► ⋈ parent ─► info ───────────────── exchange by title ──┤
+//!                                                                   ▼
+//! ModelTitles: +obs@p, −obs@p+W, −views@p+S as the frontier reaches them;
+//!              title measures; changes forwarded along each title's route ─┐
+//!                                   deltas by node and pane (exchange),    │
+//!                                   Σ episodes (broadcast)                 ▼
+//! ModelNodes: shows, channels ◄────────────────────────────────────────────┘
+//! ModelTitles + ModelNodes ─► FinishHours (episode scores, ranking candidates) ─► ModelHour
+//! ```
+//!
+//! The catalog is a collection like any other: a title that moves to another
+//! show retracts its old info and asserts the new one, and the title shard
+//! moves its current measures from the old show to the new one at that time.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use differential_dataflow::VecCollection;
+use serde::{Deserialize, Serialize};
+use timely::dataflow::channels::pact::Pipeline;
+use timely::dataflow::operators::generic::operator::Operator;
+use timely::dataflow::operators::vec::{Broadcast, Filter, Map, Partition};
+use timely::dataflow::operators::{Concat, Exchange as _};
+use timely::dataflow::StreamVec;
+
+mod slots;
+mod stage;
+
+use stage::{shard_stage, StageSpec};
+
+use super::live::LiveBoard;
+use super::{follow_frontier, shard, HourTable};
+use crate::core::event::ContentId;
+use crate::core::model::{
+    rank_all, resolve, CatalogEntry, Cell, Info, Measures, ModelSpec, NodeRow, Obs,
+};
+use crate::core::stats::Stats;
+use crate::core::time::{Pane, WindowSpec};
+
+/// The pseudo-node that accumulates every episode's score-window views.
+pub const TOTAL_NODE: ContentId = u64::MAX;
+
+/// Views and watch time by title and cell: the model's input.
+pub type Facts<'scope> = VecCollection<'scope, Pane, (ContentId, Cell), Obs>;
+/// Per-title measures already windowed (carried over a restore).
+pub type Windowed<'scope> = VecCollection<'scope, Pane, ContentId, Measures>;
+/// The catalog as a collection.
+pub type CatalogUpdates<'scope> = VecCollection<'scope, Pane, CatalogEntry, i64>;
+
+/// One worker's share of the model as of an hour's last pane.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModelHour {
+    /// Hours since the epoch.
+    pub hour: u64,
+    /// The worker that owns these nodes.
+    pub worker: usize,
+    /// Nodes with nonzero measures: the titles, then the shows and
+    /// channels, each in id order.
+    pub rows: Vec<NodeRow>,
+    /// The rows that made any of this shard's top-k lists (the candidates
+    /// for the global rankings).
+    pub candidates: Vec<NodeRow>,
+    /// Score-window views of all episodes.
+    pub total_24h: i64,
+}
+
+/// The model as of the latest pane each worker has completed, for the API.
+#[derive(Debug, Default)]
+pub struct ModelBoard {
+    shards: Mutex<BTreeMap<usize, ModelShard>>,
+    version: AtomicU64,
+}
+
+/// One worker's share of the live model.
+#[derive(Clone, Debug, Default)]
+pub struct ModelShard {
+    /// The last pane whose updates are all applied.
+    pub as_of: Pane,
+    /// Node rows, by id.
+    pub rows: Arc<Vec<NodeRow>>,
+    /// Score-window views of all episodes.
+    pub total_24h: i64,
+}
+
+impl ModelBoard {
+    /// Replaces a worker's shard.
+    pub fn publish(&self, worker: usize, shard: ModelShard) {
+        if let Ok(mut s) = self.shards.lock() {
+            s.insert(worker, shard);
+            self.version.fetch_add(1, Ordering::Release);
+        }
+    }
+    /// Bumped by every publish.
+    pub fn version(&self) -> u64 {
+        self.version.load(Ordering::Acquire)
+    }
+    /// Every shard published so far.
+    pub fn shards(&self) -> BTreeMap<usize, ModelShard> {
+        self.shards.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+}
+
+/// A fast hasher for maps keyed by content id.
+type Fx = rustc_hash::FxBuildHasher;
+
+/// Side input of a shard stage: catalog info of its shard, the episode
+/// total, and (after a restore) measures already windowed.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+enum Side {
+    Info(ContentId, Info),
+    Total(i64),
+    Windowed(ContentId, Measures),
+}
+
+/// Resolves catalog entries to [`Info`] through their parents.
+pub fn catalog_info<'scope>(
+    catalog: CatalogUpdates<'scope>,
+) -> VecCollection<'scope, Pane, (ContentId, Info), i64> {
+    let by_parent = catalog
+        .clone()
+        .flat_map(|(id, (kind, parent, end))| parent.map(|p| (p, (id, kind, end))));
+    let with_parent = by_parent.join_map(catalog.clone(), |p, &(id, kind, end), &parents| {
+        (id, resolve(kind, Some(*p), end, Some(parents)))
+    });
+    let roots = catalog
+        .filter(|(_, (_, parent, _))| parent.is_none())
+        .map(|(id, (kind, parent, end))| (id, resolve(kind, parent, end, None)));
+    with_parent.concat(roots)
+}
+
+/// Builds the model from per-title facts, measures carried over a restore
+/// (already windowed) and the catalog; emits each worker's [`ModelHour`] at
+/// the last pane of every hour and publishes the live model to `live`.
+///
+/// The title stage holds every title's views in the window, so it also
+/// gives the window counts: each worker's [`HourTable`] of every hour with
+/// views (the second stream), and the live window on `live_window`. A job
+/// with the model does not count views a second time.
+///
+/// Titles and their catalog info are both keyed by title, so the windows
+/// and the join that moves measures up the hierarchy run inside the title
+/// shard, in time order: a fact updates its title and is forwarded to the
+/// title's current ancestors, and so is each of its parts when it leaves
+/// its window; a catalog change moves the title's current measures from the
+/// old ancestors to the new ones. This is the incremental join, specialised
+/// to one side (the catalog) being small and co-partitioned.
+///
+/// # Examples
+///
+/// Channel 1 holds show 2, which holds episode 3; one view of the episode in
+/// pane 5 (hour 0) rolls up to the show and the channel.
+///
+/// ```
+/// use std::sync::{Arc, Mutex};
+///
+/// use differential_dataflow::input::Input;
+/// use popularity::core::catalog::Kind;
+/// use popularity::core::model::{ModelConfig, Obs};
+/// use popularity::core::time::WindowSpec;
+/// use popularity::dataflow::model::model_tables;
+/// use timely::dataflow::operators::Inspect;
+///
+/// let hours = Arc::new(Mutex::new(Vec::new()));
+/// let sink = hours.clone();
+/// timely::execute_directly(move |worker| {
+///     let window = WindowSpec::hourly();
+///     let spec = ModelConfig::default()
+///         .spec(window.slide_ms, window.panes())
+///         .expect("valid");
+///     let (mut facts, mut catalog) = worker.dataflow::<u64, _, _>(|scope| {
+///         let (facts_in, facts) = scope.new_collection();
+///         let (_, carried) = scope.new_collection();
+///         let (catalog_in, catalog) = scope.new_collection();
+///         let boards = (None, None);
+///         let (model, _views) =
+///             model_tables(facts, carried, catalog, window, spec, Arc::default(), boards);
+///         model.inspect(move |hour| sink.lock().expect("not poisoned").push(hour.clone()));
+///         (facts_in, catalog_in)
+///     });
+///     catalog.update((1, (Kind::Channel, None, None)), 1);
+///     catalog.update((2, (Kind::Show, Some(1), None)), 1);
+///     catalog.update((3, (Kind::Episode, Some(2), None)), 1);
+///     catalog.advance_to(5);
+///     facts.advance_to(5);
+///     facts.update((3, 0), Obs { views: 1, watch_ms: 60_000 });
+/// });
+/// let hours = hours.lock().expect("not poisoned");
+/// let mut views: Vec<(u64, i64)> = (hours.iter().filter(|h| h.hour == 0))
+///     .flat_map(|h| h.rows.iter().map(|r| (r.id, r.m.views)))
+///     .collect();
+/// views.sort();
+/// assert_eq!(views, [(1, 1), (2, 1), (3, 1)]);
+/// ```
+pub fn model_tables<'scope>(
+    facts: Facts<'scope>,
+    carried: Windowed<'scope>,
+    catalog: CatalogUpdates<'scope>,
+    window: WindowSpec,
+    spec: ModelSpec,
+    stats: Arc<Stats>,
+    (live, live_window): (Option<Arc<ModelBoard>>, Option<Arc<LiveBoard>>),
+) -> (
+    StreamVec<'scope, Pane, ModelHour>,
+    StreamVec<'scope, Pane, HourTable>,
+) {
+    let scope = facts.inner.scope();
+    let info = catalog_info(catalog)
+        .inner
+        .exchange(|((id, _), _, _)| shard(*id))
+        .map(|((id, info), t, r)| (Side::Info(id, info), t, r));
+    let carried = carried
+        .inner
+        .exchange(|(id, _, _)| shard(*id))
+        .map(|(id, t, m)| (Side::Windowed(id, m), t, 1));
+    let stage = |titles, live, live_window| StageSpec {
+        titles,
+        window,
+        spec,
+        live,
+        live_window,
+    };
+    let titles = shard_stage(
+        facts.inner,
+        info.clone().concat(carried),
+        stage(true, live.clone(), live_window),
+        stats.clone(),
+    );
+    // Deltas, hours and window counts each their own way: moved, not copied.
+    let mut split = titles.partition(3, |out| match out {
+        StageOut::Delta(..) => (0, out),
+        StageOut::Hour(..) => (1, out),
+        StageOut::Views(..) => (2, out),
+    });
+    let (Some(views), Some(title_hours), Some(deltas)) = (split.pop(), split.pop(), split.pop())
+    else {
+        unreachable!("partition gives as many streams as asked for")
+    };
+    let deltas = deltas.flat_map(|out| match out {
+        StageOut::Delta(id, t, m) => Some((id, t, m)),
+        _ => None,
+    });
+    let views = views.flat_map(|out| match out {
+        StageOut::Views(table) => Some(table),
+        _ => None,
+    });
+    let total = deltas
+        .clone()
+        .filter(|(a, _, _)| *a == TOTAL_NODE)
+        .map(|(_, t, m)| (Side::Total(m.views_24h), t, 1i64))
+        .broadcast();
+    let to_nodes = deltas
+        .filter(|(a, _, _)| *a != TOTAL_NODE)
+        .exchange(|(a, _, _)| shard(*a))
+        .map(|(a, t, m)| (Side::Windowed(a, m), t, 1));
+    let nodes = shard_stage(
+        timely::dataflow::operators::generic::operator::empty(scope),
+        info.concat(total).concat(to_nodes),
+        stage(false, live, None),
+        stats,
+    );
+    let hours = title_hours.concat(nodes).flat_map(|out| match out {
+        StageOut::Hour(h) => Some(h),
+        _ => None,
+    });
+    (finish_hours(hours, window, spec), views)
+}
+
+/// What a shard stage emits: its rows of an hour, or (titles) a measure
+/// delta for an ancestor at a time, or the window counts of an hour.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+enum StageOut {
+    Hour(ModelHour),
+    Delta(ContentId, Pane, Measures),
+    Views(HourTable),
+}
+
+/// Joins the title stage's and the node stage's hours of each worker:
+/// episode scores need the episode total the node stage holds; then picks
+/// the worker's ranking candidates.
+fn finish_hours<'scope>(
+    hours: StreamVec<'scope, Pane, ModelHour>,
+    window: WindowSpec,
+    spec: ModelSpec,
+) -> StreamVec<'scope, Pane, ModelHour> {
+    hours.unary_frontier(Pipeline, "FinishHours", move |initial, _info| {
+        let mut held = Some(initial);
+        let mut pending: BTreeMap<Pane, Vec<ModelHour>> = BTreeMap::new();
+        move |(input, frontier), output| {
+            input.for_each(|_cap, data| {
+                for h in data.drain(..) {
+                    pending
+                        .entry(window.last_pane_of_hour(h.hour))
+                        .or_default()
+                        .push(h);
+                }
+            });
+            let bound = frontier.frontier().first().copied();
+            if let Some(cap) = held.as_ref() {
+                while let Some((&end, _)) = pending.first_key_value() {
+                    if bound.is_some_and(|b| end >= b) {
+                        break;
+                    }
+                    let Some(mut parts) = pending.remove(&end) else {
+                        break;
+                    };
+                    let total = parts.iter().map(|h| h.total_24h).max().unwrap_or(0);
+                    let worker = parts.first().map_or(0, |h| h.worker);
+                    // The others onto the largest part (the titles): no copy of it.
+                    parts.sort_by_key(|h| std::cmp::Reverse(h.rows.len()));
+                    let mut parts = parts.into_iter();
+                    let mut rows: Vec<NodeRow> = parts.next().map(|h| h.rows).unwrap_or_default();
+                    for h in parts {
+                        rows.extend(h.rows);
+                    }
+                    for r in rows.iter_mut() {
+                        if r.info.map(|i| i.kind) == Some(crate::core::catalog::Kind::Episode) {
+                            r.score_ppm = crate::core::model::score_ppm(r.m.views_24h, total);
+                        }
+                    }
+                    if rows.is_empty() {
+                        continue;
+                    }
+                    let top = rank_all(&rows, spec.top_k);
+                    let picked: std::collections::HashSet<ContentId, Fx> =
+                        top.iter().map(|e| e.id).collect();
+                    let candidates = rows
+                        .iter()
+                        .filter(|r| picked.contains(&r.id))
+                        .cloned()
+                        .collect();
+                    output.session(&cap.delayed(&end)).give(ModelHour {
+                        hour: window.hour_of(end),
+                        worker,
+                        rows,
+                        candidates,
+                        total_24h: total,
+                    });
+                }
+            }
+            follow_frontier(&mut held, bound);
+        }
+    })
+}

@@ -1,0 +1,234 @@
+//! A shard's nodes and where their changes go: slots in a dense vector,
+//! routes resolved when catalog info changes, and the outbox that sums
+//! what a title shard sends to each node at one time.
+
+use std::collections::HashMap;
+
+use super::{Fx, TOTAL_NODE};
+use crate::core::catalog::Kind;
+use crate::core::event::ContentId;
+use crate::core::model::{Delta, Info, Measures, ModelSpec, NodeRow};
+
+/// Where a title's measures go: shows and channels to their own node (they
+/// are rows of the node stage), everything else to its ancestors, episodes'
+/// score-window views also to the episode total. At most three targets, so
+/// no allocation per fact.
+pub(super) fn targets(info: Option<&Info>) -> impl Iterator<Item = (ContentId, bool)> {
+    let mut out = [None; 3];
+    if let Some(i) = info.filter(|i| !matches!(i.kind, Kind::Show | Kind::Channel)) {
+        let episode = i.kind == Kind::Episode;
+        out[0] = i.show.map(|s| (s, episode));
+        out[1] = i.channel.map(|c| (c, episode));
+        out[2] = episode.then_some((TOTAL_NODE, true));
+    }
+    out.into_iter().flatten()
+}
+
+/// Whether a node's own facts go to the node stage (shows, channels).
+pub(super) fn forwards_itself(info: Option<&Info>) -> bool {
+    matches!(info.map(|i| i.kind), Some(Kind::Show | Kind::Channel))
+}
+
+/// Where a title's changes go, resolved when its catalog info changes: up
+/// to two nodes (by their place in the outbox, and whether `views_24h` goes
+/// too) and, for episodes, the episode total. A show or channel goes to
+/// itself, a row of the node stage.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub(super) struct Route {
+    pub(super) to: [Option<(u32, bool)>; 2],
+    pub(super) episode: bool,
+}
+
+/// One node of a shard: its current measures, where its changes go, and how
+/// many updates waiting to leave a window refer to it.
+#[derive(Clone, Debug)]
+pub(super) struct Slot {
+    pub(super) id: ContentId,
+    pub(super) m: Measures,
+    pub(super) route: Route,
+    pub(super) waiting: u32,
+}
+
+/// A shard's nodes in a dense vector, found by id through an index: the
+/// windows refer to slots by position, so an update leaving its window
+/// costs no lookup, and the hourly rows are a scan, not a hash walk.
+#[derive(Default)]
+pub(super) struct Slots {
+    pub(super) index: HashMap<ContentId, u32, Fx>,
+    pub(super) slots: Vec<Slot>,
+    /// Catalog info by slot, apart from the slots: read by the hourly rows only.
+    pub(super) infos: Vec<Option<Info>>,
+    pub(super) free: Vec<u32>,
+    /// Slot positions in id order, rebuilt when slots come or go.
+    pub(super) order: Vec<u32>,
+    pub(super) ordered: bool,
+    /// Slots with nonzero measures.
+    pub(super) nonzero: usize,
+}
+
+impl Slots {
+    /// The slot of `id`, made if it has none.
+    pub(super) fn slot(&mut self, id: ContentId) -> u32 {
+        if let Some(&i) = self.index.get(&id) {
+            return i;
+        }
+        let slot = Slot {
+            id,
+            m: Measures::default(),
+            route: Route::default(),
+            waiting: 0,
+        };
+        let i = match self.free.pop() {
+            Some(i) => {
+                self.slots[i as usize] = slot;
+                self.infos[i as usize] = None;
+                i
+            }
+            None => {
+                self.slots.push(slot);
+                self.infos.push(None);
+                (self.slots.len() - 1) as u32
+            }
+        };
+        self.index.insert(id, i);
+        self.ordered = false;
+        i
+    }
+
+    /// Applies `d` to slot `i`'s measures.
+    pub(super) fn add(&mut self, i: u32, d: &Delta) {
+        let s = &mut self.slots[i as usize];
+        let was = s.m.is_zero();
+        d.apply(&mut s.m, true);
+        match (was, s.m.is_zero()) {
+            (true, false) => self.nonzero += 1,
+            (false, true) => self.nonzero -= 1,
+            _ => {}
+        }
+    }
+
+    /// Frees slot `i` if nothing is left of it.
+    pub(super) fn release(&mut self, i: u32) {
+        let s = &self.slots[i as usize];
+        if s.waiting == 0 && self.infos[i as usize].is_none() && s.m.is_zero() {
+            self.index.remove(&s.id);
+            self.free.push(i);
+            self.ordered = false;
+        }
+    }
+
+    /// Sorts the slot positions by id, if slots came or went.
+    pub(super) fn order(&mut self) {
+        if !self.ordered {
+            let slots = &self.slots;
+            self.order = self.index.values().copied().collect();
+            self.order.sort_unstable_by_key(|&i| slots[i as usize].id);
+            self.ordered = true;
+        }
+    }
+
+    /// `(id, views in the window)` of every node with views, in id order.
+    pub(super) fn views(&mut self) -> Vec<(ContentId, i64)> {
+        self.order();
+        self.order
+            .iter()
+            .map(|&i| &self.slots[i as usize])
+            .filter(|s| s.m.views != 0)
+            .map(|s| (s.id, s.m.views))
+            .collect()
+    }
+
+    /// Rows of the nodes with nonzero measures (titles: but shows and
+    /// channels, which the node stage shows), in id order.
+    pub(super) fn rows(
+        &mut self,
+        titles: bool,
+        total: i64,
+        t: crate::core::time::Millis,
+        spec: &ModelSpec,
+    ) -> Vec<NodeRow> {
+        self.order();
+        let mut rows = Vec::with_capacity(self.nonzero);
+        for &i in &self.order {
+            let (s, info) = (&self.slots[i as usize], self.infos[i as usize]);
+            if s.m.is_zero() || (titles && forwards_itself(info.as_ref())) {
+                continue;
+            }
+            rows.push(NodeRow::new(s.id, info, s.m, total, t, spec.half_life_ms));
+        }
+        rows
+    }
+}
+
+/// Sums the deltas a title shard sends to each node at one time, in a dense
+/// vector: a title's route names its nodes' places, so forwarding a change
+/// costs no lookup.
+#[derive(Default)]
+pub(super) struct Outbox {
+    pub(super) index: HashMap<ContentId, u32, Fx>,
+    pub(super) ids: Vec<ContentId>,
+    pub(super) sums: Vec<Measures>,
+    pub(super) marked: Vec<bool>,
+    pub(super) touched: Vec<u32>,
+    pub(super) episode_total: i64,
+}
+
+impl Outbox {
+    /// The place of node `id`.
+    pub(super) fn place(&mut self, id: ContentId) -> u32 {
+        if let Some(&i) = self.index.get(&id) {
+            return i;
+        }
+        self.ids.push(id);
+        self.sums.push(Measures::default());
+        self.marked.push(false);
+        let i = (self.ids.len() - 1) as u32;
+        self.index.insert(id, i);
+        i
+    }
+
+    /// The route of title `id` with catalog info `info`.
+    pub(super) fn route(&mut self, id: ContentId, info: Option<&Info>) -> Route {
+        let mut route = Route::default();
+        let mut n = 0;
+        for (a, with_24h) in targets(info) {
+            if a == TOTAL_NODE {
+                route.episode = true;
+            } else if n < route.to.len() {
+                route.to[n] = Some((self.place(a), with_24h));
+                n += 1;
+            }
+        }
+        if forwards_itself(info) {
+            route.to[0] = Some((self.place(id), true));
+        }
+        route
+    }
+
+    /// Sends `d` along `route`.
+    pub(super) fn forward(&mut self, route: &Route, d: &Delta) {
+        for &(i, with_24h) in route.to.iter().flatten() {
+            let i = i as usize;
+            if !self.marked[i] {
+                self.marked[i] = true;
+                self.touched.push(i as u32);
+            }
+            d.apply(&mut self.sums[i], with_24h);
+        }
+        if route.episode {
+            self.episode_total += d.views_24h();
+        }
+    }
+
+    /// Hands each node's nonzero sum to `give` and clears the sums.
+    pub(super) fn drain(&mut self, mut give: impl FnMut(ContentId, Measures)) {
+        for i in self.touched.drain(..) {
+            let i = i as usize;
+            self.marked[i] = false;
+            let m = std::mem::take(&mut self.sums[i]);
+            if !m.is_zero() {
+                give(self.ids[i], m);
+            }
+        }
+    }
+}

@@ -1,0 +1,436 @@
+//! A shard stage of the model: one shard of titles (`titles = true`) or of
+//! shows and channels. It applies its updates in time order as the frontier
+//! allows and emits its rows at the last pane of every hour. The title stage
+//! also keeps the windows (a fact leaves the window one window after its
+//! pane, its 24-hour views one score window after) and forwards every change
+//! of a title to its ancestors, summed per ancestor and time.
+//!
+//! What is still to leave a window is held here and applied only once the
+//! frontier reaches its time. Handing it on at once, stamped with a future
+//! time, would park a day of updates in every operator downstream.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use timely::container::CapacityContainerBuilder;
+use timely::dataflow::channels::pact::{Exchange, Pipeline};
+use timely::dataflow::operators::generic::operator::Operator;
+use timely::dataflow::StreamVec;
+
+use super::slots::{Outbox, Slots};
+use super::{Fx, ModelBoard, ModelHour, ModelShard, Side, StageOut, TOTAL_NODE};
+use crate::core::event::ContentId;
+use crate::core::model::{Cell, Delta, Info, Measures, ModelSpec, Obs};
+use crate::core::stats::Stats;
+use crate::core::time::{Pane, WindowSpec};
+use crate::dataflow::live::LiveBoard;
+use crate::dataflow::{follow_frontier, shard, HourTable};
+
+/// Updates of one time waiting for the frontier: measures, and side updates.
+type Pending = (Vec<(ContentId, Cell, Obs)>, Vec<(Side, i64)>);
+
+/// How often the live boards (the query API's view) are refreshed.
+const PUBLISH_EVERY: Duration = Duration::from_secs(1);
+
+/// What a shard stage is for: titles or nodes, its window and model, and
+/// the boards it publishes the live model and window to.
+#[derive(Clone)]
+pub(super) struct StageSpec {
+    /// Titles (keeps the windows, forwards to ancestors) or shows and channels.
+    pub titles: bool,
+    /// Window geometry.
+    pub window: WindowSpec,
+    /// The model's settings.
+    pub spec: ModelSpec,
+    /// Where the live model goes, if anywhere.
+    pub live: Option<Arc<ModelBoard>>,
+    /// Where the live window goes, if anywhere (titles only).
+    pub live_window: Option<Arc<LiveBoard>>,
+}
+
+/// One shard stage's operator: facts exchanged by title, side updates
+/// (catalog info, the episode total, restored windows) in place.
+pub(super) fn shard_stage<'scope>(
+    facts: StreamVec<'scope, Pane, ((ContentId, Cell), Pane, Obs)>,
+    side: StreamVec<'scope, Pane, (Side, Pane, i64)>,
+    stage: StageSpec,
+    stats: Arc<Stats>,
+) -> StreamVec<'scope, Pane, StageOut> {
+    let scope = side.scope();
+    let worker = scope.index();
+    let name = if stage.titles {
+        "ModelTitles"
+    } else {
+        "ModelNodes"
+    };
+    facts.binary_frontier::<_, CapacityContainerBuilder<Vec<StageOut>>, _, _, _, _>(
+        side,
+        Exchange::new(|u: &((ContentId, Cell), Pane, Obs)| shard((u.0).0)),
+        Pipeline,
+        name,
+        move |initial, op| {
+            let activator = scope.activator_for(op.address.clone());
+            let mut held = Some(initial);
+            let mut shard = Shard::new(stage, worker);
+            move |(input1, frontier1), (input2, frontier2), output| {
+                input1.for_each(|_cap, data| shard.take_facts(data.drain(..)));
+                input2.for_each(|_cap, data| shard.take_sides(data.drain(..)));
+                let bound: Option<Pane> = [frontier1.frontier(), frontier2.frontier()]
+                    .into_iter()
+                    .filter_map(|f| f.first().copied())
+                    .min();
+                loop {
+                    let next = shard.next_time(bound);
+                    if let (Some(upto), Some(cap)) = (next.or(bound), held.as_ref()) {
+                        shard.emit_hours(upto, |end, out| {
+                            output.session(&cap.delayed(&end)).give(out)
+                        });
+                    }
+                    if next.is_none() {
+                        if let Some(wait) = shard.publish(bound) {
+                            activator.activate_after(wait);
+                        }
+                    }
+                    let (Some(time), Some(cap)) = (next, held.as_ref()) else {
+                        break;
+                    };
+                    shard.step(time);
+                    if shard.has_deltas() {
+                        let at = cap.delayed(&time);
+                        let mut session = output.session(&at);
+                        shard.send_deltas(time, |out| session.give(out));
+                    }
+                }
+                // Keep a capability for the earliest update still to leave.
+                match [bound, shard.first_leaving()].into_iter().flatten().min() {
+                    Some(t) => follow_frontier(&mut held, Some(t)),
+                    None => held = None,
+                }
+                stats.live_state_delta(shard.account());
+            }
+        },
+    )
+}
+
+/// A shard stage's state between activations.
+struct Shard {
+    stage: StageSpec,
+    worker: usize,
+    /// Updates by time, waiting for the frontier.
+    pending: BTreeMap<Pane, Pending>,
+    nodes: Slots,
+    /// What leaves the window (views and watch time by cell, negated) and
+    /// what leaves the score window (views only), by pane: 24 and 16 bytes
+    /// per title, cell and pane.
+    leaving: BTreeMap<Pane, Vec<(u32, Cell, Obs)>>,
+    leaving_24h: BTreeMap<Pane, Vec<(u32, i64)>>,
+    /// A title's info is its slot's, counted once; titles whose info is
+    /// counted otherwise (a value twice, or two values) keep their counts here.
+    unsettled: HashMap<ContentId, Vec<(Info, i64)>, Fx>,
+    counted: Vec<(Info, i64)>,
+    outbox: Outbox,
+    /// The episode total (node stage): views over the score window of every episode.
+    total: i64,
+    /// The next pane whose hour may still have to be emitted.
+    cursor: Pane,
+    last_publish: Instant,
+    /// Changed since the live boards were last refreshed.
+    dirty: bool,
+    published_bound: Option<Pane>,
+    /// The state size last reported to the counters.
+    state: i64,
+}
+
+impl Shard {
+    fn new(stage: StageSpec, worker: usize) -> Shard {
+        Shard {
+            stage,
+            worker,
+            pending: BTreeMap::new(),
+            nodes: Slots::default(),
+            leaving: BTreeMap::new(),
+            leaving_24h: BTreeMap::new(),
+            unsettled: HashMap::default(),
+            counted: Vec::new(),
+            outbox: Outbox::default(),
+            total: 0,
+            cursor: 0,
+            last_publish: Instant::now() - PUBLISH_EVERY,
+            dirty: false,
+            published_bound: None,
+            state: 0,
+        }
+    }
+
+    fn take_facts(&mut self, data: impl Iterator<Item = ((ContentId, Cell), Pane, Obs)>) {
+        for ((id, cell), t, obs) in data {
+            self.pending.entry(t).or_default().0.push((id, cell, obs));
+        }
+    }
+
+    fn take_sides(&mut self, data: impl Iterator<Item = (Side, Pane, i64)>) {
+        for (s, t, r) in data {
+            self.pending.entry(t).or_default().1.push((s, r));
+        }
+    }
+
+    /// The earliest time with work (updates, or something leaving a window)
+    /// that the frontier has passed.
+    fn next_time(&self, bound: Option<Pane>) -> Option<Pane> {
+        [
+            self.pending.first_key_value().map(|(t, _)| *t),
+            self.leaving.first_key_value().map(|(t, _)| *t),
+            self.leaving_24h.first_key_value().map(|(t, _)| *t),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .filter(|t| bound.is_none_or(|b| *t < b))
+    }
+
+    /// The earliest time something is still to leave a window.
+    fn first_leaving(&self) -> Option<Pane> {
+        [
+            self.leaving.first_key_value().map(|(t, _)| *t),
+            self.leaving_24h.first_key_value().map(|(t, _)| *t),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// Emits the rows (and, titles, the window counts) of every hour that
+    /// ends before `upto`, each at the hour's last pane.
+    fn emit_hours(&mut self, upto: Pane, mut give: impl FnMut(Pane, StageOut)) {
+        let (window, worker) = (self.stage.window, self.worker);
+        while self.nodes.nonzero > 0 || self.total != 0 {
+            let end = window.last_pane_of_hour(window.hour_of(self.cursor));
+            if end >= upto {
+                break;
+            }
+            let hour = window.hour_of(end);
+            let t = window.window_bounds(end).1;
+            let rows = self
+                .nodes
+                .rows(self.stage.titles, self.total, t, &self.stage.spec);
+            let total_24h = self.total;
+            let candidates = Vec::new();
+            let row = ModelHour {
+                hour,
+                worker,
+                rows,
+                candidates,
+                total_24h,
+            };
+            give(end, StageOut::Hour(row));
+            if self.stage.titles {
+                let rows = self.nodes.views();
+                if !rows.is_empty() {
+                    give(end, StageOut::Views(HourTable { hour, worker, rows }));
+                }
+            }
+            self.cursor = end + 1;
+        }
+    }
+
+    /// Refreshes the live boards at most every [`PUBLISH_EVERY`]; the wait
+    /// until the next refresh is allowed, if one is due and not yet allowed.
+    fn publish(&mut self, bound: Option<Pane>) -> Option<Duration> {
+        let changed = self.dirty || bound.is_some_and(|b| Some(b) != self.published_bound);
+        let publishing = self.stage.live.is_some() || self.stage.live_window.is_some();
+        let b = bound.filter(|_| changed && publishing)?;
+        let since = self.last_publish.elapsed();
+        if since < PUBLISH_EVERY {
+            return Some(PUBLISH_EVERY - since);
+        }
+        let as_of = b.saturating_sub(1);
+        let t = self.stage.window.window_bounds(as_of).1;
+        self.published_bound = Some(b);
+        if let Some(board) = self.stage.live.as_ref() {
+            let rows = self
+                .nodes
+                .rows(self.stage.titles, self.total, t, &self.stage.spec);
+            let shard = ModelShard {
+                as_of,
+                rows: Arc::new(rows),
+                total_24h: self.total,
+            };
+            board.publish(self.worker * 2 + usize::from(!self.stage.titles), shard);
+        }
+        if let Some(board) = self.stage.live_window.as_ref() {
+            let counts = self.nodes.views().into_iter().collect();
+            board.publish(self.worker, as_of, Arc::new(counts));
+        }
+        self.last_publish = Instant::now();
+        self.dirty = false;
+        None
+    }
+
+    /// Applies everything of time `time`: side updates and catalog changes
+    /// (with the measures as of before it), what leaves the windows, what enters.
+    fn step(&mut self, time: Pane) {
+        let (facts, sides) = self.pending.remove(&time).unwrap_or_default();
+        let changes = self.apply_sides(sides);
+        self.apply_catalog(changes);
+        self.leave(time);
+        self.enter(time, facts);
+        self.cursor = time;
+        self.dirty = true;
+    }
+
+    /// Applies the episode total and restored windows; returns the catalog changes.
+    fn apply_sides(&mut self, sides: Vec<(Side, i64)>) -> Vec<(ContentId, Info, i64)> {
+        let mut changes = Vec::new();
+        for (side, r) in sides {
+            match side {
+                Side::Total(v) => self.total += v * r,
+                Side::Info(id, info) => changes.push((id, info, r)),
+                Side::Windowed(id, m) => {
+                    let d = Delta::Whole(m);
+                    let i = self.nodes.slot(id);
+                    if self.stage.titles {
+                        let route = self.nodes.slots[i as usize].route;
+                        self.outbox.forward(&route, &d);
+                    }
+                    self.nodes.add(i, &d);
+                    self.nodes.release(i);
+                }
+            }
+        }
+        changes
+    }
+
+    /// Applies catalog changes. Retractions and assertions of one time come
+    /// in any order: count each value; the current one is the one left positive.
+    fn apply_catalog(&mut self, mut changes: Vec<(ContentId, Info, i64)>) {
+        changes.sort_unstable_by_key(|c| c.0);
+        for group in changes.chunk_by(|a, b| a.0 == b.0) {
+            let id = group[0].0;
+            let i = self.nodes.slot(id);
+            let counted = &mut self.counted;
+            counted.clear();
+            match self.unsettled.remove(&id) {
+                Some(list) => counted.extend(list),
+                None => counted.extend(self.nodes.infos[i as usize].map(|info| (info, 1))),
+            }
+            for &(_, info, r) in group {
+                match counted.iter_mut().find(|(x, _)| *x == info) {
+                    Some(e) => e.1 += r,
+                    None => counted.push((info, r)),
+                }
+            }
+            counted.retain(|(_, n)| *n != 0);
+            let now = counted.iter().find(|(_, n)| *n > 0).map(|(x, _)| *x);
+            if !(counted.is_empty() || counted[..] == [(counted[0].0, 1)]) {
+                self.unsettled.insert(id, counted.clone());
+            }
+            let before = std::mem::replace(&mut self.nodes.infos[i as usize], now);
+            if self.stage.titles && before != now {
+                self.reroute(i, id, now.as_ref());
+            }
+            self.nodes.release(i);
+        }
+    }
+
+    /// A title's info changed: its current measures move from the old
+    /// ancestors to the new ones.
+    fn reroute(&mut self, i: u32, id: ContentId, info: Option<&Info>) {
+        let route = self.outbox.route(id, info);
+        let slot = &mut self.nodes.slots[i as usize];
+        let old = std::mem::replace(&mut slot.route, route);
+        if !slot.m.is_zero() {
+            let m = slot.m;
+            let mut gone = m;
+            differential_dataflow::difference::Abelian::negate(&mut gone);
+            self.outbox.forward(&old, &Delta::Whole(gone));
+            self.outbox.forward(&route, &Delta::Whole(m));
+        }
+    }
+
+    /// What leaves the windows at `time`. Both were pushed in slot order
+    /// ([`Shard::enter`]), so the slots are visited in memory order, not at random.
+    fn leave(&mut self, time: Pane) {
+        for (i, cell, obs) in self.leaving.remove(&time).unwrap_or_default() {
+            let score = false;
+            self.apply_leaving(i, &Delta::Cell { cell, obs, score });
+        }
+        for (i, v) in self.leaving_24h.remove(&time).unwrap_or_default() {
+            self.apply_leaving(i, &Delta::Score(v));
+        }
+    }
+
+    fn apply_leaving(&mut self, i: u32, d: &Delta) {
+        let s = &mut self.nodes.slots[i as usize];
+        s.waiting -= 1;
+        self.outbox.forward(&s.route, d);
+        self.nodes.add(i, d);
+        self.nodes.release(i);
+    }
+
+    /// What enters at `time`: it leaves the window one window later, and
+    /// its views leave the score window one score window later.
+    fn enter(&mut self, time: Pane, facts: Vec<(ContentId, Cell, Obs)>) {
+        let (width, score) = (self.stage.window.panes(), self.stage.spec.score_panes);
+        let mut facts: Vec<(u32, Cell, Obs)> = facts
+            .into_iter()
+            .map(|(id, cell, obs)| (self.nodes.slot(id), cell, obs))
+            .collect();
+        // In slot order, one update per slot and cell.
+        facts.sort_unstable_by_key(|e| (e.0, e.1));
+        facts.dedup_by(|next, kept| {
+            let same = next.0 == kept.0 && next.1 == kept.1;
+            if same {
+                kept.2 += next.2;
+            }
+            same
+        });
+        for (i, cell, obs) in facts {
+            let mut gone = obs;
+            differential_dataflow::difference::Abelian::negate(&mut gone);
+            let leaving = self.leaving.entry(time + width).or_default();
+            leaving.push((i, cell, gone));
+            self.nodes.slots[i as usize].waiting += 1;
+            if obs.views != 0 {
+                let leaving = self.leaving_24h.entry(time + score).or_default();
+                leaving.push((i, gone.views));
+                self.nodes.slots[i as usize].waiting += 1;
+            }
+            let d = Delta::Cell {
+                cell,
+                obs,
+                score: true,
+            };
+            self.outbox.forward(&self.nodes.slots[i as usize].route, &d);
+            self.nodes.add(i, &d);
+            self.nodes.release(i);
+        }
+    }
+
+    /// True if the outbox holds deltas for ancestors or the episode total.
+    fn has_deltas(&self) -> bool {
+        !self.outbox.touched.is_empty() || self.outbox.episode_total != 0
+    }
+
+    /// Sends the outbox's deltas of `time`: each ancestor's sum, then the
+    /// episode total's.
+    fn send_deltas(&mut self, time: Pane, mut give: impl FnMut(StageOut)) {
+        self.outbox.drain(|a, m| give(StageOut::Delta(a, time, m)));
+        if self.outbox.episode_total != 0 {
+            let m = Measures {
+                views_24h: std::mem::take(&mut self.outbox.episode_total),
+                ..Measures::default()
+            };
+            give(StageOut::Delta(TOTAL_NODE, time, m));
+        }
+    }
+
+    /// The change of the state's size since the last call, for the counters.
+    fn account(&mut self) -> i64 {
+        let pending: usize = self.pending.values().map(|(a, b)| a.len() + b.len()).sum();
+        let now = (pending + self.nodes.nonzero) as i64;
+        let delta = now - self.state;
+        self.state = now;
+        delta
+    }
+}

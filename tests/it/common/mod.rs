@@ -1,0 +1,16 @@
+//! Support shared by the integration tests, one module per concern.
+
+mod broker;
+mod fixtures;
+mod garage;
+mod http;
+mod inproc;
+pub mod oracle;
+mod process;
+
+pub use broker::*;
+pub use fixtures::*;
+pub use garage::*;
+pub use http::*;
+pub use inproc::*;
+pub use process::*;
