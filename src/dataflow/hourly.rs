@@ -5,7 +5,7 @@
 //! frontier passes the last pane of an hour emits that worker's nonzero
 //! counts for it. The frontier, not a timer, decides that an hour is final.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -14,7 +14,7 @@ use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::StreamVec;
 
 use super::live::LiveBoard;
-use super::{follow_frontier, shard, Views};
+use super::{follow_frontier, shard, Counts, Views};
 use crate::core::event::ContentId;
 use crate::core::stats::Stats;
 
@@ -94,7 +94,7 @@ pub fn hourly_tables<'scope>(
             // The least time we may still emit at: downgraded to the input frontier.
             let mut held = Some(initial);
             let mut pending: BTreeMap<Pane, Vec<(ContentId, i64)>> = BTreeMap::new();
-            let mut counts: HashMap<ContentId, i64> = HashMap::new();
+            let mut counts = Counts::default();
             // Counts are valid from this pane on (the last pane applied).
             let mut cursor: Pane = 0;
             let mut state: i64 = 0;

@@ -5,11 +5,11 @@
 //! input frontier has passed, at most about once a second. Readers get an immutable snapshot per shard; nothing
 //! here blocks a worker for more than a pointer swap.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use crate::core::event::ContentId;
+use super::Counts;
 use crate::core::time::Pane;
 
 /// One shard's counts, as of a pane.
@@ -18,7 +18,7 @@ pub struct LiveShard {
     /// The last pane whose updates are all applied.
     pub as_of: Pane,
     /// Views in the window ending at `as_of`, per title (nonzero only).
-    pub counts: Arc<HashMap<ContentId, i64>>,
+    pub counts: Arc<Counts>,
 }
 
 /// The shards of the workers in this process.
@@ -30,7 +30,7 @@ pub struct LiveBoard {
 
 impl LiveBoard {
     /// Replaces worker `worker`'s shard.
-    pub fn publish(&self, worker: usize, as_of: Pane, counts: Arc<HashMap<ContentId, i64>>) {
+    pub fn publish(&self, worker: usize, as_of: Pane, counts: Arc<Counts>) {
         if let Ok(mut s) = self.shards.lock() {
             s.insert(worker, LiveShard { as_of, counts });
             self.version.fetch_add(1, Ordering::Release);

@@ -29,6 +29,10 @@ pub fn shard(content: ContentId) -> u64 {
 
 pub use hourly::{hourly_tables, HourTable};
 
+/// Views by title: a window's counts. Hashed with rustc-hash, which hashes
+/// an id in one step (the standard hasher costs more than the update).
+pub type Counts = std::collections::HashMap<ContentId, i64, rustc_hash::FxBuildHasher>;
+
 /// Moves a held capability up to the input frontier `bound`, or drops it when
 /// the input is done: operators that emit "when the frontier passes a time"
 /// keep the least capability they may still need, and no more.
