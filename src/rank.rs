@@ -59,25 +59,6 @@ pub struct Ranking {
     pub rows: Vec<Ranked>,
 }
 
-/// The node of `category` that `id`'s views count towards, if any.
-pub fn bucket(catalog: &Catalog, id: ContentId, category: Kind) -> Option<ContentId> {
-    let t = catalog.get(id)?;
-    match category {
-        Kind::Show => match t.kind {
-            Kind::Episode => t.parent,
-            _ => None,
-        },
-        Kind::Channel => match t.kind {
-            Kind::Episode => t.parent.and_then(|s| catalog.get(s)).and_then(|s| s.parent),
-            Kind::Movie | Kind::Live => t.parent,
-            Kind::Clip => t.parent.and_then(|l| catalog.get(l)).and_then(|l| l.parent),
-            _ => None,
-        },
-        k if k == t.kind => Some(id),
-        _ => None,
-    }
-}
-
 /// Ranks `query.category` over the published hours in `store`.
 pub fn rank(
     store: &dyn ObjectStore,
@@ -113,7 +94,7 @@ pub fn rank(
                 unknown += r.views;
                 continue;
             }
-            if let Some(b) = bucket(catalog, r.content_id, query.category) {
+            if let Some(b) = catalog.bucket(r.content_id, query.category) {
                 let e = scores.entry(b).or_insert((0.0, 0));
                 e.0 += r.views as f64 * weight;
                 e.1 += r.views;

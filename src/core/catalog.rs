@@ -143,6 +143,25 @@ pub fn check_title(t: &Title, kind_of: impl Fn(ContentId) -> Option<Kind>) -> Re
 }
 
 impl Catalog {
+    /// The node of `category` that `id`'s views count towards, if any.
+    pub fn bucket(&self, id: ContentId, category: Kind) -> Option<ContentId> {
+        let t = self.get(id)?;
+        match category {
+            Kind::Show => match t.kind {
+                Kind::Episode => t.parent,
+                _ => None,
+            },
+            Kind::Channel => match t.kind {
+                Kind::Episode => t.parent.and_then(|s| self.get(s)).and_then(|s| s.parent),
+                Kind::Movie | Kind::Live => t.parent,
+                Kind::Clip => t.parent.and_then(|l| self.get(l)).and_then(|l| l.parent),
+                _ => None,
+            },
+            k if k == t.kind => Some(id),
+            _ => None,
+        }
+    }
+
     /// Builds a catalog, checking ids are unique and parents exist with the right kind.
     pub fn new(titles: Vec<Title>) -> Result<Catalog, Error> {
         let mut index = HashMap::with_capacity(titles.len());

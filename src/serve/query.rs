@@ -223,7 +223,7 @@ fn compute_local(api: &Api, request: &Request) -> Result<serde_json::Value, Refu
             let mut totals: std::collections::HashMap<u64, i64> = std::collections::HashMap::new();
             for shard in shards.values() {
                 for (&id, &v) in shard.counts.iter() {
-                    if let Some(b) = crate::rank::bucket(&api.catalog, id, *kind) {
+                    if let Some(b) = api.catalog.bucket(id, *kind) {
                         *totals.entry(b).or_insert(0) += v;
                     }
                 }

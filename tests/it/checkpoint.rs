@@ -49,17 +49,6 @@ fn model_objects(store: &dyn ObjectStore) -> BTreeMap<String, Vec<u8>> {
     )
 }
 
-fn objects_under(store: &dyn ObjectStore, prefixes: &[&str]) -> BTreeMap<String, Vec<u8>> {
-    prefixes
-        .iter()
-        .flat_map(|p| store.list(p).expect("list"))
-        .map(|k| {
-            let bytes = store.get(&k).expect("get").expect("exists");
-            (k, bytes)
-        })
-        .collect()
-}
-
 fn assert_identical(got: &BTreeMap<String, Vec<u8>>, want: &BTreeMap<String, Vec<u8>>, what: &str) {
     assert!(
         want.len() > 4,
@@ -111,9 +100,7 @@ fn checkpoint_ids(root: &Path, job: &str) -> Vec<u64> {
 fn killed_ten_times_while_producing_gives_identical_hours() {
     let s3 = S3::start("crash");
     s3.bucket("popularity");
-    let broker = Broker::start("crash");
-    broker.topic("events", 3);
-    broker.topic("events-dlq", 1);
+    let broker = Broker::with_events("crash", 3);
     let dir = scratch("crash");
     let s3_sink = |prefix: &str| {
         format!(
@@ -220,9 +207,7 @@ fn terminate(child: Child) -> u64 {
 
 #[test]
 fn checkpoint_from_one_worker_restores_on_two_workers_and_two_processes() {
-    let broker = Broker::start("rescale");
-    broker.topic("events", 4);
-    broker.topic("events-dlq", 1);
+    let broker = Broker::with_events("rescale", 4);
     let dir = scratch("rescale");
     let cfg = messy(42, 80_000);
     let g = generator(&cfg);
@@ -337,9 +322,7 @@ fn hours_of(objects: &BTreeMap<String, Vec<u8>>) -> BTreeMap<String, Vec<(u64, i
 
 #[test]
 fn corrupt_or_incomplete_newest_checkpoint_falls_back_to_the_previous() {
-    let broker = Broker::start("corrupt");
-    broker.topic("events", 2);
-    broker.topic("events-dlq", 1);
+    let broker = Broker::with_events("corrupt", 2);
     let dir = scratch("corrupt");
     let cfg = messy(43, 60_000);
     // The topic fills while the first run reads, so its checkpoints sit at different offsets.
@@ -421,9 +404,7 @@ fn corrupt_or_incomplete_newest_checkpoint_falls_back_to_the_previous() {
 
 #[test]
 fn killing_one_process_of_a_cluster_ten_times_gives_identical_hours() {
-    let broker = Broker::start("cluster-crash");
-    broker.topic("events", 4);
-    broker.topic("events-dlq", 1);
+    let broker = Broker::with_events("cluster-crash", 4);
     let dir = scratch("cluster-crash");
     let cfg = messy(44, 100_000);
     let producer = {

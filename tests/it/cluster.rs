@@ -6,7 +6,6 @@ use std::time::Duration;
 use crate::common::oracle::recount;
 use crate::common::*;
 use popularity::sink::s3::S3Store;
-use popularity::sink::snapshot::{published_hours, read_hour};
 
 /// Runs `scripts/cluster.sh` with this build's binary.
 fn run(args: &[&str]) -> std::process::Output {
@@ -41,29 +40,7 @@ fn two_processes_of_two_workers_via_the_launcher_match_the_recount() {
         ),
     )
     .expect("job file");
-    let cdir = dir.join("cluster").display().to_string();
-    let base = free_ports(4);
-    let (port, mport) = (base, base + 2);
-    let out = run(&[
-        "start",
-        "--job",
-        &job.display().to_string(),
-        "--processes",
-        "2",
-        "--workers",
-        "2",
-        "--dir",
-        &cdir,
-        "--port",
-        &port.to_string(),
-        "--metrics-port",
-        &mport.to_string(),
-    ]);
-    assert!(
-        out.status.success(),
-        "start: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (cdir, _) = start_cluster(&job, &dir, 2);
     let status = run(&["status", "--dir", &cdir]);
     assert!(
         String::from_utf8_lossy(&status.stdout).contains("process 1"),
@@ -76,16 +53,7 @@ fn two_processes_of_two_workers_via_the_launcher_match_the_recount() {
         String::from_utf8_lossy(&out.stderr)
     );
     let store = S3Store::connect(&s3.config("popularity", "cluster")).expect("connect");
-    let mut got = std::collections::BTreeMap::new();
-    for hour in published_hours(&store).expect("hours") {
-        let (_, rows) = read_hour(&store, hour).expect("read").expect("published");
-        got.insert(
-            hour,
-            rows.into_iter()
-                .map(|r| (r.content_id, r.views))
-                .collect::<std::collections::BTreeMap<_, _>>(),
-        );
-    }
+    let got = published_views(&store);
     assert_matches(&got, &want, "launcher, 2 processes x 2 workers");
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -218,30 +186,7 @@ fn start_api_cluster(broker: &Broker, dir: &std::path::Path) -> (String, u16) {
         ),
     )
     .expect("job file");
-    let cdir = dir.join("cluster").display().to_string();
-    let base = free_ports(4);
-    let (port, mport) = (base, base + 2);
-    let out = run(&[
-        "start",
-        "--job",
-        &job.display().to_string(),
-        "--processes",
-        "2",
-        "--workers",
-        "1",
-        "--dir",
-        &cdir,
-        "--port",
-        &port.to_string(),
-        "--metrics-port",
-        &mport.to_string(),
-    ]);
-    assert!(
-        out.status.success(),
-        "start: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (cdir, mport)
+    start_cluster(&job, dir, 1)
 }
 
 /// Polls `/api/breakdown` until the merged window and totals are the same
@@ -290,4 +235,33 @@ fn ask_both_at_once(addrs: &[String; 2]) {
             "concurrent answers: {codes:?}"
         );
     }
+}
+
+/// Starts 2 processes of `workers` workers each with the launcher, on free
+/// ports; returns the cluster's directory and the first process's metrics port.
+fn start_cluster(job: &std::path::Path, dir: &std::path::Path, workers: usize) -> (String, u16) {
+    let cdir = dir.join("cluster").display().to_string();
+    let base = free_ports(4);
+    let (port, mport) = (base, base + 2);
+    let out = run(&[
+        "start",
+        "--job",
+        &job.display().to_string(),
+        "--processes",
+        "2",
+        "--workers",
+        &workers.to_string(),
+        "--dir",
+        &cdir,
+        "--port",
+        &port.to_string(),
+        "--metrics-port",
+        &mport.to_string(),
+    ]);
+    assert!(
+        out.status.success(),
+        "start: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (cdir, mport)
 }

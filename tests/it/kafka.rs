@@ -59,9 +59,7 @@ fn check_dead_letters(
 
 #[test]
 fn kafka_source_matches_recount_and_dead_letters_are_exact() {
-    let broker = Broker::start("oracle");
-    broker.topic("events", 4);
-    broker.topic("events-dlq", 1);
+    let broker = Broker::with_events("oracle", 4);
     let cfg = messy(21, 40_000);
     produce_generated(&broker.addr, "events", &generator(&cfg), cfg.events);
     let (parts, records) = topic_partitions(&broker.addr, "events");
@@ -100,9 +98,7 @@ fn kafka_source_matches_recount_and_dead_letters_are_exact() {
 
 #[test]
 fn two_processes_read_every_partition_once() {
-    let broker = Broker::start("cluster");
-    broker.topic("events", 3);
-    broker.topic("events-dlq", 1);
+    let broker = Broker::with_events("cluster", 3);
     let cfg = messy(22, 30_000);
     produce_generated(&broker.addr, "events", &generator(&cfg), cfg.events);
     let (parts, records) = topic_partitions(&broker.addr, "events");
@@ -286,16 +282,12 @@ fn every_codec_a_standard_producer_uses_is_read_whole() {
         let topic = format!("events-{codec}");
         broker.topic(&topic, 4);
         broker.topic(&format!("{topic}-dlq"), 1);
-        let out = std::process::Command::new("python3")
-            .arg(script("produce.py"))
-            .args([&broker.addr, &topic, codec])
-            .arg(&events)
-            .output()
-            .expect("python3 runs");
-        assert!(
-            out.status.success(),
-            "{codec}: the producer failed: {}",
-            String::from_utf8_lossy(&out.stderr)
+        run_ok(
+            std::process::Command::new("python3")
+                .arg(script("produce.py"))
+                .args([&broker.addr, &topic, codec])
+                .arg(&events),
+            &format!("{codec}: the producer failed"),
         );
         let (parts, _) = topic_partitions(&broker.addr, &topic);
         assert_eq!(

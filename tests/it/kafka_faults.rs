@@ -37,16 +37,12 @@ fn consume(brokers: &str, topic: &str) -> Vec<Read> {
 
 /// Every record of `topic`, read with the standard client configured with `extra` (`key=value`).
 fn consume_with(brokers: &str, topic: &str, extra: &[String]) -> Vec<Read> {
-    let out = Command::new("python3")
-        .arg(script("consume.py"))
-        .args([brokers, topic, "3"])
-        .args(extra)
-        .output()
-        .expect("python3 runs");
-    assert!(
-        out.status.success(),
-        "reading {topic}: {}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = run_ok(
+        Command::new("python3")
+            .arg(script("consume.py"))
+            .args([brokers, topic, "3"])
+            .args(extra),
+        &format!("reading {topic}"),
     );
     String::from_utf8_lossy(&out.stdout)
         .lines()
@@ -89,15 +85,14 @@ fn hourly(parts: &[Vec<Vec<u8>>]) -> Expected {
 }
 
 fn delete_topic(broker: &Broker, name: &str) {
-    let out = Command::new("bash")
-        .arg(script("kafka.sh"))
-        .args(["delete", name, "--port", &broker.port.to_string()])
-        .output()
-        .expect("run kafka.sh");
-    assert!(
-        out.status.success(),
-        "topic delete failed: {}",
-        String::from_utf8_lossy(&out.stderr)
+    run_ok(
+        Command::new("bash").arg(script("kafka.sh")).args([
+            "delete",
+            name,
+            "--port",
+            &broker.port.to_string(),
+        ]),
+        "topic delete failed",
     );
 }
 
@@ -132,9 +127,7 @@ fn hours_from(root: &Path, from: i64) -> BTreeMap<u64, BTreeMap<u64, i64>> {
 
 #[test]
 fn a_record_too_large_for_the_dead_letter_topic_is_truncated_and_a_rerun_agrees() {
-    let broker = Broker::start("poison");
-    broker.topic("events", 2);
-    broker.topic("events-dlq", 1);
+    let broker = Broker::with_events("poison", 2);
     let dir = scratch("kafka-poison");
     let events = dir.join("events.jsonl");
     write_events(&events, &messy(31, 9_999), 400);
@@ -249,9 +242,7 @@ fn dead_letters_the_topic_does_not_take_are_spooled_and_counted() {
 
 #[test]
 fn killed_right_after_a_checkpoint_every_earlier_rejected_record_is_a_dead_letter() {
-    let broker = Broker::start("kill-dlq");
-    broker.topic("events", 2);
-    broker.topic("events-dlq", 1);
+    let broker = Broker::with_events("kill-dlq", 2);
     let dir = scratch("kafka-kill-dlq");
     let events = dir.join("events.jsonl");
     let mut cfg = messy(33, 60_000);
@@ -345,9 +336,7 @@ fn killed_right_after_a_checkpoint_every_earlier_rejected_record_is_a_dead_lette
 
 #[test]
 fn a_topic_recreated_between_runs_fails_by_default_and_is_read_with_earliest() {
-    let broker = Broker::start("recreated");
-    broker.topic("events", 4);
-    broker.topic("events-dlq", 1);
+    let broker = Broker::with_events("recreated", 4);
     let dir = scratch("kafka-recreated");
     let (old, new) = (dir.join("old.jsonl"), dir.join("new.jsonl"));
     write_events(&old, &clean(34, 10_000, "2026-03-01T00:00:00Z"), 400);
@@ -420,23 +409,19 @@ struct TlsProxy {
 
 impl TlsProxy {
     fn start(dir: &Path, accept: u16, connect: u16) -> TlsProxy {
-        let out = Command::new("bash")
-            .arg(script("tls-proxy.sh"))
-            .args([
-                "start",
-                "--accept",
-                &accept.to_string(),
-                "--connect",
-                &connect.to_string(),
-                "--dir",
-            ])
-            .arg(dir)
-            .output()
-            .expect("run tls-proxy.sh");
-        assert!(
-            out.status.success(),
-            "TLS proxy: {}",
-            String::from_utf8_lossy(&out.stderr)
+        run_ok(
+            Command::new("bash")
+                .arg(script("tls-proxy.sh"))
+                .args([
+                    "start",
+                    "--accept",
+                    &accept.to_string(),
+                    "--connect",
+                    &connect.to_string(),
+                    "--dir",
+                ])
+                .arg(dir),
+            "TLS proxy",
         );
         TlsProxy {
             dir: dir.to_path_buf(),
@@ -468,16 +453,12 @@ fn a_broker_behind_tls_is_read_with_verification_and_a_wrong_ca_is_a_configurati
     broker.topic("events-dlq", 1);
     let dir = scratch("kafka-tls");
     let pki = dir.join("pki");
-    let out = Command::new("bash")
-        .arg(script("tls-proxy.sh"))
-        .arg("pki")
-        .arg(&pki)
-        .output()
-        .expect("run tls-proxy.sh");
-    assert!(
-        out.status.success(),
-        "pki: {}",
-        String::from_utf8_lossy(&out.stderr)
+    run_ok(
+        Command::new("bash")
+            .arg(script("tls-proxy.sh"))
+            .arg("pki")
+            .arg(&pki),
+        "pki",
     );
     let proxy = TlsProxy::start(&pki, tls_port, broker.port);
     let tls = |ca: &str| {

@@ -53,23 +53,19 @@ fn prometheus_scrapes_the_job_and_the_series_move() {
     let (_ctx, runner) = run_in_background(ctx);
     let prom_port = free_port();
     let prom_dir = dir.join("prometheus");
-    let out = std::process::Command::new("bash")
-        .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/prometheus.sh"))
-        .args([
-            "start",
-            "--port",
-            &prom_port.to_string(),
-            "--target",
-            &addr,
-            "--dir",
-        ])
-        .arg(&prom_dir)
-        .output()
-        .expect("start prometheus");
-    assert!(
-        out.status.success(),
-        "prometheus: {}",
-        String::from_utf8_lossy(&out.stderr)
+    run_ok(
+        std::process::Command::new("bash")
+            .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/prometheus.sh"))
+            .args([
+                "start",
+                "--port",
+                &prom_port.to_string(),
+                "--target",
+                &addr,
+                "--dir",
+            ])
+            .arg(&prom_dir),
+        "prometheus",
     );
     let prom = format!("127.0.0.1:{prom_port}");
     let started = Instant::now();

@@ -133,18 +133,8 @@ fn other_window_geometries_match_recount() {
 fn published_any_width(
     root: &std::path::Path,
 ) -> std::collections::BTreeMap<u64, std::collections::BTreeMap<u64, i64>> {
-    use popularity::sink::snapshot::{published_hours, read_hour};
-    use popularity::sink::store::LocalStore;
-    let store = LocalStore::new(root).expect("store");
-    let mut out = std::collections::BTreeMap::new();
-    for hour in published_hours(&store).expect("hours") {
-        let (_, rows) = read_hour(&store, hour).expect("read").expect("published");
-        out.insert(
-            hour,
-            rows.into_iter().map(|r| (r.content_id, r.views)).collect(),
-        );
-    }
-    out
+    let store = popularity::sink::store::LocalStore::new(root).expect("store");
+    published_views(&store)
 }
 
 #[test]

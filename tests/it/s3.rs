@@ -39,15 +39,11 @@ fn mirror(store: &dyn ObjectStore, to: &std::path::Path) {
 
 /// Reads the mirrored Parquet parts with DuckDB: hour → content → views.
 fn duckdb_counts(root: &std::path::Path) -> BTreeMap<u64, BTreeMap<u64, i64>> {
-    let out = std::process::Command::new("python3")
-        .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/duckdb_counts.py"))
-        .arg(root)
-        .output()
-        .expect("run duckdb");
-    assert!(
-        out.status.success(),
-        "duckdb failed: {}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = run_ok(
+        std::process::Command::new("python3")
+            .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/duckdb_counts.py"))
+            .arg(root),
+        "duckdb failed",
     );
     let mut counts: BTreeMap<u64, BTreeMap<u64, i64>> = BTreeMap::new();
     for line in String::from_utf8_lossy(&out.stdout).lines() {
@@ -187,16 +183,7 @@ fn store_outage_mid_run_loses_no_hour() {
         &limits(),
     );
     let store = S3Store::connect(&job.sink.s3).expect("connects");
-    let mut got = BTreeMap::new();
-    for hour in published_hours(&store).expect("hours") {
-        let (_, rows) = read_hour(&store, hour).expect("read").expect("published");
-        got.insert(
-            hour,
-            rows.into_iter()
-                .map(|r| (r.content_id, r.views))
-                .collect::<BTreeMap<_, _>>(),
-        );
-    }
+    let got = published_views(&store);
     assert_matches(&got, &want, "S3 outage");
     assert_eq!(
         snap.hours_published as usize,

@@ -83,17 +83,6 @@ fn produce_paced(
     })
 }
 
-fn objects_under(store: &dyn ObjectStore, prefixes: &[&str]) -> BTreeMap<String, Vec<u8>> {
-    prefixes
-        .iter()
-        .flat_map(|p| store.list(p).expect("list"))
-        .map(|k| {
-            let bytes = store.get(&k).expect("get").expect("exists");
-            (k, bytes)
-        })
-        .collect()
-}
-
 const TABLES: [&str; 5] = [
     "titles/",
     "title_measures/",
@@ -137,9 +126,7 @@ fn now_s() -> u64 {
 fn a_five_minute_store_outage_during_checkpoints_loses_nothing() {
     let s3 = S3::start("outage");
     s3.bucket("popularity");
-    let broker = Broker::start("outage");
-    broker.topic("events", 3);
-    broker.topic("events-dlq", 1);
+    let broker = Broker::with_events("outage", 3);
     let dir = scratch("store-outage");
     let cfg = messy(51, 90_000);
     let g = generator(&cfg);
@@ -247,9 +234,7 @@ fn a_five_minute_store_outage_during_checkpoints_loses_nothing() {
 fn a_stop_during_an_outage_ends_within_its_bound_and_publishes_nothing_partial() {
     let s3 = S3::start("stop-outage");
     s3.bucket("popularity");
-    let broker = Broker::start("stop-outage");
-    broker.topic("events", 2);
-    broker.topic("events-dlq", 1);
+    let broker = Broker::with_events("stop-outage", 2);
     let dir = scratch("stop-outage");
     let cfg = messy(52, 200_000);
     let producer = produce_paced(&broker, generator(&cfg), 0..200_000, 5_000.0);
@@ -330,9 +315,7 @@ fn a_store_that_comes_up_after_the_job_is_waited_for() {
     let s3 = S3::start("late-store");
     s3.bucket("popularity");
     s3.down();
-    let broker = Broker::start("late-store");
-    broker.topic("events", 2);
-    broker.topic("events-dlq", 1);
+    let broker = Broker::with_events("late-store", 2);
     let dir = scratch("late-store");
     let cfg = messy(53, 30_000);
     let g = generator(&cfg);
@@ -364,9 +347,7 @@ fn a_store_that_comes_up_after_the_job_is_waited_for() {
 
 #[test]
 fn a_part_that_fails_for_good_publishes_no_hour_in_any_process() {
-    let broker = Broker::start("bad-part");
-    broker.topic("events", 4);
-    broker.topic("events-dlq", 1);
+    let broker = Broker::with_events("bad-part", 4);
     let dir = scratch("bad-part");
     let cfg = messy(54, 60_000);
     let g = generator(&cfg);

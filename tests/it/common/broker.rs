@@ -7,22 +7,18 @@ use std::path::{Path, PathBuf};
 use popularity::config::{JobConfig, SourceKind};
 use popularity::source::traffic::{GenItem, Generator, GeneratorConfig};
 
-use super::{free_port, generator, scratch, script};
+use super::{free_port, generator, run_ok, scratch, script};
 
 /// Produces a JSON-lines file with the standard client (confluent-kafka,
 /// `scripts/produce.py`), configured with `extra` (`key=value`).
 pub fn produce_file_with(brokers: &str, topic: &str, path: &Path, extra: &[String]) {
-    let out = std::process::Command::new("python3")
-        .arg(script("produce.py"))
-        .args([brokers, topic, "none"])
-        .arg(path)
-        .args(extra)
-        .output()
-        .expect("python3 runs");
-    assert!(
-        out.status.success(),
-        "producing to {topic}: {}",
-        String::from_utf8_lossy(&out.stderr)
+    run_ok(
+        std::process::Command::new("python3")
+            .arg(script("produce.py"))
+            .args([brokers, topic, "none"])
+            .arg(path)
+            .args(extra),
+        &format!("producing to {topic}"),
     );
 }
 
@@ -41,6 +37,15 @@ impl Broker {
     /// Starts a broker with memory storage.
     pub fn start(name: &str) -> Broker {
         Broker::start_with(name, None, Vec::new())
+    }
+
+    /// Starts a broker with memory storage and the topics most tests read:
+    /// `events` with `partitions` partitions and its dead-letter topic `events-dlq`.
+    pub fn with_events(name: &str, partitions: u32) -> Broker {
+        let broker = Broker::start(name);
+        broker.topic("events", partitions);
+        broker.topic("events-dlq", 1);
+        broker
     }
 
     /// Starts a broker with the given storage engine URL and extra environment.
@@ -87,21 +92,17 @@ impl Broker {
 
     /// Creates a topic.
     pub fn topic(&self, name: &str, partitions: u32) {
-        let out = std::process::Command::new("bash")
-            .arg(script("kafka.sh"))
-            .args([
-                "topic",
-                name,
-                &partitions.to_string(),
-                "--port",
-                &self.port.to_string(),
-            ])
-            .output()
-            .expect("run kafka.sh");
-        assert!(
-            out.status.success(),
-            "topic create failed: {}",
-            String::from_utf8_lossy(&out.stderr)
+        run_ok(
+            std::process::Command::new("bash")
+                .arg(script("kafka.sh"))
+                .args([
+                    "topic",
+                    name,
+                    &partitions.to_string(),
+                    "--port",
+                    &self.port.to_string(),
+                ]),
+            "topic create failed",
         );
     }
 }

@@ -91,6 +91,20 @@ pub fn ranked(body: &serde_json::Value) -> Vec<(f64, u64)> {
         .collect()
 }
 
+/// Every published hour of `store`: hour → content → views, read through
+/// the manifests and nothing more checked.
+pub fn published_views(store: &dyn ObjectStore) -> BTreeMap<u64, BTreeMap<ContentId, i64>> {
+    let mut out = BTreeMap::new();
+    for hour in published_hours(store).expect("hours") {
+        let (_, rows) = read_hour(store, hour).expect("read").expect("published");
+        out.insert(
+            hour,
+            rows.into_iter().map(|r| (r.content_id, r.views)).collect(),
+        );
+    }
+    out
+}
+
 /// Every published hour of a store: hour → content → views, checking manifests against the files.
 pub fn published(root: &Path) -> BTreeMap<u64, BTreeMap<ContentId, i64>> {
     let store = LocalStore::new(root).expect("store");
@@ -182,4 +196,16 @@ pub fn generator(cfg: &GeneratorConfig) -> Generator {
         &Catalog::synthesize(400, 7, start).expect("valid catalog"),
     )
     .expect("valid generator")
+}
+
+/// Every object under `prefixes`, by key, with its bytes.
+pub fn objects_under(store: &dyn ObjectStore, prefixes: &[&str]) -> BTreeMap<String, Vec<u8>> {
+    prefixes
+        .iter()
+        .flat_map(|p| store.list(p).expect("list"))
+        .map(|k| {
+            let bytes = store.get(&k).expect("get").expect("exists");
+            (k, bytes)
+        })
+        .collect()
 }

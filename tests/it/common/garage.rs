@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use super::{free_port, scratch, script};
+use super::{free_port, run_ok, scratch, script};
 
 /// A real S3 store (single-node Garage) started by `scripts/garage.sh`, stopped on drop.
 pub struct S3 {
@@ -42,17 +42,13 @@ impl S3 {
     }
 
     fn run(&self, args: &[&str]) {
-        let out = std::process::Command::new("bash")
-            .arg(script("garage.sh"))
-            .args(args)
-            .args(["--port", &self.port.to_string(), "--dir"])
-            .arg(&self.dir)
-            .output()
-            .expect("run garage.sh");
-        assert!(
-            out.status.success(),
-            "garage.sh {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
+        run_ok(
+            std::process::Command::new("bash")
+                .arg(script("garage.sh"))
+                .args(args)
+                .args(["--port", &self.port.to_string(), "--dir"])
+                .arg(&self.dir),
+            &format!("garage.sh {args:?} failed"),
         );
     }
 

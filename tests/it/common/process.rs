@@ -180,3 +180,17 @@ pub fn script(name: &str) -> PathBuf {
         .join("scripts")
         .join(name)
 }
+
+/// Runs `cmd` to its end and asserts that it succeeded; `what` and its
+/// stderr make the failure's message. Its output.
+pub fn run_ok(cmd: &mut std::process::Command, what: &str) -> std::process::Output {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("{what}: cannot run: {e}"));
+    assert!(
+        out.status.success(),
+        "{what}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
