@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use bytes::Buf;
 use serde::{Deserialize, Serialize};
 
 use crate::core::error::{Error, Result};
@@ -179,35 +180,25 @@ pub fn frame_part(payload: &[u8]) -> Vec<u8> {
     out
 }
 
+/// A cursor over a part's bytes: little-endian integers and byte runs
+/// through `bytes::Buf`, every read checked against what is left.
 struct Reader<'a> {
     bytes: &'a [u8],
-    at: usize,
 }
 
-impl Reader<'_> {
-    fn take<const N: usize>(&mut self) -> Result<[u8; N]> {
-        let end = self
-            .at
-            .checked_add(N)
-            .filter(|e| *e <= self.bytes.len())
-            .ok_or_else(|| Error::Input("checkpoint part is truncated".into()))?;
-        let mut a = [0u8; N];
-        a.copy_from_slice(&self.bytes[self.at..end]);
-        self.at = end;
-        Ok(a)
-    }
+impl<'a> Reader<'a> {
     fn u32(&mut self) -> Result<u32> {
-        Ok(u32::from_le_bytes(self.take()?))
+        self.bytes.try_get_u32_le().map_err(truncated)
     }
     fn u64(&mut self) -> Result<u64> {
-        Ok(u64::from_le_bytes(self.take()?))
+        self.bytes.try_get_u64_le().map_err(truncated)
     }
     fn i64(&mut self) -> Result<i64> {
-        Ok(i64::from_le_bytes(self.take()?))
+        self.bytes.try_get_i64_le().map_err(truncated)
     }
     /// Bytes not read yet.
     fn left(&self) -> usize {
-        self.bytes.len() - self.at
+        self.bytes.remaining()
     }
     /// A count of items of at least `size` bytes each, checked against the
     /// bytes left, so that no count can ask for more memory than the part has.
@@ -220,14 +211,19 @@ impl Reader<'_> {
         }
         Ok(n as usize)
     }
-    fn bytes(&mut self, n: usize) -> Result<&[u8]> {
+    fn bytes(&mut self, n: usize) -> Result<&'a [u8]> {
         if n > self.left() {
             return Err(Error::Input("checkpoint part is truncated".into()));
         }
-        let out = &self.bytes[self.at..self.at + n];
-        self.at += n;
+        let (out, rest) = self.bytes.split_at(n);
+        self.bytes = rest;
         Ok(out)
     }
+}
+
+/// A read past the end of a part.
+fn truncated(_: bytes::TryGetError) -> Error {
+    Error::Input("checkpoint part is truncated".into())
 }
 
 /// Decodes a part file, verifying magic, version, length and checksum before reading anything.
@@ -237,7 +233,7 @@ pub fn decode_part(bytes: &[u8]) -> Result<Vec<(PartitionId, PartitionLedger)>> 
             "not a checkpoint part (bad magic or too short)".into(),
         ));
     }
-    let mut header = Reader { bytes, at: 8 };
+    let mut header = Reader { bytes: &bytes[8..] };
     let version = header.u32()?;
     if version != VERSION {
         return Err(Error::Input(format!(
@@ -256,10 +252,7 @@ pub fn decode_part(bytes: &[u8]) -> Result<Vec<(PartitionId, PartitionLedger)>> 
     if crc32(payload) != crc {
         return Err(Error::Input("checkpoint part fails its checksum".into()));
     }
-    let mut r = Reader {
-        bytes: payload,
-        at: 0,
-    };
+    let mut r = Reader { bytes: payload };
     let n = r.u32()?;
     let n = r.count(n as u64, 32)?;
     let mut out = Vec::with_capacity(n);
@@ -308,7 +301,7 @@ pub fn decode_part(bytes: &[u8]) -> Result<Vec<(PartitionId, PartitionLedger)>> 
             },
         ));
     }
-    if r.at != payload.len() {
+    if r.left() != 0 {
         return Err(Error::Input("checkpoint part has trailing bytes".into()));
     }
     Ok(out)

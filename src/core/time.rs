@@ -3,8 +3,9 @@
 //! Time in the dataflow is the *pane*: event time in milliseconds since the
 //! Unix epoch divided by the slide. With the default 1-minute slide a pane is
 //! a minute, and the 1-hour window ending at pane `p` covers panes
-//! `p - 59 ..= p`. Everything here is integer arithmetic so that the same
-//! input gives the same panes on every machine.
+//! `p - 59 ..= p`. Panes and hours are integer arithmetic, so the same input
+//! gives the same panes on every machine; calendar dates (RFC 3339, the
+//! `dt=` of a snapshot's hour) come from `chrono`, in UTC only.
 
 use serde::{Deserialize, Serialize};
 
@@ -113,67 +114,24 @@ pub fn now_ms() -> Millis {
         .unwrap_or(0)
 }
 
-/// A civil date (proleptic Gregorian, UTC).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Date {
-    /// Year, e.g. 2026.
-    pub year: i64,
-    /// Month, 1..=12.
-    pub month: u32,
-    /// Day of month, 1..=31.
-    pub day: u32,
-}
-
-/// Converts days since 1970-01-01 to a civil date (Howard Hinnant's algorithm).
-pub fn date_from_days(days: i64) -> Date {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + if month <= 2 { 1 } else { 0 };
-    Date { year, month, day }
-}
-
-/// Converts a civil date to days since 1970-01-01.
-pub fn days_from_date(date: Date) -> i64 {
-    let y = if date.month <= 2 {
-        date.year - 1
-    } else {
-        date.year
-    };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let m = date.month as i64;
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + date.day as i64 - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
 /// The Hive-style partition of an hour since the epoch: `("2026-01-31", "07")`.
 pub fn hour_partition(hour: u64) -> (String, String) {
-    let days = (hour / 24) as i64;
-    let d = date_from_days(days);
-    (
-        format!("{:04}-{:02}-{:02}", d.year, d.month, d.day),
-        format!("{:02}", hour % 24),
-    )
+    let day = i64::try_from(hour / 24)
+        .ok()
+        .and_then(|d| chrono::DateTime::from_timestamp(d.checked_mul(86_400)?, 0));
+    let dt = day.map_or_else(
+        || format!("day-{}", hour / 24),
+        |d| d.format("%Y-%m-%d").to_string(),
+    );
+    (dt, format!("{:02}", hour % 24))
 }
 
 /// Parses `YYYY-MM-DD` and an hour into hours since the epoch.
 pub fn parse_hour(dt: &str, hour: u32) -> Option<u64> {
-    let mut it = dt.split('-');
-    let year: i64 = it.next()?.parse().ok()?;
-    let month: u32 = it.next()?.parse().ok()?;
-    let day: u32 = it.next()?.parse().ok()?;
-    if it.next().is_some() || !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 {
-        return None;
-    }
-    let days = days_from_date(Date { year, month, day });
-    if date_from_days(days) != (Date { year, month, day }) || days < 0 {
+    let date = chrono::NaiveDate::parse_from_str(dt, "%Y-%m-%d").ok()?;
+    let epoch = chrono::NaiveDate::from_ymd_opt(1970, 1, 1)?;
+    let days = date.signed_duration_since(epoch).num_days();
+    if hour > 23 || days < 0 {
         return None;
     }
     Some(days as u64 * 24 + hour as u64)
@@ -181,49 +139,21 @@ pub fn parse_hour(dt: &str, hour: u32) -> Option<u64> {
 
 /// Formats ms since the epoch as RFC 3339 (`2026-01-31T07:05:00.000Z`).
 pub fn rfc3339(ms: Millis) -> String {
-    let days = ms.div_euclid(DAY_MS);
-    let rem = ms.rem_euclid(DAY_MS);
-    let d = date_from_days(days);
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-        d.year,
-        d.month,
-        d.day,
-        rem / HOUR_MS,
-        (rem / 60_000) % 60,
-        (rem / 1000) % 60,
-        rem % 1000
-    )
+    match chrono::DateTime::from_timestamp_millis(ms) {
+        Some(t) => t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        // Beyond the calendar's range (about 262 000 years): say what it is.
+        None => format!("{ms} ms since the epoch"),
+    }
 }
 
-/// Parses `2026-01-31T07:05:00Z` (seconds, optional fraction, `Z` only).
+/// Parses `2026-01-31T07:05:00Z` (UTC only: `Z`; a fraction of a second is
+/// kept to the millisecond).
 pub fn parse_rfc3339(s: &str) -> Option<Millis> {
-    let s = s.strip_suffix('Z')?;
-    let (date, time) = s.split_once('T')?;
-    let mut it = date.split('-');
-    let year: i64 = it.next()?.parse().ok()?;
-    let month: u32 = it.next()?.parse().ok()?;
-    let day: u32 = it.next()?.parse().ok()?;
-    let (hms, frac) = match time.split_once('.') {
-        Some((a, b)) => (a, Some(b)),
-        None => (time, None),
-    };
-    let mut t = hms.split(':');
-    let h: i64 = t.next()?.parse().ok()?;
-    let m: i64 = t.next()?.parse().ok()?;
-    let sec: i64 = t.next()?.parse().ok()?;
-    if h > 23 || m > 59 || sec > 60 || !(1..=12).contains(&month) || !(1..=31).contains(&day) {
+    if !s.ends_with('Z') {
         return None;
     }
-    let ms: i64 = match frac {
-        None => 0,
-        Some(f) if !f.is_empty() && f.len() <= 3 && f.bytes().all(|b| b.is_ascii_digit()) => {
-            f.parse::<i64>().ok()? * 10_i64.pow(3 - f.len() as u32)
-        }
-        Some(_) => return None,
-    };
-    let days = days_from_date(Date { year, month, day });
-    Some(days * DAY_MS + h * HOUR_MS + m * 60_000 + sec * 1000 + ms)
+    let t = chrono::DateTime::parse_from_rfc3339(s).ok()?;
+    Some(t.timestamp_millis())
 }
 
 /// Parses a duration such as `250ms`, `30s`, `1m`, `1h`, `7d`, or a bare number of ms.
@@ -283,8 +213,10 @@ mod tests {
 
     #[test]
     fn leap_days_and_round_trips() {
-        for days in [-1, 0, 59, 365, 10_957, 19_782, 20_454, 20_513, 47_482] {
-            assert_eq!(days_from_date(date_from_days(days)), days);
+        for hour in [0, 59 * 24, 365 * 24 + 5, 10_957 * 24 + 23, 47_482 * 24] {
+            let (dt, hh) = hour_partition(hour);
+            let hh: u32 = hh.parse().expect("an hour");
+            assert_eq!(parse_hour(&dt, hh), Some(hour), "{dt} {hh}");
         }
         let feb29 = parse_rfc3339("2028-02-29T23:59:59.999Z").expect("leap day");
         assert_eq!(rfc3339(feb29), "2028-02-29T23:59:59.999Z");
