@@ -22,12 +22,10 @@ pub struct Backoff {
 }
 
 impl Backoff {
-    /// Starts at `first` (at most `cap`).
+    /// Starts at `first`; doubling never goes past `cap` (a first wait
+    /// above it is kept once, as configured).
     pub fn new(first: Duration, cap: Duration) -> Backoff {
-        Backoff {
-            wait: first.min(cap),
-            cap,
-        }
+        Backoff { wait: first, cap }
     }
 
     /// The wait the next call of [`Backoff::next_wait`] returns.

@@ -155,11 +155,13 @@ impl ModelFeed {
         }
     }
 
+    /// Moves the facts and catalog inputs to time `t`.
     pub(super) fn advance(&mut self, t: Pane) {
         self.facts.advance_to(t);
         self.catalog.advance_to(t);
     }
 
+    /// Hands what the inputs hold to the dataflow.
     pub(super) fn flush(&mut self) {
         self.facts.flush();
         self.catalog.flush();

@@ -3,11 +3,13 @@
 
 use std::collections::BTreeMap;
 
+use differential_dataflow::input::InputSession;
+
 use super::Context;
 use crate::checkpoint::{Checkpoints, ClockState, HeldRecord, PartitionLedger};
 use crate::core::clock::{Held, PartitionClock, Verdict};
 use crate::core::error::{Error, Result};
-use crate::core::event::{Validation, WatchEvent};
+use crate::core::event::{ContentId, Validation, WatchEvent};
 use crate::core::stats::Stats;
 use crate::core::time::{Millis, Pane};
 use crate::source::PartitionId;
@@ -30,6 +32,9 @@ impl Restore {
     }
 }
 
+/// This worker's share of the newest valid checkpoint (partition `p` is
+/// worker `p mod peers`'s, whatever layout wrote it); nothing when the job
+/// does not checkpoint or no checkpoint exists.
 pub(super) fn restore_state(ctx: &Context, index: usize, peers: usize) -> Result<Restore> {
     let (true, Some(store)) = (ctx.checkpointing(), &ctx.store) else {
         return Ok(Restore::default());
@@ -106,4 +111,26 @@ pub(super) fn restored_clock(ctx: &Context, l: &PartitionLedger) -> Result<Clock
         l.clock.seq,
         held,
     ))
+}
+
+/// Feeds one pre-aggregated count. After a restore from a checkpoint taken at
+/// time `time`, a pane before it enters the window at `time` (through the
+/// carry input, whose capability holds the frontier there) and leaves a
+/// window after the pane as usual: windows ending at or after `time` are
+/// exactly what they were, and no hour before it is redone.
+pub(super) fn feed(
+    input: &mut InputSession<Pane, ContentId, i64>,
+    carry: &mut InputSession<Pane, ContentId, i64>,
+    time: Pane,
+    width: u64,
+    content: ContentId,
+    pane: Pane,
+    n: i64,
+) {
+    if pane >= time {
+        input.update_at(content, pane, n);
+    } else if pane + width > time {
+        carry.update_at(content, time, n);
+        carry.update_at(content, pane + width, -n);
+    }
 }

@@ -11,7 +11,7 @@ use timely::worker::Worker;
 
 use super::driver::Driver;
 use super::model_feed::ModelFeed;
-use super::restore::{restore_state, restored_clock, Restore};
+use super::restore::{feed, restore_state, restored_clock, Restore};
 use super::{graph, Context, DeadLetterTarget};
 use crate::checkpoint::{fact_of, Checkpointer, Writer};
 use crate::core::error::{Error, Result};
@@ -26,23 +26,23 @@ use crate::source::kafka::KafkaDeadLetters;
 pub fn run_worker(worker: &mut Worker, ctx: &Context, writer: Option<Arc<Writer>>) -> Result<()> {
     let (index, peers) = (worker.index(), worker.peers());
     let _span = tracing::info_span!("worker", index, peers).entered();
+    let began = Instant::now();
     let restore = restore_state(ctx, index, peers)?;
     let dataflow = worker.next_dataflow_index();
     let (inputs, probe) = worker.dataflow::<Pane, _, _>(|scope| graph::build(scope, ctx));
     let (source, source_name) = ctx.open_source(index, peers, &restore.offsets())?;
-    let mut driver = Driver::new(ctx, source, source_name, open_dead_letters(ctx, index)?);
-    driver.model = match inputs.model {
+    let mut model = match inputs.model {
         Some(m) => Some(ModelFeed::start(ctx, m, restore.time, (index, peers))?),
         None => None,
     };
     let mut views = inputs.views;
-    driver.carry = reinsert(
-        ctx,
-        &restore,
-        &mut views,
-        inputs.restored,
-        driver.model.as_mut(),
-    );
+    let carry = reinsert(ctx, &restore, &mut views, inputs.restored, model.as_mut());
+    if carry.is_some() {
+        tracing::info!(took = ?began.elapsed(), "checkpoint loaded and re-inserted");
+    }
+    let mut driver = Driver::new(ctx, source, source_name, open_dead_letters(ctx, index)?);
+    driver.model = model;
+    driver.carry = carry;
     ctx.ready.store(true, Ordering::Relaxed);
     for (p, l) in &restore.ledgers {
         driver.marks.insert(*p, restored_clock(ctx, l)?);
@@ -112,7 +112,6 @@ fn reinsert(
         }
         return None;
     };
-    let began = Instant::now();
     input.advance_to(time);
     restored.advance_to(time);
     if let Some(m) = model.as_mut() {
@@ -138,7 +137,6 @@ fn reinsert(
     }
     input.flush();
     restored.flush();
-    tracing::info!(took = ?began.elapsed(), "checkpoint loaded and re-inserted");
     Some((restored, time))
 }
 
@@ -165,26 +163,4 @@ fn split_ledgers(
         }
     }
     facts
-}
-
-/// Feeds one pre-aggregated count. After a restore from a checkpoint taken at
-/// time `time`, a pane before it enters the window at `time` (through the
-/// carry input, whose capability holds the frontier there) and leaves a
-/// window after the pane as usual: windows ending at or after `time` are
-/// exactly what they were, and no hour before it is redone.
-pub(super) fn feed(
-    input: &mut InputSession<Pane, ContentId, i64>,
-    carry: &mut InputSession<Pane, ContentId, i64>,
-    time: Pane,
-    width: u64,
-    content: ContentId,
-    pane: Pane,
-    n: i64,
-) {
-    if pane >= time {
-        input.update_at(content, pane, n);
-    } else if pane + width > time {
-        carry.update_at(content, time, n);
-        carry.update_at(content, pane + width, -n);
-    }
 }

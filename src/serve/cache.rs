@@ -11,7 +11,16 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
-use super::query::LiveModel;
+/// The live model of this process, merged over its shards, with episode
+/// scores from the episode total.
+pub struct LiveModel {
+    /// The oldest pane over the shards.
+    pub as_of: u64,
+    /// Every node's row, by id.
+    pub rows: Vec<crate::core::model::NodeRow>,
+    /// Views of every episode in the 24-hour window.
+    pub total_24h: i64,
+}
 
 /// Distinct local answers kept per version; beyond it, answers are
 /// computed but not kept.

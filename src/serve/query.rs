@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use hyper::StatusCode;
 
+pub use super::cache::LiveModel;
 use crate::core::catalog::{Catalog, Kind};
 use crate::core::time::{rfc3339, WindowSpec};
 use crate::dataflow::live::LiveBoard;
@@ -381,7 +382,8 @@ pub fn merge(api: &Api, request: &Request, locals: Vec<serde_json::Value>) -> An
     }
 }
 
-/// The `k` titles with the most views over every process's totals.
+/// The `k` nodes (titles, or shows or channels for those categories) with
+/// the most views over every process's totals; ties go to the smaller id.
 fn top_totals(locals: &[serde_json::Value], k: usize) -> Vec<(u64, i64)> {
     let mut totals: std::collections::HashMap<u64, i64> = std::collections::HashMap::new();
     for l in locals {
@@ -419,17 +421,6 @@ fn top_trending(locals: &[serde_json::Value], k: usize) -> Vec<serde_json::Value
         t["rank"] = serde_json::json!(i + 1);
     }
     titles
-}
-
-/// The live model of this process, merged over its shards, with episode
-/// scores from the episode total.
-pub struct LiveModel {
-    /// The oldest pane over the shards.
-    pub as_of: u64,
-    /// Every node's row, by id.
-    pub rows: Vec<crate::core::model::NodeRow>,
-    /// Views of every episode in the 24-hour window.
-    pub total_24h: i64,
 }
 
 /// This process's live model, if the job keeps one and it has published;

@@ -143,6 +143,7 @@ struct Shard {
 }
 
 impl Shard {
+    /// An empty shard of worker `worker`.
     fn new(stage: StageSpec, worker: usize) -> Shard {
         Shard {
             stage,
@@ -163,12 +164,14 @@ impl Shard {
         }
     }
 
+    /// Queues facts by their time until the frontier passes it.
     fn take_facts(&mut self, data: impl Iterator<Item = ((ContentId, Cell), Pane, Obs)>) {
         for ((id, cell), t, obs) in data {
             self.pending.entry(t).or_default().0.push((id, cell, obs));
         }
     }
 
+    /// Queues side updates (catalog info, totals, restored windows) by time.
     fn take_sides(&mut self, data: impl Iterator<Item = (Side, Pane, i64)>) {
         for (s, t, r) in data {
             self.pending.entry(t).or_default().1.push((s, r));
@@ -360,6 +363,7 @@ impl Shard {
         }
     }
 
+    /// One update leaving a window: off the slot, on to its ancestors.
     fn apply_leaving(&mut self, i: u32, d: &Delta) {
         let s = &mut self.nodes.slots[i as usize];
         s.waiting -= 1;

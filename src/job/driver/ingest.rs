@@ -15,8 +15,7 @@ use crate::core::event::{ContentId, EventType, WatchEvent};
 use crate::core::model::{cell_of, Obs};
 use crate::core::stats::Stats;
 use crate::core::time::{rfc3339, Millis, Pane};
-use crate::job::restore::{Clock, Decided};
-use crate::job::worker::feed;
+use crate::job::restore::{feed, Clock, Decided};
 use crate::sink::deadletter::DeadLetter;
 use crate::source::{Batch, PartitionId};
 
@@ -313,7 +312,7 @@ impl Driver<'_> {
     }
 }
 
-/// A duration for people: `95 s`, `3 h 0 min`.
+/// A duration for people: `95.0 s`, `3 min 5 s`, `3 h 0 min`.
 fn span(ms: Millis) -> String {
     let s = ms / 1000;
     if s < 120 {
