@@ -161,7 +161,14 @@ pub fn topic_partitions(consumer: &JobConsumer, cfg: &KafkaConfig) -> Result<Vec
                     return Ok(ids);
                 }
             }
-            Err(e) => last = e.to_string(),
+            Err(e) => {
+                // The client's own error, counted like those it reports by
+                // event (which may come only after the last attempt).
+                if let Some(refusal) = count_error(&e, "Kafka metadata request failed") {
+                    consumer.context().refuse(refusal);
+                }
+                last = e.to_string();
+            }
         }
         // Serve the client's events: its log lines and errors reach the job's log.
         while let Some(event) = consumer.poll(Duration::ZERO) {
