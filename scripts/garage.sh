@@ -3,11 +3,13 @@
 #
 #   scripts/garage.sh install                          build and install Garage if missing (slow: ~10 min)
 #   scripts/garage.sh start [--port P] [--dir D]       start it; prints the S3 endpoint
+#   scripts/garage.sh run [--port P] [--dir D]         start it and wait for it (a container's command)
 #   scripts/garage.sh stop [--dir D]                   stop it
 #   scripts/garage.sh env [--port P]                   print the AWS_* settings of the test key
 #   scripts/garage.sh bucket NAME [--dir D]            create a bucket the test key can use
 #
 # The store uses a fixed test key, region "garage" and path-style addressing.
+# GARAGE_BIND (default 127.0.0.1) is the address the S3 API listens on.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 # Tools are installed once per machine (shared by every clone); runs stay in the clone.
@@ -63,7 +65,7 @@ rpc_secret = "$(printf '%064d' 7)"
 
 [s3_api]
 s3_region = "garage"
-api_bind_addr = "127.0.0.1:$PORT"
+api_bind_addr = "${GARAGE_BIND:-127.0.0.1}:$PORT"
 root_domain = ".s3.garage.localhost"
 
 [admin]
@@ -102,6 +104,11 @@ case "$cmd" in
   install) install ;;
   start) start ;;
   stop) stop ;;
+  run)
+    start
+    pid="$(cat "$DIR/garage.pid")"
+    trap 'kill "$pid" 2>/dev/null; wait "$pid"; exit 0' TERM INT
+    wait "$pid" ;;
   env)
     echo "AWS_ACCESS_KEY_ID=$KEY_ID"
     echo "AWS_SECRET_ACCESS_KEY=$KEY_SECRET"
@@ -111,5 +118,5 @@ case "$cmd" in
     name="${ARGS[0]:?bucket name}"
     g bucket create "$name" >/dev/null 2>&1 || true
     g bucket allow --read --write --owner "$name" --key test >/dev/null ;;
-  *) sed -n '2,12p' "$0"; exit 2 ;;
+  *) sed -n '2,14p' "$0"; exit 2 ;;
 esac

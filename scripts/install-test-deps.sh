@@ -51,6 +51,14 @@ if ! python3 -c "import kubernetes_validate, yaml" >/dev/null 2>&1; then
   python3 -m pip install --quiet kubernetes-validate pyyaml
 fi
 
+# The container tests: a Docker engine with Compose, and the base image
+# (made once per machine with debootstrap; no registry is needed).
+if ! have docker || ! have docker-compose; then
+  echo "docker and docker-compose are required for the container tests" >&2
+  exit 1
+fi
+bash scripts/image.sh base
+
 # Headless Chromium for the trending page test.
 if ! command -v chromium >/dev/null 2>&1; then
   apt-get update -qq

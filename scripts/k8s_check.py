@@ -51,20 +51,24 @@ def check(objs, version):
     spec = sts["spec"]
     pod = spec["template"]["spec"]
     [container] = pod["containers"]
-    [init] = pod["initContainers"]
     replicas = spec["replicas"]
-    env, init_env = env_of(container), env_of(init)
-    if int(env["REPLICAS"]["value"]) != replicas or int(init_env["REPLICAS"]["value"]) != replicas:
-        fail(f"replicas {replicas} disagree with REPLICAS ({env['REPLICAS']['value']}, hostfile {init_env['REPLICAS']['value']})")
-    args = " ".join(container.get("args", []))
-    for flag in ["-n $REPLICAS", "-w $WORKERS", "-p ${HOSTNAME##*-}", "-h /cluster/hosts"]:
-        if flag not in args:
-            fail(f"the container does not pass `{flag}`")
+    env = env_of(container)
+    if int(env["REPLICAS"]["value"]) != replicas:
+        fail(f"replicas {replicas} disagree with REPLICAS ({env['REPLICAS']['value']})")
+    # deploy/start.sh writes the hostfile from PEER and takes -p from the ordinal.
+    if container.get("command") != ["popularity-start"] or container.get("args"):
+        fail("the container must start with popularity-start (deploy/start.sh), no args")
+    for var in ["WORKERS", "PEER", "HOSTFILE"]:
+        if var not in env:
+            fail(f"the container does not set {var} for popularity-start")
     # The hostfile lists one entry per replica, named after the StatefulSet and its Service.
-    script = " ".join(init["command"])
+    peer = env["PEER"]["value"]
     svc_name = spec["serviceName"]
-    if f"{sts['metadata']['name']}-$i.{svc_name}." not in script or "$REPLICAS" not in script:
+    if not peer.startswith(f"{sts['metadata']['name']}-{{i}}.{svc_name}."):
         fail("the hostfile entries do not follow <sts>-<i>.<svc> for each replica")
+    mounts = [m["mountPath"] for m in container.get("volumeMounts", [])]
+    if not any(env["HOSTFILE"]["value"].startswith(m.rstrip("/") + "/") for m in mounts):
+        fail("HOSTFILE must be on a mounted volume")
     if spec.get("podManagementPolicy") != "Parallel":
         fail("podManagementPolicy must be Parallel: every process must start")
     svc = services.get(svc_name) or fail(f"no Service {svc_name}")
@@ -85,7 +89,7 @@ def check(objs, version):
         fail(f"metrics port disagrees: container {metrics}, annotation {ann['prometheus.io/port']}, probes {probe_ports}, listen {listen}")
     if env.get("POPULARITY__METRICS__PORT_PER_PROCESS", {}).get("value") != "false":
         fail("each pod has its own address: the metrics port must not be offset by the process index")
-    if "2101" not in str(init["command"]) or ports["dataflow"] != 2101:
+    if not peer.endswith(f":{ports['dataflow']}"):
         fail("the hostfile port and the dataflow port differ")
     for pdb in by_kind.get("PodDisruptionBudget", []):
         if any(pod_labels.get(k) != v for k, v in pdb["spec"]["selector"]["matchLabels"].items()):

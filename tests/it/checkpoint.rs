@@ -36,57 +36,12 @@ fn finish(child: Child) -> u64 {
     records_read(&wait_bounded(child, Duration::from_secs(300), "job"))
 }
 
-/// Every object under `titles/` of a store: key → bytes.
-fn snapshot_objects(store: &dyn ObjectStore) -> BTreeMap<String, Vec<u8>> {
-    objects_under(store, &["titles/"])
-}
-
 /// Every object of the model's tables: key → bytes.
 fn model_objects(store: &dyn ObjectStore) -> BTreeMap<String, Vec<u8>> {
     objects_under(
         store,
         &["title_measures/", "shows/", "channels/", "trending/"],
     )
-}
-
-fn assert_identical(got: &BTreeMap<String, Vec<u8>>, want: &BTreeMap<String, Vec<u8>>, what: &str) {
-    assert!(
-        want.len() > 4,
-        "{what}: the reference published too little to compare ({} objects)",
-        want.len()
-    );
-    let got_keys: Vec<&String> = got.keys().collect();
-    let want_keys: Vec<&String> = want.keys().collect();
-    assert_eq!(
-        got_keys, want_keys,
-        "{what}: the same objects, no hour missing"
-    );
-    for (k, v) in want {
-        assert!(got[k] == *v, "{what}: {k} differs");
-    }
-}
-
-fn produce_range(
-    broker: &Broker,
-    topic: &str,
-    g: &popularity::source::traffic::Generator,
-    range: std::ops::Range<u64>,
-    rate: f64,
-) {
-    let cfg = popularity::source::kafka::KafkaConfig {
-        brokers: broker.addr.clone(),
-        ..Default::default()
-    };
-    let stop = std::sync::atomic::AtomicBool::new(false);
-    let records = range.map(|i| match g.item(i) {
-        popularity::source::traffic::GenItem::Event(e) => {
-            (e.user_id.to_string().into_bytes(), e.to_json().into_bytes())
-        }
-        popularity::source::traffic::GenItem::Malformed(s) => {
-            (b"malformed".to_vec(), s.into_bytes())
-        }
-    });
-    popularity::source::kafka::produce(&cfg, topic, records, rate, &stop, |_| {}).expect("produce");
 }
 
 fn checkpoint_ids(root: &Path, job: &str) -> Vec<u64> {
@@ -114,8 +69,7 @@ fn killed_ten_times_while_producing_gives_identical_hours() {
         let addr = broker.addr.clone();
         let g = generator(&cfg);
         std::thread::spawn(move || {
-            let b = BrokerAddr(addr);
-            b.produce(&g, 0..120_000, 8_000.0);
+            produce_at_rate(&addr, "events", &g, 0..120_000, 8_000.0);
         })
     };
     let job = job_file(&dir, "crashy", &broker, "events", &s3_sink("crashy"));
@@ -158,44 +112,6 @@ fn killed_ten_times_while_producing_gives_identical_hours() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// The broker address, for producing from another thread.
-struct BrokerAddr(String);
-
-impl BrokerAddr {
-    fn produce(
-        &self,
-        g: &popularity::source::traffic::Generator,
-        range: std::ops::Range<u64>,
-        rate: f64,
-    ) {
-        self.produce_to("events", g, range, rate)
-    }
-
-    fn produce_to(
-        &self,
-        topic: &str,
-        g: &popularity::source::traffic::Generator,
-        range: std::ops::Range<u64>,
-        rate: f64,
-    ) {
-        let cfg = popularity::source::kafka::KafkaConfig {
-            brokers: self.0.clone(),
-            ..Default::default()
-        };
-        let stop = std::sync::atomic::AtomicBool::new(false);
-        let records = range.map(|i| match g.item(i) {
-            popularity::source::traffic::GenItem::Event(e) => {
-                (e.user_id.to_string().into_bytes(), e.to_json().into_bytes())
-            }
-            popularity::source::traffic::GenItem::Malformed(s) => {
-                (b"malformed".to_vec(), s.into_bytes())
-            }
-        });
-        popularity::source::kafka::produce(&cfg, topic, records, rate, &stop, |_| {})
-            .expect("produce");
-    }
-}
-
 fn terminate(child: Child) -> u64 {
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
@@ -211,7 +127,7 @@ fn checkpoint_from_one_worker_restores_on_two_workers_and_two_processes() {
     let dir = scratch("rescale");
     let cfg = messy(42, 80_000);
     let g = generator(&cfg);
-    produce_range(&broker, "events", &g, 0..40_000, 0.0);
+    produce_at_rate(&broker.addr, "events", &g, 0..40_000, 0.0);
     let mut stopped_hours = Vec::new();
     for (name, layout) in [("two-workers", vec!["-w", "2"]), ("two-processes", vec![])] {
         let root = dir.join(name);
@@ -231,7 +147,7 @@ fn checkpoint_from_one_worker_restores_on_two_workers_and_two_processes() {
             hours_of(&snapshot_objects(&LocalStore::new(&root).expect("store"))),
         ));
         if name == "two-workers" {
-            produce_range(&broker, "events", &g, 40_000..80_000, 0.0);
+            produce_at_rate(&broker.addr, "events", &g, 40_000..80_000, 0.0);
         }
         if layout.is_empty() {
             let base = free_ports(2);
@@ -299,27 +215,6 @@ fn checkpoint_from_one_worker_restores_on_two_workers_and_two_processes() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// Decodes every published hour: hour key → sorted (content, views).
-fn hours_of(objects: &BTreeMap<String, Vec<u8>>) -> BTreeMap<String, Vec<(u64, i64)>> {
-    let mut out: BTreeMap<String, Vec<(u64, i64)>> = BTreeMap::new();
-    for (k, v) in objects {
-        if let Some(hour) = k.strip_suffix("_SUCCESS") {
-            out.entry(hour.to_string()).or_default();
-        }
-        if k.ends_with(".parquet") {
-            let hour = &k[..k.rfind('/').expect("has dir") + 1];
-            let rows = popularity::sink::parquet::decode_titles(v.clone()).expect("parquet");
-            out.entry(hour.to_string())
-                .or_default()
-                .extend(rows.into_iter().map(|r| (r.content_id, r.views)));
-        }
-    }
-    for rows in out.values_mut() {
-        rows.sort();
-    }
-    out
-}
-
 #[test]
 fn corrupt_or_incomplete_newest_checkpoint_falls_back_to_the_previous() {
     let broker = Broker::with_events("corrupt", 2);
@@ -336,7 +231,7 @@ fn corrupt_or_incomplete_newest_checkpoint_falls_back_to_the_previous() {
             let addr = broker.addr.clone();
             let g = generator(&cfg);
             let topic = topic.clone();
-            std::thread::spawn(move || BrokerAddr(addr).produce_to(&topic, &g, 0..60_000, 10_000.0))
+            std::thread::spawn(move || produce_at_rate(&addr, &topic, &g, 0..60_000, 10_000.0))
         };
         let mut child = spawn_job(&job, &["-w", "2"]);
         let store = LocalStore::new(&root).expect("store");
@@ -410,7 +305,7 @@ fn killing_one_process_of_a_cluster_ten_times_gives_identical_hours() {
     let producer = {
         let addr = broker.addr.clone();
         let g = generator(&cfg);
-        std::thread::spawn(move || BrokerAddr(addr).produce(&g, 0..100_000, 8_000.0))
+        std::thread::spawn(move || produce_at_rate(&addr, "events", &g, 0..100_000, 8_000.0))
     };
     let root = dir.join("crashy");
     let job = job_file(&dir, "crashy", &broker, "events", &local_sink(&root));

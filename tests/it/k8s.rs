@@ -175,4 +175,24 @@ fn the_container_image_is_multi_stage_non_root_with_the_binary_as_entrypoint() {
         "runs as non-root"
     );
     assert!(text.contains("ENTRYPOINT [\"popularity\"]"));
+    // The image around a host-built binary is the same runtime: the same
+    // lines after the base, the same files copied to the same places.
+    let host =
+        std::fs::read_to_string(root().join("deploy/host.Dockerfile")).expect("host.Dockerfile");
+    let runtime = |t: &str| -> Vec<String> {
+        let stage = &t[t.rfind("\nFROM ").expect("a runtime stage")..];
+        stage
+            .lines()
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .map(|l| match l.strip_prefix("COPY ") {
+                Some(c) => format!("COPY -> {}", c.rsplit(' ').next().unwrap_or("")),
+                None => l.to_string(),
+            })
+            .collect()
+    };
+    assert_eq!(
+        runtime(&text),
+        runtime(&format!("\n{host}")),
+        "Dockerfile and deploy/host.Dockerfile differ"
+    );
 }

@@ -14,6 +14,7 @@ mod api;
 mod bad_input;
 mod checkpoint;
 mod cluster;
+mod containers;
 mod k8s;
 mod kafka;
 mod kafka_faults;

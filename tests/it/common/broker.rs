@@ -132,9 +132,13 @@ pub fn read_topic(brokers: &str, topic: &str, quiet: std::time::Duration) -> Top
         .fetch_metadata(Some(topic), std::time::Duration::from_secs(10))
         .expect("metadata");
     let parts: Vec<i32> = md.topics()[0].partitions().iter().map(|p| p.id()).collect();
+    // From offset 0, not `Offset::Beginning`: the test broker answers
+    // "earliest" with the batch it stored first in time, which is not offset 0
+    // when two producers' first batches land out of order; a fetch from 0
+    // returns every batch in offset order.
     let mut tpl = rdkafka::TopicPartitionList::new();
     for &p in &parts {
-        tpl.add_partition_offset(topic, p, rdkafka::Offset::Beginning)
+        tpl.add_partition_offset(topic, p, rdkafka::Offset::Offset(0))
             .expect("tpl");
     }
     consumer.assign(&tpl).expect("assign");
@@ -238,4 +242,25 @@ pub fn kafka_job(dir: &Path, brokers: &str, topic: &str) -> JobConfig {
     job.dead_letter.path = dir.join("dead-letters");
     job.catalog.titles = 400;
     job
+}
+
+/// Produces `g`'s items `range` to `topic` at `rate` records a second (0:
+/// as fast as it goes) with the job's own producer, keyed by user id.
+pub fn produce_at_rate(
+    brokers: &str,
+    topic: &str,
+    g: &Generator,
+    range: std::ops::Range<u64>,
+    rate: f64,
+) {
+    let cfg = popularity::source::kafka::KafkaConfig {
+        brokers: brokers.to_string(),
+        ..Default::default()
+    };
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let records = range.map(|i| match g.item(i) {
+        GenItem::Event(e) => (e.user_id.to_string().into_bytes(), e.to_json().into_bytes()),
+        GenItem::Malformed(s) => (b"malformed".to_vec(), s.into_bytes()),
+    });
+    popularity::source::kafka::produce(&cfg, topic, records, rate, &stop, |_| {}).expect("produce");
 }

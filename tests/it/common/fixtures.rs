@@ -209,3 +209,51 @@ pub fn objects_under(store: &dyn ObjectStore, prefixes: &[&str]) -> BTreeMap<Str
         })
         .collect()
 }
+
+/// Every object under `titles/` of a store: key → bytes.
+pub fn snapshot_objects(store: &dyn ObjectStore) -> BTreeMap<String, Vec<u8>> {
+    objects_under(store, &["titles/"])
+}
+
+/// Asserts two runs published the same objects, byte for byte.
+pub fn assert_identical(
+    got: &BTreeMap<String, Vec<u8>>,
+    want: &BTreeMap<String, Vec<u8>>,
+    what: &str,
+) {
+    assert!(
+        want.len() > 4,
+        "{what}: the reference published too little to compare ({} objects)",
+        want.len()
+    );
+    let got_keys: Vec<&String> = got.keys().collect();
+    let want_keys: Vec<&String> = want.keys().collect();
+    assert_eq!(
+        got_keys, want_keys,
+        "{what}: the same objects, no hour missing"
+    );
+    for (k, v) in want {
+        assert!(got[k] == *v, "{what}: {k} differs");
+    }
+}
+
+/// Decodes every published hour: hour key → sorted (content, views).
+pub fn hours_of(objects: &BTreeMap<String, Vec<u8>>) -> BTreeMap<String, Vec<(u64, i64)>> {
+    let mut out: BTreeMap<String, Vec<(u64, i64)>> = BTreeMap::new();
+    for (k, v) in objects {
+        if let Some(hour) = k.strip_suffix("_SUCCESS") {
+            out.entry(hour.to_string()).or_default();
+        }
+        if k.ends_with(".parquet") {
+            let hour = &k[..k.rfind('/').expect("has dir") + 1];
+            let rows = popularity::sink::parquet::decode_titles(v.clone()).expect("parquet");
+            out.entry(hour.to_string())
+                .or_default()
+                .extend(rows.into_iter().map(|r| (r.content_id, r.views)));
+        }
+    }
+    for rows in out.values_mut() {
+        rows.sort();
+    }
+    out
+}

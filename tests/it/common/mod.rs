@@ -1,6 +1,7 @@
 //! Support shared by the integration tests, one module per concern.
 
 mod broker;
+mod docker;
 mod fixtures;
 mod garage;
 mod http;
@@ -9,6 +10,7 @@ pub mod oracle;
 mod process;
 
 pub use broker::*;
+pub use docker::*;
 pub use fixtures::*;
 pub use garage::*;
 pub use http::*;
