@@ -52,8 +52,13 @@ build() {
   # the symbols stay, so a panic's backtrace still names functions.
   strip --strip-debug -o "$ctx/popularity" "$bin"
   cp "$ROOT/deploy/start.sh" "$ctx/start.sh"
+  local old; old="$(docker image inspect -f '{{.Id}}' popularity:latest 2>/dev/null || true)"
   docker build -q -f "$ROOT/deploy/host.Dockerfile" -t "popularity:$v" -t popularity:latest "$ctx" >/dev/null
   rm -rf "$ctx"
+  # The image this one replaced, unless a tag or a container still uses it.
+  if [ -n "$old" ] && [ "$old" != "$(docker image inspect -f '{{.Id}}' popularity:latest)" ]; then
+    docker rmi "$old" >/dev/null 2>&1 || true
+  fi
   echo "popularity:$v $(docker image inspect -f '{{.Size}}' popularity:latest) bytes" >&2
 }
 

@@ -154,19 +154,6 @@ fn run(args: RunArgs) -> Result<()> {
     let ctx = Arc::new(ctx);
     let started = Instant::now();
     let stats = execute(config, ctx)?;
-    let secs = started.elapsed().as_secs_f64();
-    println!(
-        "read {} records in {:.2}s ({:.0}/s): {} views, {} invalid, {} late, {} dead-lettered; {} hours published, {} parts, {} rows",
-        stats.read,
-        secs,
-        stats.read as f64 / secs.max(1e-9),
-        stats.views,
-        stats.invalid,
-        stats.late,
-        stats.dead_lettered,
-        stats.hours_published,
-        stats.parts_written,
-        stats.rows_written
-    );
+    println!("{}", stats.summary(started.elapsed().as_secs_f64()));
     Ok(())
 }

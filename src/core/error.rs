@@ -39,7 +39,16 @@ pub enum Error {
     Internal(String),
 }
 
+/// The [`Error::External`] system of a cluster's own connections: a peer
+/// process went away.
+pub const CLUSTER: &str = "cluster";
+
 impl Error {
+    /// True if a peer process of the cluster went away.
+    pub fn is_peer_gone(&self) -> bool {
+        matches!(self, Error::External { system, .. } if *system == CLUSTER)
+    }
+
     /// Wraps an I/O error with what was being done.
     ///
     /// A full disk says so in words, with what to do, since the OS text

@@ -165,6 +165,25 @@ pub struct StatsSnapshot {
     pub caught_up_ms: i64,
 }
 
+impl StatsSnapshot {
+    /// The one-line summary a run prints at its end, after `secs` seconds.
+    pub fn summary(&self, secs: f64) -> String {
+        format!(
+            "read {} records in {:.2}s ({:.0}/s): {} views, {} invalid, {} late, {} dead-lettered; {} hours published, {} parts, {} rows",
+            self.read,
+            secs,
+            self.read as f64 / secs.max(1e-9),
+            self.views,
+            self.invalid,
+            self.late,
+            self.dead_lettered,
+            self.hours_published,
+            self.parts_written,
+            self.rows_written
+        )
+    }
+}
+
 impl Stats {
     /// Adds `n` to a counter.
     pub fn add(counter: &AtomicU64, n: u64) {

@@ -2,7 +2,7 @@
 //! the cluster's connect bound, a peer that goes away, and the checkpoint
 //! writer that outlives the workers.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -56,9 +56,17 @@ pub fn execute(config: timely::Config, ctx: Arc<Context>) -> Result<StatsSnapsho
     if cluster {
         stop_when_a_peer_goes(ctx.fault.clone());
     }
+    let local = match &config.communication {
+        timely::CommunicationConfig::Cluster { threads, .. } => *threads,
+        _ => 1,
+    };
+    let (began, left) = (Instant::now(), Arc::new(AtomicUsize::new(0)));
     let guards = timely::execute(config, move |worker| {
         formed.store(true, Ordering::Release);
         let result = run_worker(worker, &shared, workers_writer.clone());
+        if result.is_ok() && cluster && shared.stop.load(Ordering::Relaxed) {
+            leave_cluster(&shared, &left, local, began);
+        }
         if let Err(e) = &result {
             // Let the other workers of this process stop too.
             shared.fault.set(e);
@@ -89,6 +97,27 @@ pub fn execute(config: timely::Config, ctx: Arc<Context>) -> Result<StatsSnapsho
     outcome.map(|()| ctx.stats.snapshot())
 }
 
+/// Ends a process of a cluster that stopped on request, once each of its
+/// `local` workers has its final checkpoint complete. Leaving the workers'
+/// closure would let timely tell the peers this process shut down cleanly,
+/// and peers that were not asked to stop would wait for it forever (a
+/// rolling upgrade, which stops one process at a time, would hang). Ending
+/// the process breaks the connections instead: the peers stop too, and
+/// their restart policy brings them back to re-form with this process's
+/// replacement from the checkpoint just written.
+fn leave_cluster(ctx: &Context, left: &AtomicUsize, local: usize, began: Instant) -> ! {
+    if left.fetch_add(1, Ordering::AcqRel) + 1 >= local {
+        println!(
+            "{}",
+            ctx.stats.snapshot().summary(began.elapsed().as_secs_f64())
+        );
+        std::process::exit(0);
+    }
+    loop {
+        std::thread::park();
+    }
+}
+
 /// A peer process that goes away shows up only as a panic of timely's
 /// network threads, which the workers never see: they would wait for the
 /// peer forever. The panic becomes this process's fault, so it stops too
@@ -108,7 +137,7 @@ fn stop_when_a_peer_goes(fault: Arc<FaultSlot>) {
                 .or_else(|| info.payload().downcast_ref::<&str>().copied())
                 .unwrap_or("no reason given");
             fault.set(&Error::External {
-                system: "cluster",
+                system: crate::core::error::CLUSTER,
                 message: format!(
                     "the connection to a peer process broke ({what}); stopping this process too"
                 ),

@@ -76,10 +76,10 @@ fn ready(addr: &str) -> bool {
 
 /// How long until every job container answers ready again, or `None` if
 /// they did not within `limit`.
-fn reformed(d: &Deployment, limit: Duration) -> Option<Duration> {
+fn reformed(d: &Deployment, services: &[&str], limit: Duration) -> Option<Duration> {
     let started = Instant::now();
     while started.elapsed() < limit {
-        if JOBS.iter().all(|s| ready(&format!("{}:9464", d.ip(s)))) {
+        if services.iter().all(|s| ready(&format!("{}:9464", d.ip(s)))) {
             return Some(started.elapsed());
         }
         std::thread::sleep(Duration::from_millis(200));
@@ -189,63 +189,192 @@ fn the_image_runs_unprivileged_without_a_compiler_and_the_start_script_checks_it
     }
 }
 
+/// A deployment with 6 partitions of `events`, the bucket, and the paced
+/// producer of seeded messy traffic started.
+struct Run {
+    d: Deployment,
+    broker: String,
+    s3: String,
+    done: Arc<AtomicBool>,
+    producer: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Run {
+    fn begin(name: &str, seed: u64) -> Run {
+        let d = Deployment::new(name, &job(name, name));
+        let (broker, s3) = d.infra(&[("events", 6), ("events-dlq", 1)]);
+        let done = Arc::new(AtomicBool::new(false));
+        let producer = {
+            let (broker, g, done) = (
+                broker.clone(),
+                generator(&messy(seed, 200_000)),
+                done.clone(),
+            );
+            std::thread::spawn(move || produce_paced(&broker, &g, 200_000, &done))
+        };
+        Run {
+            d,
+            broker,
+            s3,
+            done,
+            producer: Some(producer),
+        }
+    }
+
+    /// Waits until `services` all answer ready; how long that took.
+    fn formed(&self, services: &[&str], what: &str) -> Duration {
+        reformed(&self.d, services, Duration::from_secs(120))
+            .unwrap_or_else(|| panic!("{what}: the cluster did not form: {}", self.d.logs(&JOBS)))
+    }
+
+    /// Lets the rest of the events in and waits for `services` to end the run.
+    fn finish(&mut self, services: &[&str]) {
+        self.done.store(true, Ordering::Relaxed);
+        self.producer
+            .take()
+            .expect("producing")
+            .join()
+            .expect("producer");
+        let codes = self.d.wait_exited(services, Duration::from_secs(300));
+        assert!(
+            codes.iter().all(|c| *c == 0),
+            "exit codes {codes:?}: {}",
+            self.d.logs(services)
+        );
+    }
+
+    /// Runs the same containers uninterrupted under another name; the run
+    /// published at `prefix` must equal it, byte for byte with `same_layout`
+    /// (else row for row: fewer workers write fewer parts an hour), and the
+    /// recount.
+    fn check(&self, prefix: &str, same_layout: bool, what: &str) {
+        self.d.set_job(&job("reference", "reference"));
+        self.d.up_with(&JOBS, true, &[("REPLICAS", "3")]);
+        let codes = self.d.wait_exited(&JOBS, Duration::from_secs(300));
+        assert_eq!(codes, vec![0, 0, 0], "reference: {}", self.d.logs(&JOBS));
+        let got = snapshot_objects(&store(&self.s3, prefix));
+        let reference = snapshot_objects(&store(&self.s3, "reference"));
+        if same_layout {
+            assert_identical(&got, &reference, what);
+        } else {
+            assert!(
+                reference.len() > 4,
+                "{what}: the reference published too little"
+            );
+            assert_eq!(
+                hours_of(&got),
+                hours_of(&reference),
+                "{what}: every hour's rows"
+            );
+        }
+        let records = read_topic(&self.broker, "events", Duration::from_secs(2));
+        let parts: Vec<Vec<Vec<u8>>> = records
+            .values()
+            .map(|rs| rs.iter().map(|r| r.1.clone()).collect())
+            .collect();
+        let want = recount(
+            &parts,
+            &popularity::core::time::WindowSpec::hourly(),
+            120_000,
+            &limits(),
+        );
+        assert_matches(&published_views(&store(&self.s3, prefix)), &want, what);
+    }
+}
+
 #[test]
 fn three_job_containers_crashed_ten_times_match_an_uninterrupted_run_and_the_recount() {
-    let d = Deployment::new("crash", &job("crashy", "crashy"));
-    let (broker, s3) = d.infra(&[("events", 6), ("events-dlq", 1)]);
-    let cfg = messy(71, 200_000);
-    let done = Arc::new(AtomicBool::new(false));
-    let producer = {
-        let (broker, g, done) = (broker.clone(), generator(&cfg), done.clone());
-        std::thread::spawn(move || produce_paced(&broker, &g, 200_000, &done))
-    };
-    d.up(&JOBS, false);
+    let mut run = Run::begin("crashy", 71);
+    run.d.up(&JOBS, false);
     let mut rng = popularity::core::rng::SplitMix64::new(17);
+    let first = run.formed(&JOBS, "start");
     let mut reform = Vec::new();
     for round in 0..10 {
-        let took = reformed(&d, Duration::from_secs(120)).unwrap_or_else(|| {
-            panic!("round {round}: the cluster did not form: {}", d.logs(&JOBS))
-        });
-        reform.push(took);
         std::thread::sleep(Duration::from_millis(500 + rng.below(2_500)));
-        d.crash(JOBS[rng.below(3) as usize]);
+        run.d.crash(JOBS[rng.below(3) as usize]);
+        reform.push(run.formed(&JOBS, &format!("crash {round}")));
     }
-    done.store(true, Ordering::Relaxed);
-    producer.join().expect("producer");
-    let codes = d.wait_exited(&JOBS, Duration::from_secs(300));
-    assert_eq!(codes, vec![0, 0, 0], "{}", d.logs(&JOBS));
-    let restarts: u32 = JOBS.iter().map(|s| d.state(s).2).sum();
+    run.finish(&JOBS);
+    let restarts: u32 = JOBS.iter().map(|s| run.d.state(s).2).sum();
     assert!(
         restarts >= 10,
         "every crash restarted a container ({restarts} restarts)"
     );
-    eprintln!("re-forming after each crash took {reform:?}");
-    // The reference: the same containers, uninterrupted, under another name.
-    d.set_job(&job("reference", "reference"));
-    d.up(&JOBS, true);
+    eprintln!("formed in {first:?}; re-formed after each crash in {reform:?}");
+    run.check("crashy", true, "three containers crashed ten times");
+}
+
+/// Tags an image that differs from `popularity:latest` only by a label, as
+/// the upgrade's new version.
+fn next_image() -> String {
+    let dir = scratch("next-image");
+    std::fs::write(
+        dir.join("Dockerfile"),
+        "FROM popularity:latest\nLABEL popularity.release=next\n",
+    )
+    .expect("Dockerfile");
+    let out = docker(&[
+        "build",
+        "-q",
+        "-t",
+        "popularity:next",
+        &dir.display().to_string(),
+    ]);
+    assert!(
+        out.status.success(),
+        "build next: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    String::from_utf8_lossy(
+        &docker(&["image", "inspect", "-f", "{{.Id}}", "popularity:next"]).stdout,
+    )
+    .trim()
+    .to_string()
+}
+
+#[test]
+fn a_rolling_upgrade_a_store_restart_and_a_rescale_to_two_containers_change_no_hour() {
+    let mut run = Run::begin("ops", 72);
+    let next = next_image();
+    run.d.up(&JOBS, false);
+    run.formed(&JOBS, "start");
+    // Rolling upgrade, highest ordinal first as a StatefulSet rolls: each
+    // container stopped with SIGTERM (final checkpoint) and replaced.
+    for (i, s) in JOBS.iter().enumerate().rev() {
+        std::thread::sleep(Duration::from_secs(2));
+        run.d.up_with(&[s], false, &[("POPULARITY_TAG", "next")]);
+        run.formed(&JOBS, &format!("upgrade of {s}"));
+        let image = docker(&["inspect", "-f", "{{.Image}}", &run.d.container(JOBS[i])]);
+        assert_eq!(
+            String::from_utf8_lossy(&image.stdout).trim(),
+            next,
+            "{s} runs the new image"
+        );
+    }
+    // The store goes away and comes back while the jobs run.
+    std::thread::sleep(Duration::from_secs(2));
+    run.d.restart("garage");
+    run.formed(&JOBS, "store restart");
+    // Rescale: all three stopped with a final checkpoint, two start from it.
+    std::thread::sleep(Duration::from_secs(2));
+    run.d.stop(&JOBS);
+    let codes: Vec<i32> = JOBS.iter().map(|s| run.d.state(s).1).collect();
     assert_eq!(
-        d.wait_exited(&JOBS, Duration::from_secs(300)),
+        codes,
         vec![0, 0, 0],
-        "{}",
-        d.logs(&JOBS)
+        "a SIGTERM ends each with a final checkpoint: {}",
+        run.d.logs(&JOBS)
     );
-    let crashy = snapshot_objects(&store(&s3, "crashy"));
-    let reference = snapshot_objects(&store(&s3, "reference"));
-    assert_identical(&crashy, &reference, "three containers crashed ten times");
-    let records = read_topic(&broker, "events", Duration::from_secs(2));
-    let parts: Vec<Vec<Vec<u8>>> = records
-        .values()
-        .map(|rs| rs.iter().map(|r| r.1.clone()).collect())
-        .collect();
-    let want = recount(
-        &parts,
-        &popularity::core::time::WindowSpec::hourly(),
-        120_000,
-        &limits(),
-    );
-    assert_matches(
-        &published_views(&store(&s3, "reference")),
-        &want,
-        "containers",
+    let two = &JOBS[..2];
+    run.d
+        .up_with(two, false, &[("POPULARITY_TAG", "next"), ("REPLICAS", "2")]);
+    run.formed(two, "two containers");
+    std::thread::sleep(Duration::from_secs(3));
+    run.finish(two);
+    run.check(
+        "ops",
+        false,
+        "rolling upgrade, store restart, rescale 3 to 2",
     );
 }

@@ -111,8 +111,19 @@ impl<'a> Driver<'a> {
         let steps = Stepping(self.ctx.stats.steps.register(worker.index()));
         loop {
             steps.0.store(now_ms(), Ordering::Relaxed);
+            if let Some((id, since)) = stopping {
+                // Before faults: a peer that stopped too may already have
+                // gone once the final checkpoint was complete.
+                if self.final_checkpoint_done(id, since)? {
+                    return Ok(true);
+                }
+            }
             if let Some(fault) = self.ctx.fault.get() {
-                return Err(fault);
+                // While stopping, a peer that went away is no reason to give
+                // up the final checkpoint: its parts may all be written.
+                if stopping.is_none() || !fault.is_peer_gone() {
+                    return Err(fault);
+                }
             }
             self.stall_for_test(worker.index(), started);
             self.serve_dead_letters()?;
@@ -123,11 +134,8 @@ impl<'a> Driver<'a> {
                     None => return Ok(true),
                 }
             }
-            if let Some((id, since)) = stopping {
+            if stopping.is_some() {
                 // Keep stepping (the frontier must pass the checkpoint time) until it is complete.
-                if self.final_checkpoint_done(id, since)? {
-                    return Ok(true);
-                }
                 worker.step_or_park(Some(Duration::from_millis(5)));
                 continue;
             }

@@ -68,6 +68,12 @@ impl Deployment {
     }
 
     fn compose(&self, args: &[&str]) -> Output {
+        self.compose_with(args, &[])
+    }
+
+    /// `docker-compose` with `args`; `env` sets the file's settings
+    /// (`REPLICAS`, `POPULARITY_TAG`).
+    fn compose_with(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
         let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/compose.yml");
         Command::new("docker-compose")
             .args(["-p", &self.project, "-f"])
@@ -75,12 +81,17 @@ impl Deployment {
             .args(args)
             .env("JOB_FILE", self.dir.join("job.toml"))
             .env("SECRETS_FILE", self.dir.join("secrets.env"))
+            .envs(env.iter().copied())
             .output()
             .expect("run docker-compose")
     }
 
     fn compose_ok(&self, args: &[&str]) -> Output {
-        let out = self.compose(args);
+        self.compose_ok_with(args, &[])
+    }
+
+    fn compose_ok_with(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let out = self.compose_with(args, env);
         assert!(
             out.status.success(),
             "docker-compose {args:?}: {}",
@@ -91,12 +102,30 @@ impl Deployment {
 
     /// Starts (or recreates, with `fresh`) `services`.
     pub fn up(&self, services: &[&str], fresh: bool) {
+        self.up_with(services, fresh, &[]);
+    }
+
+    /// As [`Deployment::up`], with the file's settings `env`; a service
+    /// whose settings changed is recreated (stopped with SIGTERM first).
+    pub fn up_with(&self, services: &[&str], fresh: bool, env: &[(&str, &str)]) {
         let mut args = vec!["up", "-d", "--no-deps"];
         if fresh {
             args.push("--force-recreate");
         }
         args.extend_from_slice(services);
+        self.compose_ok_with(&args, env);
+    }
+
+    /// Stops `services` with SIGTERM (and SIGKILL after the grace period).
+    pub fn stop(&self, services: &[&str]) {
+        let mut args = vec!["stop", "-t", "120"];
+        args.extend_from_slice(services);
         self.compose_ok(&args);
+    }
+
+    /// Restarts `service` (SIGTERM, then start).
+    pub fn restart(&self, service: &str) {
+        self.compose_ok(&["restart", "-t", "30", service]);
     }
 
     /// Starts the broker with `topics` (name, partitions) and the S3 store
