@@ -143,6 +143,23 @@ impl Writer {
         self.state.awaited.fetch_max(id + 1, Ordering::AcqRel);
     }
 
+    /// Waits up to `limit` for the checkpoint a stopping worker awaits (see
+    /// [`Writer::wait_for`]) to be complete; false if none is awaited or it
+    /// did not complete in time.
+    pub fn awaited_completes_within(&self, limit: Duration) -> bool {
+        let began = Instant::now();
+        loop {
+            let awaited = self.state.awaited.load(Ordering::Acquire);
+            if awaited > 0 && self.state.completed.load(Ordering::Acquire) >= awaited {
+                return true;
+            }
+            if began.elapsed() >= limit {
+                return false;
+            }
+            std::thread::sleep(POLL / 5);
+        }
+    }
+
     /// True once checkpoint `id` (or a newer one) is complete.
     pub fn is_complete(&self, id: u64) -> bool {
         self.state.completed.load(Ordering::Acquire) > id

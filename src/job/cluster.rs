@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use super::worker::run_worker;
 use super::Context;
 use crate::checkpoint::Writer;
-use crate::core::error::{Error, FaultSlot, Result};
+use crate::core::error::{Error, Result};
 use crate::core::stats::StatsSnapshot;
 
 /// Runs the job on the workers described by `config` and returns this process's counters.
@@ -54,7 +54,7 @@ pub fn execute(config: timely::Config, ctx: Arc<Context>) -> Result<StatsSnapsho
     };
     let workers_writer = writer.clone();
     if cluster {
-        stop_when_a_peer_goes(ctx.fault.clone());
+        stop_when_a_peer_goes(ctx.clone(), writer.clone());
     }
     let local = match &config.communication {
         timely::CommunicationConfig::Cluster { threads, .. } => *threads,
@@ -122,27 +122,42 @@ fn leave_cluster(ctx: &Context, left: &AtomicUsize, local: usize, began: Instant
 /// network threads, which the workers never see: they would wait for the
 /// peer forever. The panic becomes this process's fault, so it stops too
 /// (and, restarted, resumes from the last checkpoint with its peers).
-fn stop_when_a_peer_goes(fault: Arc<FaultSlot>) {
+fn stop_when_a_peer_goes(ctx: Arc<Context>, writer: Option<Arc<Writer>>) {
     let previous = std::panic::take_hook();
+    let began = Instant::now();
     std::panic::set_hook(Box::new(move |info| {
         previous(info);
         let network = std::thread::current()
             .name()
             .is_some_and(|n| n.starts_with("timely:send") || n.starts_with("timely:recv"));
-        if network {
-            let what = info
-                .payload()
-                .downcast_ref::<String>()
-                .map(String::as_str)
-                .or_else(|| info.payload().downcast_ref::<&str>().copied())
-                .unwrap_or("no reason given");
-            fault.set(&Error::External {
-                system: crate::core::error::CLUSTER,
-                message: format!(
-                    "the connection to a peer process broke ({what}); stopping this process too"
-                ),
-                retryable: true,
-            });
+        if !network {
+            return;
+        }
+        let what = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("no reason given");
+        ctx.fault.set(&Error::External {
+            system: crate::core::error::CLUSTER,
+            message: format!(
+                "the connection to a peer process broke ({what}); stopping this process too"
+            ),
+            retryable: true,
+        });
+        // Stopping too, the peer may have gone once the final checkpoint was
+        // complete (the process that writes its manifest sees that first).
+        // Waiting here, before timely's threads fail behind this one, lets
+        // this process see it and end as a stop does.
+        if let (true, Some(w)) = (ctx.stop.load(Ordering::Relaxed), &writer) {
+            if w.awaited_completes_within(Duration::from_secs(5)) {
+                println!(
+                    "{}",
+                    ctx.stats.snapshot().summary(began.elapsed().as_secs_f64())
+                );
+                std::process::exit(0);
+            }
         }
     }));
 }

@@ -125,41 +125,39 @@ impl Deployment {
 
     /// Restarts `service` (SIGTERM, then start).
     pub fn restart(&self, service: &str) {
-        self.compose_ok(&["restart", "-t", "30", service]);
+        self.compose_ok(&["restart", "-t", "10", service]);
     }
 
-    /// Starts the broker with `topics` (name, partitions) and the S3 store
-    /// with bucket `popularity`; returns (broker address, S3 endpoint), both
+    /// Starts the S3 store with the buckets `popularity` and `tansu`, then
+    /// the broker with its log in `storage` (`memory://tansu/`, or
+    /// `s3://tansu/` in the S3 container to survive a restart) and `topics`
+    /// (name, partitions); returns (broker address, S3 endpoint), both
     /// container addresses this host reaches directly.
-    pub fn infra(&self, topics: &[(&str, u32)]) -> (String, String) {
-        self.up(&["kafka", "garage"], false);
-        for (name, parts) in topics {
-            let p = parts.to_string();
+    pub fn infra(&self, topics: &[(&str, u32)], storage: &str) -> (String, String) {
+        self.up(&["garage"], false);
+        for bucket in ["popularity", "tansu"] {
+            let dir = "/home/infra/garage";
             self.retry_exec(
-                "kafka",
-                &[
-                    "tansu",
-                    "topic",
-                    "create",
-                    name,
-                    "--partitions",
-                    &p,
-                    "--broker",
-                    "tcp://127.0.0.1:9092",
-                ],
+                "garage",
+                &["bash", "/opt/garage.sh", "bucket", bucket, "--dir", dir],
             );
         }
-        self.retry_exec(
-            "garage",
-            &[
-                "bash",
-                "/opt/garage.sh",
-                "bucket",
-                "popularity",
-                "--dir",
-                "/home/infra/garage",
-            ],
-        );
+        self.up_with(&["kafka"], false, &[("KAFKA_STORAGE", storage)]);
+        for (name, parts) in topics {
+            let p = parts.to_string();
+            let broker = "tcp://127.0.0.1:9092";
+            let create = [
+                "tansu",
+                "topic",
+                "create",
+                name,
+                "--partitions",
+                &p,
+                "--broker",
+                broker,
+            ];
+            self.retry_exec("kafka", &create);
+        }
         (
             format!("{}:9092", self.ip("kafka")),
             format!("http://{}:3900", self.ip("garage")),
