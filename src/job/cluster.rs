@@ -53,14 +53,15 @@ pub fn execute(config: timely::Config, ctx: Arc<Context>) -> Result<StatsSnapsho
         _ => None,
     };
     let workers_writer = writer.clone();
+    let began = Instant::now();
     if cluster {
-        stop_when_a_peer_goes(ctx.clone(), writer.clone());
+        stop_when_a_peer_goes(ctx.clone(), writer.clone(), began);
     }
     let local = match &config.communication {
         timely::CommunicationConfig::Cluster { threads, .. } => *threads,
         _ => 1,
     };
-    let (began, left) = (Instant::now(), Arc::new(AtomicUsize::new(0)));
+    let left = Arc::new(AtomicUsize::new(0));
     let guards = timely::execute(config, move |worker| {
         formed.store(true, Ordering::Release);
         let result = run_worker(worker, &shared, workers_writer.clone());
@@ -107,24 +108,27 @@ pub fn execute(config: timely::Config, ctx: Arc<Context>) -> Result<StatsSnapsho
 /// replacement from the checkpoint just written.
 fn leave_cluster(ctx: &Context, left: &AtomicUsize, local: usize, began: Instant) -> ! {
     if left.fetch_add(1, Ordering::AcqRel) + 1 >= local {
-        println!(
-            "{}",
-            ctx.stats.snapshot().summary(began.elapsed().as_secs_f64())
-        );
-        std::process::exit(0);
+        exit_stopped(ctx, began);
     }
     loop {
         std::thread::park();
     }
 }
 
+/// Ends a process that stopped with its final checkpoint complete: the
+/// summary line a run prints at its end, then status 0.
+fn exit_stopped(ctx: &Context, began: Instant) -> ! {
+    let secs = began.elapsed().as_secs_f64();
+    println!("{}", ctx.stats.snapshot().summary(secs));
+    std::process::exit(0);
+}
+
 /// A peer process that goes away shows up only as a panic of timely's
 /// network threads, which the workers never see: they would wait for the
 /// peer forever. The panic becomes this process's fault, so it stops too
 /// (and, restarted, resumes from the last checkpoint with its peers).
-fn stop_when_a_peer_goes(ctx: Arc<Context>, writer: Option<Arc<Writer>>) {
+fn stop_when_a_peer_goes(ctx: Arc<Context>, writer: Option<Arc<Writer>>, began: Instant) {
     let previous = std::panic::take_hook();
-    let began = Instant::now();
     std::panic::set_hook(Box::new(move |info| {
         previous(info);
         let network = std::thread::current()
@@ -152,11 +156,7 @@ fn stop_when_a_peer_goes(ctx: Arc<Context>, writer: Option<Arc<Writer>>) {
         // this process see it and end as a stop does.
         if let (true, Some(w)) = (ctx.stop.load(Ordering::Relaxed), &writer) {
             if w.awaited_completes_within(Duration::from_secs(5)) {
-                println!(
-                    "{}",
-                    ctx.stats.snapshot().summary(began.elapsed().as_secs_f64())
-                );
-                std::process::exit(0);
+                exit_stopped(&ctx, began);
             }
         }
     }));

@@ -13,8 +13,7 @@ use crate::common::*;
 use popularity::sink::s3::S3Store;
 
 /// A job file for the deployment: reads `events` until idle, publishes to
-/// `prefix` in the S3 container, checkpoints every 2 s; its dead letters go
-/// without idempotence (see [`no_idempotence`]).
+/// `prefix` in the S3 container, checkpoints every 2 s.
 fn job(name: &str, prefix: &str) -> String {
     format!(
         "[job]\nname = \"{name}\"\n\
@@ -23,7 +22,6 @@ fn job(name: &str, prefix: &str) -> String {
          [catalog]\ntitles = 400\n\
          [sink]\nkind = \"s3\"\n\
          [sink.s3]\nbucket = \"popularity\"\nprefix = \"{prefix}\"\nregion = \"garage\"\nendpoint = \"http://garage:3900\"\npath-style = true\n\
-         [source.kafka.properties]\n\"enable.idempotence\" = \"false\"\n\
          [checkpoint]\ninterval = \"2s\"\n"
     )
 }
@@ -52,26 +50,13 @@ fn produce_paced(
     total: u64,
     done: &AtomicBool,
 ) {
-    let cfg = popularity::source::kafka::KafkaConfig {
-        brokers: broker.to_string(),
-        properties: no_idempotence(),
-        ..Default::default()
-    };
     let mut next = 0;
     while next < total && !done.load(Ordering::Relaxed) {
         let end = (next + 1_000).min(total);
-        produce_with(&cfg, "events", g, next..end, 2_000.0);
+        produce_at_rate(broker, "events", g, next..end, 2_000.0);
         next = end;
     }
-    produce_with(&cfg, "events", g, next..total, 0.0);
-}
-
-/// The test broker forgets idempotent producers' state when it restarts
-/// (a producer then fails with OutOfOrderSequenceNumber): producers here go
-/// without idempotence. A record sent twice is then twice in the topic,
-/// which the recount and the reference read as they find it.
-fn no_idempotence() -> std::collections::BTreeMap<String, String> {
-    [("enable.idempotence".to_string(), "false".to_string())].into()
+    produce_at_rate(broker, "events", g, next..total, 0.0);
 }
 
 /// Whether `addr` answers `/readyz` with 200 now.
@@ -215,9 +200,9 @@ struct Run {
 }
 
 impl Run {
-    fn begin(name: &str, seed: u64, broker_storage: &str) -> Run {
+    fn begin(name: &str, seed: u64) -> Run {
         let d = Deployment::new(name, &job(name, name));
-        let (broker, s3) = d.infra(&[("events", 6), ("events-dlq", 1)], broker_storage);
+        let (broker, s3) = d.infra(&[("events", 6), ("events-dlq", 1)]);
         let done = Arc::new(AtomicBool::new(false));
         let producer = {
             let (broker, g, done) = (
@@ -299,7 +284,7 @@ impl Run {
 
 #[test]
 fn three_job_containers_crashed_ten_times_match_an_uninterrupted_run_and_the_recount() {
-    let mut run = Run::begin("crashy", 71, "memory://tansu/");
+    let mut run = Run::begin("crashy", 71);
     run.d.up(&JOBS, false);
     let mut rng = popularity::core::rng::SplitMix64::new(17);
     let first = run.formed(&JOBS, "start");
@@ -350,7 +335,7 @@ fn next_image() -> String {
 
 #[test]
 fn a_rolling_upgrade_a_store_restart_and_a_rescale_to_two_containers_change_no_hour() {
-    let mut run = Run::begin("ops", 72, "memory://tansu/");
+    let mut run = Run::begin("ops", 72);
     let next = next_image();
     run.d.up(&JOBS, false);
     run.formed(&JOBS, "start");

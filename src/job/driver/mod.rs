@@ -120,7 +120,9 @@ impl<'a> Driver<'a> {
             }
             if let Some(fault) = self.ctx.fault.get() {
                 // While stopping, a peer that went away is no reason to give
-                // up the final checkpoint: its parts may all be written.
+                // up the final checkpoint: its parts may all be written, and
+                // the peer-loss hook (job::cluster) is waiting to see it
+                // complete; returning the fault would exit 69 before it does.
                 if stopping.is_none() || !fault.is_peer_gone() {
                     return Err(fault);
                 }

@@ -257,21 +257,10 @@ pub fn produce_at_rate(
         brokers: brokers.to_string(),
         ..Default::default()
     };
-    produce_with(&cfg, topic, g, range, rate);
-}
-
-/// As [`produce_at_rate`], with the producer configured by `cfg`.
-pub fn produce_with(
-    cfg: &popularity::source::kafka::KafkaConfig,
-    topic: &str,
-    g: &Generator,
-    range: std::ops::Range<u64>,
-    rate: f64,
-) {
     let stop = std::sync::atomic::AtomicBool::new(false);
     let records = range.map(|i| match g.item(i) {
         GenItem::Event(e) => (e.user_id.to_string().into_bytes(), e.to_json().into_bytes()),
         GenItem::Malformed(s) => (b"malformed".to_vec(), s.into_bytes()),
     });
-    popularity::source::kafka::produce(cfg, topic, records, rate, &stop, |_| {}).expect("produce");
+    popularity::source::kafka::produce(&cfg, topic, records, rate, &stop, |_| {}).expect("produce");
 }

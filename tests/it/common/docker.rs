@@ -128,21 +128,25 @@ impl Deployment {
         self.compose_ok(&["restart", "-t", "10", service]);
     }
 
-    /// Starts the S3 store with the buckets `popularity` and `tansu`, then
-    /// the broker with its log in `storage` (`memory://tansu/`, or
-    /// `s3://tansu/` in the S3 container to survive a restart) and `topics`
-    /// (name, partitions); returns (broker address, S3 endpoint), both
-    /// container addresses this host reaches directly.
-    pub fn infra(&self, topics: &[(&str, u32)], storage: &str) -> (String, String) {
+    /// Starts the S3 store with the bucket `popularity`, then the broker
+    /// (its log in memory) with `topics` (name, partitions); returns (broker
+    /// address, S3 endpoint), both container addresses this host reaches
+    /// directly.
+    pub fn infra(&self, topics: &[(&str, u32)]) -> (String, String) {
         self.up(&["garage"], false);
-        for bucket in ["popularity", "tansu"] {
-            let dir = "/home/infra/garage";
-            self.retry_exec(
-                "garage",
-                &["bash", "/opt/garage.sh", "bucket", bucket, "--dir", dir],
-            );
-        }
-        self.up_with(&["kafka"], false, &[("KAFKA_STORAGE", storage)]);
+        let dir = "/home/infra/garage";
+        self.retry_exec(
+            "garage",
+            &[
+                "bash",
+                "/opt/garage.sh",
+                "bucket",
+                "popularity",
+                "--dir",
+                dir,
+            ],
+        );
+        self.up(&["kafka"], false);
         for (name, parts) in topics {
             let p = parts.to_string();
             let broker = "tcp://127.0.0.1:9092";
