@@ -34,11 +34,19 @@ case "$PEER" in
   *) config_error "PEER=$PEER has no {i} for the ordinal" ;;
 esac
 # One line per process, in ordinal order: the hostfile -h reads. Written
-# whole, then renamed, so a restart never reads half a file.
+# whole, then renamed, so a restart never reads half a file. A process
+# listens at its own line; that line is every address of its host, not
+# the one its name resolves to: a pod's name may not resolve yet when it
+# starts, and a host that lost and regained its network may have a new
+# address that a stale hosts entry does not have.
 i=0
 : > "$HOSTFILE.tmp"
 while [ "$i" -lt "$REPLICAS" ]; do
-  echo "$PEER" | sed "s/{i}/$i/g" >> "$HOSTFILE.tmp"
+  if [ "$i" -eq "$ordinal" ]; then
+    echo "0.0.0.0:${PEER##*:}" >> "$HOSTFILE.tmp"
+  else
+    echo "$PEER" | sed "s/{i}/$i/g" >> "$HOSTFILE.tmp"
+  fi
   i=$((i + 1))
 done
 mv "$HOSTFILE.tmp" "$HOSTFILE"

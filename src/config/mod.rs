@@ -115,6 +115,7 @@ impl JobConfig {
             return Err(Error::Config("source.batch must be at least 1".into()));
         }
         self.job.connect_timeout_ms()?;
+        self.job.peer_timeout()?;
         parse_duration(&self.checkpoint.interval)
             .map_err(|e| Error::Config(format!("checkpoint.interval: {e}")))?;
         self.checkpoint.stop_limit()?;

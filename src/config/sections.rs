@@ -57,6 +57,11 @@ pub struct JobSection {
     /// connect before it gives up with an error (a peer that failed to start
     /// would otherwise leave it waiting forever).
     pub connect_timeout: String,
+    /// How long a process of a multi-process job lets a peer go without
+    /// acknowledging what it was sent (or answering a probe) before it
+    /// gives up on the peer and stops: a peer that is cut off closes no
+    /// connection, and would otherwise be waited for forever.
+    pub peer_timeout: String,
 }
 
 impl Default for JobSection {
@@ -64,6 +69,7 @@ impl Default for JobSection {
         JobSection {
             name: "popularity".into(),
             connect_timeout: "120s".into(),
+            peer_timeout: "20s".into(),
         }
     }
 }
@@ -73,6 +79,17 @@ impl JobSection {
     pub fn connect_timeout_ms(&self) -> Result<Millis, Error> {
         parse_duration(&self.connect_timeout)
             .map_err(|e| Error::Config(format!("job.connect-timeout: {e}")))
+    }
+
+    /// `peer-timeout`, at least one second.
+    pub fn peer_timeout(&self) -> Result<std::time::Duration, Error> {
+        match parse_duration(&self.peer_timeout) {
+            Ok(ms) if ms >= 1000 => Ok(std::time::Duration::from_millis(ms as u64)),
+            Ok(_) => Err(Error::Config(
+                "job.peer-timeout: must be at least 1s".into(),
+            )),
+            Err(e) => Err(Error::Config(format!("job.peer-timeout: {e}"))),
+        }
     }
 }
 

@@ -62,7 +62,10 @@ pub fn execute(config: timely::Config, ctx: Arc<Context>) -> Result<StatsSnapsho
         _ => 1,
     };
     let left = Arc::new(AtomicUsize::new(0));
-    let guards = timely::execute(config, move |worker| {
+    // Connecting blocks until every peer is there (bounded by the thread above).
+    let peer_timeout = ctx.job.job.peer_timeout()?;
+    let (builders, network) = super::network::connect(config.communication, peer_timeout)?;
+    let guards = timely::execute::execute_from(builders, network, config.worker, move |worker| {
         formed.store(true, Ordering::Release);
         let result = run_worker(worker, &shared, workers_writer.clone());
         if result.is_ok() && cluster && shared.stop.load(Ordering::Relaxed) {

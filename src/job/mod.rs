@@ -4,6 +4,7 @@
 //!
 //! - [`context`]: what the workers of a process share; opening stores and sources.
 //! - [`cluster`]: running the workers, in one process or as part of a cluster.
+//! - `network`: the connections between a cluster's processes, and their silence bound.
 //! - `worker`: one worker's start: restore, build ([`graph`]), re-insert, drive.
 //! - [`graph`]: the dataflow of one worker, on one screen.
 //! - `driver`: the per-worker feeding loop and how a batch is judged.
@@ -14,6 +15,7 @@ pub mod context;
 mod driver;
 pub mod graph;
 mod model_feed;
+mod network;
 mod restore;
 mod worker;
 

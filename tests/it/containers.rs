@@ -127,7 +127,8 @@ fn the_image_runs_unprivileged_without_a_compiler_and_the_start_script_checks_it
     .parse()
     .expect("size");
     assert!(size < 250 << 20, "the image is {size} bytes");
-    // The start script writes the hostfile from PEER and takes -p from the hostname.
+    // The start script writes the hostfile from PEER and takes -p from the
+    // hostname; a process listens on every address of its host.
     let hosts = docker(&[
         "run",
         "--rm",
@@ -147,7 +148,7 @@ fn the_image_runs_unprivileged_without_a_compiler_and_the_start_script_checks_it
     ]);
     let text = String::from_utf8_lossy(&hosts.stdout);
     assert!(
-        text.contains("popularity-0.popularity.ns.svc:2101\npopularity-1.popularity.ns.svc:2101\npopularity-2.popularity.ns.svc:2101\n"),
+        text.contains("popularity-0.popularity.ns.svc:2101\n0.0.0.0:2101\npopularity-2.popularity.ns.svc:2101\n"),
         "hostfile: {text}"
     );
     for (hostname, replicas, peer, want) in [
@@ -377,4 +378,78 @@ fn a_rolling_upgrade_a_store_restart_and_a_rescale_to_two_containers_change_no_h
         false,
         "rolling upgrade, store restart, rescale 3 to 2",
     );
+}
+
+#[test]
+fn a_job_container_cut_off_for_30_s_publishes_no_wrong_hour_and_the_run_ends_exact() {
+    let mut run = Run::begin("cutoff", 73);
+    run.d.up(&JOBS, false);
+    run.formed(&JOBS, "start");
+    std::thread::sleep(Duration::from_secs(3));
+    let before: u32 = JOBS.iter().map(|s| run.d.state(s).2).sum();
+    run.d.cut_off("popularity-1");
+    let cut = Instant::now();
+    std::thread::sleep(Duration::from_secs(30));
+    let cut_for = cut.elapsed();
+    // Meanwhile the peers gave up on it (job.peer-timeout, 20 s) and exit
+    // to be restarted; what they publish must still be right (checked below).
+    let gave_up: u32 = ["popularity-0", "popularity-2"]
+        .iter()
+        .map(|s| run.d.state(s).2)
+        .sum();
+    run.d.reconnect("popularity-1");
+    let back = run.formed(&JOBS, "reconnect");
+    eprintln!(
+        "cut off for {:?}; restarts meanwhile {}; re-formed {back:?} after reconnecting",
+        cut_for, gave_up
+    );
+    run.finish(&JOBS);
+    let after: u32 = JOBS.iter().map(|s| run.d.state(s).2).sum();
+    assert!(
+        after > before,
+        "the processes were restarted after the cut ({before} → {after})"
+    );
+    run.check("cutoff", true, "one container cut off for 30 s");
+}
+
+#[test]
+fn the_broker_container_restarted_mid_run_loses_and_doubles_nothing() {
+    // This broker forgets idempotent producers' state when it restarts (the
+    // dead-letter producer would then fail with OutOfOrderSequenceNumber).
+    let job = job("brokerrestart", "brokerrestart")
+        + "[source.kafka.properties]\n\"enable.idempotence\" = \"false\"\n";
+    let d = Deployment::new("brokerrestart", &job);
+    let (broker, s3) = d.infra_with(&[("events", 6), ("events-dlq", 1)], true);
+    // Every event is in before the restart, written by the standard client:
+    // this broker, restarted, would assign offsets it already holds to the
+    // next records produced to a partition before one is fetched from it.
+    let dir = scratch("broker-restart-events");
+    let file = dir.join("events.jsonl");
+    write_events(&file, &messy(74, 200_000), 400);
+    produce_file_with(&broker, "events", &file, &[]);
+    d.up(&JOBS, false);
+    reformed(&d, &JOBS, Duration::from_secs(120))
+        .unwrap_or_else(|| panic!("the cluster did not form: {}", d.logs(&JOBS)));
+    d.restart("kafka");
+    let codes = d.wait_exited(&JOBS, Duration::from_secs(300));
+    assert_eq!(codes, vec![0, 0, 0], "{}", d.logs(&JOBS));
+    let records = read_topic(&broker, "events", Duration::from_secs(2));
+    assert_eq!(
+        records.values().map(Vec::len).sum::<usize>(),
+        200_000,
+        "the broker kept its log"
+    );
+    let parts: Vec<Vec<Vec<u8>>> = records
+        .values()
+        .map(|rs| rs.iter().map(|r| r.1.clone()).collect())
+        .collect();
+    let want = recount(
+        &parts,
+        &popularity::core::time::WindowSpec::hourly(),
+        120_000,
+        &limits(),
+    );
+    let got = store(&s3, "brokerrestart");
+    assert_matches(&published_views(&got), &want, "broker restarted mid-run");
+    let _ = std::fs::remove_dir_all(&dir);
 }

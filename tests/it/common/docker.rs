@@ -133,20 +133,30 @@ impl Deployment {
     /// address, S3 endpoint), both container addresses this host reaches
     /// directly.
     pub fn infra(&self, topics: &[(&str, u32)]) -> (String, String) {
+        self.infra_with(topics, false)
+    }
+
+    /// As [`Deployment::infra`]; with `durable_broker` the broker keeps its
+    /// log in the S3 container (bucket `tansu`), so a restart keeps it.
+    pub fn infra_with(&self, topics: &[(&str, u32)], durable_broker: bool) -> (String, String) {
         self.up(&["garage"], false);
         let dir = "/home/infra/garage";
-        self.retry_exec(
-            "garage",
-            &[
-                "bash",
-                "/opt/garage.sh",
-                "bucket",
-                "popularity",
-                "--dir",
-                dir,
-            ],
-        );
-        self.up(&["kafka"], false);
+        let mut buckets = vec!["popularity"];
+        if durable_broker {
+            buckets.push("tansu");
+        }
+        for bucket in buckets {
+            self.retry_exec(
+                "garage",
+                &["bash", "/opt/garage.sh", "bucket", bucket, "--dir", dir],
+            );
+        }
+        let storage = if durable_broker {
+            "s3://tansu/"
+        } else {
+            "memory://tansu/"
+        };
+        self.up_with(&["kafka"], false, &[("KAFKA_STORAGE", storage)]);
         for (name, parts) in topics {
             let p = parts.to_string();
             let broker = "tcp://127.0.0.1:9092";
@@ -229,6 +239,45 @@ impl Deployment {
             .status()
             .expect("kill");
         assert!(status.success(), "kill -KILL {pid} ({service})");
+    }
+
+    /// The deployment's network, as Compose names it.
+    fn network(&self) -> String {
+        format!("{}_default", self.project)
+    }
+
+    /// Takes `service` off the network, as a lost link or a partitioned
+    /// node would: its process keeps running, nothing is closed, packets
+    /// to and from it are dropped.
+    pub fn cut_off(&self, service: &str) {
+        let out = docker(&[
+            "network",
+            "disconnect",
+            &self.network(),
+            &self.container(service),
+        ]);
+        assert!(
+            out.status.success(),
+            "disconnect {service}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Puts `service` back on the network under its name.
+    pub fn reconnect(&self, service: &str) {
+        let out = docker(&[
+            "network",
+            "connect",
+            "--alias",
+            service,
+            &self.network(),
+            &self.container(service),
+        ]);
+        assert!(
+            out.status.success(),
+            "connect {service}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     /// Waits until every one of `services` has exited for good (not
