@@ -111,6 +111,7 @@ static METRICS: &[Metric] = &[
     m("popularity_kafka_high_watermark", "The partition's end offset as the broker reports it.", Read::PartitionGauge(|_, b| kafka(b, |p| p.high_watermark as f64))),
     m("popularity_kafka_consumer_lag", "Records in the partition not read yet.", Read::PartitionGauge(|_, b| kafka(b, |p| p.lag() as f64))),
     m("popularity_kafka_offsets_lost_total", "Offsets skipped because the partition's log no longer held them (source.kafka.on-lost-offsets).", Read::PartitionCounter(|_, b| kafka(b, |p| p.lost as f64))),
+    m("popularity_kafka_offset_gaps_total", "Offsets the broker passed over between two records it handed out: normal for transaction markers and compacted topics, a loss anywhere else.", Read::PartitionCounter(|_, b| kafka(b, |p| p.gaps as f64))),
     m("popularity_partition_watermark_seconds", "Each source partition's watermark (event time, Unix seconds).", Read::PartitionGauge(|s, _| clocks(s, |c| c.0))),
     m("popularity_partition_clock_skew_seconds", "The largest distance ahead of its partition's clock of a record rejected as clock_skew.", Read::PartitionGauge(|s, _| clocks(s, |c| c.1))),
     m("popularity_trending_value", "Value ranked by (score in ppm, or views times decay) of the current top titles per category.", Read::Trending),

@@ -16,6 +16,7 @@
 
 mod client;
 mod dead_letters;
+mod partition;
 mod produce;
 
 use std::collections::{BTreeMap, HashMap};
@@ -43,6 +44,7 @@ use super::{Batch, PartitionId, Poll, Source};
 use crate::core::error::{Error, Result};
 use crate::core::event::Validation;
 use crate::core::time::parse_duration;
+use partition::Assigned;
 
 /// Record batches the client could not decode (each stops the job):
 /// `popularity_kafka_undecodable_batches_total`.
@@ -63,6 +65,10 @@ pub struct PartitionProgress {
     /// Offsets skipped because they were no longer in the log
     /// (`popularity_kafka_offsets_lost_total`).
     pub lost: u64,
+    /// Offsets the broker passed over between two records it handed out
+    /// (`popularity_kafka_offset_gaps_total`): normal for transaction
+    /// markers and compacted topics, a loss anywhere else.
+    pub gaps: u64,
 }
 
 impl PartitionProgress {
@@ -104,14 +110,6 @@ pub fn relocate(wanted: i64, low: i64, high: i64, policy: OnLostOffsets) -> Opti
         vanished + (next - low)
     };
     Some((next, skipped as u64))
-}
-
-struct Assigned {
-    id: PartitionId,
-    next_offset: i64,
-    end: Option<i64>,
-    last_data: Instant,
-    finished: bool,
 }
 
 /// One worker's partitions of the topic.
@@ -278,6 +276,8 @@ impl KafkaSource {
             next_offset,
             end,
             last_data: Instant::now(),
+            end_seen: Instant::now(),
+            unreachable: None,
             finished: false,
         });
     }
@@ -318,7 +318,11 @@ impl KafkaSource {
         for k in 0..self.parts.len() {
             let (id, next) = (self.parts[k].id, self.parts[k].next_offset);
             let range = self.watermarks(id as i32, Duration::from_millis(500));
+            if range.is_err() {
+                self.parts[k].unreachable = Some(Instant::now());
+            }
             if let Ok((low, high)) = range {
+                self.parts[k].end_seen = Instant::now();
                 let settled = self.settle(id as i32, next, low, high)?;
                 if settled != next {
                     self.parts[k].next_offset = settled;
@@ -425,6 +429,14 @@ fn job_consumer(cfg: &KafkaConfig, group: &str) -> Result<JobConsumer> {
         .map_err(|e| Error::Config(format!("Kafka consumer: {e}")))
 }
 
+/// Counts the offsets from `expected` to `got` that the broker passed over.
+fn note_gap(progress: &ProgressBoard, partition: PartitionId, expected: i64, got: i64) {
+    tracing::debug!(partition, expected, got, "the broker skipped offsets");
+    if let Ok(mut board) = progress.lock() {
+        board.entry(partition).or_default().gaps += (got - expected) as u64;
+    }
+}
+
 fn duration(text: &str, key: &str) -> Result<Duration> {
     parse_duration(text)
         .map(|ms| Duration::from_millis(ms as u64))
@@ -446,8 +458,7 @@ impl Source for KafkaSource {
         self.parts.iter().any(|p| {
             p.id == partition
                 && !p.finished
-                && p.last_data.elapsed() >= self.idle_timeout
-                && p.next_offset >= self.high_watermark(p.id)
+                && p.quiet(self.idle_timeout, self.high_watermark(p.id))
         })
     }
 
@@ -466,7 +477,7 @@ impl Source for KafkaSource {
                         .ok()
                         .and_then(|b| b.get(&part.id).map(|p| p.high_watermark))
                         .unwrap_or(i64::MAX);
-                    part.last_data.elapsed() >= idle_timeout && part.next_offset >= high
+                    part.quiet(idle_timeout, high)
                 }
                 _ => false,
             };
@@ -507,6 +518,9 @@ impl Source for KafkaSource {
                         || part.end.is_some_and(|e| offset >= e)
                     {
                         continue; // past the end, or a re-delivery after a reconnect
+                    }
+                    if offset > part.next_offset {
+                        note_gap(&self.progress, part.id, part.next_offset, offset);
                     }
                     batch.partition = part.id;
                     batch.push_raw(m.payload().unwrap_or(&[]), offset as u64, &self.limits);
