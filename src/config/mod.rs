@@ -115,7 +115,7 @@ impl JobConfig {
             return Err(Error::Config("source.batch must be at least 1".into()));
         }
         self.job.connect_timeout_ms()?;
-        self.job.peer_timeout()?;
+        self.job.heartbeat_timeout()?;
         parse_duration(&self.checkpoint.interval)
             .map_err(|e| Error::Config(format!("checkpoint.interval: {e}")))?;
         self.checkpoint.stop_limit()?;
@@ -225,5 +225,10 @@ mod tests {
         assert!(JobConfig::parse("[window]\nslide = \"7s\"\n", []).is_err());
         assert!(JobConfig::parse("[source]\nkind = \"file\"\n", []).is_err());
         assert!(JobConfig::parse("[source]\nkind = \"carrier-pigeon\"\n", []).is_err());
+        for bad in ["500ms", "soon"] {
+            let text = format!("[job]\nheartbeat-timeout = \"{bad}\"\n");
+            let err = JobConfig::parse(&text, []).expect_err(bad);
+            assert!(err.to_string().contains("job.heartbeat-timeout"), "{err}");
+        }
     }
 }

@@ -61,7 +61,7 @@ pub struct JobSection {
     /// acknowledging what it was sent (or answering a probe) before it
     /// gives up on the peer and stops: a peer that is cut off closes no
     /// connection, and would otherwise be waited for forever.
-    pub peer_timeout: String,
+    pub heartbeat_timeout: String,
 }
 
 impl Default for JobSection {
@@ -69,7 +69,7 @@ impl Default for JobSection {
         JobSection {
             name: "popularity".into(),
             connect_timeout: "120s".into(),
-            peer_timeout: "20s".into(),
+            heartbeat_timeout: "20s".into(),
         }
     }
 }
@@ -81,14 +81,14 @@ impl JobSection {
             .map_err(|e| Error::Config(format!("job.connect-timeout: {e}")))
     }
 
-    /// `peer-timeout`, at least one second.
-    pub fn peer_timeout(&self) -> Result<std::time::Duration, Error> {
-        match parse_duration(&self.peer_timeout) {
+    /// `heartbeat-timeout`, at least one second.
+    pub fn heartbeat_timeout(&self) -> Result<std::time::Duration, Error> {
+        match parse_duration(&self.heartbeat_timeout) {
             Ok(ms) if ms >= 1000 => Ok(std::time::Duration::from_millis(ms as u64)),
             Ok(_) => Err(Error::Config(
-                "job.peer-timeout: must be at least 1s".into(),
+                "job.heartbeat-timeout: must be at least 1s".into(),
             )),
-            Err(e) => Err(Error::Config(format!("job.peer-timeout: {e}"))),
+            Err(e) => Err(Error::Config(format!("job.heartbeat-timeout: {e}"))),
         }
     }
 }

@@ -63,8 +63,8 @@ pub fn execute(config: timely::Config, ctx: Arc<Context>) -> Result<StatsSnapsho
     };
     let left = Arc::new(AtomicUsize::new(0));
     // Connecting blocks until every peer is there (bounded by the thread above).
-    let peer_timeout = ctx.job.job.peer_timeout()?;
-    let (builders, network) = super::network::connect(config.communication, peer_timeout)?;
+    let heartbeat_timeout = ctx.job.job.heartbeat_timeout()?;
+    let (builders, network) = super::network::connect(config.communication, heartbeat_timeout)?;
     let guards = timely::execute::execute_from(builders, network, config.worker, move |worker| {
         formed.store(true, Ordering::Release);
         let result = run_worker(worker, &shared, workers_writer.clone());

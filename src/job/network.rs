@@ -7,7 +7,7 @@
 //! network, its node was partitioned, its pod was rescheduled elsewhere)
 //! closes nothing: without a bound, TCP retransmits for about fifteen
 //! minutes and an idle connection is never probed, so the other processes
-//! would wait for it forever. With `job.peer-timeout` set on every
+//! would wait for it forever. With `job.heartbeat-timeout` set on every
 //! connection (`TCP_USER_TIMEOUT`, and keepalive probes for connections
 //! with nothing to send), a silent peer breaks the connection within that
 //! bound; the processes stop, their restart policy brings them back, and
@@ -27,12 +27,12 @@ use timely::CommunicationConfig;
 use crate::core::error::{Error, Result, CLUSTER};
 
 /// The allocators of a cluster process whose connections to its peers
-/// break after `peer_timeout` without acknowledgement; the second value
+/// break after `heartbeat_timeout` without acknowledgement; the second value
 /// keeps the network threads alive and goes to timely with the allocators.
 /// Blocks until every peer has connected.
 pub fn connect(
     config: CommunicationConfig,
-    peer_timeout: Duration,
+    heartbeat_timeout: Duration,
 ) -> Result<(Vec<AllocatorBuilder>, Box<dyn Any + Send>)> {
     let CommunicationConfig::Cluster {
         threads,
@@ -57,7 +57,7 @@ pub fn connect(
     };
     let sockets = create_sockets(addresses, process, report).map_err(unreachable)?;
     for socket in sockets.iter().flatten() {
-        bound_silence(socket, peer_timeout).map_err(unreachable)?;
+        bound_silence(socket, heartbeat_timeout).map_err(unreachable)?;
     }
     let (builders, guard) =
         initialize_networking_from_sockets(local, sockets, process, threads, hooks)

@@ -391,7 +391,7 @@ fn a_job_container_cut_off_for_30_s_publishes_no_wrong_hour_and_the_run_ends_exa
     let cut = Instant::now();
     std::thread::sleep(Duration::from_secs(30));
     let cut_for = cut.elapsed();
-    // Meanwhile the peers gave up on it (job.peer-timeout, 20 s) and exit
+    // Meanwhile the peers gave up on it (job.heartbeat-timeout, 20 s) and exit
     // to be restarted; what they publish must still be right (checked below).
     let gave_up: u32 = ["popularity-0", "popularity-2"]
         .iter()
