@@ -59,6 +59,17 @@ fn produce_paced(
     produce_at_rate(broker, "events", g, next..total, 0.0);
 }
 
+/// The recount of `events` as read back from the broker.
+fn recount_topic(broker: &str) -> crate::common::oracle::Expected {
+    let records = read_topic(broker, "events", Duration::from_secs(2));
+    let parts: Vec<Vec<Vec<u8>>> = records
+        .values()
+        .map(|rs| rs.iter().map(|r| r.1.clone()).collect())
+        .collect();
+    let spec = popularity::core::time::WindowSpec::hourly();
+    recount(&parts, &spec, 120_000, &limits())
+}
+
 /// Whether `addr` answers `/readyz` with 200 now.
 fn ready(addr: &str) -> bool {
     use std::io::{Read, Write};
@@ -268,17 +279,7 @@ impl Run {
                 "{what}: every hour's rows"
             );
         }
-        let records = read_topic(&self.broker, "events", Duration::from_secs(2));
-        let parts: Vec<Vec<Vec<u8>>> = records
-            .values()
-            .map(|rs| rs.iter().map(|r| r.1.clone()).collect())
-            .collect();
-        let want = recount(
-            &parts,
-            &popularity::core::time::WindowSpec::hourly(),
-            120_000,
-            &limits(),
-        );
+        let want = recount_topic(&self.broker);
         assert_matches(&published_views(&store(&self.s3, prefix)), &want, what);
     }
 }
@@ -438,22 +439,8 @@ fn the_broker_container_restarted_mid_run_loses_and_doubles_nothing() {
     d.restart("kafka");
     let codes = d.wait_exited(&JOBS, Duration::from_secs(300));
     assert_eq!(codes, vec![0, 0, 0], "{}", d.logs(&JOBS));
-    let records = read_topic(&broker, "events", Duration::from_secs(2));
-    assert_eq!(
-        records.values().map(Vec::len).sum::<usize>(),
-        200_000,
-        "the broker kept its log"
-    );
-    let parts: Vec<Vec<Vec<u8>>> = records
-        .values()
-        .map(|rs| rs.iter().map(|r| r.1.clone()).collect())
-        .collect();
-    let want = recount(
-        &parts,
-        &popularity::core::time::WindowSpec::hourly(),
-        120_000,
-        &limits(),
-    );
+    let want = recount_topic(&broker);
+    assert_eq!(want.records, 200_000, "the broker kept its log");
     let got = store(&s3, "brokerrestart");
     assert_matches(&published_views(&got), &want, "broker restarted mid-run");
     let _ = std::fs::remove_dir_all(&dir);

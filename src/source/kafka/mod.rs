@@ -276,7 +276,6 @@ impl KafkaSource {
             next_offset,
             end,
             last_data: Instant::now(),
-            end_seen: Instant::now(),
             unreachable: None,
             finished: false,
         });
@@ -318,11 +317,7 @@ impl KafkaSource {
         for k in 0..self.parts.len() {
             let (id, next) = (self.parts[k].id, self.parts[k].next_offset);
             let range = self.watermarks(id as i32, Duration::from_millis(500));
-            if range.is_err() {
-                self.parts[k].unreachable = Some(Instant::now());
-            }
             if let Ok((low, high)) = range {
-                self.parts[k].end_seen = Instant::now();
                 let settled = self.settle(id as i32, next, low, high)?;
                 if settled != next {
                     self.parts[k].next_offset = settled;
@@ -400,6 +395,18 @@ impl KafkaSource {
             }
             Some(RDKafkaErrorCode::AutoOffsetReset | RDKafkaErrorCode::OffsetOutOfRange) => {
                 self.last_refresh = Instant::now() - Duration::from_secs(3);
+                Ok(())
+            }
+            Some(
+                RDKafkaErrorCode::AllBrokersDown
+                | RDKafkaErrorCode::BrokerTransportFailure
+                | RDKafkaErrorCode::NetworkException,
+            ) => {
+                // The broker is away: its partitions' silence is not quiet.
+                let now = Instant::now();
+                for part in &mut self.parts {
+                    part.unreachable = Some(now);
+                }
                 Ok(())
             }
             _ => Ok(()),

@@ -39,6 +39,16 @@ pub fn docker(args: &[&str]) -> Output {
         .expect("run docker")
 }
 
+/// `docker` with `args`, which must succeed.
+fn docker_ok(args: &[&str]) {
+    let out = docker(args);
+    assert!(
+        out.status.success(),
+        "docker {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// One Compose project of `deploy/compose.yml`, taken down (with its
 /// network) on drop.
 pub struct Deployment {
@@ -250,34 +260,17 @@ impl Deployment {
     /// node would: its process keeps running, nothing is closed, packets
     /// to and from it are dropped.
     pub fn cut_off(&self, service: &str) {
-        let out = docker(&[
-            "network",
-            "disconnect",
-            &self.network(),
-            &self.container(service),
-        ]);
-        assert!(
-            out.status.success(),
-            "disconnect {service}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let container = self.container(service);
+        docker_ok(&["network", "disconnect", &self.network(), &container]);
     }
 
     /// Puts `service` back on the network under its name.
     pub fn reconnect(&self, service: &str) {
-        let out = docker(&[
-            "network",
-            "connect",
-            "--alias",
-            service,
-            &self.network(),
-            &self.container(service),
+        let container = self.container(service);
+        let network = self.network();
+        docker_ok(&[
+            "network", "connect", "--alias", service, &network, &container,
         ]);
-        assert!(
-            out.status.success(),
-            "connect {service}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
     }
 
     /// Waits until every one of `services` has exited for good (not
