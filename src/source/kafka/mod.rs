@@ -129,6 +129,9 @@ pub struct KafkaSource {
     last_refresh: Instant,
     metadata_every: Duration,
     last_metadata: Instant,
+    /// When the client last reported the broker down or the connection to
+    /// it broken: silence since then is not quiet ([`Assigned::quiet`]).
+    unreachable: Option<Instant>,
 }
 
 impl KafkaSource {
@@ -159,6 +162,7 @@ impl KafkaSource {
             last_refresh: Instant::now(),
             metadata_every: duration(&cfg.metadata_refresh, "metadata-refresh")?,
             last_metadata: Instant::now(),
+            unreachable: None,
         };
         let all = topic_partitions(&source.consumer, cfg)?;
         let mine = source.mine(&all);
@@ -276,7 +280,6 @@ impl KafkaSource {
             next_offset,
             end,
             last_data: Instant::now(),
-            unreachable: None,
             finished: false,
         });
     }
@@ -403,10 +406,7 @@ impl KafkaSource {
                 | RDKafkaErrorCode::NetworkException,
             ) => {
                 // The broker is away: its partitions' silence is not quiet.
-                let now = Instant::now();
-                for part in &mut self.parts {
-                    part.unreachable = Some(now);
-                }
+                self.unreachable = Some(Instant::now());
                 Ok(())
             }
             _ => Ok(()),
@@ -465,7 +465,11 @@ impl Source for KafkaSource {
         self.parts.iter().any(|p| {
             p.id == partition
                 && !p.finished
-                && p.quiet(self.idle_timeout, self.high_watermark(p.id))
+                && p.quiet(
+                    self.idle_timeout,
+                    self.high_watermark(p.id),
+                    self.unreachable,
+                )
         })
     }
 
@@ -473,7 +477,7 @@ impl Source for KafkaSource {
         self.refresh()?;
         self.limits.now_ms = crate::core::time::now_ms();
         // Report finished partitions first, one per call.
-        let idle_timeout = self.idle_timeout;
+        let (idle_timeout, unreachable) = (self.idle_timeout, self.unreachable);
         for part in self.parts.iter_mut().filter(|p| !p.finished) {
             let done = match (self.cfg.until, part.end) {
                 (_, Some(end)) => part.next_offset >= end,
@@ -484,7 +488,7 @@ impl Source for KafkaSource {
                         .ok()
                         .and_then(|b| b.get(&part.id).map(|p| p.high_watermark))
                         .unwrap_or(i64::MAX);
-                    part.quiet(idle_timeout, high)
+                    part.quiet(idle_timeout, high, unreachable)
                 }
                 _ => false,
             };

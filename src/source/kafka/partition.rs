@@ -11,9 +11,6 @@ pub(super) struct Assigned {
     pub(super) next_offset: i64,
     pub(super) end: Option<i64>,
     pub(super) last_data: Instant,
-    /// When the client last reported the broker down or the connection to
-    /// it broken.
-    pub(super) unreachable: Option<Instant>,
     pub(super) finished: bool,
 }
 
@@ -24,8 +21,14 @@ impl Assigned {
     /// to deliver, and the end it reported before may be stale (records may
     /// have landed since); counted from its return, the silence gives the
     /// client time to fetch again.
-    pub(super) fn quiet(&self, idle_timeout: Duration, high: i64) -> bool {
-        let silent = match self.unreachable {
+    /// `unreachable`: when the client last reported the broker down.
+    pub(super) fn quiet(
+        &self,
+        idle_timeout: Duration,
+        high: i64,
+        unreachable: Option<Instant>,
+    ) -> bool {
+        let silent = match unreachable {
             Some(at) => self.last_data.elapsed().min(at.elapsed()),
             None => self.last_data.elapsed(),
         };
@@ -37,14 +40,16 @@ impl Assigned {
 mod tests {
     use super::*;
 
-    fn part(silent: Duration, unreachable: Option<Duration>) -> Assigned {
-        let ago = |d: Duration| Instant::now().checked_sub(d).expect("a time in the past");
+    fn ago(d: Duration) -> Instant {
+        Instant::now().checked_sub(d).expect("a time in the past")
+    }
+
+    fn part(silent: Duration) -> Assigned {
         Assigned {
             id: 0,
             next_offset: 100,
             end: None,
             last_data: ago(silent),
-            unreachable: unreachable.map(ago),
             finished: false,
         }
     }
@@ -53,12 +58,12 @@ mod tests {
     fn quiet_needs_silence_while_the_broker_was_reachable() {
         let s = Duration::from_secs;
         let idle = s(8);
-        assert!(part(s(10), None).quiet(idle, 100));
+        assert!(part(s(10)).quiet(idle, 100, None));
         // Behind the end, or not silent long enough: not quiet.
-        assert!(!part(s(10), None).quiet(idle, 101));
-        assert!(!part(s(7), None).quiet(idle, 100));
+        assert!(!part(s(10)).quiet(idle, 101, None));
+        assert!(!part(s(7)).quiet(idle, 100, None));
         // Silent for 30 s, but the broker was away until 3 s ago.
-        assert!(!part(s(30), Some(s(3))).quiet(idle, 100));
-        assert!(part(s(30), Some(s(9))).quiet(idle, 100));
+        assert!(!part(s(30)).quiet(idle, 100, Some(ago(s(3)))));
+        assert!(part(s(30)).quiet(idle, 100, Some(ago(s(9)))));
     }
 }
