@@ -11,15 +11,13 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::Operator;
+use timely::dataflow::operators::vec::{Map, Partition};
 use timely::dataflow::StreamVec;
 
-use super::live::LiveBoard;
+use super::live::{LiveUpdate, Pacer};
 use super::{follow_frontier, shard, Counts, Views};
 use crate::core::event::ContentId;
 use crate::core::stats::Stats;
-
-/// How often a shard of the live window is republished at most.
-const PUBLISH_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 use crate::core::time::{Pane, WindowSpec};
 
 /// One worker's share of one hour: the window ending at the hour's last pane.
@@ -33,7 +31,9 @@ pub struct HourTable {
     pub rows: Vec<(ContentId, i64)>,
 }
 
-/// Emits each worker's [`HourTable`] at the time of the hour's last pane.
+/// Emits each worker's [`HourTable`] at the time of the hour's last pane
+/// and, when `live`, its shard of the current window for the live board
+/// (see [`super::live`]).
 ///
 /// # Examples
 ///
@@ -57,8 +57,8 @@ pub struct HourTable {
 ///     let mut input = worker.dataflow::<u64, _, _>(|scope| {
 ///         let (input, views) = scope.new_collection::<u64, i64>();
 ///         let windowed = windowed_views(views, &window);
-///         hourly_tables(windowed, window, Arc::default(), None)
-///             .inspect(move |table| sink.lock().expect("not poisoned").push(table.clone()));
+///         let (hours, _live) = hourly_tables(windowed, window, Arc::default(), false);
+///         hours.inspect(move |table| sink.lock().expect("not poisoned").push(table.clone()));
 ///         input
 ///     });
 ///     input.advance_to(5);
@@ -78,19 +78,19 @@ pub fn hourly_tables<'scope>(
     windowed: Views<'scope>,
     window: WindowSpec,
     stats: Arc<Stats>,
-    live: Option<Arc<LiveBoard>>,
-) -> StreamVec<'scope, Pane, HourTable> {
+    live: bool,
+) -> (
+    StreamVec<'scope, Pane, HourTable>,
+    StreamVec<'scope, Pane, LiveUpdate>,
+) {
     let worker = windowed.scope().index();
     let scope = windowed.scope();
-    windowed.inner.unary_frontier(
+    let out = windowed.inner.unary_frontier(
         Exchange::new(|u: &(ContentId, Pane, i64)| shard(u.0)),
         "HourlyTables",
         move |initial, info| {
             let activator = scope.activator_for(info.address.clone());
-            // Live publication: at most about once a second; `dirty` marks unpublished changes.
-            let mut last_publish = std::time::Instant::now() - PUBLISH_EVERY;
-            let mut dirty = false;
-            let mut published_bound: Option<Pane> = None;
+            let mut pacer = Pacer::default();
             // The least time we may still emit at: downgraded to the input frontier.
             let mut held = Some(initial);
             let mut pending: BTreeMap<Pane, Vec<(ContentId, i64)>> = BTreeMap::new();
@@ -120,31 +120,25 @@ pub fn hourly_tables<'scope>(
                             let mut rows: Vec<(ContentId, i64)> =
                                 counts.iter().map(|(c, n)| (*c, *n)).collect();
                             rows.sort_unstable();
-                            output.session(&cap.delayed(&end)).give(HourTable {
-                                hour: window.hour_of(end),
-                                worker,
-                                rows,
-                            });
+                            output
+                                .session(&cap.delayed(&end))
+                                .give(Out::Hour(HourTable {
+                                    hour: window.hour_of(end),
+                                    worker,
+                                    rows,
+                                }));
                             cursor = end + 1;
                         }
                     }
-                    if next.is_none()
-                        && (dirty || bound.is_some_and(|b| Some(b) != published_bound))
-                    {
-                        if let (Some(board), Some(b)) = (live.as_ref(), bound) {
-                            let since = last_publish.elapsed();
-                            if since >= PUBLISH_EVERY {
-                                board.publish(
-                                    worker,
-                                    b.saturating_sub(1),
-                                    Arc::new(counts.clone()),
-                                );
-                                published_bound = Some(b);
-                                last_publish = std::time::Instant::now();
-                                dirty = false;
-                            } else {
-                                activator.activate_after(PUBLISH_EVERY - since);
-                            }
+                    if let (true, None, Some(cap)) = (live, next, held.as_ref()) {
+                        match pacer.due(bound) {
+                            Ok(as_of) => output.session(cap).give(Out::Live(LiveUpdate::Window {
+                                worker,
+                                as_of,
+                                counts: Arc::new(counts.clone()),
+                            })),
+                            Err(Some(wait)) => activator.activate_after(wait),
+                            Err(None) => {}
                         }
                     }
                     let Some(time) = next else { break };
@@ -158,7 +152,7 @@ pub fn hourly_tables<'scope>(
                         }
                     }
                     cursor = time;
-                    dirty = true;
+                    pacer.changed();
                 }
                 follow_frontier(&mut held, bound);
                 let now =
@@ -167,5 +161,28 @@ pub fn hourly_tables<'scope>(
                 state = now;
             }
         },
-    )
+    );
+    let mut split = out.partition(2, |o| match o {
+        Out::Hour(_) => (0, o),
+        Out::Live(_) => (1, o),
+    });
+    let (Some(live), Some(hours)) = (split.pop(), split.pop()) else {
+        unreachable!("partition gives as many streams as asked for")
+    };
+    let hours = hours.flat_map(|o| match o {
+        Out::Hour(h) => Some(h),
+        Out::Live(_) => None,
+    });
+    let live = live.flat_map(|o| match o {
+        Out::Live(l) => Some(l),
+        Out::Hour(_) => None,
+    });
+    (hours, live)
+}
+
+/// What the operator emits, before it is split in two streams.
+#[derive(Clone, Debug)]
+enum Out {
+    Hour(HourTable),
+    Live(LiveUpdate),
 }

@@ -1,16 +1,28 @@
-//! The live window, shared with the query API.
+//! The live window and model, shared with the query API.
 //!
-//! Each worker's `HourlyTables` operator (with the model: its title stage)
-//! publishes its shard of the current window counts, as of the last pane its
-//! input frontier has passed, at most about once a second. Readers get an immutable snapshot per shard; nothing
-//! here blocks a worker for more than a pointer swap.
+//! The stages that hold the window (`HourlyTables`, or with the model its
+//! title stage) and the model's shards send a [`LiveUpdate`] of their shard,
+//! as of the last pane their input frontier has passed, at most about once
+//! a second. [`publish_live`], the graph's last operator on that stream,
+//! puts each on its board; the stages themselves touch no shared state.
+//! Readers get an immutable snapshot per shard; nothing here blocks a
+//! worker for more than a pointer swap.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use timely::dataflow::channels::pact::Pipeline;
+use timely::dataflow::operators::generic::operator::Operator;
+use timely::dataflow::StreamVec;
 
 use super::Counts;
+use crate::core::model::NodeRow;
 use crate::core::time::Pane;
+
+/// How often a stage sends its shard to the boards at most.
+pub const PUBLISH_EVERY: Duration = Duration::from_secs(1);
 
 /// One shard's counts, as of a pane.
 #[derive(Clone, Debug, Default)]
@@ -21,7 +33,7 @@ pub struct LiveShard {
     pub counts: Arc<Counts>,
 }
 
-/// The shards of the workers in this process.
+/// The window's shards of the workers in this process.
 #[derive(Debug, Default)]
 pub struct LiveBoard {
     shards: Mutex<BTreeMap<usize, LiveShard>>,
@@ -46,5 +58,169 @@ impl LiveBoard {
     /// Every shard published so far, by worker.
     pub fn shards(&self) -> BTreeMap<usize, LiveShard> {
         self.shards.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+}
+
+/// The model as of the latest pane each worker has completed, for the API.
+#[derive(Debug, Default)]
+pub struct ModelBoard {
+    shards: Mutex<BTreeMap<usize, ModelShard>>,
+    version: AtomicU64,
+}
+
+/// One worker's share of the live model.
+#[derive(Clone, Debug, Default)]
+pub struct ModelShard {
+    /// The last pane whose updates are all applied.
+    pub as_of: Pane,
+    /// Node rows, by id.
+    pub rows: Arc<Vec<NodeRow>>,
+    /// Score-window views of all episodes.
+    pub total_24h: i64,
+}
+
+impl ModelBoard {
+    /// Replaces a shard (a worker's title or node stage).
+    pub fn publish(&self, slot: usize, shard: ModelShard) {
+        if let Ok(mut s) = self.shards.lock() {
+            s.insert(slot, shard);
+            self.version.fetch_add(1, Ordering::Release);
+        }
+    }
+    /// Bumped by every publish.
+    pub fn version(&self) -> u64 {
+        self.version.load(Ordering::Acquire)
+    }
+    /// Every shard published so far.
+    pub fn shards(&self) -> BTreeMap<usize, ModelShard> {
+        self.shards.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+}
+
+/// A shard on its way to a board.
+#[derive(Clone, Debug)]
+pub enum LiveUpdate {
+    /// A worker's window counts.
+    Window {
+        /// The worker whose shard this is.
+        worker: usize,
+        /// The last pane applied.
+        as_of: Pane,
+        /// Its nonzero counts.
+        counts: Arc<Counts>,
+    },
+    /// A stage's share of the model: `slot` is `2 × worker`, plus one for
+    /// the node stage.
+    Model {
+        /// Which stage of which worker.
+        slot: usize,
+        /// Its rows.
+        shard: ModelShard,
+    },
+}
+
+/// The boards a job publishes to; `None` where nobody reads (no endpoint).
+#[derive(Clone, Debug, Default)]
+pub struct Boards {
+    /// The window's counts.
+    pub window: Option<Arc<LiveBoard>>,
+    /// The model's rows.
+    pub model: Option<Arc<ModelBoard>>,
+}
+
+/// The last operator on the live stream: each update replaces its shard on
+/// its board, in this worker (no exchange: a shard is its worker's own).
+pub fn publish_live(updates: StreamVec<'_, Pane, LiveUpdate>, boards: Boards) {
+    updates.sink(Pipeline, "PublishLive", move |(input, _frontier)| {
+        input.for_each(|_cap, data| {
+            for update in data.drain(..) {
+                match (update, &boards) {
+                    (
+                        LiveUpdate::Window {
+                            worker,
+                            as_of,
+                            counts,
+                        },
+                        b,
+                    ) => {
+                        if let Some(board) = &b.window {
+                            board.publish(worker, as_of, counts);
+                        }
+                    }
+                    (LiveUpdate::Model { slot, shard }, b) => {
+                        if let Some(board) = &b.model {
+                            board.publish(slot, shard);
+                        }
+                    }
+                }
+            }
+        });
+    });
+}
+
+/// When a stage may send its shard again: at most every [`PUBLISH_EVERY`],
+/// and only when something changed (an update applied, or the frontier
+/// moved) since the last one.
+#[derive(Debug)]
+pub struct Pacer {
+    last: std::time::Instant,
+    dirty: bool,
+    sent_bound: Option<Pane>,
+}
+
+impl Default for Pacer {
+    fn default() -> Self {
+        Pacer {
+            last: std::time::Instant::now() - PUBLISH_EVERY,
+            dirty: false,
+            sent_bound: None,
+        }
+    }
+}
+
+impl Pacer {
+    /// Notes that the stage's state changed.
+    pub fn changed(&mut self) {
+        self.dirty = true;
+    }
+
+    /// `Ok(as_of)` when a shard as of pane `as_of` is due now (and counts it
+    /// as sent), `Err(Some(wait))` when one is due after `wait`, `Err(None)`
+    /// when none is due.
+    pub fn due(&mut self, bound: Option<Pane>) -> Result<Pane, Option<Duration>> {
+        let changed = self.dirty || bound.is_some_and(|b| Some(b) != self.sent_bound);
+        let b = bound.filter(|_| changed).ok_or(None)?;
+        let since = self.last.elapsed();
+        if since < PUBLISH_EVERY {
+            return Err(Some(PUBLISH_EVERY - since));
+        }
+        self.sent_bound = Some(b);
+        self.last = std::time::Instant::now();
+        self.dirty = false;
+        Ok(b.saturating_sub(1))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_shard_is_due_once_per_change_and_interval() {
+        let mut pacer = Pacer::default();
+        assert_eq!(pacer.due(None), Err(None), "no frontier, nothing to show");
+        assert_eq!(pacer.due(Some(5)), Ok(4), "the first bound is due at once");
+        assert!(
+            matches!(pacer.due(Some(6)), Err(Some(_))),
+            "not twice a second"
+        );
+        let mut idle = Pacer {
+            last: std::time::Instant::now() - PUBLISH_EVERY,
+            dirty: false,
+            sent_bound: Some(6),
+        };
+        assert_eq!(idle.due(Some(6)), Err(None), "nothing changed");
+        idle.changed();
+        assert_eq!(idle.due(Some(6)), Ok(5));
     }
 }

@@ -1,10 +1,12 @@
 //! One worker's dataflow, on one screen: views (and restored windows) in,
-//! the window or the model, hourly tables out to the store.
+//! the window or the model, hourly tables out to the store, live shards out
+//! to the query API's boards.
 //!
 //! ```text
 //!  views ──► window ──► hourly tables ─────────────┐
 //!   (or, with the model)                           ├─► parts ──► publish (_SUCCESS)
 //!  facts, carry, catalog ──► model ──► model hours ┘        (no store: probe only)
+//!                 window / model ──► live shards ──► boards (with an endpoint)
 //! ```
 
 use std::sync::Arc;
@@ -18,6 +20,7 @@ use super::Context;
 use crate::core::event::ContentId;
 use crate::core::model::{CatalogEntry, Cell, Measures, Obs};
 use crate::core::time::Pane;
+use crate::dataflow::live::{publish_live, Boards};
 use crate::dataflow::model::{model_tables, ModelHour};
 use crate::dataflow::{hourly_tables, windowed_views, HourTable};
 use crate::sink::snapshot::{publish_hours, write_model_parts, write_parts, write_trending};
@@ -50,36 +53,39 @@ pub struct ModelInputs {
 pub fn build(scope: Scope<'_, Pane>, ctx: &Context) -> (Inputs, ProbeHandle<Pane>) {
     let (views_in, views) = scope.new_collection::<ContentId, i64>();
     let (restored_in, carried) = scope.new_collection::<ContentId, i64>();
-    let live = |on: bool| on.then(|| ctx.live.clone());
     let publish = ctx.job.metrics.enabled;
-    let (model_in, model_hours, hours) = match ctx.model {
+    let (model_in, model_hours, hours, live) = match ctx.model {
         Some(spec) => {
             let (facts_in, facts) = scope.new_collection::<(ContentId, Cell), Obs>();
             let (carry_in, carry) = scope.new_collection::<ContentId, Measures>();
             let (catalog_in, catalog) = scope.new_collection::<CatalogEntry, i64>();
-            let boards = (publish.then(|| ctx.model_live.clone()), live(publish));
-            let (model, hours) = model_tables(
+            let (model, hours, live) = model_tables(
                 facts,
                 carry,
                 catalog,
                 ctx.window,
                 spec,
                 ctx.stats.clone(),
-                boards,
+                publish,
             );
             let inputs = ModelInputs {
                 facts: facts_in,
                 carry: carry_in,
                 catalog: catalog_in,
             };
-            (Some(inputs), Some(model), hours)
+            (Some(inputs), Some(model), hours, live)
         }
         None => {
             let windowed = windowed_views(views, &ctx.window).concat(carried);
-            let hours = hourly_tables(windowed, ctx.window, ctx.stats.clone(), live(publish));
-            (None, None, hours)
+            let (hours, live) = hourly_tables(windowed, ctx.window, ctx.stats.clone(), publish);
+            (None, None, hours, live)
         }
     };
+    let boards = Boards {
+        window: Some(ctx.live.clone()),
+        model: ctx.model.map(|_| ctx.model_live.clone()),
+    };
+    publish_live(live, boards);
     let probe = match &ctx.store {
         Some(store) => write_hours(ctx, store, hours, model_hours),
         None => {

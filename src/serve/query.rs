@@ -27,7 +27,7 @@ pub struct Api {
     /// Processes in the cluster; with more than one, answers merge every process's share.
     pub processes: usize,
     /// The live model, when the job maintains it.
-    pub model: Option<Arc<crate::dataflow::model::ModelBoard>>,
+    pub model: Option<Arc<crate::dataflow::live::ModelBoard>>,
     /// This process's index.
     pub process: usize,
     /// Answers already computed at the boards' current versions.
@@ -430,7 +430,7 @@ pub fn live_model(api: &Api) -> Option<Arc<LiveModel>> {
     api.answers.model(board.version(), || build_model(board))
 }
 
-fn build_model(board: &crate::dataflow::model::ModelBoard) -> Option<LiveModel> {
+fn build_model(board: &crate::dataflow::live::ModelBoard) -> Option<LiveModel> {
     let shards = board.shards();
     let as_of = shards.values().map(|s| s.as_of).min()?;
     let total_24h = shards.values().map(|s| s.total_24h).max().unwrap_or(0);

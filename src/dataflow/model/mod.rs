@@ -18,8 +18,7 @@
 //! moves its current measures from the old show to the new one at that time.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use differential_dataflow::VecCollection;
 use serde::{Deserialize, Serialize};
@@ -34,7 +33,7 @@ mod stage;
 
 use stage::{shard_stage, StageSpec};
 
-use super::live::LiveBoard;
+use super::live::LiveUpdate;
 use super::{follow_frontier, shard, HourTable};
 use crate::core::event::ContentId;
 use crate::core::model::{
@@ -70,42 +69,6 @@ pub struct ModelHour {
     pub total_24h: i64,
 }
 
-/// The model as of the latest pane each worker has completed, for the API.
-#[derive(Debug, Default)]
-pub struct ModelBoard {
-    shards: Mutex<BTreeMap<usize, ModelShard>>,
-    version: AtomicU64,
-}
-
-/// One worker's share of the live model.
-#[derive(Clone, Debug, Default)]
-pub struct ModelShard {
-    /// The last pane whose updates are all applied.
-    pub as_of: Pane,
-    /// Node rows, by id.
-    pub rows: Arc<Vec<NodeRow>>,
-    /// Score-window views of all episodes.
-    pub total_24h: i64,
-}
-
-impl ModelBoard {
-    /// Replaces a worker's shard.
-    pub fn publish(&self, worker: usize, shard: ModelShard) {
-        if let Ok(mut s) = self.shards.lock() {
-            s.insert(worker, shard);
-            self.version.fetch_add(1, Ordering::Release);
-        }
-    }
-    /// Bumped by every publish.
-    pub fn version(&self) -> u64 {
-        self.version.load(Ordering::Acquire)
-    }
-    /// Every shard published so far.
-    pub fn shards(&self) -> BTreeMap<usize, ModelShard> {
-        self.shards.lock().map(|s| s.clone()).unwrap_or_default()
-    }
-}
-
 /// A fast hasher for maps keyed by content id.
 type Fx = rustc_hash::FxBuildHasher;
 
@@ -136,11 +99,12 @@ pub fn catalog_info<'scope>(
 
 /// Builds the model from per-title facts, measures carried over a restore
 /// (already windowed) and the catalog; emits each worker's [`ModelHour`] at
-/// the last pane of every hour and publishes the live model to `live`.
+/// the last pane of every hour, and (when `live`) its shards of the live
+/// model and window for the boards (see [`super::live`]).
 ///
 /// The title stage holds every title's views in the window, so it also
 /// gives the window counts: each worker's [`HourTable`] of every hour with
-/// views (the second stream), and the live window on `live_window`. A job
+/// views (the second stream), and the live window. A job
 /// with the model does not count views a second time.
 ///
 /// Titles and their catalog info are both keyed by title, so the windows
@@ -177,9 +141,8 @@ pub fn catalog_info<'scope>(
 ///         let (facts_in, facts) = scope.new_collection();
 ///         let (_, carried) = scope.new_collection();
 ///         let (catalog_in, catalog) = scope.new_collection();
-///         let boards = (None, None);
-///         let (model, _views) =
-///             model_tables(facts, carried, catalog, window, spec, Arc::default(), boards);
+///         let (model, _views, _live) =
+///             model_tables(facts, carried, catalog, window, spec, Arc::default(), false);
 ///         model.inspect(move |hour| sink.lock().expect("not poisoned").push(hour.clone()));
 ///         (facts_in, catalog_in)
 ///     });
@@ -204,10 +167,11 @@ pub fn model_tables<'scope>(
     window: WindowSpec,
     spec: ModelSpec,
     stats: Arc<Stats>,
-    (live, live_window): (Option<Arc<ModelBoard>>, Option<Arc<LiveBoard>>),
+    live: bool,
 ) -> (
     StreamVec<'scope, Pane, ModelHour>,
     StreamVec<'scope, Pane, HourTable>,
+    StreamVec<'scope, Pane, LiveUpdate>,
 ) {
     let scope = facts.inner.scope();
     let info = catalog_info(catalog)
@@ -218,26 +182,28 @@ pub fn model_tables<'scope>(
         .inner
         .exchange(|(id, _, _)| shard(*id))
         .map(|(id, t, m)| (Side::Windowed(id, m), t, 1));
-    let stage = |titles, live, live_window| StageSpec {
+    let stage = |titles| StageSpec {
         titles,
         window,
         spec,
         live,
-        live_window,
     };
     let titles = shard_stage(
         facts.inner,
         info.clone().concat(carried),
-        stage(true, live.clone(), live_window),
+        stage(true),
         stats.clone(),
     );
-    // Deltas, hours and window counts each their own way: moved, not copied.
-    let mut split = titles.partition(3, |out| match out {
+    // Deltas, hours, window counts and live shards each their own way:
+    // moved, not copied.
+    let mut split = titles.partition(4, |out| match out {
         StageOut::Delta(..) => (0, out),
         StageOut::Hour(..) => (1, out),
         StageOut::Views(..) => (2, out),
+        StageOut::Live(..) => (3, out),
     });
-    let (Some(views), Some(title_hours), Some(deltas)) = (split.pop(), split.pop(), split.pop())
+    let (Some(title_live), Some(views), Some(title_hours), Some(deltas)) =
+        (split.pop(), split.pop(), split.pop(), split.pop())
     else {
         unreachable!("partition gives as many streams as asked for")
     };
@@ -261,23 +227,36 @@ pub fn model_tables<'scope>(
     let nodes = shard_stage(
         timely::dataflow::operators::generic::operator::empty(scope),
         info.concat(total).concat(to_nodes),
-        stage(false, live, None),
+        stage(false),
         stats,
     );
-    let hours = title_hours.concat(nodes).flat_map(|out| match out {
+    let out = title_hours.concat(nodes);
+    let mut split = out.partition(2, |out| match out {
+        StageOut::Live(..) => (1, out),
+        _ => (0, out),
+    });
+    let (Some(node_live), Some(hours)) = (split.pop(), split.pop()) else {
+        unreachable!("partition gives as many streams as asked for")
+    };
+    let hours = hours.flat_map(|out| match out {
         StageOut::Hour(h) => Some(h),
         _ => None,
     });
-    (finish_hours(hours, window, spec), views)
+    let live = title_live.concat(node_live).flat_map(|out| match out {
+        StageOut::Live(l) => Some(l),
+        _ => None,
+    });
+    (finish_hours(hours, window, spec), views, live)
 }
 
 /// What a shard stage emits: its rows of an hour, or (titles) a measure
 /// delta for an ancestor at a time, or the window counts of an hour.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug)]
 enum StageOut {
     Hour(ModelHour),
     Delta(ContentId, Pane, Measures),
     Views(HourTable),
+    Live(LiveUpdate),
 }
 
 /// Joins the title stage's and the node stage's hours of each worker:

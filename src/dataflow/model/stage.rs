@@ -11,7 +11,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
@@ -19,22 +19,19 @@ use timely::dataflow::operators::generic::operator::Operator;
 use timely::dataflow::StreamVec;
 
 use super::slots::{Outbox, Slots};
-use super::{Fx, ModelBoard, ModelHour, ModelShard, Side, StageOut, TOTAL_NODE};
+use super::{Fx, ModelHour, Side, StageOut, TOTAL_NODE};
 use crate::core::event::ContentId;
 use crate::core::model::{Cell, Delta, Info, Measures, ModelSpec, Obs};
 use crate::core::stats::Stats;
 use crate::core::time::{Pane, WindowSpec};
-use crate::dataflow::live::LiveBoard;
+use crate::dataflow::live::{LiveUpdate, ModelShard, Pacer};
 use crate::dataflow::{follow_frontier, shard, HourTable};
 
 /// Updates of one time waiting for the frontier: measures, and side updates.
 type Pending = (Vec<(ContentId, Cell, Obs)>, Vec<(Side, i64)>);
 
-/// How often the live boards (the query API's view) are refreshed.
-const PUBLISH_EVERY: Duration = Duration::from_secs(1);
-
 /// What a shard stage is for: titles or nodes, its window and model, and
-/// the boards it publishes the live model and window to.
+/// whether it sends its shard of the live model (and window) on.
 #[derive(Clone)]
 pub(super) struct StageSpec {
     /// Titles (keeps the windows, forwards to ancestors) or shows and channels.
@@ -43,10 +40,8 @@ pub(super) struct StageSpec {
     pub window: WindowSpec,
     /// The model's settings.
     pub spec: ModelSpec,
-    /// Where the live model goes, if anywhere.
-    pub live: Option<Arc<ModelBoard>>,
-    /// Where the live window goes, if anywhere (titles only).
-    pub live_window: Option<Arc<LiveBoard>>,
+    /// Send live shards: the model's rows, and (titles) the window's counts.
+    pub live: bool,
 }
 
 /// One shard stage's operator: facts exchanged by title, side updates
@@ -87,8 +82,9 @@ pub(super) fn shard_stage<'scope>(
                             output.session(&cap.delayed(&end)).give(out)
                         });
                     }
-                    if next.is_none() {
-                        if let Some(wait) = shard.publish(bound) {
+                    if let (None, Some(cap)) = (next, held.as_ref()) {
+                        let mut session = output.session(cap);
+                        if let Some(wait) = shard.live(bound, |out| session.give(out)) {
                             activator.activate_after(wait);
                         }
                     }
@@ -134,10 +130,8 @@ struct Shard {
     total: i64,
     /// The next pane whose hour may still have to be emitted.
     cursor: Pane,
-    last_publish: Instant,
-    /// Changed since the live boards were last refreshed.
-    dirty: bool,
-    published_bound: Option<Pane>,
+    /// When the live shard is due.
+    pacer: Pacer,
     /// The state size last reported to the counters.
     state: i64,
 }
@@ -157,9 +151,7 @@ impl Shard {
             outbox: Outbox::default(),
             total: 0,
             cursor: 0,
-            last_publish: Instant::now() - PUBLISH_EVERY,
-            dirty: false,
-            published_bound: None,
+            pacer: Pacer::default(),
             state: 0,
         }
     }
@@ -237,36 +229,36 @@ impl Shard {
         }
     }
 
-    /// Refreshes the live boards at most every [`PUBLISH_EVERY`]; the wait
-    /// until the next refresh is allowed, if one is due and not yet allowed.
-    fn publish(&mut self, bound: Option<Pane>) -> Option<Duration> {
-        let changed = self.dirty || bound.is_some_and(|b| Some(b) != self.published_bound);
-        let publishing = self.stage.live.is_some() || self.stage.live_window.is_some();
-        let b = bound.filter(|_| changed && publishing)?;
-        let since = self.last_publish.elapsed();
-        if since < PUBLISH_EVERY {
-            return Some(PUBLISH_EVERY - since);
+    /// Sends the live shards when due (see [`Pacer`]); the wait until the
+    /// next one is allowed, if one is due and not yet allowed.
+    fn live(&mut self, bound: Option<Pane>, mut give: impl FnMut(StageOut)) -> Option<Duration> {
+        if !self.stage.live {
+            return None;
         }
-        let as_of = b.saturating_sub(1);
+        let as_of = match self.pacer.due(bound) {
+            Ok(as_of) => as_of,
+            Err(wait) => return wait,
+        };
         let t = self.stage.window.window_bounds(as_of).1;
-        self.published_bound = Some(b);
-        if let Some(board) = self.stage.live.as_ref() {
-            let rows = self
-                .nodes
-                .rows(self.stage.titles, self.total, t, &self.stage.spec);
-            let shard = ModelShard {
+        let rows = self
+            .nodes
+            .rows(self.stage.titles, self.total, t, &self.stage.spec);
+        let shard = ModelShard {
+            as_of,
+            rows: Arc::new(rows),
+            total_24h: self.total,
+        };
+        let slot = self.worker * 2 + usize::from(!self.stage.titles);
+        give(StageOut::Live(LiveUpdate::Model { slot, shard }));
+        if self.stage.titles {
+            let counts = Arc::new(self.nodes.views().into_iter().collect());
+            let worker = self.worker;
+            give(StageOut::Live(LiveUpdate::Window {
+                worker,
                 as_of,
-                rows: Arc::new(rows),
-                total_24h: self.total,
-            };
-            board.publish(self.worker * 2 + usize::from(!self.stage.titles), shard);
+                counts,
+            }));
         }
-        if let Some(board) = self.stage.live_window.as_ref() {
-            let counts = self.nodes.views().into_iter().collect();
-            board.publish(self.worker, as_of, Arc::new(counts));
-        }
-        self.last_publish = Instant::now();
-        self.dirty = false;
         None
     }
 
@@ -279,7 +271,7 @@ impl Shard {
         self.leave(time);
         self.enter(time, facts);
         self.cursor = time;
-        self.dirty = true;
+        self.pacer.changed();
     }
 
     /// Applies the episode total and restored windows; returns the catalog changes.
