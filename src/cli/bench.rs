@@ -169,9 +169,7 @@ pub(crate) fn bench_one(args: &BenchArgs, model: bool) -> Result<(f64, f64)> {
 }
 
 pub(crate) fn consume(args: ConsumeArgs) -> Result<()> {
-    let idle = std::time::Duration::from_millis(
-        popularity::core::time::parse_duration(&args.idle).map_err(anyhow::Error::msg)? as u64,
-    );
+    let idle = humantime::parse_duration(&args.idle)?;
     let cfg = popularity::source::kafka::KafkaConfig {
         brokers: args.brokers,
         topic: args.topic,

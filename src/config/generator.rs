@@ -1,5 +1,7 @@
 //! `[source.generator]`: the synthetic traffic's shape.
 
+use std::time::Duration;
+
 use serde::{Deserialize, Serialize};
 
 /// How popularity is spread over titles.
@@ -47,11 +49,13 @@ pub struct GeneratorConfig {
     /// Share of events displaced back in time by up to `max-disorder`.
     pub out_of_order: f64,
     /// Largest displacement of an out-of-order event.
-    pub max_disorder: String,
+    #[serde(with = "humantime_serde")]
+    pub max_disorder: Duration,
     /// Share of events that arrive `late-by` behind: past any sane lateness.
     pub late: f64,
     /// How far behind a late event is.
-    pub late_by: String,
+    #[serde(with = "humantime_serde")]
+    pub late_by: Duration,
     /// Share of records that are malformed on the wire.
     pub invalid: f64,
     /// Partitions the stream is cut into (chunks of 64 items each; partition
@@ -77,9 +81,9 @@ impl Default for GeneratorConfig {
             users: 1_000_000,
             mix: [0.5, 0.4, 0.1],
             out_of_order: 0.05,
-            max_disorder: "90s".into(),
+            max_disorder: Duration::from_secs(90),
             late: 0.001,
-            late_by: "15m".into(),
+            late_by: Duration::from_secs(15 * 60),
             invalid: 0.0,
             partitions: super::DEFAULT_PARTITIONS,
         }

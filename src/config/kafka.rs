@@ -1,11 +1,11 @@
 //! `[source.kafka]`: where the brokers and topic are, and the clients' properties.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use crate::core::error::{Error, Result};
-use crate::core::time::parse_duration;
 
 /// Where to start a partition that has no checkpointed offset.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -57,13 +57,15 @@ pub struct KafkaConfig {
     /// When to stop.
     pub until: Until,
     /// A partition silent this long stops holding the watermark back.
-    pub idle_timeout: String,
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
     /// Topic for dead letters (reason, partition and offset in headers).
     pub dead_letter_topic: String,
     /// Attempts to reach the brokers at start before giving up.
     pub connect_attempts: u32,
     /// First back-off between attempts; doubles each time.
-    pub connect_backoff: String,
+    #[serde(with = "humantime_serde")]
+    pub connect_backoff: Duration,
     /// Extra librdkafka properties for every client (`"fetch.max.bytes" = "…"`).
     pub properties: BTreeMap<String, String>,
     /// librdkafka properties whose values come from environment variables
@@ -72,14 +74,16 @@ pub struct KafkaConfig {
     /// When a partition's next offset is outside its log: `fail`, `earliest` or `latest`.
     pub on_lost_offsets: OnLostOffsets,
     /// How often the topic's partition list is fetched again, to read new partitions.
-    pub metadata_refresh: String,
+    #[serde(with = "humantime_serde")]
+    pub metadata_refresh: Duration,
     /// Largest dead letter (payload and headers) sent to the dead-letter
     /// topic; a larger one is truncated to fit. Keep it under the topic's
     /// `max.message.bytes`.
     pub dead_letter_max_bytes: usize,
     /// How long a dead letter may take to be acknowledged before it is
     /// written to the local spool instead.
-    pub dead_letter_timeout: String,
+    #[serde(with = "humantime_serde")]
+    pub dead_letter_timeout: Duration,
 }
 
 impl Default for KafkaConfig {
@@ -89,16 +93,16 @@ impl Default for KafkaConfig {
             topic: "watch-events".into(),
             start: StartAt::Earliest,
             until: Until::Never,
-            idle_timeout: "30s".into(),
+            idle_timeout: Duration::from_secs(30),
             dead_letter_topic: "watch-events-dead-letters".into(),
             connect_attempts: 6,
-            connect_backoff: "250ms".into(),
+            connect_backoff: Duration::from_millis(250),
             properties: BTreeMap::new(),
             secret_properties: BTreeMap::new(),
             on_lost_offsets: OnLostOffsets::Fail,
-            metadata_refresh: "30s".into(),
+            metadata_refresh: Duration::from_secs(30),
             dead_letter_max_bytes: 1_000_000,
-            dead_letter_timeout: "30s".into(),
+            dead_letter_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -114,16 +118,8 @@ impl KafkaConfig {
         Ok(())
     }
 
-    /// Checks the durations parse and the sizes fit.
+    /// Checks the sizes fit and the topic is named.
     pub fn validate(&self) -> Result<()> {
-        parse_duration(&self.idle_timeout)
-            .map_err(|e| Error::Config(format!("source.kafka.idle-timeout: {e}")))?;
-        parse_duration(&self.connect_backoff)
-            .map_err(|e| Error::Config(format!("source.kafka.connect-backoff: {e}")))?;
-        parse_duration(&self.metadata_refresh)
-            .map_err(|e| Error::Config(format!("source.kafka.metadata-refresh: {e}")))?;
-        parse_duration(&self.dead_letter_timeout)
-            .map_err(|e| Error::Config(format!("source.kafka.dead-letter-timeout: {e}")))?;
         if self.dead_letter_max_bytes < MIN_DEAD_LETTER_BYTES {
             return Err(Error::Config(format!(
                 "source.kafka.dead-letter-max-bytes: {} is below the {MIN_DEAD_LETTER_BYTES} bytes a dead letter's headers may need",

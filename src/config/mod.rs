@@ -17,12 +17,16 @@ pub mod s3;
 mod sections;
 mod serve;
 
+use std::convert::Infallible;
 use std::path::Path;
+
+use figment::util::nest;
+use figment::value::{Dict, Map, Value};
+use figment::{Figment, Metadata, Profile, Provider};
 
 use serde::{Deserialize, Serialize};
 
 use crate::core::error::Error;
-use crate::core::time::parse_duration;
 
 pub use generator::{GeneratorConfig, Popularity};
 pub use kafka::KafkaConfig;
@@ -70,28 +74,19 @@ impl JobConfig {
         text: &str,
         overrides: impl IntoIterator<Item = (String, String)>,
     ) -> Result<JobConfig, Error> {
-        let mut doc: toml::Table = text
+        let file: toml::Table = text
             .parse()
             .map_err(|e| Error::Config(format!("job file: {e}")))?;
+        let file = Value::serialize(file).map_err(|e| Error::Config(format!("job file: {e}")))?;
+        let mut layers = Figment::from(Layer::new("the job file", file));
         for (key, value) in overrides {
-            let Some(path) = key.strip_prefix(ENV_PREFIX) else {
-                continue;
-            };
-            let parts: Vec<String> = path
-                .split("__")
-                .map(|p| p.to_ascii_lowercase().replace('_', "-"))
-                .collect();
-            if parts.iter().any(|p| p.is_empty()) {
-                return Err(Error::Config(format!(
-                    "environment override {key}: empty key segment"
-                )));
+            if let Some(path) = env_path(&key)? {
+                let value = value.parse().unwrap_or_else(|e: Infallible| match e {});
+                let layer = Layer::new(format!("environment variable {key}"), nest(&path, value));
+                layers = layers.merge(layer);
             }
-            set_path(&mut doc, &parts, parse_scalar(&value))
-                .map_err(|e| Error::Config(format!("environment override {key}: {e}")))?;
         }
-        let job: JobConfig = toml::Value::Table(doc)
-            .try_into()
-            .map_err(|e: toml::de::Error| Error::Config(format!("job file: {}", e.message())))?;
+        let job: JobConfig = layers.extract().map_err(config_error)?;
         job.validate()?;
         Ok(job)
     }
@@ -110,15 +105,13 @@ impl JobConfig {
     pub fn validate(&self) -> Result<(), Error> {
         self.window.spec()?;
         self.window.clock_rule()?;
-        self.source.max_future_ms()?;
         if self.source.batch == 0 {
             return Err(Error::Config("source.batch must be at least 1".into()));
         }
-        self.job.connect_timeout_ms()?;
         self.job.heartbeat_timeout()?;
-        parse_duration(&self.checkpoint.interval)
-            .map_err(|e| Error::Config(format!("checkpoint.interval: {e}")))?;
-        self.checkpoint.stop_limit()?;
+        if self.checkpoint.interval.is_zero() {
+            return Err(Error::Config("checkpoint.interval must be positive".into()));
+        }
         if self.sink.kind == SinkKind::S3 {
             self.sink.s3.validate()?;
         }
@@ -134,37 +127,64 @@ impl JobConfig {
     }
 }
 
-fn parse_scalar(s: &str) -> toml::Value {
-    if let Ok(i) = s.parse::<i64>() {
-        return toml::Value::Integer(i);
+/// The dotted key of an environment override (`POPULARITY__WINDOW__ALLOWED_LATENESS`
+/// → `window.allowed-lateness`), or `None` for another variable.
+fn env_path(key: &str) -> Result<Option<String>, Error> {
+    let Some(path) = key.strip_prefix(ENV_PREFIX) else {
+        return Ok(None);
+    };
+    let parts: Vec<String> = path
+        .split("__")
+        .map(|p| p.to_ascii_lowercase().replace('_', "-"))
+        .collect();
+    if parts.iter().any(|p| p.is_empty() || p.contains('.')) {
+        return Err(Error::Config(format!(
+            "environment override {key}: empty or dotted key segment"
+        )));
     }
-    if let Ok(f) = s.parse::<f64>() {
-        return toml::Value::Float(f);
-    }
-    match s {
-        "true" => toml::Value::Boolean(true),
-        "false" => toml::Value::Boolean(false),
-        _ => toml::Value::String(s.to_string()),
+    Ok(Some(parts.join(".")))
+}
+
+/// One source of settings (the job file, one environment variable), named
+/// so that an error can say where a bad value came from.
+struct Layer {
+    name: String,
+    data: Value,
+}
+
+impl Layer {
+    fn new(name: impl Into<String>, data: Value) -> Layer {
+        Layer {
+            name: name.into(),
+            data,
+        }
     }
 }
 
-fn set_path(table: &mut toml::Table, path: &[String], value: toml::Value) -> Result<(), String> {
-    match path {
-        [] => Err("empty key".into()),
-        [last] => {
-            table.insert(last.clone(), value);
-            Ok(())
-        }
-        [first, rest @ ..] => {
-            let entry = table
-                .entry(first.clone())
-                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
-            match entry {
-                toml::Value::Table(t) => set_path(t, rest, value),
-                _ => Err(format!("`{first}` is not a table")),
-            }
-        }
+impl Provider for Layer {
+    fn metadata(&self) -> Metadata {
+        Metadata::named(self.name.clone())
     }
+
+    fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
+        let dict = self.data.clone().into_dict().unwrap_or_default();
+        Ok(Profile::Default.collect(dict))
+    }
+}
+
+/// A settings error as the user wrote it: key, what is wrong, and where
+/// the value came from.
+fn config_error(errors: figment::Error) -> Error {
+    let lines: Vec<String> = errors
+        .into_iter()
+        .map(|e| {
+            let origin = e.metadata.as_ref().map(|m| format!(" (in {})", m.name));
+            let key = e.path.join(".");
+            let key = if key.is_empty() { "job".into() } else { key };
+            format!("{key}: {}{}", e.kind, origin.unwrap_or_default())
+        })
+        .collect();
+    Error::Config(lines.join("; "))
 }
 
 #[cfg(test)]
@@ -210,7 +230,7 @@ mod tests {
             ("UNRELATED".to_string(), "x".to_string()),
         ];
         let job = JobConfig::parse("[window]\nallowed-lateness = \"1m\"\n", env).expect("valid");
-        assert_eq!(job.window.lateness_ms().expect("valid"), 300_000);
+        assert_eq!(job.window.lateness_ms(), 300_000);
         assert_eq!(job.source.generator.events, 123);
         let err = JobConfig::parse(
             "",
@@ -218,6 +238,34 @@ mod tests {
         )
         .expect_err("unknown");
         assert!(err.to_string().contains("nope"), "{err}");
+    }
+
+    #[test]
+    fn durations_and_sizes_are_read_as_the_file_is_read() {
+        let text = "[window]\nallowed-lateness = \"90s\"\n[sink.s3]\nmultipart-chunk = \"6MiB\"\nmultipart-threshold = 1024\n";
+        let env = [(
+            "POPULARITY__METRICS__LISTEN".to_string(),
+            "0.0.0.0:9464".to_string(),
+        )];
+        let job = JobConfig::parse(text, env).expect("valid");
+        assert_eq!(
+            job.window.allowed_lateness,
+            std::time::Duration::from_secs(90)
+        );
+        assert_eq!(job.sink.s3.multipart_chunk.0, 6 << 20);
+        assert_eq!(job.sink.s3.multipart_threshold.0, 1024);
+        assert_eq!(job.metrics.listen, "0.0.0.0:9464");
+        let env = [(
+            "POPULARITY__CHECKPOINT__INTERVAL".to_string(),
+            "soon".to_string(),
+        )];
+        let err = JobConfig::parse("", env).expect_err("not a duration");
+        let err = err.to_string();
+        assert!(err.contains("checkpoint.interval"), "{err}");
+        assert!(err.contains("POPULARITY__CHECKPOINT__INTERVAL"), "{err}");
+        let err =
+            JobConfig::parse("[sink.s3]\nmultipart-chunk = \"8XB\"\n", []).expect_err("not a size");
+        assert!(err.to_string().contains("sink.s3.multipart-chunk"), "{err}");
     }
 
     #[test]

@@ -1,5 +1,7 @@
 //! `[sink.s3]`: the bucket, endpoint, credentials, part sizes and timeouts.
 
+use std::time::Duration;
+
 use serde::{Deserialize, Serialize};
 
 use crate::core::error::{Error, Result};
@@ -26,20 +28,25 @@ pub struct S3Config {
     /// Secret key; absent: the standard chain.
     pub secret_access_key: Option<String>,
     /// Objects larger than this go up as multipart uploads.
-    pub multipart_threshold: String,
+    pub multipart_threshold: ByteSize,
     /// Size of each multipart part (at least 5MiB).
-    pub multipart_chunk: String,
+    pub multipart_chunk: ByteSize,
     /// Longest wait for a connection to the store.
-    pub connect_timeout: String,
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
     /// Longest wait for the next bytes of a response (a hung connection ends here).
-    pub read_timeout: String,
+    #[serde(with = "humantime_serde")]
+    pub read_timeout: Duration,
     /// Longest time one attempt of a store call may take.
-    pub attempt_timeout: String,
+    #[serde(with = "humantime_serde")]
+    pub attempt_timeout: Duration,
     /// Longest time a store call may take with the client's own retries.
-    pub operation_timeout: String,
+    #[serde(with = "humantime_serde")]
+    pub operation_timeout: Duration,
     /// How long the start-up check waits (with back-off) for a store that
     /// cannot be reached yet, before it gives up.
-    pub startup_wait: String,
+    #[serde(with = "humantime_serde")]
+    pub startup_wait: Duration,
 }
 
 impl Default for S3Config {
@@ -52,14 +59,42 @@ impl Default for S3Config {
             path_style: false,
             access_key_id: None,
             secret_access_key: None,
-            multipart_threshold: "16MiB".into(),
-            multipart_chunk: "8MiB".into(),
-            connect_timeout: "5s".into(),
-            read_timeout: "30s".into(),
-            attempt_timeout: "60s".into(),
-            operation_timeout: "2m".into(),
-            startup_wait: "2m".into(),
+            multipart_threshold: ByteSize(16 << 20),
+            multipart_chunk: ByteSize(8 << 20),
+            connect_timeout: Duration::from_secs(5),
+            read_timeout: Duration::from_secs(30),
+            attempt_timeout: Duration::from_secs(60),
+            operation_timeout: Duration::from_secs(120),
+            startup_wait: Duration::from_secs(120),
         }
+    }
+}
+
+/// A size in bytes, written in a job file as `512`, `64KiB`, `8MiB` or `1GiB`
+/// and read into bytes as the file is read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ByteSize(pub usize);
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Written {
+            Bytes(usize),
+            Text(String),
+        }
+        match Written::deserialize(d)? {
+            Written::Bytes(n) => Ok(ByteSize(n)),
+            Written::Text(s) => parse_bytes(&s)
+                .map(ByteSize)
+                .map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+impl Serialize for ByteSize {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_u64(self.0 as u64)
     }
 }
 
@@ -88,13 +123,10 @@ impl S3Config {
         if self.bucket.is_empty() {
             return Err(Error::Config("sink.s3.bucket is required".into()));
         }
-        let chunk = parse_bytes(&self.multipart_chunk)
-            .map_err(|e| Error::Config(format!("sink.s3.multipart-chunk: {e}")))?;
+        let chunk = self.multipart_chunk.0;
         if chunk < MIN_PART {
             return Err(Error::Config(format!("sink.s3.multipart-chunk must be at least 5MiB (S3's minimum part size), got {chunk} bytes")));
         }
-        parse_bytes(&self.multipart_threshold)
-            .map_err(|e| Error::Config(format!("sink.s3.multipart-threshold: {e}")))?;
         self.timeouts()?;
         self.startup_wait()?;
         if self.access_key_id.is_some() != self.secret_access_key.is_some() {
@@ -106,16 +138,13 @@ impl S3Config {
     }
 }
 
-fn duration(key: &str, value: &str) -> Result<std::time::Duration> {
-    crate::core::time::parse_duration(value)
-        .ok()
-        .filter(|ms| *ms > 0)
-        .map(|ms| std::time::Duration::from_millis(ms as u64))
-        .ok_or_else(|| {
-            Error::Config(format!(
-                "sink.s3.{key}: `{value}` is not a positive duration (try 5s, 2m)"
-            ))
-        })
+fn positive(key: &str, value: Duration) -> Result<Duration> {
+    if value.is_zero() {
+        return Err(Error::Config(format!(
+            "sink.s3.{key}: must be a positive duration (try 5s, 2m)"
+        )));
+    }
+    Ok(value)
 }
 
 /// The S3 client's timeouts, read.
@@ -135,15 +164,15 @@ impl S3Config {
     /// The timeouts, each a positive duration.
     pub fn timeouts(&self) -> Result<S3Timeouts> {
         Ok(S3Timeouts {
-            connect: duration("connect-timeout", &self.connect_timeout)?,
-            read: duration("read-timeout", &self.read_timeout)?,
-            attempt: duration("attempt-timeout", &self.attempt_timeout)?,
-            operation: duration("operation-timeout", &self.operation_timeout)?,
+            connect: positive("connect-timeout", self.connect_timeout)?,
+            read: positive("read-timeout", self.read_timeout)?,
+            attempt: positive("attempt-timeout", self.attempt_timeout)?,
+            operation: positive("operation-timeout", self.operation_timeout)?,
         })
     }
 
     /// How long to wait for the store at start.
     pub fn startup_wait(&self) -> Result<std::time::Duration> {
-        duration("startup-wait", &self.startup_wait)
+        positive("startup-wait", self.startup_wait)
     }
 }

@@ -11,7 +11,9 @@ use super::{GeneratorConfig, KafkaConfig, S3Config};
 /// of the number of workers, and divisible by 1, 2, 4, 8 and 16 of them.
 pub const DEFAULT_PARTITIONS: usize = 16;
 use crate::core::error::Error;
-use crate::core::time::{parse_duration, Millis, WindowSpec};
+use std::time::Duration;
+
+use crate::core::time::{millis, Millis, WindowSpec};
 
 /// `[checkpoint]`
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -20,30 +22,30 @@ pub struct CheckpointConfig {
     /// Take checkpoints and restore from them (Kafka sources with a store).
     pub enabled: bool,
     /// Processing time between checkpoints.
-    pub interval: String,
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
     /// Complete checkpoints to keep.
     pub keep: usize,
     /// How long a stopping job waits for its final checkpoint to complete.
-    pub stop_timeout: String,
+    #[serde(with = "humantime_serde")]
+    pub stop_timeout: Duration,
 }
 
 impl Default for CheckpointConfig {
     fn default() -> Self {
         CheckpointConfig {
             enabled: true,
-            interval: "1m".into(),
+            interval: Duration::from_secs(60),
             keep: 3,
-            stop_timeout: "60s".into(),
+            stop_timeout: Duration::from_secs(60),
         }
     }
 }
 
 impl CheckpointConfig {
     /// `stop-timeout` as a duration.
-    pub fn stop_limit(&self) -> Result<std::time::Duration, Error> {
-        parse_duration(&self.stop_timeout)
-            .map(|ms| std::time::Duration::from_millis(ms.max(0) as u64))
-            .map_err(|e| Error::Config(format!("checkpoint.stop-timeout: {e}")))
+    pub fn stop_limit(&self) -> Duration {
+        self.stop_timeout
     }
 }
 
@@ -56,40 +58,40 @@ pub struct JobSection {
     /// How long a process of a multi-process job waits for its peers to
     /// connect before it gives up with an error (a peer that failed to start
     /// would otherwise leave it waiting forever).
-    pub connect_timeout: String,
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
     /// How long a process of a multi-process job lets a peer go without
     /// acknowledging what it was sent (or answering a probe) before it
     /// gives up on the peer and stops: a peer that is cut off closes no
     /// connection, and would otherwise be waited for forever.
-    pub heartbeat_timeout: String,
+    #[serde(with = "humantime_serde")]
+    pub heartbeat_timeout: Duration,
 }
 
 impl Default for JobSection {
     fn default() -> Self {
         JobSection {
             name: "popularity".into(),
-            connect_timeout: "120s".into(),
-            heartbeat_timeout: "20s".into(),
+            connect_timeout: Duration::from_secs(120),
+            heartbeat_timeout: Duration::from_secs(20),
         }
     }
 }
 
 impl JobSection {
     /// `connect-timeout` in milliseconds.
-    pub fn connect_timeout_ms(&self) -> Result<Millis, Error> {
-        parse_duration(&self.connect_timeout)
-            .map_err(|e| Error::Config(format!("job.connect-timeout: {e}")))
+    pub fn connect_timeout_ms(&self) -> Millis {
+        millis(self.connect_timeout)
     }
 
     /// `heartbeat-timeout`, at least one second.
-    pub fn heartbeat_timeout(&self) -> Result<std::time::Duration, Error> {
-        match parse_duration(&self.heartbeat_timeout) {
-            Ok(ms) if ms >= 1000 => Ok(std::time::Duration::from_millis(ms as u64)),
-            Ok(_) => Err(Error::Config(
+    pub fn heartbeat_timeout(&self) -> Result<Duration, Error> {
+        if self.heartbeat_timeout < Duration::from_secs(1) {
+            return Err(Error::Config(
                 "job.heartbeat-timeout: must be at least 1s".into(),
-            )),
-            Err(e) => Err(Error::Config(format!("job.heartbeat-timeout: {e}"))),
+            ));
         }
+        Ok(self.heartbeat_timeout)
     }
 }
 
@@ -116,7 +118,8 @@ pub struct SourceConfig {
     /// How far past the wall clock an event time may be before it is
     /// rejected (`out_of_range`). Minutes suit live traffic; a replay of
     /// future-dated test data needs more (e.g. `"400d"`).
-    pub max_future: String,
+    #[serde(with = "humantime_serde")]
+    pub max_future: Duration,
     /// Generator settings.
     pub generator: GeneratorConfig,
     /// File settings.
@@ -130,7 +133,7 @@ impl Default for SourceConfig {
         SourceConfig {
             kind: SourceKind::Generator,
             batch: 16_384,
-            max_future: "15m".into(),
+            max_future: Duration::from_secs(15 * 60),
             generator: GeneratorConfig::default(),
             file: FileConfig::default(),
             kafka: KafkaConfig::default(),
@@ -195,16 +198,20 @@ impl Default for CatalogConfig {
 #[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
 pub struct WindowConfig {
     /// Window width.
-    pub size: String,
+    #[serde(with = "humantime_serde")]
+    pub size: Duration,
     /// How often the window moves (the pane).
-    pub slide: String,
+    #[serde(with = "humantime_serde")]
+    pub slide: Duration,
     /// How far behind the newest event an event may be and still count.
-    pub allowed_lateness: String,
+    #[serde(with = "humantime_serde")]
+    pub allowed_lateness: Duration,
     /// How many panes the sources may run ahead of the slowest worker.
     pub max_lead_panes: u64,
     /// How far past a partition's clock a record may be and still move it
     /// alone; records further ahead wait for corroboration ([`crate::core::clock`]).
-    pub max_jump: String,
+    #[serde(with = "humantime_serde")]
+    pub max_jump: Duration,
     /// Records further ahead than `max-jump` that must agree before a
     /// partition's clock jumps to them.
     pub jump_quorum: usize,
@@ -216,11 +223,11 @@ pub struct WindowConfig {
 impl Default for WindowConfig {
     fn default() -> Self {
         WindowConfig {
-            size: "1h".into(),
-            slide: "1m".into(),
-            allowed_lateness: "2m".into(),
+            size: Duration::from_secs(3600),
+            slide: Duration::from_secs(60),
+            allowed_lateness: Duration::from_secs(120),
             max_lead_panes: 60,
-            max_jump: "1m".into(),
+            max_jump: Duration::from_secs(60),
             jump_quorum: 16,
             jump_patience: 1_000,
         }
@@ -280,31 +287,25 @@ impl Default for DeadLetterConfig {
 impl WindowConfig {
     /// The validated window geometry.
     pub fn spec(&self) -> Result<WindowSpec, Error> {
-        let size =
-            parse_duration(&self.size).map_err(|e| Error::Config(format!("window.size: {e}")))?;
-        let slide =
-            parse_duration(&self.slide).map_err(|e| Error::Config(format!("window.slide: {e}")))?;
-        WindowSpec::new(size, slide).map_err(|e| Error::Config(format!("window: {e}")))
+        WindowSpec::new(millis(self.size), millis(self.slide))
+            .map_err(|e| Error::Config(format!("window: {e}")))
     }
 
     /// Allowed lateness in ms.
-    pub fn lateness_ms(&self) -> Result<Millis, Error> {
-        parse_duration(&self.allowed_lateness)
-            .map_err(|e| Error::Config(format!("window.allowed-lateness: {e}")))
+    pub fn lateness_ms(&self) -> Millis {
+        millis(self.allowed_lateness)
     }
 
     /// The rule each partition's clock follows.
     pub fn clock_rule(&self) -> Result<crate::core::clock::ClockRule, Error> {
-        let max_jump_ms = parse_duration(&self.max_jump)
-            .map_err(|e| Error::Config(format!("window.max-jump: {e}")))?;
         if self.jump_quorum == 0 || self.jump_patience == 0 {
             return Err(Error::Config(
                 "window.jump-quorum and window.jump-patience must be at least 1".into(),
             ));
         }
         Ok(crate::core::clock::ClockRule {
-            lateness_ms: self.lateness_ms()?,
-            max_jump_ms,
+            lateness_ms: self.lateness_ms(),
+            max_jump_ms: millis(self.max_jump),
             quorum: self.jump_quorum,
             patience: self.jump_patience,
         })
@@ -313,8 +314,7 @@ impl WindowConfig {
 
 impl SourceConfig {
     /// The future tolerance in ms.
-    pub fn max_future_ms(&self) -> Result<Millis, Error> {
-        parse_duration(&self.max_future)
-            .map_err(|e| Error::Config(format!("source.max-future: {e}")))
+    pub fn max_future_ms(&self) -> Millis {
+        millis(self.max_future)
     }
 }

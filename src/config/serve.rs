@@ -1,5 +1,7 @@
 //! `[metrics]`: the HTTP endpoint's address, limits and token.
 
+use std::time::Duration;
+
 use serde::{Deserialize, Serialize};
 
 use crate::core::error::Error;
@@ -22,17 +24,21 @@ pub struct MetricsConfig {
     /// Most header lines in a request; beyond it the answer is 431.
     pub max_headers: usize,
     /// Time a client has to send a whole request (line and headers).
-    pub request_timeout: String,
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
     /// Requests one connection may carry before it is closed.
     pub keep_alive_requests: usize,
     /// Age at which a kept-alive connection is closed (after its request in flight).
-    pub keep_alive_max_age: String,
+    #[serde(with = "humantime_serde")]
+    pub keep_alive_max_age: Duration,
     /// Threads that compute API answers and scrapes (health never waits for them).
     pub api_threads: usize,
     /// Time to wait for another process's share of a whole-job answer.
-    pub peer_timeout: String,
+    #[serde(with = "humantime_serde")]
+    pub peer_timeout: Duration,
     /// `/healthz` turns 503 when a worker has not stepped for this long.
-    pub stall_timeout: String,
+    #[serde(with = "humantime_serde")]
+    pub stall_timeout: Duration,
     /// Bearer token required on `/api/*` (and sent to peers): `env:VAR` or
     /// `file:/path`, never the token itself; empty for none.
     pub token: String,
@@ -47,12 +53,12 @@ impl Default for MetricsConfig {
             max_connections: 512,
             max_header_bytes: 16 * 1024,
             max_headers: 64,
-            request_timeout: "10s".into(),
+            request_timeout: Duration::from_secs(10),
             keep_alive_requests: 1000,
-            keep_alive_max_age: "5m".into(),
+            keep_alive_max_age: Duration::from_secs(5 * 60),
             api_threads: 4,
-            peer_timeout: "5s".into(),
-            stall_timeout: "2m".into(),
+            peer_timeout: Duration::from_secs(5),
+            stall_timeout: Duration::from_secs(120),
             token: String::new(),
         }
     }
@@ -97,13 +103,13 @@ impl MetricsConfig {
     /// Reads the limits and resolves the token; a bad value or a missing
     /// token source is a configuration error.
     pub fn limits(&self) -> Result<ServeLimits, Error> {
-        let duration = |key: &str, v: &str| -> Result<std::time::Duration, Error> {
-            match crate::core::time::parse_duration(v) {
-                Ok(ms) if ms > 0 => Ok(std::time::Duration::from_millis(ms as u64)),
-                _ => Err(Error::Config(format!(
-                    "metrics.{key} `{v}`: a positive duration such as 10s or 2m"
-                ))),
+        let duration = |key: &str, v: Duration| -> Result<Duration, Error> {
+            if v.is_zero() {
+                return Err(Error::Config(format!(
+                    "metrics.{key}: must be a positive duration such as 10s or 2m"
+                )));
             }
+            Ok(v)
         };
         let at_least = |key: &str, v: usize, min: usize| -> Result<usize, Error> {
             if v < min {
@@ -118,12 +124,12 @@ impl MetricsConfig {
             // The HTTP parser needs 8 KiB of buffer at least.
             max_header_bytes: at_least("max-header-bytes", self.max_header_bytes, 8192)?,
             max_headers: at_least("max-headers", self.max_headers, 8)?,
-            request_timeout: duration("request-timeout", &self.request_timeout)?,
+            request_timeout: duration("request-timeout", self.request_timeout)?,
             keep_alive_requests: at_least("keep-alive-requests", self.keep_alive_requests, 1)?,
-            keep_alive_max_age: duration("keep-alive-max-age", &self.keep_alive_max_age)?,
+            keep_alive_max_age: duration("keep-alive-max-age", self.keep_alive_max_age)?,
             api_threads: at_least("api-threads", self.api_threads, 1)?,
-            peer_timeout: duration("peer-timeout", &self.peer_timeout)?,
-            stall_timeout: duration("stall-timeout", &self.stall_timeout)?,
+            peer_timeout: duration("peer-timeout", self.peer_timeout)?,
+            stall_timeout: duration("stall-timeout", self.stall_timeout)?,
             token: self.resolve_token()?,
         })
     }

@@ -25,7 +25,7 @@ pub fn execute(config: timely::Config, ctx: Arc<Context>) -> Result<StatsSnapsho
     );
     if cluster {
         let formed = formed.clone();
-        let limit = Duration::from_millis(ctx.job.job.connect_timeout_ms()? as u64);
+        let limit = ctx.job.job.connect_timeout;
         std::thread::spawn(move || {
             let began = Instant::now();
             while began.elapsed() < limit {
@@ -96,7 +96,7 @@ pub fn execute(config: timely::Config, ctx: Arc<Context>) -> Result<StatsSnapsho
     }
     if let Some(writer) = writer {
         // The last manifest of a finished source, within the stop bound.
-        writer.finish(ctx.job.checkpoint.stop_limit()?);
+        writer.finish(ctx.job.checkpoint.stop_limit());
     }
     outcome.map(|()| ctx.stats.snapshot())
 }

@@ -197,7 +197,7 @@ impl Context {
     ) -> Result<(Box<dyn Source>, String)> {
         let limits = Validation {
             now_ms: crate::core::time::now_ms(),
-            max_future_ms: self.job.source.max_future_ms()?,
+            max_future_ms: self.job.source.max_future_ms(),
         };
         Ok(match self.job.source.kind {
             SourceKind::Generator => {

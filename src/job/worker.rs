@@ -14,10 +14,10 @@ use super::model_feed::ModelFeed;
 use super::restore::{feed, restore_state, restored_clock, Restore};
 use super::{graph, Context, DeadLetterTarget};
 use crate::checkpoint::{fact_of, Checkpointer, Writer};
-use crate::core::error::{Error, Result};
+use crate::core::error::Result;
 use crate::core::event::ContentId;
 use crate::core::model::{Cell, Obs};
-use crate::core::time::{parse_duration, Pane};
+use crate::core::time::{millis, Pane};
 use crate::sink::deadletter::{DeadLetterSink, LocalDeadLetters, MemoryDeadLetters};
 use crate::source::kafka::KafkaDeadLetters;
 
@@ -84,7 +84,7 @@ fn checkpointer(
     (index, peers): (usize, usize),
     restore: Restore,
 ) -> Result<Checkpointer> {
-    let interval = parse_duration(&ctx.job.checkpoint.interval).map_err(Error::Config)?;
+    let interval = millis(ctx.job.checkpoint.interval);
     // The ledger keeps what the longest window still needs.
     let panes = ctx.window.panes();
     let kept = ctx.model.map_or(panes, |m| m.score_panes.max(panes));

@@ -8,7 +8,7 @@
 //! a failed multipart upload is aborted so none are left behind.
 
 use super::store::ObjectStore;
-pub use crate::config::s3::{parse_bytes, S3Config, MIN_PART};
+pub use crate::config::s3::{parse_bytes, ByteSize, S3Config, MIN_PART};
 use crate::core::backoff::Backoff;
 use crate::core::error::{Error, Result};
 use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
@@ -103,8 +103,8 @@ impl S3Store {
             bucket: cfg.bucket.clone(),
             prefix: cfg.prefix.trim_end_matches('/').to_string(),
             endpoint: cfg.endpoint.clone().unwrap_or_else(|| "AWS".into()),
-            threshold: parse_bytes(&cfg.multipart_threshold).map_err(Error::Config)?,
-            chunk: parse_bytes(&cfg.multipart_chunk).map_err(Error::Config)?,
+            threshold: cfg.multipart_threshold.0,
+            chunk: cfg.multipart_chunk.0,
         };
         store.wait_for_bucket(cfg.startup_wait()?)?;
         Ok(store)
@@ -410,9 +410,9 @@ mod tests {
             ..S3Config::default()
         };
         assert!(c.validate().is_ok());
-        c.multipart_chunk = "1MiB".into();
+        c.multipart_chunk = ByteSize(1 << 20);
         assert!(c.validate().is_err(), "parts below 5 MiB are refused by S3");
-        c.multipart_chunk = "5MiB".into();
+        c.multipart_chunk = ByteSize(5 << 20);
         c.access_key_id = Some("k".into());
         assert!(c.validate().is_err(), "a key without its secret");
     }

@@ -151,8 +151,8 @@ impl Generator {
         let start = crate::core::time::parse_rfc3339(&cfg.start)
             .ok_or_else(|| format!("generator start `{}` is not RFC 3339", cfg.start))?;
         check_rates(cfg)?;
-        let max_disorder = crate::core::time::parse_duration(&cfg.max_disorder)?;
-        let late_by = crate::core::time::parse_duration(&cfg.late_by)?;
+        let max_disorder = crate::core::time::millis(cfg.max_disorder);
+        let late_by = crate::core::time::millis(cfg.late_by);
         let mut lives = Vec::new();
         let ids: Vec<ContentId> = match cfg.ids {
             Some(0) => return Err("generator ids must be at least 1".into()),

@@ -134,7 +134,7 @@ fn trending_breakdown_and_title_measures_equal_the_model_recount() {
     let dir = scratch("api-model");
     let mut job = kafka_job(&dir, &broker.addr, "events");
     job.source.kafka.until = popularity::source::kafka::Until::Never;
-    job.model.clip_half_life = "10m".into();
+    job.model.clip_half_life = Duration::from_secs(600);
     let window = popularity::core::time::WindowSpec::hourly();
     let spec = job
         .model

@@ -162,7 +162,7 @@ fn unreachable_broker_and_missing_topic_are_clear_errors() {
     let dir = scratch("kafka-errors");
     let mut job = kafka_job(&dir, &format!("127.0.0.1:{}", free_port()), "events");
     job.source.kafka.connect_attempts = 2;
-    job.source.kafka.connect_backoff = "100ms".into();
+    job.source.kafka.connect_backoff = Duration::from_millis(100);
     let ctx = std::sync::Arc::new(popularity::job::Context::from_job(job).expect("valid job"));
     let started = std::time::Instant::now();
     let errors_before = popularity::source::kafka::client_errors();
@@ -206,7 +206,7 @@ fn broker_restart_mid_run_loses_and_duplicates_nothing() {
     produce_records(&broker.addr, "events", first);
     let dir = scratch("kafka-restart");
     let mut job = kafka_job(&dir, &broker.addr, "events");
-    job.source.kafka.idle_timeout = "20s".into();
+    job.source.kafka.idle_timeout = Duration::from_secs(20);
     // This broker forgets idempotent-producer state on restart (the producer
     // then fails with OutOfOrderSequenceNumber), so dead letters go without it here.
     job.source

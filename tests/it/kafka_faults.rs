@@ -143,7 +143,7 @@ fn a_record_too_large_for_the_dead_letter_topic_is_truncated_and_a_rerun_agrees(
     let mut job = kafka_job(&dir, &broker.addr, "events");
     job.source.kafka.dead_letter_max_bytes = 256 * 1024;
     job.sink.path = dir.join("store");
-    job.checkpoint.interval = "300ms".into();
+    job.checkpoint.interval = Duration::from_millis(300);
     let first = run_in_process(job.clone(), 2);
     assert_eq!(first.read, 10_000, "every record read");
     assert_eq!(first.dead_lettered as usize, want.rejected.len());
@@ -201,7 +201,7 @@ fn dead_letters_the_topic_does_not_take_are_spooled_and_counted() {
     let want = hourly(&partitions_of(&broker.addr, "events"));
     let mut job = kafka_job(&dir, &broker.addr, "events");
     job.source.kafka.dead_letter_topic = "no such topic!".into();
-    job.source.kafka.dead_letter_timeout = "2s".into();
+    job.source.kafka.dead_letter_timeout = Duration::from_secs(2);
     let before = popularity::source::kafka::undeliverable();
     let stats = run_in_process(job, 2);
     assert_eq!(stats.read, 5_000);
@@ -344,7 +344,7 @@ fn a_topic_recreated_between_runs_fails_by_default_and_is_read_with_earliest() {
     produce_file(&broker.addr, "events", &old);
     let mut job = kafka_job(&dir, &broker.addr, "events");
     job.sink.path = dir.join("store");
-    job.checkpoint.interval = "300ms".into();
+    job.checkpoint.interval = Duration::from_millis(300);
     assert_eq!(run_in_process(job.clone(), 2).read, 10_000);
 
     delete_topic(&broker, "events");
@@ -488,7 +488,7 @@ fn a_broker_behind_tls_is_read_with_verification_and_a_wrong_ca_is_a_configurati
 
     let mut wrong = job_with("other-ca.pem");
     wrong.source.kafka.connect_attempts = 3;
-    wrong.source.kafka.connect_backoff = "500ms".into();
+    wrong.source.kafka.connect_backoff = Duration::from_millis(500);
     let started = Instant::now();
     let err = start_error(wrong, "wrong CA");
     assert!(
@@ -526,7 +526,7 @@ fn sasl_settings_reach_the_client_and_a_refusal_is_a_configuration_error() {
     let mut job = kafka_job(&dir, &broker.addr, "events");
     let k = &mut job.source.kafka;
     k.connect_attempts = 3;
-    k.connect_backoff = "300ms".into();
+    k.connect_backoff = Duration::from_millis(300);
     for (key, value) in [
         ("security.protocol", "sasl_plaintext"),
         ("sasl.mechanism", "SCRAM-SHA-512"),

@@ -147,8 +147,8 @@ fn model_tables_equal_the_recount_with_catalog_changes_on_one_and_four_workers()
     let mut job = file_job(&dir, &events);
     job.catalog.topic = Some("catalog".into());
     job.source.kafka.brokers = broker.addr.clone();
-    job.model.score_window = "2h".into();
-    job.model.clip_half_life = "10m".into();
+    job.model.score_window = Duration::from_secs(2 * 3600);
+    job.model.clip_half_life = Duration::from_secs(600);
     job.model.top_k = 5;
     let spec = job
         .model

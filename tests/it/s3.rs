@@ -7,7 +7,7 @@ use std::time::Duration;
 use crate::common::oracle::{generator_partitions, recount};
 use crate::common::*;
 use popularity::config::{SinkKind, SourceKind};
-use popularity::sink::s3::S3Store;
+use popularity::sink::s3::{ByteSize, S3Store};
 use popularity::sink::snapshot::{hour_prefix, published_hours, read_hour, TITLES};
 use popularity::sink::store::ObjectStore;
 use popularity::source::DEFAULT_PARTITIONS;
@@ -123,8 +123,8 @@ fn large_objects_go_up_in_several_parts() {
     let s3 = S3::start("multipart");
     s3.bucket("popularity");
     let mut cfg = s3.config("popularity", "mp");
-    cfg.multipart_threshold = "1".into(); // everything larger than a byte is multipart
-    cfg.multipart_chunk = "5MiB".into();
+    cfg.multipart_threshold = ByteSize(1); // everything larger than a byte is multipart
+    cfg.multipart_chunk = ByteSize(5 << 20);
     let store = S3Store::connect(&cfg).expect("connects");
     let mut rng = popularity::core::rng::SplitMix64::new(5);
     let bytes: Vec<u8> = (0..(12 << 20) + 12_345)
@@ -213,7 +213,7 @@ fn missing_bucket_and_bad_credentials_fail_at_start() {
     );
     let mut down = s3.config("popularity", "");
     down.endpoint = Some(format!("http://127.0.0.1:{}", free_port()));
-    down.startup_wait = "2s".into();
+    down.startup_wait = Duration::from_secs(2);
     let began = std::time::Instant::now();
     let err = S3Store::connect(&down).err().expect("nothing listening");
     assert!(err.to_string().contains("could not reach"), "{err}");

@@ -4,6 +4,7 @@
 //! episode had a single big hour.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use crate::common::*;
 use popularity::sink::snapshot::read_table_hour;
@@ -95,7 +96,7 @@ fn a_match_spikes_and_ends_its_clips_fall_and_a_steady_show_rises() {
     std::fs::write(&catalog_path, catalog()).expect("catalog");
     let mut job = file_job(&dir, &events_path);
     job.catalog.path = Some(catalog_path);
-    job.model.clip_half_life = "10m".into();
+    job.model.clip_half_life = Duration::from_secs(600);
     job.model.top_k = 10;
     run_in_process(job.clone(), 2);
     let store = LocalStore::new(&job.sink.path).expect("store");

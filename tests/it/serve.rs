@@ -231,7 +231,7 @@ fn health_answers_within_a_second_through_slow_clients_and_api_load() {
 fn a_stalled_worker_turns_healthz_503() {
     let _alone = alone();
     let (dir, mut job) = endless_job("serve-stall");
-    job.metrics.stall_timeout = "2s".into();
+    job.metrics.stall_timeout = Duration::from_secs(2);
     let (mut ctx, addr) = serving(job);
     ctx.stall_after = Some(Duration::from_secs(3));
     let (ctx, runner) = run_in_background(ctx);

@@ -404,9 +404,11 @@ pub struct ModelConfig {
     /// Entries per ranking.
     pub top_k: usize,
     /// Width of the score window.
-    pub score_window: String,
+    #[serde(with = "humantime_serde")]
+    pub score_window: std::time::Duration,
     /// Half-life of a clip's trend after its live event ends.
-    pub clip_half_life: String,
+    #[serde(with = "humantime_serde")]
+    pub clip_half_life: std::time::Duration,
 }
 
 impl Default for ModelConfig {
@@ -414,8 +416,8 @@ impl Default for ModelConfig {
         ModelConfig {
             enabled: true,
             top_k: 10,
-            score_window: "24h".into(),
-            clip_half_life: "30m".into(),
+            score_window: std::time::Duration::from_secs(24 * 3600),
+            clip_half_life: std::time::Duration::from_secs(30 * 60),
         }
     }
 }
@@ -434,10 +436,8 @@ pub struct ModelSpec {
 impl ModelConfig {
     /// Checks and resolves the settings against a pane width.
     pub fn spec(&self, slide_ms: Millis, window_panes: u64) -> Result<ModelSpec, String> {
-        let score = crate::core::time::parse_duration(&self.score_window)
-            .map_err(|e| format!("model.score-window: {e}"))?;
-        let half = crate::core::time::parse_duration(&self.clip_half_life)
-            .map_err(|e| format!("model.clip-half-life: {e}"))?;
+        let score = crate::core::time::millis(self.score_window);
+        let half = crate::core::time::millis(self.clip_half_life);
         if score <= 0 || score % slide_ms != 0 {
             return Err(format!(
                 "model.score-window must be a positive multiple of the slide ({slide_ms} ms)"

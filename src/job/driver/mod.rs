@@ -201,7 +201,7 @@ impl<'a> Driver<'a> {
         };
         let id = cp.final_id(now_ms() as u64);
         tracing::info!(checkpoint = id, "stop requested: taking a final checkpoint");
-        let limit = self.ctx.job.checkpoint.stop_limit()?;
+        let limit = self.ctx.job.checkpoint.stop_limit();
         let source = &*self.source;
         Self::checkpoint(
             &self.ctx.stats,
@@ -226,7 +226,7 @@ impl<'a> Driver<'a> {
             tracing::info!(checkpoint = id, "final checkpoint complete; stopping");
             return Ok(true);
         }
-        let limit = self.ctx.job.checkpoint.stop_limit()?;
+        let limit = self.ctx.job.checkpoint.stop_limit();
         if cp.writer().failed(id) || since.elapsed() > limit {
             return Err(final_checkpoint_failed(id, limit));
         }

@@ -14,7 +14,6 @@ use rdkafka::ClientContext;
 use super::KafkaConfig;
 use crate::core::backoff::Backoff;
 use crate::core::error::{Error, Result};
-use crate::core::time::parse_duration;
 
 /// Errors librdkafka reported for this process's clients (it retries most
 /// of them itself): `popularity_kafka_client_errors_total`.
@@ -128,8 +127,7 @@ pub fn kafka_err(message: String, retryable: bool) -> Error {
 /// Lists the topic's partitions, retrying with back-off while the brokers
 /// are unreachable; a TLS or SASL refusal ends it as a configuration error.
 pub fn topic_partitions(consumer: &JobConsumer, cfg: &KafkaConfig) -> Result<Vec<i32>> {
-    let first = parse_duration(&cfg.connect_backoff).map_err(Error::Config)?;
-    let mut backoff = Backoff::new(Duration::from_millis(first as u64), Duration::from_secs(10));
+    let mut backoff = Backoff::new(cfg.connect_backoff, Duration::from_secs(10));
     let attempts = cfg.connect_attempts.max(1);
     let mut last = String::new();
     for attempt in 1..=attempts {
@@ -240,15 +238,14 @@ impl ProducerContext for CountingContext {
 pub fn producer<C: ProducerContext>(
     cfg: &KafkaConfig,
     ctx: C,
-    timeout: &str,
+    timeout: Duration,
 ) -> Result<BaseProducer<C>> {
     cfg.check_secrets()?;
-    let timeout_ms = parse_duration(timeout).map_err(Error::Config)?;
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", &cfg.brokers)
         .set("enable.idempotence", "true")
         .set("linger.ms", "5")
-        .set("message.timeout.ms", timeout_ms.to_string())
+        .set("message.timeout.ms", timeout.as_millis().to_string())
         .set_log_level(RDKafkaLogLevel::Info);
     // The job's properties win over these defaults.
     apply_properties(cfg, &mut c);

@@ -26,7 +26,6 @@ use serde::Serialize;
 use super::client::{bridge_log, count_error, kafka_err, producer, send_retrying};
 use super::KafkaConfig;
 use crate::core::error::{Error, Result};
-use crate::core::time::parse_duration;
 use crate::sink::deadletter::{DeadLetter, DeadLetterSink};
 
 /// Dead letters that reached neither the topic nor only the spool:
@@ -203,8 +202,7 @@ impl KafkaDeadLetters {
             spool,
             topic: cfg.dead_letter_topic.clone(),
         };
-        let timeout = parse_duration(&cfg.dead_letter_timeout)
-            .map_err(|e| Error::Config(format!("source.kafka.dead-letter-timeout: {e}")))?;
+        let timeout = cfg.dead_letter_timeout;
         // The client's own size check must not refuse what fits the budget.
         let client_max = (cfg.dead_letter_max_bytes + FRAMING_BYTES).max(1_000_000);
         let mut cfg = cfg.clone();
@@ -212,11 +210,11 @@ impl KafkaDeadLetters {
             .entry("message.max.bytes".into())
             .or_insert_with(|| client_max.to_string());
         Ok(KafkaDeadLetters {
-            producer: producer(&cfg, ctx, &cfg.dead_letter_timeout)?,
+            producer: producer(&cfg, ctx, timeout)?,
             topic: cfg.dead_letter_topic.clone(),
             max_bytes: cfg.dead_letter_max_bytes,
             // Past the message timeout every letter is acknowledged or spooled.
-            flush_timeout: Duration::from_millis(timeout as u64) + Duration::from_secs(5),
+            flush_timeout: timeout + Duration::from_secs(5),
         })
     }
 }

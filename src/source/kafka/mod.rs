@@ -43,7 +43,6 @@ pub use produce::{consume_all, produce, ProduceProgress};
 use super::{Batch, PartitionId, Poll, Source};
 use crate::core::error::{Error, Result};
 use crate::core::event::Validation;
-use crate::core::time::parse_duration;
 use partition::Assigned;
 
 /// Record batches the client could not decode (each stops the job):
@@ -156,11 +155,11 @@ impl KafkaSource {
             peers,
             parts: Vec::new(),
             slot: HashMap::new(),
-            idle_timeout: duration(&cfg.idle_timeout, "idle-timeout")?,
+            idle_timeout: cfg.idle_timeout,
             limits,
             progress,
             last_refresh: Instant::now(),
-            metadata_every: duration(&cfg.metadata_refresh, "metadata-refresh")?,
+            metadata_every: cfg.metadata_refresh,
             last_metadata: Instant::now(),
             unreachable: None,
         };
@@ -442,12 +441,6 @@ fn note_gap(progress: &ProgressBoard, partition: PartitionId, expected: i64, got
     if let Ok(mut board) = progress.lock() {
         board.entry(partition).or_default().gaps += (got - expected) as u64;
     }
-}
-
-fn duration(text: &str, key: &str) -> Result<Duration> {
-    parse_duration(text)
-        .map(|ms| Duration::from_millis(ms as u64))
-        .map_err(|e| Error::Config(format!("source.kafka.{key}: {e}")))
 }
 
 impl Source for KafkaSource {

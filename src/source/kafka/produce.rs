@@ -41,7 +41,7 @@ where
     I: Iterator<Item = (Vec<u8>, Vec<u8>)>,
 {
     let ctx = CountingContext::default();
-    let producer = producer(cfg, ctx.clone(), "300s")?;
+    let producer = producer(cfg, ctx.clone(), Duration::from_secs(300))?;
     let started = Instant::now();
     let mut last_report = Instant::now();
     let mut sent = 0u64;

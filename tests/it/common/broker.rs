@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use popularity::config::{JobConfig, SourceKind};
 use popularity::source::traffic::{GenItem, Generator, GeneratorConfig};
@@ -237,7 +238,7 @@ pub fn kafka_job(dir: &Path, brokers: &str, topic: &str) -> JobConfig {
     k.topic = topic.to_string();
     k.dead_letter_topic = format!("{topic}-dlq");
     k.until = popularity::source::kafka::Until::Idle;
-    k.idle_timeout = "3s".into();
+    k.idle_timeout = Duration::from_secs(3);
     job.sink.path = dir.join("snapshots");
     job.dead_letter.path = dir.join("dead-letters");
     job.catalog.titles = 400;

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use crate::common::oracle::Expected;
 use popularity::config::{JobConfig, SourceKind};
@@ -34,9 +35,9 @@ pub fn messy(seed: u64, events: u64) -> GeneratorConfig {
         time_rate: 4.0,
         titles: 400,
         out_of_order: 0.15,
-        max_disorder: "4m".into(),
+        max_disorder: Duration::from_secs(240),
         late: 0.03,
-        late_by: "20m".into(),
+        late_by: Duration::from_secs(1200),
         invalid: 0.02,
         ..GeneratorConfig::default()
     }
