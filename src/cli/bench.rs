@@ -8,6 +8,7 @@ use anyhow::{bail, Result};
 use clap::Args;
 
 use popularity::config::{JobConfig, SinkKind, SourceKind};
+use popularity::core::model::Rollup;
 use popularity::job::{execute, open_store, Context, DeadLetterTarget};
 use popularity::source::traffic::Popularity;
 
@@ -64,6 +65,9 @@ pub(crate) struct BenchArgs {
     /// model beside them), or `both`, one after the other in this run.
     #[arg(long, default_value = "both")]
     model: String,
+    /// How the model rolls titles up: `routes` or `differential` (a join).
+    #[arg(long, default_value = "routes")]
+    rollup: String,
     #[command(flatten)]
     cluster: Cluster,
 }
@@ -119,6 +123,11 @@ pub(crate) fn bench_one(args: &BenchArgs, model: bool) -> Result<(f64, f64)> {
     job.source.batch = 65_536;
     job.metrics.enabled = false; // no endpoint, no live-window copies: the dataflow alone
     job.model.enabled = model;
+    job.model.rollup = match args.rollup.as_str() {
+        "routes" => Rollup::Routes,
+        "differential" => Rollup::Differential,
+        other => bail!("--rollup must be routes or differential, not {other}"),
+    };
     // Every id is a catalog title, so the model resolves and rolls up each one.
     job.catalog.titles = args.ids as usize;
     if let Some(path) = &args.sink_job {

@@ -8,7 +8,7 @@ use std::time::Duration;
 use crate::common::oracle::{file_partitions, recount_model, CatalogChangeAt};
 use crate::common::*;
 use popularity::core::catalog::{Catalog, Kind, Title};
-use popularity::core::model::NodeRow;
+use popularity::core::model::{NodeRow, Rollup};
 use popularity::sink::snapshot::{published_table_hours, read_table_hour};
 use popularity::sink::store::LocalStore;
 use popularity::sink::tables::{Row, CHANNELS, SHOWS, TITLE_MEASURES, TRENDING};
@@ -155,12 +155,19 @@ fn model_tables_equal_the_recount_with_catalog_changes_on_one_and_four_workers()
         .spec(window.slide_ms, window.panes())
         .expect("model spec");
     let _ = g;
-    for workers in [1, 4] {
+    // Both rollups, the differential one on two workers (its join exchanges by key).
+    let runs = [
+        (1, Rollup::Routes),
+        (4, Rollup::Routes),
+        (2, Rollup::Differential),
+    ];
+    for (workers, rollup) in runs {
         let mut job = job.clone();
-        let root = dir.join(format!("w{workers}"));
+        job.model.rollup = rollup;
+        let root = dir.join(format!("w{workers}-{rollup:?}"));
         job.sink.path = root.join("snapshots");
         job.dead_letter.path = root.join("dead-letters");
-        job.job.name = format!("model-w{workers}");
+        job.job.name = format!("model-w{workers}-{rollup:?}");
         let stats = run_in_process(job, workers);
         let want = recount_model(
             &file_partitions(&events, DEFAULT_PARTITIONS).expect("read"),
@@ -177,7 +184,7 @@ fn model_tables_equal_the_recount_with_catalog_changes_on_one_and_four_workers()
         for (hour, (rows, top)) in &want {
             assert!(
                 published.contains(hour),
-                "{workers} workers: hour {hour} published"
+                "{workers} workers, {rollup:?}: hour {hour} published"
             );
             assert_hour_equals(&store, workers, *hour, rows, top);
         }

@@ -409,6 +409,21 @@ pub struct ModelConfig {
     /// Half-life of a clip's trend after its live event ends.
     #[serde(with = "humantime_serde")]
     pub clip_half_life: std::time::Duration,
+    /// How a title's changes reach its show, channel and the episode total.
+    pub rollup: Rollup,
+}
+
+/// How a title's changes reach its ancestors.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Rollup {
+    /// The title stage keeps each title's route (resolved when its catalog
+    /// info changes) and sends each change along it, summed per ancestor.
+    #[default]
+    Routes,
+    /// The title stage sends each title's own change; differential's
+    /// `join` with the arranged routes rolls it up.
+    Differential,
 }
 
 impl Default for ModelConfig {
@@ -418,6 +433,7 @@ impl Default for ModelConfig {
             top_k: 10,
             score_window: std::time::Duration::from_secs(24 * 3600),
             clip_half_life: std::time::Duration::from_secs(30 * 60),
+            rollup: Rollup::Routes,
         }
     }
 }
@@ -431,6 +447,8 @@ pub struct ModelSpec {
     pub score_panes: u64,
     /// Half-life, ms.
     pub half_life_ms: Millis,
+    /// How titles' changes reach their ancestors.
+    pub rollup: Rollup,
 }
 
 impl ModelConfig {
@@ -457,6 +475,7 @@ impl ModelConfig {
             top_k: self.top_k,
             score_panes,
             half_life_ms: half,
+            rollup: self.rollup,
         })
     }
 }

@@ -20,7 +20,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use differential_dataflow::VecCollection;
+use differential_dataflow::{AsCollection, VecCollection};
 use serde::{Deserialize, Serialize};
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::operator::Operator;
@@ -31,13 +31,14 @@ use timely::dataflow::StreamVec;
 mod slots;
 mod stage;
 
+use slots::{forwards_itself, targets};
 use stage::{shard_stage, StageSpec};
 
 use super::live::LiveUpdate;
 use super::{follow_frontier, shard, HourTable};
 use crate::core::event::ContentId;
 use crate::core::model::{
-    rank_all, resolve, CatalogEntry, Cell, Info, Measures, ModelSpec, NodeRow, Obs,
+    rank_all, resolve, CatalogEntry, Cell, Info, Measures, ModelSpec, NodeRow, Obs, Rollup,
 };
 use crate::core::stats::Stats;
 use crate::core::time::{Pane, WindowSpec};
@@ -174,7 +175,9 @@ pub fn model_tables<'scope>(
     StreamVec<'scope, Pane, LiveUpdate>,
 ) {
     let scope = facts.inner.scope();
-    let info = catalog_info(catalog)
+    let resolved = catalog_info(catalog);
+    let info = resolved
+        .clone()
         .inner
         .exchange(|((id, _), _, _)| shard(*id))
         .map(|((id, info), t, r)| (Side::Info(id, info), t, r));
@@ -211,6 +214,10 @@ pub fn model_tables<'scope>(
         StageOut::Delta(id, t, m) => Some((id, t, m)),
         _ => None,
     });
+    let deltas = match spec.rollup {
+        Rollup::Routes => deltas,
+        Rollup::Differential => roll_up(deltas, resolved),
+    };
     let views = views.flat_map(|out| match out {
         StageOut::Views(table) => Some(table),
         _ => None,
@@ -247,6 +254,35 @@ pub fn model_tables<'scope>(
         _ => None,
     });
     (finish_hours(hours, window, spec), views, live)
+}
+
+/// Rolls titles' own changes up to their ancestors as differential does it:
+/// a `join` with each title's targets, arranged, which also moves a title's
+/// accumulated measures when its info changes. Changes are consolidated per
+/// target within each batch, as the routes' outbox sums them.
+fn roll_up<'scope>(
+    own: StreamVec<'scope, Pane, (ContentId, Pane, Measures)>,
+    resolved: VecCollection<'scope, Pane, (ContentId, Info), i64>,
+) -> StreamVec<'scope, Pane, (ContentId, Pane, Measures)> {
+    let own = own.map(|(id, t, m)| ((id, ()), t, m)).as_collection();
+    let targets = resolved.flat_map(|(id, info)| {
+        let itself = forwards_itself(Some(&info)).then_some((id, true));
+        let up: Vec<_> = targets(Some(&info)).chain(itself).collect();
+        up.into_iter().map(move |to| (id, to))
+    });
+    own.join_map(targets, |_, &(), &to| to)
+        .inner
+        .map(
+            |((to, with_24h), t, mut m): ((ContentId, bool), Pane, Measures)| {
+                if !with_24h {
+                    m.views_24h = 0;
+                }
+                (to, t, m)
+            },
+        )
+        .as_collection()
+        .consolidate_stream()
+        .inner
 }
 
 /// What a shard stage emits: its rows of an hour, or (titles) a measure
@@ -326,3 +362,6 @@ fn finish_hours<'scope>(
         }
     })
 }
+
+#[cfg(test)]
+mod tests;

@@ -205,6 +205,14 @@ impl Outbox {
         route
     }
 
+    /// The route of a title to itself (all its measures, no episode total).
+    pub(super) fn own(&mut self, id: ContentId) -> Route {
+        Route {
+            to: [Some((self.place(id), true)), None],
+            episode: false,
+        }
+    }
+
     /// Sends `d` along `route`.
     pub(super) fn forward(&mut self, route: &Route, d: &Delta) {
         for &(i, with_24h) in route.to.iter().flatten() {

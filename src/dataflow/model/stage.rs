@@ -21,7 +21,7 @@ use timely::dataflow::StreamVec;
 use super::slots::{Outbox, Slots};
 use super::{Fx, ModelHour, Side, StageOut, TOTAL_NODE};
 use crate::core::event::ContentId;
-use crate::core::model::{Cell, Delta, Info, Measures, ModelSpec, Obs};
+use crate::core::model::{Cell, Delta, Info, Measures, ModelSpec, Obs, Rollup};
 use crate::core::stats::Stats;
 use crate::core::time::{Pane, WindowSpec};
 use crate::dataflow::live::{LiveUpdate, ModelShard, Pacer};
@@ -262,6 +262,25 @@ impl Shard {
         None
     }
 
+    /// Whether this title stage sends each title's own changes, for the
+    /// rollup downstream ([`Rollup::Differential`]), not its ancestors'.
+    fn sends_own(&self) -> bool {
+        self.stage.titles && self.stage.spec.rollup == Rollup::Differential
+    }
+
+    /// The slot of `id`, made if it has none; a title sending its own
+    /// changes is routed to itself from the start, whatever its info.
+    fn slot(&mut self, id: ContentId) -> u32 {
+        let i = self.nodes.slot(id);
+        if self.sends_own() {
+            let route = &mut self.nodes.slots[i as usize].route;
+            if route.to[0].is_none() {
+                *route = self.outbox.own(id);
+            }
+        }
+        i
+    }
+
     /// Applies everything of time `time`: side updates and catalog changes
     /// (with the measures as of before it), what leaves the windows, what enters.
     fn step(&mut self, time: Pane) {
@@ -283,7 +302,7 @@ impl Shard {
                 Side::Info(id, info) => changes.push((id, info, r)),
                 Side::Windowed(id, m) => {
                     let d = Delta::Whole(m);
-                    let i = self.nodes.slot(id);
+                    let i = self.slot(id);
                     if self.stage.titles {
                         let route = self.nodes.slots[i as usize].route;
                         self.outbox.forward(&route, &d);
@@ -302,7 +321,7 @@ impl Shard {
         changes.sort_unstable_by_key(|c| c.0);
         for group in changes.chunk_by(|a, b| a.0 == b.0) {
             let id = group[0].0;
-            let i = self.nodes.slot(id);
+            let i = self.slot(id);
             let counted = &mut self.counted;
             counted.clear();
             match self.unsettled.remove(&id) {
@@ -321,7 +340,7 @@ impl Shard {
                 self.unsettled.insert(id, counted.clone());
             }
             let before = std::mem::replace(&mut self.nodes.infos[i as usize], now);
-            if self.stage.titles && before != now {
+            if self.stage.titles && before != now && !self.sends_own() {
                 self.reroute(i, id, now.as_ref());
             }
             self.nodes.release(i);
@@ -370,7 +389,7 @@ impl Shard {
         let (width, score) = (self.stage.window.panes(), self.stage.spec.score_panes);
         let mut facts: Vec<(u32, Cell, Obs)> = facts
             .into_iter()
-            .map(|(id, cell, obs)| (self.nodes.slot(id), cell, obs))
+            .map(|(id, cell, obs)| (self.slot(id), cell, obs))
             .collect();
         // In slot order, one update per slot and cell.
         facts.sort_unstable_by_key(|e| (e.0, e.1));
