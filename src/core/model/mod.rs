@@ -422,7 +422,9 @@ pub enum Rollup {
     #[default]
     Routes,
     /// The title stage sends each title's own change; differential's
-    /// `join` with the arranged routes rolls it up.
+    /// `join` with the arranged routes rolls it up: the same model, about
+    /// 7× the time and 3× the memory (README, the model's speed); kept as
+    /// the reference the routes are tested against.
     Differential,
 }
 
