@@ -14,7 +14,7 @@ use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::vec::{Map, Partition};
 use timely::dataflow::StreamVec;
 
-use super::live::{LiveUpdate, Pacer};
+use super::live::{LiveShard, LiveUpdate, Pacer};
 use super::{follow_frontier, shard, Counts, Views};
 use crate::core::event::ContentId;
 use crate::core::stats::Stats;
@@ -134,8 +134,10 @@ pub fn hourly_tables<'scope>(
                         match pacer.due(bound) {
                             Ok(as_of) => output.session(cap).give(Out::Live(LiveUpdate::Window {
                                 worker,
-                                as_of,
-                                counts: Arc::new(counts.clone()),
+                                shard: LiveShard {
+                                    as_of,
+                                    counts: Arc::new(counts.clone()),
+                                },
                             })),
                             Err(Some(wait)) => activator.activate_after(wait),
                             Err(None) => {}

@@ -33,18 +33,28 @@ pub struct LiveShard {
     pub counts: Arc<Counts>,
 }
 
-/// The window's shards of the workers in this process.
-#[derive(Debug, Default)]
-pub struct LiveBoard {
-    shards: Mutex<BTreeMap<usize, LiveShard>>,
+/// The latest shard of each worker (or stage) in this process: what the
+/// query API reads.
+#[derive(Debug)]
+pub struct Board<S> {
+    shards: Mutex<BTreeMap<usize, S>>,
     version: AtomicU64,
 }
 
-impl LiveBoard {
-    /// Replaces worker `worker`'s shard.
-    pub fn publish(&self, worker: usize, as_of: Pane, counts: Arc<Counts>) {
+impl<S> Default for Board<S> {
+    fn default() -> Self {
+        Board {
+            shards: Mutex::default(),
+            version: AtomicU64::new(0),
+        }
+    }
+}
+
+impl<S: Clone> Board<S> {
+    /// Replaces shard `slot`.
+    pub fn publish(&self, slot: usize, shard: S) {
         if let Ok(mut s) = self.shards.lock() {
-            s.insert(worker, LiveShard { as_of, counts });
+            s.insert(slot, shard);
             self.version.fetch_add(1, Ordering::Release);
         }
     }
@@ -55,18 +65,17 @@ impl LiveBoard {
         self.version.load(Ordering::Acquire)
     }
 
-    /// Every shard published so far, by worker.
-    pub fn shards(&self) -> BTreeMap<usize, LiveShard> {
+    /// Every shard published so far, by slot.
+    pub fn shards(&self) -> BTreeMap<usize, S> {
         self.shards.lock().map(|s| s.clone()).unwrap_or_default()
     }
 }
 
-/// The model as of the latest pane each worker has completed, for the API.
-#[derive(Debug, Default)]
-pub struct ModelBoard {
-    shards: Mutex<BTreeMap<usize, ModelShard>>,
-    version: AtomicU64,
-}
+/// The window's shards, by worker.
+pub type LiveBoard = Board<LiveShard>;
+
+/// The model's shards, by stage: `2 × worker`, plus one for the node stage.
+pub type ModelBoard = Board<ModelShard>;
 
 /// One worker's share of the live model.
 #[derive(Clone, Debug, Default)]
@@ -79,24 +88,6 @@ pub struct ModelShard {
     pub total_24h: i64,
 }
 
-impl ModelBoard {
-    /// Replaces a shard (a worker's title or node stage).
-    pub fn publish(&self, slot: usize, shard: ModelShard) {
-        if let Ok(mut s) = self.shards.lock() {
-            s.insert(slot, shard);
-            self.version.fetch_add(1, Ordering::Release);
-        }
-    }
-    /// Bumped by every publish.
-    pub fn version(&self) -> u64 {
-        self.version.load(Ordering::Acquire)
-    }
-    /// Every shard published so far.
-    pub fn shards(&self) -> BTreeMap<usize, ModelShard> {
-        self.shards.lock().map(|s| s.clone()).unwrap_or_default()
-    }
-}
-
 /// A shard on its way to a board.
 #[derive(Clone, Debug)]
 pub enum LiveUpdate {
@@ -104,10 +95,8 @@ pub enum LiveUpdate {
     Window {
         /// The worker whose shard this is.
         worker: usize,
-        /// The last pane applied.
-        as_of: Pane,
-        /// Its nonzero counts.
-        counts: Arc<Counts>,
+        /// Its counts.
+        shard: LiveShard,
     },
     /// A stage's share of the model: `slot` is `2 × worker`, plus one for
     /// the node stage.
@@ -135,16 +124,9 @@ pub fn publish_live(updates: StreamVec<'_, Pane, LiveUpdate>, boards: Boards) {
         input.for_each(|_cap, data| {
             for update in data.drain(..) {
                 match (update, &boards) {
-                    (
-                        LiveUpdate::Window {
-                            worker,
-                            as_of,
-                            counts,
-                        },
-                        b,
-                    ) => {
+                    (LiveUpdate::Window { worker, shard }, b) => {
                         if let Some(board) = &b.window {
-                            board.publish(worker, as_of, counts);
+                            board.publish(worker, shard);
                         }
                     }
                     (LiveUpdate::Model { slot, shard }, b) => {

@@ -53,40 +53,85 @@ pub fn write_parts<'scope>(
     stats: Arc<Stats>,
     fault: Arc<FaultSlot>,
 ) -> StreamVec<'scope, Pane, PartRecord> {
+    let writer = Writer {
+        name: "WriteParts",
+        thread: "part-writer",
+        store,
+        window,
+        stats,
+        fault,
+    };
+    write_each(hours, writer, |store, window, table| {
+        write_part(store, window, table).map(|record| vec![record])
+    })
+}
+
+/// Where and how a write operator runs: its operator and thread names,
+/// its store, and where its counters and its failure go.
+struct Writer {
+    name: &'static str,
+    thread: &'static str,
+    store: Arc<dyn ObjectStore>,
+    window: WindowSpec,
+    stats: Arc<Stats>,
+    fault: Arc<FaultSlot>,
+}
+
+/// The write operator: each input (one worker's share of an hour) is
+/// written by `write` on the uploader thread, timed; its capability is held
+/// until the parts exist, then their records go on.
+fn write_each<'scope, T, W>(
+    hours: StreamVec<'scope, Pane, T>,
+    writer: Writer,
+    write: W,
+) -> StreamVec<'scope, Pane, PartRecord>
+where
+    T: Clone + Send + Sync + 'static,
+    W: Fn(&dyn ObjectStore, &WindowSpec, &T) -> Result<Vec<PartRecord>> + Copy + Send + 'static,
+{
     let worker = hours.scope().worker();
-    hours.unary_frontier(Pipeline, "WriteParts", move |_cap, info| {
+    let Writer {
+        name,
+        thread,
+        store,
+        window,
+        stats,
+        fault,
+    } = writer;
+    hours.unary_frontier(Pipeline, name, move |_cap, info| {
         let activator = worker.sync_activator_for(info.address.to_vec());
-        let mut uploader: Uploader<PartRecord> =
-            Uploader::spawn("part-writer", store, activator, stats.clone());
+        let mut uploader: Uploader<Vec<PartRecord>> =
+            Uploader::spawn(thread, store, activator, stats.clone());
         let mut inflight: HashMap<u64, Capability<Pane>> = HashMap::new();
         move |(input, _frontier), output| {
             input.for_each(|cap, data| {
-                for table in data.drain(..) {
+                for item in data.drain(..) {
                     let Some(held) = cap.retain_least(output.output_index()) else {
                         continue;
                     };
-                    let table = Arc::new(table);
+                    let item = Arc::new(item);
                     let timing = stats.clone();
                     let id = uploader.submit(Box::new(move |store| {
                         let started = std::time::Instant::now();
-                        let record = write_part(store, &window, &table)?;
-                        Stats::add(
-                            &timing.part_write_micros,
-                            started.elapsed().as_micros() as u64,
-                        );
-                        Ok(record)
+                        let records = write(store, &window, &item)?;
+                        let took = started.elapsed().as_micros() as u64;
+                        Stats::add(&timing.part_write_micros, took);
+                        Ok(records)
                     }));
                     inflight.insert(id, held);
                 }
             });
+            let stats = &stats;
             deliver(
                 &uploader,
                 &mut inflight,
                 &fault,
-                (&window, &stats),
-                |cap, record| {
-                    count_part(&stats, &record);
-                    output.session(cap).give(record);
+                (&window, stats),
+                |cap, records| {
+                    for record in &records {
+                        count_part(stats, record);
+                    }
+                    output.session(cap).give_iterator(records.into_iter());
                 },
             );
         }
@@ -285,74 +330,51 @@ pub fn write_model_parts<'scope>(
     stats: Arc<Stats>,
     fault: Arc<FaultSlot>,
 ) -> StreamVec<'scope, Pane, PartRecord> {
-    let worker = hours.scope().worker();
-    hours.unary_frontier(Pipeline, "WriteModelParts", move |_cap, info| {
-        let activator = worker.sync_activator_for(info.address.to_vec());
-        let mut uploader: Uploader<Vec<PartRecord>> =
-            Uploader::spawn("model-writer", store, activator, stats.clone());
-        let mut inflight: HashMap<u64, Capability<Pane>> = HashMap::new();
-        move |(input, _frontier), output| {
-            input.for_each(|cap, data| {
-                for hour in data.drain(..) {
-                    let Some(held) = cap.retain_least(output.output_index()) else {
-                        continue;
-                    };
-                    let hour = Arc::new(hour);
-                    let timing = stats.clone();
-                    let id = uploader.submit(Box::new(move |store| {
-                        let started = std::time::Instant::now();
-                        let (start, end) =
-                            window.window_bounds(window.last_pane_of_hour(hour.hour));
-                        let mut records = Vec::new();
-                        for table in [TITLE_MEASURES, SHOWS, CHANNELS] {
-                            let mut rows: Vec<NodeRow> = hour
-                                .rows
-                                .iter()
-                                .filter(|r| table_of(r) == table)
-                                .cloned()
-                                .collect();
-                            // Each stage's rows come in id order; a table drawn from both is merged.
-                            if !rows.is_sorted_by_key(|r| r.id) {
-                                rows.sort_by_key(|r| r.id);
-                            }
-                            if rows.is_empty() {
-                                continue;
-                            }
-                            let bytes = encode_nodes(table, &rows, start, end)?;
-                            let name = part_name(hour.worker);
-                            store
-                                .put(&format!("{}{name}", hour_prefix(table, hour.hour)), &bytes)?;
-                            records.push(PartRecord {
-                                table: table.to_string(),
-                                hour: hour.hour,
-                                name,
-                                rows: rows.len() as u64,
-                                bytes: bytes.len() as u64,
-                            });
-                        }
-                        Stats::add(
-                            &timing.part_write_micros,
-                            started.elapsed().as_micros() as u64,
-                        );
-                        Ok(records)
-                    }));
-                    inflight.insert(id, held);
-                }
-            });
-            deliver(
-                &uploader,
-                &mut inflight,
-                &fault,
-                (&window, &stats),
-                |cap, records| {
-                    for record in &records {
-                        count_part(&stats, record);
-                    }
-                    output.session(cap).give_iterator(records.into_iter());
-                },
-            );
+    let writer = Writer {
+        name: "WriteModelParts",
+        thread: "model-writer",
+        store,
+        window,
+        stats,
+        fault,
+    };
+    write_each(hours, writer, write_model_part)
+}
+
+/// One worker's node tables of one hour, a part per table with rows.
+fn write_model_part(
+    store: &dyn ObjectStore,
+    window: &WindowSpec,
+    hour: &ModelHour,
+) -> Result<Vec<PartRecord>> {
+    let (start, end) = window.window_bounds(window.last_pane_of_hour(hour.hour));
+    let mut records = Vec::new();
+    for table in [TITLE_MEASURES, SHOWS, CHANNELS] {
+        let mut rows: Vec<NodeRow> = hour
+            .rows
+            .iter()
+            .filter(|r| table_of(r) == table)
+            .cloned()
+            .collect();
+        // Each stage's rows come in id order; a table drawn from both is merged.
+        if !rows.is_sorted_by_key(|r| r.id) {
+            rows.sort_by_key(|r| r.id);
         }
-    })
+        if rows.is_empty() {
+            continue;
+        }
+        let bytes = encode_nodes(table, &rows, start, end)?;
+        let name = part_name(hour.worker);
+        store.put(&format!("{}{name}", hour_prefix(table, hour.hour)), &bytes)?;
+        records.push(PartRecord {
+            table: table.to_string(),
+            hour: hour.hour,
+            name,
+            rows: rows.len() as u64,
+            bytes: bytes.len() as u64,
+        });
+    }
+    Ok(records)
 }
 
 /// Merges every worker's ranking candidates of an hour on worker 0 and

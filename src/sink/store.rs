@@ -46,25 +46,54 @@ impl LocalStore {
     /// many. Called when a job opens its store, before any put.
     pub fn sweep(&self) -> Result<usize> {
         let mut removed = 0;
-        let mut stack = vec![self.root.clone()];
-        while let Some(dir) = stack.pop() {
-            let entries = match std::fs::read_dir(&dir) {
-                Ok(e) => e,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(Error::io(format!("listing {}", dir.display()), e)),
-            };
-            for entry in entries.flatten() {
-                let path = entry.path();
-                if entry.file_type().is_ok_and(|t| t.is_dir()) {
-                    stack.push(path);
-                } else if stale_temp(&entry.file_name().to_string_lossy()) {
+        self.walk(
+            |_| true,
+            |path, _| {
+                let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+                if name.is_some_and(|n| stale_temp(&n)) {
                     std::fs::remove_file(&path)
                         .map_err(|e| Error::io(format!("removing {}", path.display()), e))?;
                     removed += 1;
                 }
+                Ok(())
+            },
+        )?;
+        Ok(removed)
+    }
+
+    /// Visits every file under the root with its key, descending only into
+    /// the directories (given by key, with a trailing `/`) that `descend`
+    /// allows. A directory that vanished meanwhile is skipped.
+    fn walk(
+        &self,
+        descend: impl Fn(&str) -> bool,
+        mut file: impl FnMut(PathBuf, String) -> Result<()>,
+    ) -> Result<()> {
+        let mut stack = vec![self.root.clone()];
+        while let Some(dir) = stack.pop() {
+            let listing = |e| Error::io(format!("listing {}", dir.display()), e);
+            let entries = match std::fs::read_dir(&dir) {
+                Ok(e) => e,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(listing(e)),
+            };
+            for entry in entries {
+                let entry = entry.map_err(listing)?;
+                let path = entry.path();
+                let Ok(rel) = path.strip_prefix(&self.root) else {
+                    continue;
+                };
+                let key = rel.to_string_lossy().replace('\\', "/");
+                if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                    if descend(&format!("{key}/")) {
+                        stack.push(path);
+                    }
+                } else {
+                    file(path, key)?;
+                }
             }
         }
-        Ok(removed)
+        Ok(())
     }
 
     fn path(&self, key: &str) -> Result<PathBuf> {
@@ -130,35 +159,15 @@ impl ObjectStore for LocalStore {
 
     fn list(&self, prefix: &str) -> Result<Vec<String>> {
         let mut out = Vec::new();
-        let mut stack = vec![self.root.clone()];
-        while let Some(dir) = stack.pop() {
-            let entries = match std::fs::read_dir(&dir) {
-                Ok(e) => e,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(Error::io(format!("listing {}", dir.display()), e)),
-            };
-            for entry in entries {
-                let entry =
-                    entry.map_err(|e| Error::io(format!("listing {}", dir.display()), e))?;
-                let path = entry.path();
-                let Ok(rel) = path.strip_prefix(&self.root) else {
-                    continue;
-                };
-                let key = rel.to_string_lossy().replace('\\', "/");
-                let is_dir = entry.file_type().map(|t| t.is_dir()).unwrap_or(false);
-                if is_dir {
-                    // Only descend where keys could still match the prefix.
-                    let as_dir = format!("{key}/");
-                    if as_dir.starts_with(prefix) || prefix.starts_with(&as_dir) {
-                        stack.push(path);
-                    }
-                } else if key.starts_with(prefix)
-                    && !key.rsplit('/').next().unwrap_or("").starts_with('.')
-                {
-                    out.push(key);
-                }
+        // Only descend where keys could still match the prefix.
+        let descend = |dir: &str| dir.starts_with(prefix) || prefix.starts_with(dir);
+        self.walk(descend, |_, key| {
+            let hidden = key.rsplit('/').next().unwrap_or("").starts_with('.');
+            if key.starts_with(prefix) && !hidden {
+                out.push(key);
             }
-        }
+            Ok(())
+        })?;
         out.sort();
         Ok(out)
     }

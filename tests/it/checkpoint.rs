@@ -150,21 +150,7 @@ fn checkpoint_from_one_worker_restores_on_two_workers_and_two_processes() {
             produce_at_rate(&broker.addr, "events", &g, 40_000..80_000, 0.0);
         }
         if layout.is_empty() {
-            let base = free_ports(2);
-            let ports = [base, base + 1];
-            let hostfile = dir.join("hosts");
-            std::fs::write(
-                &hostfile,
-                format!("127.0.0.1:{}\n127.0.0.1:{}\n", ports[0], ports[1]),
-            )
-            .expect("hostfile");
-            let h = hostfile.display().to_string();
-            let a = spawn_job(&job, &["-w", "1", "-n", "2", "-p", "0", "-h", &h]);
-            let b = spawn_job(&job, &["-w", "1", "-n", "2", "-p", "1", "-h", &h]);
-            let read: u64 = wait_group(vec![a, b], Duration::from_secs(300), "two processes")
-                .into_iter()
-                .map(|o| records_read(&o))
-                .sum();
+            let read: u64 = run_cluster_to_end(&job, &dir, 2, 1).into_iter().sum();
             assert!(
                 read < 40_000,
                 "{name}: resumed from the checkpoint (read {read})"
@@ -311,19 +297,7 @@ fn killing_one_process_of_a_cluster_ten_times_gives_identical_hours() {
     let job = job_file(&dir, "crashy", &broker, "events", &local_sink(&root));
     let mut rng = popularity::core::rng::SplitMix64::new(11);
     for round in 0..10 {
-        let base = free_ports(2);
-        let ports = [base, base + 1];
-        let hostfile = dir.join("hosts");
-        std::fs::write(
-            &hostfile,
-            format!("127.0.0.1:{}\n127.0.0.1:{}\n", ports[0], ports[1]),
-        )
-        .expect("hostfile");
-        let h = hostfile.display().to_string();
-        let mut procs = [
-            spawn_job(&job, &["-w", "1", "-n", "2", "-p", "0", "-h", &h]),
-            spawn_job(&job, &["-w", "1", "-n", "2", "-p", "1", "-h", &h]),
-        ];
+        let mut procs = spawn_cluster(&job, &hostfile(&dir, 2), 2, 1);
         std::thread::sleep(Duration::from_millis(1000 + rng.below(1500)));
         // Kill one process; its peer loses the connection and goes down too (or is taken down).
         let victim = round % 2;

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::common::oracle::recount;
+use crate::common::oracle::recount_hourly;
 use crate::common::*;
 use popularity::sink::s3::S3Store;
 
@@ -24,12 +24,7 @@ fn two_processes_of_two_workers_via_the_launcher_match_the_recount() {
     let broker = Broker::start("launcher");
     let cfg = messy(61, 40_000);
     let parts = fill_topic(&broker, "events", 4, &cfg);
-    let want = recount(
-        &parts,
-        &popularity::core::time::WindowSpec::hourly(),
-        120_000,
-        &limits(),
-    );
+    let want = recount_hourly(&parts);
     let dir = scratch("launcher");
     let job = dir.join("job.toml");
     std::fs::write(

@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::common::oracle::recount;
+use crate::common::oracle::recount_hourly;
 use crate::common::*;
 
 fn topic_partitions(brokers: &str, topic: &str) -> (Vec<Vec<Vec<u8>>>, TopicRecords) {
@@ -73,12 +73,7 @@ fn kafka_source_matches_recount_and_dead_letters_are_exact() {
         "keys spread over all partitions"
     );
     let ids: Vec<i32> = records.keys().copied().collect();
-    let want = recount(
-        &parts,
-        &popularity::core::time::WindowSpec::hourly(),
-        120_000,
-        &limits(),
-    );
+    let want = recount_hourly(&parts);
     for workers in [1usize, 2] {
         let dir = scratch(&format!("kafka-w{workers}"));
         let mut job = kafka_job(&dir, &broker.addr, "events");
@@ -103,12 +98,7 @@ fn two_processes_read_every_partition_once() {
     produce_generated(&broker.addr, "events", &generator(&cfg), cfg.events);
     let (parts, records) = topic_partitions(&broker.addr, "events");
     let ids: Vec<i32> = records.keys().copied().collect();
-    let want = recount(
-        &parts,
-        &popularity::core::time::WindowSpec::hourly(),
-        120_000,
-        &limits(),
-    );
+    let want = recount_hourly(&parts);
     let dir = scratch("kafka-cluster");
     let job_path = dir.join("job.toml");
     std::fs::write(
@@ -120,34 +110,7 @@ fn two_processes_read_every_partition_once() {
         ),
     )
     .expect("job file");
-    let base = free_ports(2);
-    let ports = [base, base + 1];
-    let hostfile = dir.join("hosts");
-    std::fs::write(
-        &hostfile,
-        format!("127.0.0.1:{}\n127.0.0.1:{}\n", ports[0], ports[1]),
-    )
-    .expect("hostfile");
-    let children: Vec<_> = (0..2)
-        .map(|p| {
-            std::process::Command::new(env!("CARGO_BIN_EXE_popularity"))
-                .args(["run", "--job"])
-                .arg(&job_path)
-                .args(["-w", "1", "-n", "2", "-p", &p.to_string(), "-h"])
-                .arg(&hostfile)
-                .stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::piped())
-                .spawn()
-                .expect("spawn")
-        })
-        .collect();
-    for out in wait_group(children, Duration::from_secs(300), "two processes") {
-        assert!(
-            out.status.success(),
-            "process failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    run_cluster_to_end(&job_path, &dir, 2, 1);
     assert_matches(
         &published(&dir.join("snapshots")),
         &want,
@@ -234,12 +197,7 @@ fn broker_restart_mid_run_loses_and_duplicates_nothing() {
     let (parts, _) = topic_partitions(&broker.addr, "events");
     assert_eq!(parts.iter().map(|p| p.len()).sum::<usize>(), 120_000);
     assert_eq!(stats.read, 120_000, "every record read exactly once");
-    let want = recount(
-        &parts,
-        &popularity::core::time::WindowSpec::hourly(),
-        120_000,
-        &limits(),
-    );
+    let want = recount_hourly(&parts);
     assert_matches(
         &published(&dir.join("snapshots")),
         &want,
@@ -296,12 +254,7 @@ fn every_codec_a_standard_producer_uses_is_read_whole() {
             10_000,
             "{codec}: the topic holds every record"
         );
-        let want = recount(
-            &parts,
-            &popularity::core::time::WindowSpec::hourly(),
-            120_000,
-            &limits(),
-        );
+        let want = recount_hourly(&parts);
         let run = dir.join(codec);
         let stats = run_in_process(kafka_job(&run, &broker.addr, &topic), 2);
         assert_eq!(stats.read, 10_000, "{codec}: every record read");

@@ -14,7 +14,7 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::common::oracle::{recount, Expected};
+use crate::common::oracle::{recount_hourly, Expected};
 use crate::common::*;
 use popularity::checkpoint::Checkpoints;
 use popularity::sink::store::LocalStore;
@@ -76,12 +76,7 @@ fn partitions_with(brokers: &str, topic: &str, extra: &[String]) -> Vec<Vec<Vec<
 }
 
 fn hourly(parts: &[Vec<Vec<u8>>]) -> Expected {
-    recount(
-        parts,
-        &popularity::core::time::WindowSpec::hourly(),
-        120_000,
-        &limits(),
-    )
+    recount_hourly(parts)
 }
 
 fn delete_topic(broker: &Broker, name: &str) {

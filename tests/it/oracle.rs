@@ -6,10 +6,9 @@
 //! hours and the dead letters must equal what `oracle::recount` computes.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
-use crate::common::oracle::{file_partitions, generator_partitions, recount};
+use crate::common::oracle::{file_partitions, generator_partitions, recount, recount_hourly};
 use crate::common::*;
 use popularity::config::SourceKind;
 use popularity::source::traffic::GeneratorConfig;
@@ -193,45 +192,7 @@ fn cluster_job(dir: &Path, events: &Path) -> PathBuf {
 fn run_cluster(dir: &Path, job_path: &Path, workers: usize) {
     let _ = std::fs::remove_dir_all(dir.join("snapshots"));
     let _ = std::fs::remove_dir_all(dir.join("dead-letters"));
-    let base = free_ports(2);
-    let ports = [base, base + 1];
-    let hostfile = dir.join("hosts");
-    std::fs::write(
-        &hostfile,
-        ports
-            .iter()
-            .map(|p| format!("127.0.0.1:{p}\n"))
-            .collect::<String>(),
-    )
-    .expect("hostfile");
-    let handles: Vec<_> = (0..2)
-        .map(|p| {
-            Command::new(env!("CARGO_BIN_EXE_popularity"))
-                .args(["run", "--job"])
-                .arg(job_path)
-                .args([
-                    "-w",
-                    &workers.to_string(),
-                    "-n",
-                    "2",
-                    "-p",
-                    &p.to_string(),
-                    "-h",
-                ])
-                .arg(&hostfile)
-                .stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::piped())
-                .spawn()
-                .expect("spawn")
-        })
-        .collect();
-    for out in wait_group(handles, Duration::from_secs(300), "two processes") {
-        assert!(
-            out.status.success(),
-            "process failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    run_cluster_to_end(job_path, dir, 2, workers);
 }
 
 #[test]
@@ -242,12 +203,7 @@ fn two_processes_on_localhost_match_recount() {
     let job_path = cluster_job(&dir, &events);
     for workers in [1usize, 2] {
         run_cluster(&dir, &job_path, workers);
-        let want = recount(
-            &file_partitions(&events, DEFAULT_PARTITIONS).expect("read"),
-            &popularity::core::time::WindowSpec::hourly(),
-            120_000,
-            &limits(),
-        );
+        let want = recount_hourly(&file_partitions(&events, DEFAULT_PARTITIONS).expect("read"));
         assert_matches(
             &published(&dir.join("snapshots")),
             &want,
@@ -305,20 +261,10 @@ fn skewed_clocks_match_the_oracle_on_any_parallelism_and_lose_almost_nothing() {
     let events = dir.join("events.jsonl");
     let records = 300_000u64;
     write_events(&events, &messy(11, records), 400);
-    let clean = recount(
-        &file_partitions(&events, DEFAULT_PARTITIONS).expect("read"),
-        &popularity::core::time::WindowSpec::hourly(),
-        120_000,
-        &limits(),
-    );
+    let clean = recount_hourly(&file_partitions(&events, DEFAULT_PARTITIONS).expect("read"));
     // 1 to 10 per partition on average: 80 over 16 partitions.
     let moved = skew_clocks(&events, 5, 80);
-    let want = recount(
-        &file_partitions(&events, DEFAULT_PARTITIONS).expect("read"),
-        &popularity::core::time::WindowSpec::hourly(),
-        120_000,
-        &limits(),
-    );
+    let want = recount_hourly(&file_partitions(&events, DEFAULT_PARTITIONS).expect("read"));
     let skewed = want.dead_letters.get("clock_skew").copied().unwrap_or(0);
     assert!(
         skewed >= 40,
@@ -386,12 +332,7 @@ fn a_two_day_gap_publishes_every_hour_after_it_exactly() {
     let mut text = std::fs::read(&events).expect("read");
     text.extend(std::fs::read(&after_path).expect("read"));
     std::fs::write(&events, text).expect("write");
-    let want = recount(
-        &file_partitions(&events, DEFAULT_PARTITIONS).expect("read"),
-        &popularity::core::time::WindowSpec::hourly(),
-        120_000,
-        &limits(),
-    );
+    let want = recount_hourly(&file_partitions(&events, DEFAULT_PARTITIONS).expect("read"));
     let empty = want.hours.values().filter(|h| h.is_empty()).count();
     assert!(empty >= 40, "the gap's hours are published empty: {empty}");
     let last = *want.hours.keys().next_back().expect("hours");

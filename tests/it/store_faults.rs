@@ -361,17 +361,8 @@ fn a_part_that_fails_for_good_publishes_no_hour_in_any_process() {
         root.display()
     );
     let job = job_file(&dir, "badpart", &broker, "4s", &sink);
-    let base = free_ports(2);
-    let hostfile = dir.join("hosts");
-    std::fs::write(
-        &hostfile,
-        format!("127.0.0.1:{base}\n127.0.0.1:{}\n", base + 1),
-    )
-    .expect("hosts");
-    let h = hostfile.display().to_string();
-    let a = spawn_job(&job, &["-w", "1", "-n", "2", "-p", "0", "-h", &h]);
-    let b = spawn_job(&job, &["-w", "1", "-n", "2", "-p", "1", "-h", &h]);
-    let outs = wait_each(vec![a, b], Duration::from_secs(120));
+    let procs = spawn_cluster(&job, &hostfile(&dir, 2), 2, 1);
+    let outs = wait_each(procs, Duration::from_secs(120));
     let b_out = outs[1].as_ref().expect("process 1 exits by itself");
     let b_log = String::from_utf8_lossy(&b_out.stderr);
     assert!(!b_out.status.success(), "process 1 fails");

@@ -24,7 +24,7 @@ use crate::core::event::ContentId;
 use crate::core::model::{Cell, Delta, Info, Measures, ModelSpec, Obs, Rollup};
 use crate::core::stats::Stats;
 use crate::core::time::{Pane, WindowSpec};
-use crate::dataflow::live::{LiveUpdate, ModelShard, Pacer};
+use crate::dataflow::live::{LiveShard, LiveUpdate, ModelShard, Pacer};
 use crate::dataflow::{follow_frontier, shard, HourTable};
 
 /// Updates of one time waiting for the frontier: measures, and side updates.
@@ -255,8 +255,7 @@ impl Shard {
             let worker = self.worker;
             give(StageOut::Live(LiveUpdate::Window {
                 worker,
-                as_of,
-                counts,
+                shard: LiveShard { as_of, counts },
             }));
         }
         None

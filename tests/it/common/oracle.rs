@@ -341,3 +341,9 @@ fn model_rows_at(
     let t = window.window_bounds(end).1;
     node_rows(&nodes, &info, total, t, spec.half_life_ms)
 }
+
+/// [`recount`] with the default job's rules: the hourly window and a
+/// two-minute lateness.
+pub fn recount_hourly(partitions: &[Vec<Vec<u8>>]) -> Expected {
+    recount(partitions, &WindowSpec::hourly(), 120_000, &super::limits())
+}

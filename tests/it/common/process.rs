@@ -3,6 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
+use super::free_ports;
+
 /// Starts `popularity run --job <job> <args>` with its output piped; wait
 /// for it with [`wait_bounded`], [`wait_group`] or [`wait_each`], which read
 /// the pipes.
@@ -193,4 +195,44 @@ pub fn run_ok(cmd: &mut std::process::Command, what: &str) -> std::process::Outp
         String::from_utf8_lossy(&out.stderr)
     );
     out
+}
+
+/// Writes a hostfile for `n` processes on free localhost ports into `dir`;
+/// its path, for `-h`.
+pub fn hostfile(dir: &Path, n: u16) -> String {
+    let base = free_ports(n);
+    let path = dir.join("hosts");
+    let lines: String = (0..n)
+        .map(|i| format!("127.0.0.1:{}\n", base + i))
+        .collect();
+    std::fs::write(&path, lines).expect("hostfile");
+    path.display().to_string()
+}
+
+/// Starts the processes of a cluster on the hosts of `hosts` (from
+/// [`hostfile`]), `workers` workers each.
+pub fn spawn_cluster(
+    job: &Path,
+    hosts: &str,
+    n: usize,
+    workers: usize,
+) -> Vec<std::process::Child> {
+    let (w, n_s) = (workers.to_string(), n.to_string());
+    (0..n)
+        .map(|p| {
+            spawn_job(
+                job,
+                &["-w", &w, "-n", &n_s, "-p", &p.to_string(), "-h", hosts],
+            )
+        })
+        .collect()
+}
+
+/// Runs a cluster of `n` processes on localhost to its end (at most five
+/// minutes); how many records each read.
+pub fn run_cluster_to_end(job: &Path, dir: &Path, n: usize, workers: usize) -> Vec<u64> {
+    let hosts = hostfile(dir, n as u16);
+    let children = spawn_cluster(job, &hosts, n, workers);
+    let outs = wait_group(children, std::time::Duration::from_secs(300), "a cluster");
+    outs.iter().map(records_read).collect()
 }
