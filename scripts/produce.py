@@ -6,10 +6,12 @@ topic's partitions. The tests use it as a client this project did not write.
     scripts/produce.py BROKERS TOPIC CODEC FILE [KEY=VALUE ...]
 
 CODEC is a compression.type: none, gzip, snappy, lz4 or zstd. Extra
-KEY=VALUE pairs are passed to the producer. Exits non-zero unless every
-record was acknowledged.
+KEY=VALUE pairs are passed to the producer, but for `pace=N`: at most N
+records a second, spread evenly (unpaced without it). Exits non-zero unless
+every record was acknowledged.
 """
 import sys
+import time
 
 from confluent_kafka import Producer
 
@@ -17,9 +19,13 @@ from confluent_kafka import Producer
 def main() -> int:
     brokers, topic, codec, path = sys.argv[1:5]
     conf = {"bootstrap.servers": brokers, "compression.type": codec, "linger.ms": 20}
+    pace = 0.0
     for kv in sys.argv[5:]:
         k, v = kv.split("=", 1)
-        conf[k] = v
+        if k == "pace":
+            pace = float(v)
+        else:
+            conf[k] = v
     failed = []
 
     def delivered(err, _msg):
@@ -28,8 +34,13 @@ def main() -> int:
 
     producer = Producer(conf)
     sent = 0
+    started = time.monotonic()
     with open(path, "rb") as f:
         for i, line in enumerate(f):
+            if pace > 0:
+                ahead = started + i / pace - time.monotonic()
+                if ahead > 0:
+                    time.sleep(ahead)
             value = line.rstrip(b"\n")
             while True:
                 try:

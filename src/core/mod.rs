@@ -8,7 +8,8 @@
 //! - [`catalog`]: the title hierarchy (episode → show → channel) and its buckets.
 //! - [`clock`]: a partition's watermark, corroborated against bad clocks.
 //! - [`model`]: what is measured per title, rollups, scores and rankings.
-//! - [`error`]: errors that say whose fault they are; [`stats`]: the counters.
+//! - [`error`]: errors that say whose fault they are; [`stats`]: the counters;
+//!   [`freshness`]: sampled delays from an event's arrival to its view shown.
 //! - [`rng`]: the small deterministic generator behind seeds; [`backoff`]: waits between retries.
 
 pub mod backoff;
@@ -16,6 +17,7 @@ pub mod catalog;
 pub mod clock;
 pub mod error;
 pub mod event;
+pub mod freshness;
 pub mod model;
 pub mod rng;
 pub mod stats;

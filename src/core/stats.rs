@@ -52,6 +52,8 @@ pub struct Stats {
     /// Wall clock (ms) when the dataflow had processed every pane the source
     /// fed, on the last worker to get there (before the windows run out).
     pub caught_up_ms: AtomicI64,
+    /// Delays from sampled events' arrival to the live board showing them.
+    pub freshness: crate::core::freshness::Freshness,
     /// Each worker's input watermark (ms), for the lowest-watermark gauge.
     pub worker_watermarks: std::sync::Mutex<std::collections::BTreeMap<usize, i64>>,
     /// Dataflow output frontier (ms of event time).
@@ -110,6 +112,11 @@ impl Steps {
             w.push((index, cell.clone()));
         }
         cell
+    }
+
+    /// Workers registered in this process.
+    pub fn workers(&self) -> usize {
+        self.workers.read().map_or(0, |w| w.len())
     }
 
     /// Marks a worker's loop as finished: it no longer counts as stalled.

@@ -19,6 +19,7 @@ use timely::dataflow::StreamVec;
 
 use super::Counts;
 use crate::core::model::NodeRow;
+use crate::core::stats::Stats;
 use crate::core::time::Pane;
 
 /// How often a stage sends its shard to the boards at most.
@@ -115,6 +116,10 @@ pub struct Boards {
     pub window: Option<Arc<LiveBoard>>,
     /// The model's rows.
     pub model: Option<Arc<ModelBoard>>,
+    /// The process's counters: their [`crate::core::freshness::Freshness`]
+    /// learns when a pane is shown (once each worker registered in
+    /// [`Stats::steps`] has published it).
+    pub stats: Arc<Stats>,
 }
 
 /// The last operator on the live stream: each update replaces its shard on
@@ -123,14 +128,15 @@ pub fn publish_live(updates: StreamVec<'_, Pane, LiveUpdate>, boards: Boards) {
     updates.sink(Pipeline, "PublishLive", move |(input, _frontier)| {
         input.for_each(|_cap, data| {
             for update in data.drain(..) {
-                match (update, &boards) {
-                    (LiveUpdate::Window { worker, shard }, b) => {
-                        if let Some(board) = &b.window {
+                match update {
+                    LiveUpdate::Window { worker, shard } => {
+                        if let Some(board) = &boards.window {
                             board.publish(worker, shard);
+                            shown(board, &boards);
                         }
                     }
-                    (LiveUpdate::Model { slot, shard }, b) => {
-                        if let Some(board) = &b.model {
+                    LiveUpdate::Model { slot, shard } => {
+                        if let Some(board) = &boards.model {
                             board.publish(slot, shard);
                         }
                     }
@@ -138,6 +144,18 @@ pub fn publish_live(updates: StreamVec<'_, Pane, LiveUpdate>, boards: Boards) {
             }
         });
     });
+}
+
+/// Tells the freshness probe the last pane every worker's window shard shows
+/// (the model's title stage sends its window shard with its model shard).
+fn shown(board: &LiveBoard, boards: &Boards) {
+    let shards = board.shards();
+    if shards.len() >= boards.stats.steps.workers() {
+        if let Some(as_of) = shards.values().map(|s| s.as_of).min() {
+            let now = crate::core::time::now_ms();
+            boards.stats.freshness.shown(as_of, now);
+        }
+    }
 }
 
 /// When a stage may send its shard again: at most every [`PUBLISH_EVERY`],

@@ -84,6 +84,7 @@ pub fn build(scope: Scope<'_, Pane>, ctx: &Context) -> (Inputs, ProbeHandle<Pane
     let boards = Boards {
         window: Some(ctx.live.clone()),
         model: ctx.model.map(|_| ctx.model_live.clone()),
+        stats: ctx.stats.clone(),
     };
     publish_live(live, boards);
     let probe = match &ctx.store {

@@ -9,9 +9,11 @@
 
 use std::sync::atomic::Ordering;
 
+use prometheus::proto::{self, MetricFamily};
 use prometheus::{Counter, CounterVec, Encoder, Gauge, GaugeVec, Opts, Registry, TextEncoder};
 
 use crate::core::error::{Error, Result};
+use crate::core::freshness::Histogram;
 use crate::core::stats::Stats;
 use crate::source::kafka::ProgressBoard;
 
@@ -29,6 +31,8 @@ enum Read {
     PartitionGauge(fn(&Stats, &ProgressBoard) -> Vec<(u32, f64)>),
     /// The current top titles of each category, from the live model.
     Trending,
+    /// A histogram of delays (ms), exported in seconds.
+    Histogram(fn(&Stats) -> &Histogram),
 }
 
 /// One exported metric.
@@ -104,6 +108,8 @@ static METRICS: &[Metric] = &[
     m("popularity_store_jobs_abandoned_total", "Store jobs (parts, hour manifests) a stopping process gave up unfinished; their hours have no _SUCCESS and a restart writes them again.", Read::Counter(|s| n(&s.store_jobs_abandoned))),
     m("popularity_hours_held_back", "Hours this process holds back (unpublished, and no checkpoint passes them) because a store write failed for good; the job stops with an error naming the hour.", Read::Gauge(|s| n(&s.hours_held_back))),
     m("popularity_checkpoints_completed_total", "Checkpoints whose manifest this process wrote (only the process of worker 0 writes manifests).", Read::Counter(|s| n(&s.checkpoints_completed))),
+    m("popularity_view_visible_delay_seconds", "Delay from a sampled Kafka record's timestamp (its arrival) to every worker's live shard showing its pane (one record in 256 by offset).", Read::Histogram(|s| &s.freshness.delay)),
+    m("popularity_freshness_samples_dropped_total", "Freshness samples not tracked because 100 000 were waiting to be shown.", Read::Counter(|s| n(&s.freshness.dropped))),
     m("popularity_checkpoint_last_completed_timestamp_seconds", "When the last checkpoint completed (Unix seconds; the process of worker 0 reports it).", Read::Gauge(|s| (s.checkpoint_completed_ms.load(Ordering::Relaxed) / 1000) as f64)),
     m("popularity_checkpoint_store_errors_total", "Store calls that failed while completing or pruning checkpoints (retried at the next poll).", Read::Counter(|s| n(&s.checkpoint_store_errors))),
     m("popularity_checkpoint_last_success_timestamp_seconds", "When the last checkpoint part was written (Unix seconds).", Read::Gauge(|s| (s.checkpoint_last_ms.load(Ordering::Relaxed) / 1000) as f64)),
@@ -119,8 +125,14 @@ static METRICS: &[Metric] = &[
 
 /// The names of every metric the job exports (the tests check dashboards
 /// and alert rules against them).
-pub fn metric_names() -> Vec<&'static str> {
-    METRICS.iter().map(|m| m.name).collect()
+pub fn metric_names() -> Vec<String> {
+    let series = |m: &Metric| match m.read {
+        Read::Histogram(_) => ["_bucket", "_sum", "_count"]
+            .map(|s| format!("{}{s}", m.name))
+            .to_vec(),
+        _ => vec![m.name.to_string()],
+    };
+    METRICS.iter().flat_map(series).collect()
 }
 
 /// Entries per category in `popularity_trending_value`.
@@ -131,11 +143,14 @@ enum Series {
     Gauge(Gauge),
     Counters(CounterVec),
     Gauges(GaugeVec),
+    /// Built at each scrape: see [`histogram_family`].
+    Histogram,
 }
 
 /// The registry a scrape fills and renders.
 pub(super) struct Exported {
     registry: Registry,
+    process: String,
     series: Vec<(&'static Metric, Series)>,
 }
 
@@ -171,17 +186,27 @@ impl Exported {
                     GaugeVec::new(opts, &["category", "rank", "content_id", "name"])
                         .map_err(perr)?,
                 ),
+                Read::Histogram(_) => {
+                    series.push((metric, Series::Histogram));
+                    continue;
+                }
             };
             let collector: Box<dyn prometheus::core::Collector> = match &s {
                 Series::Counter(c) => Box::new(c.clone()),
                 Series::Gauge(g) => Box::new(g.clone()),
                 Series::Counters(c) => Box::new(c.clone()),
                 Series::Gauges(g) => Box::new(g.clone()),
+                Series::Histogram => continue,
             };
             registry.register(collector).map_err(perr)?;
             series.push((metric, s));
         }
-        Ok(Exported { registry, series })
+        let process = process.to_string();
+        Ok(Exported {
+            registry,
+            process,
+            series,
+        })
     }
 
     /// Copies the job's values in and renders the text format.
@@ -204,12 +229,49 @@ impl Exported {
                 _ => {}
             }
         }
+        let mut families = self.registry.gather();
+        for (metric, _) in &self.series {
+            if let Read::Histogram(f) = metric.read {
+                families.push(histogram_family(metric, f(stats), &self.process));
+            }
+        }
         let mut out = Vec::new();
-        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
+        if let Err(e) = TextEncoder::new().encode(&families, &mut out) {
             out = format!("# metrics could not be encoded: {e}\n").into_bytes();
         }
         out
     }
+}
+
+/// A histogram's buckets as they stand, in seconds, with the registry's
+/// `process` label.
+fn histogram_family(metric: &Metric, h: &Histogram, process: &str) -> MetricFamily {
+    let buckets = h.cumulative();
+    let mut proto = proto::Histogram::default();
+    proto.set_sample_count(buckets.last().map_or(0, |b| b.1));
+    proto.set_sample_sum(h.sum_ms() as f64 / 1000.0);
+    let bounded = buckets
+        .iter()
+        .filter_map(|(bound, n)| Some((bound.as_ref()?, n)));
+    let buckets = bounded.map(|(&bound, &n)| {
+        let mut b = proto::Bucket::default();
+        b.set_upper_bound(bound as f64 / 1000.0);
+        b.set_cumulative_count(n);
+        b
+    });
+    proto.set_bucket(buckets.collect());
+    let mut label = proto::LabelPair::default();
+    label.set_name("process".into());
+    label.set_value(process.into());
+    let mut m = proto::Metric::default();
+    m.set_label(vec![label]);
+    m.set_histogram(proto);
+    let mut family = MetricFamily::default();
+    family.set_name(metric.name.into());
+    family.set_help(metric.help.into());
+    family.set_field_type(proto::MetricType::HISTOGRAM);
+    family.set_metric(vec![m]);
+    family
 }
 
 /// The current top 5 of each category: reset at every scrape, so at most

@@ -15,6 +15,7 @@ pub mod traffic;
 
 use crate::core::error::Result;
 use crate::core::event::{DecodeError, Validation, WatchEvent};
+use crate::core::time::Millis;
 
 /// Identifies a partition within its source.
 pub type PartitionId = u32;
@@ -49,6 +50,9 @@ pub struct Batch {
     pub rejects: Vec<Reject>,
     /// Records read, valid or not.
     pub read: u64,
+    /// Sampled events' arrival times (ms, the Kafka timestamp), by index
+    /// into `events`: see [`crate::core::freshness`].
+    pub arrivals: Vec<(usize, Millis)>,
 }
 
 impl Batch {
@@ -58,6 +62,7 @@ impl Batch {
         self.positions.clear();
         self.partitions.clear();
         self.rejects.clear();
+        self.arrivals.clear();
         self.read = 0;
     }
 

@@ -15,6 +15,7 @@ mod bad_input;
 mod checkpoint;
 mod cluster;
 mod containers;
+mod freshness;
 mod k8s;
 mod kafka;
 mod kafka_faults;

@@ -125,7 +125,7 @@ fn check_names(expr: &str, whence: &str) {
             .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
             .collect();
         assert!(
-            metric_names().contains(&name.as_str()),
+            metric_names().contains(&name),
             "{whence}: `{name}` is not a metric the job exports"
         );
         found += 1;

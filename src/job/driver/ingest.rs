@@ -32,6 +32,7 @@ impl Driver<'_> {
         self.batch = batch;
         self.marks = marks;
         judged?;
+        self.note_arrivals(self.floor(session));
         self.publish_clocks();
         self.feed_panes(session);
         let stats = &self.ctx.stats;
@@ -110,6 +111,18 @@ impl Driver<'_> {
         self.views += views;
         self.decided = decided;
         Ok(())
+    }
+
+    /// Hands the batch's sampled arrivals to the freshness probe: each
+    /// event's pane, if the input can still take it (an event the clock
+    /// later finds late is still noted; late events are counted apart).
+    fn note_arrivals(&self, floor: Pane) {
+        let events = &self.batch.events;
+        let samples: Vec<(Pane, Millis)> = (self.batch.arrivals.iter())
+            .filter_map(|&(i, at)| Some((self.ctx.window.pane_of(events.get(i)?.event_time)?, at)))
+            .filter(|&(pane, _)| pane >= floor)
+            .collect();
+        self.ctx.stats.freshness.note(&samples);
     }
 
     /// The least pane the input can still take: a partition that was idle may

@@ -43,6 +43,7 @@ pub use produce::{consume_all, produce, ProduceProgress};
 use super::{Batch, PartitionId, Poll, Source};
 use crate::core::error::{Error, Result};
 use crate::core::event::Validation;
+use crate::core::freshness::SAMPLE_EVERY;
 use partition::Assigned;
 
 /// Record batches the client could not decode (each stops the job):
@@ -527,7 +528,14 @@ impl Source for KafkaSource {
                         note_gap(&self.progress, part.id, part.next_offset, offset);
                     }
                     batch.partition = part.id;
+                    let decoded = batch.events.len();
                     batch.push_raw(m.payload().unwrap_or(&[]), offset as u64, &self.limits);
+                    if (offset as u64).is_multiple_of(SAMPLE_EVERY) && batch.events.len() > decoded
+                    {
+                        if let Some(at) = m.timestamp().to_millis() {
+                            batch.arrivals.push((decoded, at));
+                        }
+                    }
                     part.next_offset = offset + 1;
                     part.last_data = now;
                 }
