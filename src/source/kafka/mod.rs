@@ -78,6 +78,22 @@ impl PartitionProgress {
     }
 }
 
+/// How long a partition read to the broker's current end, but short of an
+/// end it reported before, waits for the rest before the job stops.
+fn stale_end_limit(idle_timeout: Duration) -> Duration {
+    (idle_timeout * 6).max(Duration::from_secs(30))
+}
+
+/// The broker hands out less than it reported holding: an external error
+/// (a restart resumes from the last checkpoint, with new connections).
+fn short_of_end(topic: &str, part: &Assigned, high: i64) -> Error {
+    let (p, next, now) = (part.id, part.next_offset, part.reported_end);
+    kafka_err(
+        format!("topic `{topic}` partition {p}: read to offset {next}, the end the broker reports now ({now}), but it reported the log reaching {high} before and has handed out nothing more for {:?}; stopping rather than finishing short (a restart resumes from the last checkpoint)", part.last_data.elapsed()),
+        true,
+    )
+}
+
 /// Per-partition progress of every Kafka source in the process.
 pub type ProgressBoard = Arc<Mutex<BTreeMap<PartitionId, PartitionProgress>>>;
 
@@ -281,6 +297,7 @@ impl KafkaSource {
             end,
             last_data: Instant::now(),
             finished: false,
+            reported_end: high,
         });
     }
 
@@ -320,18 +337,31 @@ impl KafkaSource {
         for k in 0..self.parts.len() {
             let (id, next) = (self.parts[k].id, self.parts[k].next_offset);
             let range = self.watermarks(id as i32, Duration::from_millis(500));
+            let (mut relocated, before) = (false, self.parts[k].reported_end);
             if let Ok((low, high)) = range {
                 let settled = self.settle(id as i32, next, low, high)?;
                 if settled != next {
                     self.parts[k].next_offset = settled;
-                    moved = true;
+                    (moved, relocated) = (true, true);
                 }
+                self.parts[k].reported_end = high;
             }
             if let Ok(mut board) = self.progress.lock() {
                 let entry = board.entry(id).or_default();
                 entry.next_offset = self.parts[k].next_offset;
                 if let Ok((_, h)) = range {
-                    entry.high_watermark = h;
+                    // The highest end reported: a log's end does not move
+                    // back, unless the log was replaced (relocated above).
+                    let highest = if relocated {
+                        h
+                    } else {
+                        entry.high_watermark.max(h)
+                    };
+                    if h < highest && h != before {
+                        let (topic, next) = (&self.cfg.topic, self.parts[k].next_offset);
+                        tracing::warn!(topic = %topic, partition = id, reported = h, earlier = highest, next, "the broker reports an end offset below one it reported before; waiting for the rest");
+                    }
+                    entry.high_watermark = highest;
                 }
             }
         }
@@ -482,6 +512,9 @@ impl Source for KafkaSource {
                         .ok()
                         .and_then(|b| b.get(&part.id).map(|p| p.high_watermark))
                         .unwrap_or(i64::MAX);
+                    if part.short_of_an_earlier_end(high, stale_end_limit(idle_timeout)) {
+                        return Err(short_of_end(&self.cfg.topic, part, high));
+                    }
                     part.quiet(idle_timeout, high, unreachable)
                 }
                 _ => false,

@@ -12,6 +12,9 @@ pub(super) struct Assigned {
     pub(super) end: Option<i64>,
     pub(super) last_data: Instant,
     pub(super) finished: bool,
+    /// The end offset the broker reported last (the progress board keeps
+    /// the highest it ever reported).
+    pub(super) reported_end: i64,
 }
 
 impl Assigned {
@@ -34,6 +37,16 @@ impl Assigned {
         };
         silent >= idle_timeout && self.next_offset >= high
     }
+
+    /// Read to the end the broker reports now, but short of one it reported
+    /// before (`high`, the highest), and silent for `limit`: a log's end
+    /// never moves back, so the broker is handing out less than it holds.
+    /// Finishing here would lose the rest without a word.
+    pub(super) fn short_of_an_earlier_end(&self, high: i64, limit: Duration) -> bool {
+        self.next_offset < high
+            && self.next_offset >= self.reported_end
+            && self.last_data.elapsed() >= limit
+    }
 }
 
 #[cfg(test)]
@@ -51,6 +64,7 @@ mod tests {
             end: None,
             last_data: ago(silent),
             finished: false,
+            reported_end: 100,
         }
     }
 
@@ -65,5 +79,28 @@ mod tests {
         // Silent for 30 s, but the broker was away until 3 s ago.
         assert!(!part(s(30)).quiet(idle, 100, Some(ago(s(3)))));
         assert!(part(s(30)).quiet(idle, 100, Some(ago(s(9)))));
+    }
+
+    #[test]
+    fn an_end_that_moved_back_is_not_quiet_and_is_found_out() {
+        let s = Duration::from_secs;
+        // The broker said 180 before and says 100 now: not done, and after
+        // the limit, a broker handing out less than it holds.
+        let p = part(s(60));
+        assert!(!p.quiet(s(8), 180, None));
+        assert!(p.short_of_an_earlier_end(180, s(48)));
+        assert!(
+            !part(s(30)).short_of_an_earlier_end(180, s(48)),
+            "not for long"
+        );
+        assert!(!p.short_of_an_earlier_end(100, s(48)), "no earlier end");
+        let behind = Assigned {
+            reported_end: 150,
+            ..part(s(60))
+        };
+        assert!(
+            !behind.short_of_an_earlier_end(180, s(48)),
+            "a backlog is slow, not short"
+        );
     }
 }
