@@ -115,6 +115,9 @@ pub struct SourceConfig {
     pub kind: SourceKind,
     /// Records pulled per batch.
     pub batch: usize,
+    /// Batches a worker's source reads ahead on a thread of its own, so
+    /// fetching and decoding overlap the dataflow; 0 reads in the worker.
+    pub read_ahead: usize,
     /// How far past the wall clock an event time may be before it is
     /// rejected (`out_of_range`). Minutes suit live traffic; a replay of
     /// future-dated test data needs more (e.g. `"400d"`).
@@ -133,6 +136,7 @@ impl Default for SourceConfig {
         SourceConfig {
             kind: SourceKind::Generator,
             batch: 16_384,
+            read_ahead: 2,
             max_future: Duration::from_secs(15 * 60),
             generator: GeneratorConfig::default(),
             file: FileConfig::default(),

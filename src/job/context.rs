@@ -20,6 +20,7 @@ use crate::sink::store::{LocalStore, ObjectStore};
 use crate::source::file::FileSource;
 use crate::source::generator::GeneratorSource;
 use crate::source::kafka::{KafkaSource, ProgressBoard};
+use crate::source::read_ahead::{ReadAhead, SendSource};
 use crate::source::traffic::Generator;
 use crate::source::{PartitionId, Source};
 
@@ -189,12 +190,30 @@ impl Context {
             && self.store.is_some()
     }
 
+    /// Worker `index`'s source, read ahead on its own thread unless
+    /// `source.read-ahead` is 0; and its name for dead letters.
     pub(super) fn open_source(
         &self,
         index: usize,
         peers: usize,
         offsets: &BTreeMap<PartitionId, i64>,
     ) -> Result<(Box<dyn Source>, String)> {
+        let (source, name) = self.open_plain_source(index, peers, offsets)?;
+        let ahead = self.job.source.read_ahead;
+        if ahead == 0 {
+            return Ok((source, name));
+        }
+        let thread = format!("source-{index}");
+        let source = ReadAhead::start(source, ahead, self.job.source.batch, thread)?;
+        Ok((Box::new(source), name))
+    }
+
+    fn open_plain_source(
+        &self,
+        index: usize,
+        peers: usize,
+        offsets: &BTreeMap<PartitionId, i64>,
+    ) -> Result<(SendSource, String)> {
         let limits = Validation {
             now_ms: crate::core::time::now_ms(),
             max_future_ms: self.job.source.max_future_ms(),

@@ -11,6 +11,7 @@ pub mod catalog_feed;
 pub mod file;
 pub mod generator;
 pub mod kafka;
+pub mod read_ahead;
 pub mod traffic;
 
 use crate::core::error::Result;
