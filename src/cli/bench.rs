@@ -68,6 +68,10 @@ pub(crate) struct BenchArgs {
     /// How the model rolls titles up: `routes` or `differential` (a join).
     #[arg(long, default_value = "routes")]
     rollup: String,
+    /// Batches the generator runs ahead of each worker, on a thread of its
+    /// own (`source.read-ahead`; 0: in the worker).
+    #[arg(long, default_value_t = 2)]
+    read_ahead: usize,
     #[command(flatten)]
     cluster: Cluster,
 }
@@ -121,6 +125,7 @@ pub(crate) fn bench_one(args: &BenchArgs, model: bool) -> Result<(f64, f64)> {
     g.late = 0.0;
     g.invalid = 0.0;
     job.source.batch = 65_536;
+    job.source.read_ahead = args.read_ahead;
     job.metrics.enabled = false; // no endpoint, no live-window copies: the dataflow alone
     job.model.enabled = model;
     job.model.rollup = match args.rollup.as_str() {
