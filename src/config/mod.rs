@@ -33,7 +33,7 @@ pub use kafka::KafkaConfig;
 pub use s3::S3Config;
 pub use sections::{
     CatalogConfig, CheckpointConfig, DeadLetterConfig, FileConfig, JobSection, SinkConfig,
-    SinkKind, SourceConfig, SourceKind, WindowConfig, DEFAULT_PARTITIONS,
+    SinkKind, SourceConfig, SourceKind, WindowConfig, DEFAULT_PARTITIONS, MAX_READ_AHEAD,
 };
 pub use serve::{MetricsConfig, ServeLimits};
 
@@ -107,6 +107,12 @@ impl JobConfig {
         self.window.clock_rule()?;
         if self.source.batch == 0 {
             return Err(Error::Config("source.batch must be at least 1".into()));
+        }
+        if self.source.read_ahead > MAX_READ_AHEAD {
+            return Err(Error::Config(format!(
+                "source.read-ahead must be at most {MAX_READ_AHEAD} batches, got {}",
+                self.source.read_ahead
+            )));
         }
         self.job.heartbeat_timeout()?;
         if self.checkpoint.interval.is_zero() {
@@ -205,6 +211,16 @@ mod tests {
             let text = std::fs::read_to_string(path).expect("job file");
             JobConfig::parse(&text, []).unwrap_or_else(|e| panic!("{path}: {e}"));
         }
+    }
+
+    #[test]
+    fn a_read_ahead_past_its_bound_is_a_configuration_error() {
+        let ok = JobConfig::parse("[source]\nread-ahead = 64\n", []).expect("at the bound");
+        assert_eq!(ok.source.read_ahead, 64);
+        let err = JobConfig::parse("[source]\nread-ahead = 100000000000\n", [])
+            .expect_err("past the bound");
+        assert!(matches!(err, Error::Config(_)), "{err}");
+        assert!(err.to_string().contains("source.read-ahead"), "{err}");
     }
 
     #[test]

@@ -145,6 +145,10 @@ impl Default for SourceConfig {
     }
 }
 
+/// Most batches a source may read ahead of its worker: each is a queue
+/// slot allocated up front, and more than a few buy nothing.
+pub const MAX_READ_AHEAD: usize = 64;
+
 /// `[source.file]`
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case", default)]

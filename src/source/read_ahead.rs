@@ -123,9 +123,9 @@ impl Source for ReadAhead {
 impl Drop for ReadAhead {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
-        // Dropping the receiver wakes a reader blocked on a full queue.
-        let (_, closed) = sync_channel(1);
-        drop(std::mem::replace(&mut self.ready, closed));
+        // Taking what is queued frees a reader blocked on a full queue; it
+        // then sees the stop and drops its sender, which ends the loop.
+        while self.ready.recv().is_ok() {}
         if let Some(thread) = self.thread.take() {
             if thread.join().is_err() {
                 tracing::error!("the source's reader thread panicked (a bug)");
@@ -149,7 +149,6 @@ impl Reader {
     /// goes on polling as the worker would (a finished source is idle), and
     /// a full queue blocks it.
     fn run(mut self) {
-        let mut finished = BTreeSet::new();
         while !self.stop.load(Ordering::Relaxed) {
             if let Ok(p) = PartitionId::try_from(self.focus.load(Ordering::Relaxed)) {
                 self.source.focus(p);
@@ -157,14 +156,11 @@ impl Reader {
             let mut batch = self.spent.try_recv().unwrap_or_default();
             batch.clear();
             let poll = self.source.poll(&mut batch, self.max);
-            if let Ok(Poll::Finished(p)) = &poll {
-                finished.insert(*p);
-            }
             let failed = poll.is_err();
             let read = Read {
                 positions: self.source.positions(),
                 idle: (self.source.partitions().into_iter())
-                    .filter(|p| !finished.contains(p) && self.source.is_idle(*p))
+                    .filter(|p| self.source.is_idle(*p))
                     .collect(),
                 batch,
                 poll,

@@ -238,31 +238,44 @@ struct Wire<'a> {
     device: Cow<'a, str>,
 }
 
+/// A record's fields as read, before the range checks: what both decoders give.
+struct Raw {
+    event_id: u64,
+    user_id: u64,
+    content_id: u64,
+    event_type: EventType,
+    event_time: i64,
+    watched_ms: i64,
+    region: Region,
+    tier: Tier,
+    device: Device,
+}
+
+impl Raw {
+    /// The event, if its numbers are in range.
+    fn validate(self, limits: &Validation) -> Result<WatchEvent, DecodeError> {
+        check_ranges(self.content_id, self.watched_ms, self.event_time, limits)?;
+        Ok(WatchEvent {
+            event_id: self.event_id,
+            user_id: self.user_id,
+            content_id: self.content_id,
+            event_type: self.event_type,
+            event_time: self.event_time,
+            watched_ms: self.watched_ms as u32,
+            region: self.region,
+            tier: self.tier,
+            device: self.device,
+        })
+    }
+}
+
 impl WatchEvent {
     /// Decodes and validates one JSON record: records in the plain form go
     /// through a single-pass scan ([`scan`]), the rest through the general
     /// decoder, which decides every rejection.
     pub fn decode(bytes: &[u8], limits: &Validation) -> Result<WatchEvent, DecodeError> {
         match scan::scan(bytes) {
-            Some(f) => {
-                let (Some(event_type), Some(region), Some(tier), Some(device)) =
-                    (f.event_type, f.region, f.tier, f.device)
-                else {
-                    return Self::decode_general(bytes, limits);
-                };
-                check_ranges(f.content_id, f.watched_ms, f.event_time, limits)?;
-                Ok(WatchEvent {
-                    event_id: f.event_id,
-                    user_id: f.user_id,
-                    content_id: f.content_id,
-                    event_type,
-                    event_time: f.event_time,
-                    watched_ms: f.watched_ms as u32,
-                    region,
-                    tier,
-                    device,
-                })
-            }
+            Some(raw) => raw.validate(limits),
             None => Self::decode_general(bytes, limits),
         }
     }
@@ -273,35 +286,23 @@ impl WatchEvent {
     pub fn decode_general(bytes: &[u8], limits: &Validation) -> Result<WatchEvent, DecodeError> {
         let w: Wire =
             serde_json::from_slice(bytes).map_err(|e| DecodeError::Malformed(e.to_string()))?;
-        let event_type =
-            EventType::parse(&w.event_type).ok_or_else(|| DecodeError::UnknownValue {
-                field: "event_type",
-                value: w.event_type.to_string(),
-            })?;
-        let region = Region::parse(&w.region).ok_or_else(|| DecodeError::UnknownValue {
-            field: "region",
-            value: w.region.to_string(),
-        })?;
-        let tier = Tier::parse(&w.tier).ok_or_else(|| DecodeError::UnknownValue {
-            field: "tier",
-            value: w.tier.to_string(),
-        })?;
-        let device = Device::parse(&w.device).ok_or_else(|| DecodeError::UnknownValue {
-            field: "device",
-            value: w.device.to_string(),
-        })?;
-        check_ranges(w.content_id, w.watched_ms, w.event_time, limits)?;
-        Ok(WatchEvent {
+        let unknown = |field: &'static str, value: &str| DecodeError::UnknownValue {
+            field,
+            value: value.to_string(),
+        };
+        Raw {
             event_id: w.event_id,
             user_id: w.user_id,
             content_id: w.content_id,
-            event_type,
+            event_type: EventType::parse(&w.event_type)
+                .ok_or_else(|| unknown("event_type", &w.event_type))?,
             event_time: w.event_time,
-            watched_ms: w.watched_ms as u32,
-            region,
-            tier,
-            device,
-        })
+            watched_ms: w.watched_ms,
+            region: Region::parse(&w.region).ok_or_else(|| unknown("region", &w.region))?,
+            tier: Tier::parse(&w.tier).ok_or_else(|| unknown("tier", &w.tier))?,
+            device: Device::parse(&w.device).ok_or_else(|| unknown("device", &w.device))?,
+        }
+        .validate(limits)
     }
 
     /// Applies the range checks of [`WatchEvent::decode`] to an event built in process.

@@ -13,27 +13,27 @@
 //! two are compared on random and malformed input in the tests below and
 //! in the `event_paths` fuzz target.
 
-use super::{Device, EventType, Region, Tier};
+use super::{Device, EventType, Raw, Region, Tier};
 
-/// A record's fields, read but not yet range-checked.
-#[derive(Clone, Copy, Debug, Default)]
-pub(super) struct Fields {
-    pub event_id: u64,
-    pub user_id: u64,
-    pub content_id: u64,
-    pub event_type: Option<EventType>,
-    pub event_time: i64,
-    pub watched_ms: i64,
-    pub region: Option<Region>,
-    pub tier: Option<Tier>,
-    pub device: Option<Device>,
+/// The fields read so far, in whatever order the record has them.
+#[derive(Default)]
+struct Fields {
+    event_id: u64,
+    user_id: u64,
+    content_id: u64,
+    event_type: Option<EventType>,
+    event_time: i64,
+    watched_ms: i64,
+    region: Option<Region>,
+    tier: Option<Tier>,
+    device: Option<Device>,
 }
 
 /// Every field seen once.
 const ALL: u16 = (1 << 9) - 1;
 
 /// The fields of `bytes` if it is in the plain form; `None` otherwise.
-pub(super) fn scan(bytes: &[u8]) -> Option<Fields> {
+pub(super) fn scan(bytes: &[u8]) -> Option<Raw> {
     let mut c = Cursor { b: bytes, i: 0 };
     let (mut f, mut seen) = (Fields::default(), 0u16);
     c.ws();
@@ -56,7 +56,20 @@ pub(super) fn scan(bytes: &[u8]) -> Option<Fields> {
         }
     }
     c.ws();
-    (c.i == bytes.len() && seen == ALL).then_some(f)
+    if c.i != bytes.len() || seen != ALL {
+        return None;
+    }
+    Some(Raw {
+        event_id: f.event_id,
+        user_id: f.user_id,
+        content_id: f.content_id,
+        event_type: f.event_type?,
+        event_time: f.event_time,
+        watched_ms: f.watched_ms,
+        region: f.region?,
+        tier: f.tier?,
+        device: f.device?,
+    })
 }
 
 impl Fields {
