@@ -384,7 +384,8 @@ fn check_ranges(
 mod tests {
     use super::*;
 
-    fn limits() -> Validation {
+    /// Limits for the tests here and in [`super::scan`]'s.
+    pub(super) fn limits() -> Validation {
         Validation {
             now_ms: 1_800_000_000_000,
             max_future_ms: 86_400_000,

@@ -182,15 +182,9 @@ impl<'a> Cursor<'a> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{Validation, WatchEvent};
+    use super::super::tests::limits;
+    use super::super::WatchEvent;
     use crate::core::rng::SplitMix64;
-
-    fn limits() -> Validation {
-        Validation {
-            now_ms: 1_800_000_000_000,
-            max_future_ms: 86_400_000,
-        }
-    }
 
     /// A valid record in one of three spellings: ours, with spaces (as
     /// Python's `json.dumps` writes), or with keys shuffled and an escape.
