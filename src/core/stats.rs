@@ -47,6 +47,11 @@ pub struct Stats {
     pub part_write_micros: AtomicU64,
     /// Live window state: pending (content, pane) updates plus current counts.
     pub live_state: AtomicI64,
+    /// Titles outside the catalog the model's title shards keep one by one.
+    pub model_uncataloged: AtomicI64,
+    /// Facts of ids outside the catalog counted under the overflow title,
+    /// because their shard kept `model.uncataloged-limit` such titles already.
+    pub model_overflowed: AtomicU64,
     /// Largest value `live_state` reached.
     pub live_state_peak: AtomicI64,
     /// Wall clock (ms) when the dataflow had processed every pane the source

@@ -92,6 +92,8 @@ static METRICS: &[Metric] = &[
     m("popularity_checkpoint_failures_total", "Checkpoint parts that could not be written, or were skipped because the writer was still busy (the next checkpoint covers them).", Read::Counter(|s| n(&s.checkpoint_failures))),
     m("popularity_http_connections_refused_total", "HTTP connections closed on arrival because metrics.max-connections were open.", Read::Counter(|_| super::refused_connections() as f64)),
     m("popularity_live_state_entries", "Live window state: pending (content, pane) updates plus current counts.", Read::Gauge(|s| s.live_state.load(Ordering::Relaxed) as f64)),
+    m("popularity_model_uncataloged_titles", "Titles outside the catalog (ids only clients sent) the model keeps one by one; each worker keeps at most model.uncataloged-limit.", Read::Gauge(|s| s.model_uncataloged.load(Ordering::Relaxed) as f64)),
+    m("popularity_model_overflowed_facts_total", "Facts (title, breakdown cell, pane) of ids outside the catalog counted together under the overflow title because their worker kept model.uncataloged-limit such titles already.", Read::Counter(|s| n(&s.model_overflowed))),
     m("popularity_watermark_seconds", "Lowest input watermark over this process's workers (event time, seconds).", Read::Gauge(|s| (s.low_watermark_ms() / 1000) as f64)),
     m("popularity_watermark_lag_seconds", "Wall clock minus the lowest watermark.", Read::Gauge(|s| match s.low_watermark_ms() {
         0 => 0.0,

@@ -36,7 +36,7 @@ use crate::core::event::{ContentId, Device, EventType, Tier, WatchEvent, REGIONS
 use crate::core::time::Millis;
 
 pub use ranking::{
-    categories_of, decay, node_rows, rank_all, rank_value, score_ppm, top, NodeRow, TopEntry,
+    categories_of, decay, Best, node_rows, rank_all, rank_value, score_ppm, top, NodeRow, TopEntry,
     CATEGORIES,
 };
 
@@ -411,6 +411,10 @@ pub struct ModelConfig {
     pub clip_half_life: std::time::Duration,
     /// How a title's changes reach its show, channel and the episode total.
     pub rollup: Rollup,
+    /// Titles outside the catalog (ids only clients chose) each worker's
+    /// title shard keeps one by one; past it, facts of further such ids are
+    /// counted together under [`OVERFLOW_TITLE`].
+    pub uncataloged_limit: usize,
 }
 
 /// How a title's changes reach its ancestors.
@@ -436,9 +440,15 @@ impl Default for ModelConfig {
             score_window: std::time::Duration::from_secs(24 * 3600),
             clip_half_life: std::time::Duration::from_secs(30 * 60),
             rollup: Rollup::Routes,
+            uncataloged_limit: 250_000,
         }
     }
 }
+
+/// The title that counts, together, the facts of ids outside the catalog
+/// once a shard keeps [`ModelConfig::uncataloged_limit`] of them one by one:
+/// one past the largest content id an event may carry, so no event names it.
+pub const OVERFLOW_TITLE: ContentId = crate::core::event::MAX_CONTENT_ID + 1;
 
 /// The model settings, resolved.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -451,6 +461,8 @@ pub struct ModelSpec {
     pub half_life_ms: Millis,
     /// How titles' changes reach their ancestors.
     pub rollup: Rollup,
+    /// Titles outside the catalog a title shard keeps one by one.
+    pub uncataloged_limit: usize,
 }
 
 impl ModelConfig {
@@ -478,6 +490,7 @@ impl ModelConfig {
             score_panes,
             half_life_ms: half,
             rollup: self.rollup,
+            uncataloged_limit: self.uncataloged_limit,
         })
     }
 }

@@ -85,15 +85,96 @@ pub fn top<'a>(
     region: Option<usize>,
     k: usize,
 ) -> Vec<(f64, &'a NodeRow)> {
-    let mut ranked: Vec<(f64, &NodeRow)> = rows
+    let mut best = Best::new(k);
+    for r in rows {
+        if categories_of(r.info.map(|i| i.kind)).contains(&category) {
+            best.offer(rank_value(r, category, region), r.id, r);
+        }
+    }
+    best.into_sorted()
         .into_iter()
-        .filter(|r| categories_of(r.info.map(|i| i.kind)).contains(&category))
-        .map(|r| (rank_value(r, category, region), r))
-        .filter(|(v, _)| *v > 0.0)
-        .collect();
-    ranked.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.id.cmp(&b.1.id)));
-    ranked.truncate(k);
-    ranked
+        .map(|(v, _, r)| (v, r))
+        .collect()
+}
+
+/// The best `k` entries offered, by value (larger first), ties to the
+/// smaller id; entries whose value is not positive are not ranked. It holds
+/// at most `2k` entries whatever it is offered: when full it keeps the best
+/// `k` and from then on refuses anything that would not beat the worst of
+/// them, so ranking a million rows costs no list of a million.
+///
+/// ```
+/// use popularity::core::model::Best;
+///
+/// let mut best = Best::new(2);
+/// for (value, id) in [(1.0, 7), (3.0, 9), (0.0, 1), (3.0, 4), (2.0, 2)] {
+///     best.offer(value, id, ());
+/// }
+/// let ids: Vec<u64> = best.into_sorted().into_iter().map(|(_, id, ())| id).collect();
+/// assert_eq!(ids, [4, 9]);
+/// ```
+pub struct Best<T> {
+    k: usize,
+    held: Vec<(f64, ContentId, T)>,
+    /// The worst of the best `k` once the list was first cut to them.
+    floor: Option<(f64, ContentId)>,
+}
+
+impl<T> Best<T> {
+    /// Keeps the best `k`.
+    pub fn new(k: usize) -> Best<T> {
+        Best {
+            k,
+            held: Vec::new(),
+            floor: None,
+        }
+    }
+
+    /// Offers an entry.
+    pub fn offer(&mut self, value: f64, id: ContentId, item: T) {
+        if value.is_nan() || value <= 0.0 || self.k == 0 {
+            return;
+        }
+        if let Some(floor) = self.floor {
+            if better((value, id), floor) != std::cmp::Ordering::Less {
+                return;
+            }
+        }
+        self.held.push((value, id, item));
+        if self.held.len() >= 2 * self.k {
+            self.cut();
+        }
+    }
+
+    /// Keeps the best `k` of what is held.
+    fn cut(&mut self) {
+        let k = self.k;
+        if self.held.len() > k {
+            self.held
+                .select_nth_unstable_by(k - 1, |a, b| better((a.0, a.1), (b.0, b.1)));
+            self.held.truncate(k);
+        }
+        self.floor = self
+            .held
+            .iter()
+            .map(|e| (e.0, e.1))
+            .max_by(|a, b| better(*a, *b));
+    }
+
+    /// The best `k`, best first.
+    pub fn into_sorted(mut self) -> Vec<(f64, ContentId, T)> {
+        if self.held.len() > self.k {
+            self.cut();
+        }
+        self.held.sort_unstable_by(|a, b| better((a.0, a.1), (b.0, b.1)));
+        self.held
+    }
+}
+
+/// The ranking order: `Less` if `a` ranks above `b` (larger value, then
+/// smaller id).
+fn better(a: (f64, ContentId), b: (f64, ContentId)) -> std::cmp::Ordering {
+    b.0.total_cmp(&a.0).then(a.1.cmp(&b.1))
 }
 
 /// One entry of a ranking.
@@ -118,35 +199,25 @@ pub struct TopEntry {
 pub fn rank_all<'a>(rows: impl IntoIterator<Item = &'a NodeRow>, k: usize) -> Vec<TopEntry> {
     // One list per (category, scope), scope 0 global and r + 1 region r.
     let scopes = N_REGIONS + 1;
-    let mut lists: Vec<Vec<(f64, ContentId)>> = vec![Vec::new(); CATEGORIES.len() * scopes];
+    let mut lists: Vec<Best<()>> = (0..CATEGORIES.len() * scopes)
+        .map(|_| Best::new(k))
+        .collect();
     for row in rows {
         for cat in categories_of(row.info.map(|i| i.kind)) {
             let c = CATEGORIES.iter().position(|x| x == cat).unwrap_or(0);
-            let global = rank_value(row, cat, None);
-            if global > 0.0 {
-                lists[c * scopes].push((global, row.id));
-            }
+            lists[c * scopes].offer(rank_value(row, cat, None), row.id, ());
             if row.m.views == 0 {
                 continue; // no views, no region has any
             }
             for r in 0..N_REGIONS {
-                let v = rank_value(row, cat, Some(r));
-                if v > 0.0 {
-                    lists[c * scopes + r + 1].push((v, row.id));
-                }
+                lists[c * scopes + r + 1].offer(rank_value(row, cat, Some(r)), row.id, ());
             }
         }
     }
     let mut out = Vec::new();
-    for (at, mut list) in lists.into_iter().enumerate() {
+    for (at, list) in lists.into_iter().enumerate() {
         let (c, r) = (at / scopes, at % scopes);
-        let by =
-            |a: &(f64, ContentId), b: &(f64, ContentId)| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1));
-        if list.len() > k {
-            list.select_nth_unstable_by(k - 1, by);
-            list.truncate(k);
-        }
-        list.sort_unstable_by(by);
+        let list = list.into_sorted().into_iter().map(|(v, id, ())| (v, id));
         for (i, (value, id)) in list.into_iter().enumerate() {
             out.push(TopEntry {
                 category: CATEGORIES[c].to_string(),

@@ -135,3 +135,25 @@ fn rankings_break_ties_by_id_and_merge_exactly() {
     merged.extend(pick(&b));
     assert_eq!(rank_all(&merged, 3), all);
 }
+
+#[test]
+fn the_bounded_ranking_keeps_what_a_whole_sort_keeps() {
+    let mut rng = crate::core::rng::SplitMix64::new(18);
+    for round in 0..500 {
+        let k = 1 + rng.below(12) as usize;
+        let n = rng.below(200) as usize;
+        // Few distinct values, so ties (broken by id) are common; some not positive.
+        let values: Vec<(f64, ContentId)> = (0..n as u64)
+            .map(|id| (rng.below(9) as f64 - 2.0, rng.below(1000) * 1000 + id))
+            .collect();
+        let mut best = Best::new(k);
+        for &(v, id) in &values {
+            best.offer(v, id, ());
+        }
+        let got: Vec<_> = best.into_sorted().into_iter().map(|(v, id, ())| (v, id)).collect();
+        let mut want: Vec<_> = values.into_iter().filter(|(v, _)| *v > 0.0).collect();
+        want.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        want.truncate(k);
+        assert_eq!(got, want, "round {round}, k {k}");
+    }
+}

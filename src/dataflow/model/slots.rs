@@ -64,6 +64,8 @@ pub(super) struct Slots {
     pub(super) ordered: bool,
     /// Slots with nonzero measures.
     pub(super) nonzero: usize,
+    /// Slots with catalog info.
+    pub(super) with_info: usize,
 }
 
 impl Slots {
@@ -93,6 +95,22 @@ impl Slots {
         self.index.insert(id, i);
         self.ordered = false;
         i
+    }
+
+    /// Sets slot `i`'s catalog info; returns what it was.
+    pub(super) fn set_info(&mut self, i: u32, info: Option<Info>) -> Option<Info> {
+        let before = std::mem::replace(&mut self.infos[i as usize], info);
+        match (before.is_some(), info.is_some()) {
+            (false, true) => self.with_info += 1,
+            (true, false) => self.with_info -= 1,
+            _ => {}
+        }
+        before
+    }
+
+    /// Slots of ids the catalog does not know.
+    pub(super) fn uncataloged(&self) -> usize {
+        self.index.len() - self.with_info
     }
 
     /// Applies `d` to slot `i`'s measures.

@@ -21,7 +21,7 @@ use timely::dataflow::StreamVec;
 use super::slots::{Outbox, Slots};
 use super::{Fx, ModelHour, Side, StageOut, TOTAL_NODE};
 use crate::core::event::ContentId;
-use crate::core::model::{Cell, Delta, Info, Measures, ModelSpec, Obs, Rollup};
+use crate::core::model::{Cell, Delta, Info, Measures, ModelSpec, Obs, Rollup, OVERFLOW_TITLE};
 use crate::core::stats::Stats;
 use crate::core::time::{Pane, WindowSpec};
 use crate::dataflow::live::{LiveShard, LiveUpdate, ModelShard, Pacer};
@@ -67,7 +67,7 @@ pub(super) fn shard_stage<'scope>(
         move |initial, op| {
             let activator = scope.activator_for(op.address.clone());
             let mut held = Some(initial);
-            let mut shard = Shard::new(stage, worker);
+            let mut shard = Shard::new(stage, worker, stats.clone());
             move |(input1, frontier1), (input2, frontier2), output| {
                 input1.for_each(|_cap, data| shard.take_facts(data.drain(..)));
                 input2.for_each(|_cap, data| shard.take_sides(data.drain(..)));
@@ -103,10 +103,37 @@ pub(super) fn shard_stage<'scope>(
                     Some(t) => follow_frontier(&mut held, Some(t)),
                     None => held = None,
                 }
-                stats.live_state_delta(shard.account());
+                shard.account();
             }
         },
     )
+}
+
+/// One title's views and watch time in one cell, to leave the window at a
+/// pane: 16 bytes where the fact it came from took 24. A fact whose numbers
+/// do not fit in 32 bits leaves as several ([`split32`]), so nothing is cut.
+#[derive(Clone, Copy, Debug)]
+struct Exit {
+    slot: u32,
+    views: i32,
+    watch_ms: i32,
+    cell: Cell,
+}
+
+/// Splits `(a, b)` into parts that each fit in 32 bits and together sum to
+/// it exactly: one part for any number a title sees in a pane, more only
+/// past two billion.
+fn split32(mut a: i64, mut b: i64, mut give: impl FnMut(i32, i32)) {
+    loop {
+        let x = a.clamp(i32::MIN.into(), i32::MAX.into()) as i32;
+        let y = b.clamp(i32::MIN.into(), i32::MAX.into()) as i32;
+        give(x, y);
+        a -= i64::from(x);
+        b -= i64::from(y);
+        if a == 0 && b == 0 {
+            return;
+        }
+    }
 }
 
 /// A shard stage's state between activations.
@@ -116,11 +143,11 @@ struct Shard {
     /// Updates by time, waiting for the frontier.
     pending: BTreeMap<Pane, Pending>,
     nodes: Slots,
-    /// What leaves the window (views and watch time by cell, negated) and
-    /// what leaves the score window (views only), by pane: 24 and 16 bytes
-    /// per title, cell and pane.
-    leaving: BTreeMap<Pane, Vec<(u32, Cell, Obs)>>,
-    leaving_24h: BTreeMap<Pane, Vec<(u32, i64)>>,
+    /// What leaves the window (views and watch time by cell, negated: 16
+    /// bytes per title, cell and pane) and what leaves the score window
+    /// (views, negated: 8 bytes per title and pane), by pane.
+    leaving: BTreeMap<Pane, Vec<Exit>>,
+    leaving_24h: BTreeMap<Pane, Vec<(u32, i32)>>,
     /// A title's info is its slot's, counted once; titles whose info is
     /// counted otherwise (a value twice, or two values) keep their counts here.
     unsettled: HashMap<ContentId, Vec<(Info, i64)>, Fx>,
@@ -134,11 +161,16 @@ struct Shard {
     pacer: Pacer,
     /// The state size last reported to the counters.
     state: i64,
+    /// Titles outside the catalog last reported to the counters.
+    uncataloged: i64,
+    /// Facts this shard sent to the overflow title.
+    overflowed: u64,
+    stats: Arc<Stats>,
 }
 
 impl Shard {
     /// An empty shard of worker `worker`.
-    fn new(stage: StageSpec, worker: usize) -> Shard {
+    fn new(stage: StageSpec, worker: usize, stats: Arc<Stats>) -> Shard {
         Shard {
             stage,
             worker,
@@ -153,6 +185,9 @@ impl Shard {
             cursor: 0,
             pacer: Pacer::default(),
             state: 0,
+            uncataloged: 0,
+            overflowed: 0,
+            stats,
         }
     }
 
@@ -338,7 +373,7 @@ impl Shard {
             if !(counted.is_empty() || counted[..] == [(counted[0].0, 1)]) {
                 self.unsettled.insert(id, counted.clone());
             }
-            let before = std::mem::replace(&mut self.nodes.infos[i as usize], now);
+            let before = self.nodes.set_info(i, now);
             if self.stage.titles && before != now && !self.sends_own() {
                 self.reroute(i, id, now.as_ref());
             }
@@ -364,12 +399,16 @@ impl Shard {
     /// What leaves the windows at `time`. Both were pushed in slot order
     /// ([`Shard::enter`]), so the slots are visited in memory order, not at random.
     fn leave(&mut self, time: Pane) {
-        for (i, cell, obs) in self.leaving.remove(&time).unwrap_or_default() {
-            let score = false;
-            self.apply_leaving(i, &Delta::Cell { cell, obs, score });
+        for e in self.leaving.remove(&time).unwrap_or_default() {
+            let obs = Obs {
+                views: e.views.into(),
+                watch_ms: e.watch_ms.into(),
+            };
+            let (cell, score) = (e.cell, false);
+            self.apply_leaving(e.slot, &Delta::Cell { cell, obs, score });
         }
         for (i, v) in self.leaving_24h.remove(&time).unwrap_or_default() {
-            self.apply_leaving(i, &Delta::Score(v));
+            self.apply_leaving(i, &Delta::Score(v.into()));
         }
     }
 
@@ -386,10 +425,7 @@ impl Shard {
     /// its views leave the score window one score window later.
     fn enter(&mut self, time: Pane, facts: Vec<(ContentId, Cell, Obs)>) {
         let (width, score) = (self.stage.window.panes(), self.stage.spec.score_panes);
-        let mut facts: Vec<(u32, Cell, Obs)> = facts
-            .into_iter()
-            .map(|(id, cell, obs)| (self.slot(id), cell, obs))
-            .collect();
+        let mut facts = self.admit(facts);
         // In slot order, one update per slot and cell.
         facts.sort_unstable_by_key(|e| (e.0, e.1));
         facts.dedup_by(|next, kept| {
@@ -399,17 +435,27 @@ impl Shard {
             }
             same
         });
-        for (i, cell, obs) in facts {
-            let mut gone = obs;
-            differential_dataflow::difference::Abelian::negate(&mut gone);
-            let leaving = self.leaving.entry(time + width).or_default();
-            leaving.push((i, cell, gone));
-            self.nodes.slots[i as usize].waiting += 1;
-            if obs.views != 0 {
-                let leaving = self.leaving_24h.entry(time + score).or_default();
-                leaving.push((i, gone.views));
-                self.nodes.slots[i as usize].waiting += 1;
+        let mut exits = Vec::with_capacity(facts.len());
+        let mut exits_24h = Vec::new();
+        // A title's score-window views leave as one sum over its cells.
+        let mut views_24h = 0;
+        for (at, &(i, cell, obs)) in facts.iter().enumerate() {
+            let before = exits.len() + exits_24h.len();
+            split32(-obs.views, -obs.watch_ms, |views, watch_ms| {
+                exits.push(Exit {
+                    slot: i,
+                    views,
+                    watch_ms,
+                    cell,
+                })
+            });
+            views_24h += obs.views;
+            if facts.get(at + 1).is_none_or(|next| next.0 != i) && views_24h != 0 {
+                split32(-views_24h, 0, |v, _| exits_24h.push((i, v)));
+                views_24h = 0;
             }
+            let exited = exits.len() + exits_24h.len() - before;
+            self.nodes.slots[i as usize].waiting += exited as u32;
             let d = Delta::Cell {
                 cell,
                 obs,
@@ -419,6 +465,61 @@ impl Shard {
             self.nodes.add(i, &d);
             self.nodes.release(i);
         }
+        if !exits.is_empty() {
+            self.leaving.entry(time + width).or_default().extend(exits);
+        }
+        if !exits_24h.is_empty() {
+            self.leaving_24h.entry(time + score).or_default().extend(exits_24h);
+        }
+    }
+
+    /// The slot of each fact's title. An id outside the catalog gets a slot
+    /// of its own while its shard keeps fewer than the limit of them, else
+    /// its fact goes to the overflow title (counted). Near the limit the
+    /// facts are taken in id order, so which ids get a slot depends on the
+    /// input alone (a restore replays the same choice).
+    fn admit(&mut self, mut facts: Vec<(ContentId, Cell, Obs)>) -> Vec<(u32, Cell, Obs)> {
+        let limit = self.stage.spec.uncataloged_limit;
+        let near = self.nodes.uncataloged() + facts.len() > limit;
+        if !self.stage.titles || !near {
+            return facts
+                .into_iter()
+                .map(|(id, cell, obs)| (self.slot(id), cell, obs))
+                .collect();
+        }
+        facts.sort_unstable_by_key(|f| (f.0, f.1));
+        let mut overflowed = 0;
+        let admitted = facts
+            .into_iter()
+            .map(|(id, cell, obs)| {
+                let known = self.nodes.index.contains_key(&id);
+                if known || self.nodes.uncataloged() < limit {
+                    return (self.slot(id), cell, obs);
+                }
+                overflowed += 1;
+                (self.slot(OVERFLOW_TITLE), cell, obs)
+            })
+            .collect();
+        if overflowed > 0 {
+            self.note_overflow(overflowed);
+        }
+        admitted
+    }
+
+    /// Counts facts sent to the overflow title; says so once per shard.
+    fn note_overflow(&mut self, facts: u64) {
+        use std::sync::atomic::Ordering;
+        if self.overflowed == 0 {
+            tracing::warn!(
+                worker = self.worker,
+                limit = self.stage.spec.uncataloged_limit,
+                "bad input: more ids outside the catalog than model.uncataloged-limit; \
+                 further ones are counted together under title {OVERFLOW_TITLE} \
+                 (popularity_model_overflowed_facts_total)"
+            );
+        }
+        self.overflowed += facts;
+        self.stats.model_overflowed.fetch_add(facts, Ordering::Relaxed);
     }
 
     /// True if the outbox holds deltas for ancestors or the episode total.
@@ -439,12 +540,21 @@ impl Shard {
         }
     }
 
-    /// The change of the state's size since the last call, for the counters.
-    fn account(&mut self) -> i64 {
+    /// Reports the changes of the state's size and of the titles outside
+    /// the catalog since the last call to the counters.
+    fn account(&mut self) {
+        use std::sync::atomic::Ordering;
         let pending: usize = self.pending.values().map(|(a, b)| a.len() + b.len()).sum();
         let now = (pending + self.nodes.nonzero) as i64;
-        let delta = now - self.state;
+        self.stats.live_state_delta(now - self.state);
         self.state = now;
-        delta
+        if self.stage.titles {
+            let now = self.nodes.uncataloged() as i64;
+            let delta = now - self.uncataloged;
+            if delta != 0 {
+                self.stats.model_uncataloged.fetch_add(delta, Ordering::Relaxed);
+            }
+            self.uncataloged = now;
+        }
     }
 }

@@ -101,3 +101,71 @@ fn the_differential_rollup_equals_the_routes() {
         assert_eq!(run(Rollup::Differential, seed), routes, "seed {seed}");
     }
 }
+
+/// `(hour, id, views, watch_ms, views_24h)` of every row published, for
+/// `facts` in pane 0 and nothing after, each worker keeping `limit` titles
+/// outside the catalog.
+fn publish(limit: usize, facts: Vec<((u64, u8), Obs)>) -> Vec<(u64, u64, i64, i64, i64)> {
+    let out = Arc::new(Mutex::new(Vec::new()));
+    let sink = out.clone();
+    timely::execute_directly(move |worker| {
+        let window = WindowSpec::hourly();
+        let spec = ModelConfig {
+            score_window: std::time::Duration::from_secs(2 * 3600),
+            uncataloged_limit: limit,
+            ..ModelConfig::default()
+        };
+        let spec = spec.spec(window.slide_ms, window.panes()).expect("valid");
+        let (mut facts_in, mut catalog) = worker.dataflow::<u64, _, _>(|scope| {
+            let (facts_in, facts) = scope.new_collection();
+            let (_, carried) = scope.new_collection();
+            let (catalog_in, catalog) = scope.new_collection();
+            let (model, _, _) =
+                model_tables(facts, carried, catalog, window, spec, Arc::default(), false);
+            model.inspect(move |h| {
+                let mut rows = sink.lock().expect("not poisoned");
+                let row = |r: &crate::core::model::NodeRow| {
+                    (h.hour, r.id, r.m.views, r.m.watch_ms, r.m.views_24h)
+                };
+                rows.extend(h.rows.iter().map(row));
+            });
+            (facts_in, catalog_in)
+        });
+        for entry in hierarchy() {
+            catalog.update(entry, 1);
+        }
+        for (key, obs) in facts {
+            facts_in.update(key, obs);
+        }
+    });
+    let mut rows = out.lock().expect("not poisoned").clone();
+    rows.sort();
+    rows
+}
+
+#[test]
+fn numbers_past_32_bits_leave_their_windows_whole() {
+    for (views, watch_ms) in [(3, 40), (3_000_000_000, 10_000_000_000), (1, 9_000_000_000)] {
+        let mut rows = publish(10, vec![((10, 5), Obs { views, watch_ms })]);
+        rows.retain(|r| r.1 == 10);
+        assert_eq!(
+            rows,
+            [(0, 10, views, watch_ms, views), (1, 10, 0, 0, views)],
+            "a title leaves the window after an hour, the score window after two"
+        );
+    }
+}
+
+#[test]
+fn ids_outside_the_catalog_past_the_limit_are_counted_together() {
+    let fact = |id, views| ((id, 0), Obs { views, watch_ms: 1 });
+    // Ids 104 and 103 arrive first, but the two admitted are the smallest.
+    let facts = vec![fact(104, 1), fact(103, 2), fact(10, 4), fact(101, 8), fact(102, 16)];
+    let hour0: Vec<_> = (publish(2, facts).into_iter())
+        .filter(|r| r.0 == 0 && r.1 >= 10)
+        .map(|r| (r.1, r.2))
+        .collect();
+    let overflow = crate::core::model::OVERFLOW_TITLE;
+    // Episode 10 is in the catalog, so it never counts against the limit.
+    assert_eq!(hour0, [(10, 4), (101, 8), (102, 16), (overflow, 3)]);
+}
