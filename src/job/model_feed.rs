@@ -139,15 +139,15 @@ impl ModelFeed {
                     score: true,
                 }
                 .apply(&mut m, true);
-                for (part, w) in [
-                    (m.window_part(), width),
-                    (m.score_part(), self.spec.score_panes),
+                for (part, exit) in [
+                    (m.window_part(), pane + width),
+                    (m.score_part(), self.spec.score_exit(pane)),
                 ] {
-                    if pane + w > time && !part.is_zero() {
+                    if exit > time && !part.is_zero() {
                         let mut gone = part;
                         gone.negate();
                         carry.update_at(id, time, part);
-                        carry.update_at(id, pane + w, gone);
+                        carry.update_at(id, exit, gone);
                     }
                 }
             }

@@ -406,6 +406,14 @@ pub struct ModelConfig {
     /// Width of the score window.
     #[serde(with = "humantime_serde")]
     pub score_window: std::time::Duration,
+    /// How far the score window moves at a time: views leave it together,
+    /// a step after the step they entered in. At every step's end (every
+    /// hour's, with the default of an hour) `views_24h` is exactly the views
+    /// of the last `score_window`; between ends it also holds the current
+    /// step's earlier panes. The slide itself makes a window exact at every
+    /// pane, at a cost of one exit per title and pane instead of per step.
+    #[serde(with = "humantime_serde")]
+    pub score_slide: std::time::Duration,
     /// Half-life of a clip's trend after its live event ends.
     #[serde(with = "humantime_serde")]
     pub clip_half_life: std::time::Duration,
@@ -438,6 +446,7 @@ impl Default for ModelConfig {
             enabled: true,
             top_k: 10,
             score_window: std::time::Duration::from_secs(24 * 3600),
+            score_slide: std::time::Duration::from_secs(3600),
             clip_half_life: std::time::Duration::from_secs(30 * 60),
             rollup: Rollup::Routes,
             uncataloged_limit: 250_000,
@@ -457,12 +466,33 @@ pub struct ModelSpec {
     pub top_k: usize,
     /// Score window width, in panes.
     pub score_panes: u64,
+    /// How far the score window moves at a time, in panes.
+    pub score_step: u64,
     /// Half-life, ms.
     pub half_life_ms: Millis,
     /// How titles' changes reach their ancestors.
     pub rollup: Rollup,
     /// Titles outside the catalog a title shard keeps one by one.
     pub uncataloged_limit: usize,
+}
+
+impl ModelSpec {
+    /// The pane at which views that entered in `pane` leave the score
+    /// window: one score window after the start of their step.
+    ///
+    /// ```
+    /// use popularity::core::model::ModelConfig;
+    ///
+    /// let spec = ModelConfig::default().spec(60_000, 60).expect("valid");
+    /// // Minute panes, a 24-hour window moving by the hour: every view of
+    /// // the hour from pane 120 leaves together, at pane 120 + 1440.
+    /// assert_eq!(spec.score_exit(120), 1560);
+    /// assert_eq!(spec.score_exit(179), 1560);
+    /// assert_eq!(spec.score_exit(180), 1620);
+    /// ```
+    pub fn score_exit(&self, pane: u64) -> u64 {
+        pane - pane % self.score_step + self.score_panes
+    }
 }
 
 impl ModelConfig {
@@ -476,6 +506,13 @@ impl ModelConfig {
             ));
         }
         let score_panes = (score / slide_ms) as u64;
+        let step = crate::core::time::millis(self.score_slide);
+        if step <= 0 || step % slide_ms != 0 || 3_600_000 % step != 0 || score % step != 0 {
+            return Err(format!(
+                "model.score-slide must be a multiple of the slide ({slide_ms} ms) that divides \
+                 an hour and the score window"
+            ));
+        }
         if score_panes < window_panes {
             return Err("model.score-window must be at least the window".into());
         }
@@ -488,6 +525,7 @@ impl ModelConfig {
         Ok(ModelSpec {
             top_k: self.top_k,
             score_panes,
+            score_step: (step / slide_ms) as u64,
             half_life_ms: half,
             rollup: self.rollup,
             uncataloged_limit: self.uncataloged_limit,

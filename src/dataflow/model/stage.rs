@@ -2,7 +2,8 @@
 //! shows and channels. It applies its updates in time order as the frontier
 //! allows and emits its rows at the last pane of every hour. The title stage
 //! also keeps the windows (a fact leaves the window one window after its
-//! pane, its 24-hour views one score window after) and forwards every change
+//! pane, its 24-hour views one score window after the score step it entered
+//! in, summed per title and step) and forwards every change
 //! of a title to its ancestors, summed per ancestor and time.
 //!
 //! What is still to leave a window is held here and applied only once the
@@ -165,6 +166,9 @@ struct Shard {
     uncataloged: i64,
     /// Facts this shard sent to the overflow title.
     overflowed: u64,
+    /// The exit pane of the score step the stage is in: its exits are
+    /// still coming.
+    open_score_exit: Option<Pane>,
     stats: Arc<Stats>,
 }
 
@@ -187,6 +191,7 @@ impl Shard {
             state: 0,
             uncataloged: 0,
             overflowed: 0,
+            open_score_exit: None,
             stats,
         }
     }
@@ -422,9 +427,11 @@ impl Shard {
     }
 
     /// What enters at `time`: it leaves the window one window later, and
-    /// its views leave the score window one score window later.
+    /// its views leave the score window one score window after its step began.
     fn enter(&mut self, time: Pane, facts: Vec<(ContentId, Cell, Obs)>) {
-        let (width, score) = (self.stage.window.panes(), self.stage.spec.score_panes);
+        let width = self.stage.window.panes();
+        let score_exit = self.stage.spec.score_exit(time);
+        self.close_score_exits(score_exit);
         let mut facts = self.admit(facts);
         // In slot order, one update per slot and cell.
         facts.sort_unstable_by_key(|e| (e.0, e.1));
@@ -469,8 +476,39 @@ impl Shard {
             self.leaving.entry(time + width).or_default().extend(exits);
         }
         if !exits_24h.is_empty() {
-            self.leaving_24h.entry(time + score).or_default().extend(exits_24h);
+            self.leaving_24h.entry(score_exit).or_default().extend(exits_24h);
         }
+    }
+
+    /// The panes of a score step all send their views' exits to one pane.
+    /// Once the stage enters a pane of a later step (`exit` is its exits'
+    /// pane), the earlier step's exits are complete: each title's are summed
+    /// into one (several only past 32 bits), and its wait count follows.
+    fn close_score_exits(&mut self, exit: Pane) {
+        let Some(open) = self.open_score_exit.replace(exit) else {
+            return;
+        };
+        if open == exit || self.stage.spec.score_step == 1 {
+            return; // still open; or one pane per step, summed as it entered
+        }
+        let Some(exits) = self.leaving_24h.get_mut(&open) else {
+            return;
+        };
+        exits.sort_unstable_by_key(|e| e.0);
+        let mut summed = Vec::with_capacity(exits.len() / 2);
+        for group in exits.chunk_by(|a, b| a.0 == b.0) {
+            let i = group[0].0;
+            let views: i64 = group.iter().map(|e| i64::from(e.1)).sum();
+            let before = summed.len();
+            if views != 0 {
+                split32(views, 0, |v, _| summed.push((i, v)));
+            }
+            let merged = group.len() - (summed.len() - before);
+            self.nodes.slots[i as usize].waiting -= merged as u32;
+            self.nodes.release(i);
+        }
+        summed.shrink_to_fit();
+        *exits = summed;
     }
 
     /// The slot of each fact's title. An id outside the catalog gets a slot

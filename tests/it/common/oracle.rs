@@ -316,7 +316,9 @@ fn model_rows_at(
         if *pane <= end && pane + window.panes() > end {
             part.add(&m.window_part());
         }
-        if *pane <= end && pane + spec.score_panes > end {
+        // Views leave the score window together, a window after their step began.
+        let step_start = pane - pane % spec.score_step;
+        if *pane <= end && step_start + spec.score_panes > end {
             part.add(&m.score_part());
         }
         if !part.is_zero() {
