@@ -36,6 +36,7 @@ use stage::{shard_stage, StageSpec};
 
 use super::live::LiveUpdate;
 use super::{follow_frontier, shard, HourTable};
+use crate::core::catalog::Kind;
 use crate::core::event::ContentId;
 use crate::core::model::{
     rank_all, resolve, CatalogEntry, Cell, Info, Measures, ModelSpec, NodeRow, Obs, Rollup,
@@ -231,9 +232,14 @@ pub fn model_tables<'scope>(
         .filter(|(a, _, _)| *a != TOTAL_NODE)
         .exchange(|(a, _, _)| shard(*a))
         .map(|(a, t, m)| (Side::Windowed(a, m), t, 1));
+    // The node stage holds shows and channels only: the info of every
+    // other title would cost it a slot per title and never a row.
+    let node_info = info.filter(|(side, _, _)| {
+        matches!(side, Side::Info(_, i) if matches!(i.kind, Kind::Show | Kind::Channel))
+    });
     let nodes = shard_stage(
         timely::dataflow::operators::generic::operator::empty(scope),
-        info.concat(total).concat(to_nodes),
+        node_info.concat(total).concat(to_nodes),
         stage(false),
         stats,
     );
