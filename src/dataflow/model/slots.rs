@@ -47,6 +47,8 @@ pub(super) struct Slot {
     pub(super) m: Measures,
     pub(super) route: Route,
     pub(super) waiting: u32,
+    /// Its entry among the open score step's exits, plus one (0: none).
+    pub(super) score_exit: u32,
 }
 
 /// A shard's nodes in a dense vector, found by id through an index: the
@@ -79,6 +81,7 @@ impl Slots {
             m: Measures::default(),
             route: Route::default(),
             waiting: 0,
+            score_exit: 0,
         };
         let i = match self.free.pop() {
             Some(i) => {

@@ -137,6 +137,26 @@ fn split32(mut a: i64, mut b: i64, mut give: impl FnMut(i32, i32)) {
     }
 }
 
+/// Adds `views` to a title's entry among a score step's exits (`list`;
+/// `mark` is the entry's place plus one, 0 for none), or a new entry where
+/// there is none or the sum would pass 32 bits. Returns the entries added.
+fn fold_exit(list: &mut Vec<(u32, i32)>, mark: &mut u32, slot: u32, mut views: i64) -> usize {
+    let at = mark.checked_sub(1).and_then(|at| list.get_mut(at as usize));
+    if let Some(e) = at.filter(|e| e.0 == slot) {
+        let sum = i64::from(e.1) + views;
+        let kept = sum.clamp(i32::MIN.into(), i32::MAX.into());
+        e.1 = kept as i32;
+        views = sum - kept;
+        if views == 0 {
+            return 0;
+        }
+    }
+    let before = list.len();
+    split32(views, 0, |v, _| list.push((slot, v)));
+    *mark = list.len() as u32;
+    list.len() - before
+}
+
 /// A shard stage's state between activations.
 struct Shard {
     stage: StageSpec,
@@ -412,7 +432,12 @@ impl Shard {
             let (cell, score) = (e.cell, false);
             self.apply_leaving(e.slot, &Delta::Cell { cell, obs, score });
         }
+        // A score step as long as the score window leaves as it closes.
+        let open = self.open_score_exit == Some(time);
         for (i, v) in self.leaving_24h.remove(&time).unwrap_or_default() {
+            if open {
+                self.nodes.slots[i as usize].score_exit = 0;
+            }
             self.apply_leaving(i, &Delta::Score(v.into()));
         }
     }
@@ -443,11 +468,11 @@ impl Shard {
             same
         });
         let mut exits = Vec::with_capacity(facts.len());
-        let mut exits_24h = Vec::new();
-        // A title's score-window views leave as one sum over its cells.
+        // A title's score-window views leave as one sum over its step.
+        let open = self.leaving_24h.entry(score_exit).or_default();
         let mut views_24h = 0;
         for (at, &(i, cell, obs)) in facts.iter().enumerate() {
-            let before = exits.len() + exits_24h.len();
+            let before = exits.len();
             split32(-obs.views, -obs.watch_ms, |views, watch_ms| {
                 exits.push(Exit {
                     slot: i,
@@ -457,11 +482,12 @@ impl Shard {
                 })
             });
             views_24h += obs.views;
+            let mut exited = exits.len() - before;
             if facts.get(at + 1).is_none_or(|next| next.0 != i) && views_24h != 0 {
-                split32(-views_24h, 0, |v, _| exits_24h.push((i, v)));
+                let slot = &mut self.nodes.slots[i as usize];
+                exited += fold_exit(open, &mut slot.score_exit, i, -views_24h);
                 views_24h = 0;
             }
-            let exited = exits.len() + exits_24h.len() - before;
             self.nodes.slots[i as usize].waiting += exited as u32;
             let d = Delta::Cell {
                 cell,
@@ -475,40 +501,24 @@ impl Shard {
         if !exits.is_empty() {
             self.leaving.entry(time + width).or_default().extend(exits);
         }
-        if !exits_24h.is_empty() {
-            self.leaving_24h.entry(score_exit).or_default().extend(exits_24h);
+        if open.is_empty() {
+            self.leaving_24h.remove(&score_exit);
         }
     }
 
-    /// The panes of a score step all send their views' exits to one pane.
-    /// Once the stage enters a pane of a later step (`exit` is its exits'
-    /// pane), the earlier step's exits are complete: each title's are summed
-    /// into one (several only past 32 bits), and its wait count follows.
+    /// The panes of a score step all send their views' exits to one pane,
+    /// each title's into one entry, which its slot marks. Once the stage
+    /// enters a pane of a later step (`exit` is its exits' pane), the
+    /// earlier step's exits are complete and their marks are cleared.
     fn close_score_exits(&mut self, exit: Pane) {
         let Some(open) = self.open_score_exit.replace(exit) else {
             return;
         };
-        if open == exit || self.stage.spec.score_step == 1 {
-            return; // still open; or one pane per step, summed as it entered
-        }
-        let Some(exits) = self.leaving_24h.get_mut(&open) else {
-            return;
-        };
-        exits.sort_unstable_by_key(|e| e.0);
-        let mut summed = Vec::with_capacity(exits.len() / 2);
-        for group in exits.chunk_by(|a, b| a.0 == b.0) {
-            let i = group[0].0;
-            let views: i64 = group.iter().map(|e| i64::from(e.1)).sum();
-            let before = summed.len();
-            if views != 0 {
-                split32(views, 0, |v, _| summed.push((i, v)));
+        if open != exit {
+            for &(i, _) in self.leaving_24h.get(&open).into_iter().flatten() {
+                self.nodes.slots[i as usize].score_exit = 0;
             }
-            let merged = group.len() - (summed.len() - before);
-            self.nodes.slots[i as usize].waiting -= merged as u32;
-            self.nodes.release(i);
         }
-        summed.shrink_to_fit();
-        *exits = summed;
     }
 
     /// The slot of each fact's title. An id outside the catalog gets a slot

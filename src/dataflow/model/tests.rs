@@ -103,9 +103,9 @@ fn the_differential_rollup_equals_the_routes() {
 }
 
 /// `(hour, id, views, watch_ms, views_24h)` of every row published, for
-/// `facts` in pane 0 and nothing after, each worker keeping `limit` titles
-/// outside the catalog.
-fn publish(limit: usize, facts: Vec<((u64, u8), Obs)>) -> Vec<(u64, u64, i64, i64, i64)> {
+/// `facts` (each at its pane), each worker keeping `limit` titles outside
+/// the catalog.
+fn publish(limit: usize, facts: Vec<(u64, (u64, u8), Obs)>) -> Vec<(u64, u64, i64, i64, i64)> {
     let out = Arc::new(Mutex::new(Vec::new()));
     let sink = out.clone();
     timely::execute_directly(move |worker| {
@@ -134,7 +134,9 @@ fn publish(limit: usize, facts: Vec<((u64, u8), Obs)>) -> Vec<(u64, u64, i64, i6
         for entry in hierarchy() {
             catalog.update(entry, 1);
         }
-        for (key, obs) in facts {
+        for (pane, key, obs) in facts {
+            facts_in.advance_to(pane);
+            catalog.advance_to(pane);
             facts_in.update(key, obs);
         }
     });
@@ -146,7 +148,7 @@ fn publish(limit: usize, facts: Vec<((u64, u8), Obs)>) -> Vec<(u64, u64, i64, i6
 #[test]
 fn numbers_past_32_bits_leave_their_windows_whole() {
     for (views, watch_ms) in [(3, 40), (3_000_000_000, 10_000_000_000), (1, 9_000_000_000)] {
-        let mut rows = publish(10, vec![((10, 5), Obs { views, watch_ms })]);
+        let mut rows = publish(10, vec![(0, (10, 5), Obs { views, watch_ms })]);
         rows.retain(|r| r.1 == 10);
         assert_eq!(
             rows,
@@ -154,11 +156,18 @@ fn numbers_past_32_bits_leave_their_windows_whole() {
             "a title leaves the window after an hour, the score window after two"
         );
     }
+    // Two panes of one hour, 2 billion views each: one score step, whose
+    // sum for the title passes 32 bits.
+    let big = Obs { views: 2_000_000_000, watch_ms: 1 };
+    let mut rows = publish(10, vec![(0, (10, 5), big), (30, (10, 7), big)]);
+    rows.retain(|r| r.1 == 10);
+    let (v, w) = (4_000_000_000, 2);
+    assert_eq!(rows, [(0, 10, v, w, v), (1, 10, 0, 0, v)]);
 }
 
 #[test]
 fn ids_outside_the_catalog_past_the_limit_are_counted_together() {
-    let fact = |id, views| ((id, 0), Obs { views, watch_ms: 1 });
+    let fact = |id, views| (0, (id, 0), Obs { views, watch_ms: 1 });
     // Ids 104 and 103 arrive first, but the two admitted are the smallest.
     let facts = vec![fact(104, 1), fact(103, 2), fact(10, 4), fact(101, 8), fact(102, 16)];
     let hour0: Vec<_> = (publish(2, facts).into_iter())
