@@ -36,7 +36,7 @@ use crate::core::event::{ContentId, Device, EventType, Tier, WatchEvent, REGIONS
 use crate::core::time::Millis;
 
 pub use ranking::{
-    categories_of, decay, Best, node_rows, rank_all, rank_value, score_ppm, top, NodeRow, TopEntry,
+    categories_of, decay, node_rows, rank_all, rank_value, score_ppm, top, Best, NodeRow, TopEntry,
     CATEGORIES,
 };
 

@@ -166,7 +166,8 @@ impl<T> Best<T> {
         if self.held.len() > self.k {
             self.cut();
         }
-        self.held.sort_unstable_by(|a, b| better((a.0, a.1), (b.0, b.1)));
+        self.held
+            .sort_unstable_by(|a, b| better((a.0, a.1), (b.0, b.1)));
         self.held
     }
 }

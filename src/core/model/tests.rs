@@ -150,7 +150,11 @@ fn the_bounded_ranking_keeps_what_a_whole_sort_keeps() {
         for &(v, id) in &values {
             best.offer(v, id, ());
         }
-        let got: Vec<_> = best.into_sorted().into_iter().map(|(v, id, ())| (v, id)).collect();
+        let got: Vec<_> = best
+            .into_sorted()
+            .into_iter()
+            .map(|(v, id, ())| (v, id))
+            .collect();
         let mut want: Vec<_> = values.into_iter().filter(|(v, _)| *v > 0.0).collect();
         want.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
         want.truncate(k);

@@ -28,6 +28,7 @@ use timely::dataflow::operators::vec::{Broadcast, Filter, Map, Partition};
 use timely::dataflow::operators::{Concat, Exchange as _};
 use timely::dataflow::StreamVec;
 
+mod exits;
 mod slots;
 mod stage;
 

@@ -19,6 +19,7 @@ use timely::dataflow::channels::pact::{Exchange, Pipeline};
 use timely::dataflow::operators::generic::operator::Operator;
 use timely::dataflow::StreamVec;
 
+use super::exits::{fold_exit, split32, Exit};
 use super::slots::{Outbox, Slots};
 use super::{Fx, ModelHour, Side, StageOut, TOTAL_NODE};
 use crate::core::event::ContentId;
@@ -108,53 +109,6 @@ pub(super) fn shard_stage<'scope>(
             }
         },
     )
-}
-
-/// One title's views and watch time in one cell, to leave the window at a
-/// pane: 16 bytes where the fact it came from took 24. A fact whose numbers
-/// do not fit in 32 bits leaves as several ([`split32`]), so nothing is cut.
-#[derive(Clone, Copy, Debug)]
-struct Exit {
-    slot: u32,
-    views: i32,
-    watch_ms: i32,
-    cell: Cell,
-}
-
-/// Splits `(a, b)` into parts that each fit in 32 bits and together sum to
-/// it exactly: one part for any number a title sees in a pane, more only
-/// past two billion.
-fn split32(mut a: i64, mut b: i64, mut give: impl FnMut(i32, i32)) {
-    loop {
-        let x = a.clamp(i32::MIN.into(), i32::MAX.into()) as i32;
-        let y = b.clamp(i32::MIN.into(), i32::MAX.into()) as i32;
-        give(x, y);
-        a -= i64::from(x);
-        b -= i64::from(y);
-        if a == 0 && b == 0 {
-            return;
-        }
-    }
-}
-
-/// Adds `views` to a title's entry among a score step's exits (`list`;
-/// `mark` is the entry's place plus one, 0 for none), or a new entry where
-/// there is none or the sum would pass 32 bits. Returns the entries added.
-fn fold_exit(list: &mut Vec<(u32, i32)>, mark: &mut u32, slot: u32, mut views: i64) -> usize {
-    let at = mark.checked_sub(1).and_then(|at| list.get_mut(at as usize));
-    if let Some(e) = at.filter(|e| e.0 == slot) {
-        let sum = i64::from(e.1) + views;
-        let kept = sum.clamp(i32::MIN.into(), i32::MAX.into());
-        e.1 = kept as i32;
-        views = sum - kept;
-        if views == 0 {
-            return 0;
-        }
-    }
-    let before = list.len();
-    split32(views, 0, |v, _| list.push((slot, v)));
-    *mark = list.len() as u32;
-    list.len() - before
 }
 
 /// A shard stage's state between activations.
@@ -567,7 +521,9 @@ impl Shard {
             );
         }
         self.overflowed += facts;
-        self.stats.model_overflowed.fetch_add(facts, Ordering::Relaxed);
+        self.stats
+            .model_overflowed
+            .fetch_add(facts, Ordering::Relaxed);
     }
 
     /// True if the outbox holds deltas for ancestors or the episode total.
@@ -600,7 +556,9 @@ impl Shard {
             let now = self.nodes.uncataloged() as i64;
             let delta = now - self.uncataloged;
             if delta != 0 {
-                self.stats.model_uncataloged.fetch_add(delta, Ordering::Relaxed);
+                self.stats
+                    .model_uncataloged
+                    .fetch_add(delta, Ordering::Relaxed);
             }
             self.uncataloged = now;
         }

@@ -158,7 +158,10 @@ fn numbers_past_32_bits_leave_their_windows_whole() {
     }
     // Two panes of one hour, 2 billion views each: one score step, whose
     // sum for the title passes 32 bits.
-    let big = Obs { views: 2_000_000_000, watch_ms: 1 };
+    let big = Obs {
+        views: 2_000_000_000,
+        watch_ms: 1,
+    };
     let mut rows = publish(10, vec![(0, (10, 5), big), (30, (10, 7), big)]);
     rows.retain(|r| r.1 == 10);
     let (v, w) = (4_000_000_000, 2);
@@ -169,7 +172,13 @@ fn numbers_past_32_bits_leave_their_windows_whole() {
 fn ids_outside_the_catalog_past_the_limit_are_counted_together() {
     let fact = |id, views| (0, (id, 0), Obs { views, watch_ms: 1 });
     // Ids 104 and 103 arrive first, but the two admitted are the smallest.
-    let facts = vec![fact(104, 1), fact(103, 2), fact(10, 4), fact(101, 8), fact(102, 16)];
+    let facts = vec![
+        fact(104, 1),
+        fact(103, 2),
+        fact(10, 4),
+        fact(101, 8),
+        fact(102, 16),
+    ];
     let hour0: Vec<_> = (publish(2, facts).into_iter())
         .filter(|r| r.0 == 0 && r.1 >= 10)
         .map(|r| (r.1, r.2))
