@@ -10,6 +10,7 @@ use timely::dataflow::operators::Inspect;
 use super::model_tables;
 use crate::core::catalog::Kind;
 use crate::core::model::{CatalogEntry, ModelConfig, Obs, Rollup};
+use crate::core::stats::Stats;
 use crate::core::time::WindowSpec;
 
 /// `(hour, id, measures)` of every row the model published, sorted.
@@ -105,9 +106,15 @@ fn the_differential_rollup_equals_the_routes() {
 /// `(hour, id, views, watch_ms, views_24h)` of every row published, for
 /// `facts` (each at its pane), each worker keeping `limit` titles outside
 /// the catalog.
-fn publish(limit: usize, facts: Vec<(u64, (u64, u8), Obs)>) -> Vec<(u64, u64, i64, i64, i64)> {
+/// The model's counters go to `stats`.
+fn publish(
+    limit: usize,
+    facts: Vec<(u64, (u64, u8), Obs)>,
+    stats: &Arc<Stats>,
+) -> Vec<(u64, u64, i64, i64, i64)> {
     let out = Arc::new(Mutex::new(Vec::new()));
     let sink = out.clone();
+    let stats = stats.clone();
     timely::execute_directly(move |worker| {
         let window = WindowSpec::hourly();
         let spec = ModelConfig {
@@ -120,8 +127,7 @@ fn publish(limit: usize, facts: Vec<(u64, (u64, u8), Obs)>) -> Vec<(u64, u64, i6
             let (facts_in, facts) = scope.new_collection();
             let (_, carried) = scope.new_collection();
             let (catalog_in, catalog) = scope.new_collection();
-            let (model, _, _) =
-                model_tables(facts, carried, catalog, window, spec, Arc::default(), false);
+            let (model, _, _) = model_tables(facts, carried, catalog, window, spec, stats, false);
             model.inspect(move |h| {
                 let mut rows = sink.lock().expect("not poisoned");
                 let row = |r: &crate::core::model::NodeRow| {
@@ -148,7 +154,11 @@ fn publish(limit: usize, facts: Vec<(u64, (u64, u8), Obs)>) -> Vec<(u64, u64, i6
 #[test]
 fn numbers_past_32_bits_leave_their_windows_whole() {
     for (views, watch_ms) in [(3, 40), (3_000_000_000, 10_000_000_000), (1, 9_000_000_000)] {
-        let mut rows = publish(10, vec![(0, (10, 5), Obs { views, watch_ms })]);
+        let mut rows = publish(
+            10,
+            vec![(0, (10, 5), Obs { views, watch_ms })],
+            &Arc::default(),
+        );
         rows.retain(|r| r.1 == 10);
         assert_eq!(
             rows,
@@ -162,7 +172,11 @@ fn numbers_past_32_bits_leave_their_windows_whole() {
         views: 2_000_000_000,
         watch_ms: 1,
     };
-    let mut rows = publish(10, vec![(0, (10, 5), big), (30, (10, 7), big)]);
+    let mut rows = publish(
+        10,
+        vec![(0, (10, 5), big), (30, (10, 7), big)],
+        &Arc::default(),
+    );
     rows.retain(|r| r.1 == 10);
     let (v, w) = (4_000_000_000, 2);
     assert_eq!(rows, [(0, 10, v, w, v), (1, 10, 0, 0, v)]);
@@ -179,11 +193,18 @@ fn ids_outside_the_catalog_past_the_limit_are_counted_together() {
         fact(101, 8),
         fact(102, 16),
     ];
-    let hour0: Vec<_> = (publish(2, facts).into_iter())
+    let stats = Arc::new(Stats::default());
+    let hour0: Vec<_> = (publish(2, facts, &stats).into_iter())
         .filter(|r| r.0 == 0 && r.1 >= 10)
         .map(|r| (r.1, r.2))
         .collect();
     let overflow = crate::core::model::OVERFLOW_TITLE;
     // Episode 10 is in the catalog, so it never counts against the limit.
     assert_eq!(hour0, [(10, 4), (101, 8), (102, 16), (overflow, 3)]);
+    let read = |n: &std::sync::atomic::AtomicU64| n.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(read(&stats.model_overflowed), 2, "the facts of 103 and 104");
+    let kept = stats
+        .model_uncataloged
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(kept, 0, "every title left the score window by the end");
 }
