@@ -42,6 +42,12 @@ pub struct MetricsConfig {
     /// Bearer token required on `/api/*` (and sent to peers): `env:VAR` or
     /// `file:/path`, never the token itself; empty for none.
     pub token: String,
+    /// Also serve provisional counts: every view received so far, also of
+    /// the panes the watermark has not passed (late views of those may still
+    /// come). Labelled `provisional` in the answers; the hourly snapshots
+    /// stay final and exact. Off by default: it costs a sum over the pending
+    /// panes at every publish (about once a second per worker).
+    pub provisional: bool,
 }
 
 impl Default for MetricsConfig {
@@ -60,6 +66,7 @@ impl Default for MetricsConfig {
             peer_timeout: Duration::from_secs(5),
             stall_timeout: Duration::from_secs(120),
             token: String::new(),
+            provisional: false,
         }
     }
 }

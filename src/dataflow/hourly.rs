@@ -14,7 +14,7 @@ use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::vec::{Map, Partition};
 use timely::dataflow::StreamVec;
 
-use super::live::{LiveShard, LiveUpdate, Pacer};
+use super::live::{Early, LiveShard, LiveUpdate, Pacer, Publish};
 use super::{follow_frontier, shard, Counts, Views};
 use crate::core::event::ContentId;
 use crate::core::stats::Stats;
@@ -32,8 +32,8 @@ pub struct HourTable {
 }
 
 /// Emits each worker's [`HourTable`] at the time of the hour's last pane
-/// and, when `live`, its shard of the current window for the live board
-/// (see [`super::live`]).
+/// and, when `live` is on, its shard of the current window for the live
+/// board (see [`super::live`]), with the provisional counts if asked.
 ///
 /// # Examples
 ///
@@ -47,6 +47,7 @@ pub struct HourTable {
 ///
 /// use differential_dataflow::input::Input;
 /// use popularity::core::time::WindowSpec;
+/// use popularity::dataflow::live::Publish;
 /// use popularity::dataflow::{hourly_tables, windowed_views};
 /// use timely::dataflow::operators::Inspect;
 ///
@@ -57,7 +58,7 @@ pub struct HourTable {
 ///     let mut input = worker.dataflow::<u64, _, _>(|scope| {
 ///         let (input, views) = scope.new_collection::<u64, i64>();
 ///         let windowed = windowed_views(views, &window);
-///         let (hours, _live) = hourly_tables(windowed, window, Arc::default(), false);
+///         let (hours, _live) = hourly_tables(windowed, window, Arc::default(), Publish::Off);
 ///         hours.inspect(move |table| sink.lock().expect("not poisoned").push(table.clone()));
 ///         input
 ///     });
@@ -78,7 +79,7 @@ pub fn hourly_tables<'scope>(
     windowed: Views<'scope>,
     window: WindowSpec,
     stats: Arc<Stats>,
-    live: bool,
+    live: Publish,
 ) -> (
     StreamVec<'scope, Pane, HourTable>,
     StreamVec<'scope, Pane, LiveUpdate>,
@@ -98,9 +99,18 @@ pub fn hourly_tables<'scope>(
             // Counts are valid from this pane on (the last pane applied).
             let mut cursor: Pane = 0;
             let mut state: i64 = 0;
+            // The newest pane with views received (a view enters with a positive diff).
+            let mut newest: Pane = 0;
             move |(input, frontier), output| {
                 input.for_each(|_cap, data| {
+                    // What is received changes the provisional counts.
+                    if live == Publish::Provisional {
+                        pacer.changed();
+                    }
                     for (content, time, diff) in data.drain(..) {
+                        if diff > 0 {
+                            newest = newest.max(time);
+                        }
                         pending.entry(time).or_default().push((content, diff));
                     }
                 });
@@ -130,13 +140,15 @@ pub fn hourly_tables<'scope>(
                             cursor = end + 1;
                         }
                     }
-                    if let (true, None, Some(cap)) = (live, next, held.as_ref()) {
+                    if let (true, None, Some(cap)) = (live.on(), next, held.as_ref()) {
                         match pacer.due(bound) {
                             Ok(as_of) => output.session(cap).give(Out::Live(LiveUpdate::Window {
                                 worker,
                                 shard: LiveShard {
                                     as_of,
                                     counts: Arc::new(counts.clone()),
+                                    early: (live == Publish::Provisional)
+                                        .then(|| early(&pending, as_of, newest)),
                                 },
                             })),
                             Err(Some(wait)) => activator.activate_after(wait),
@@ -180,6 +192,16 @@ pub fn hourly_tables<'scope>(
         Out::Hour(_) => None,
     });
     (hours, live)
+}
+
+/// The provisional counts of the window ending at the newest pane received:
+/// the updates still pending (every time after `as_of`) up to it.
+fn early(pending: &BTreeMap<Pane, Vec<(ContentId, i64)>>, as_of: Pane, newest: Pane) -> Arc<Early> {
+    let upto = newest.max(as_of);
+    let updates = pending
+        .range(..=upto)
+        .flat_map(|(t, u)| u.iter().map(|&(id, v)| (id, *t, v)));
+    Arc::new(Early::sum(upto, updates))
 }
 
 /// What the operator emits, before it is split in two streams.

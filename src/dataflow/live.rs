@@ -13,17 +13,38 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::operator::Operator;
 use timely::dataflow::StreamVec;
 
 use super::Counts;
+use crate::core::event::ContentId;
 use crate::core::model::NodeRow;
 use crate::core::stats::Stats;
 use crate::core::time::Pane;
 
 /// How often a stage sends its shard to the boards at most.
 pub const PUBLISH_EVERY: Duration = Duration::from_secs(1);
+
+/// What a stage sends to the boards.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Publish {
+    /// Nothing: no endpoint reads the boards.
+    #[default]
+    Off,
+    /// The final counts: of the panes the watermark has passed.
+    Final,
+    /// The final counts and, beside them, the provisional ones ([`Early`]).
+    Provisional,
+}
+
+impl Publish {
+    /// Whether the stage publishes at all.
+    pub fn on(self) -> bool {
+        self != Publish::Off
+    }
+}
 
 /// One shard's counts, as of a pane.
 #[derive(Clone, Debug, Default)]
@@ -32,6 +53,52 @@ pub struct LiveShard {
     pub as_of: Pane,
     /// Views in the window ending at `as_of`, per title (nonzero only).
     pub counts: Arc<Counts>,
+    /// Provisional counts of a later window, when the job publishes them.
+    pub early: Option<Arc<Early>>,
+}
+
+/// Provisional counts: every view this shard has received, also of panes
+/// the watermark has not passed. Late views of those panes may still come,
+/// so these are neither final nor published to the store; the hourly
+/// tables stay exact.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Early {
+    /// The newest pane this shard has views of: the window counted ends here.
+    pub as_of: Pane,
+    /// Per title, what to add to the final counts (as of [`LiveShard::as_of`])
+    /// to get the views received so far in the window ending at `as_of`:
+    /// views of the later panes, less the views that left the window since.
+    /// Nonzero only.
+    pub delta: Counts,
+}
+
+impl Early {
+    /// Sums the window's updates not yet applied, `(title, time, views)`
+    /// (a view enters at its pane and leaves one window later, negated),
+    /// into the delta of the window ending at `as_of`: the updates of
+    /// times up to `as_of`.
+    ///
+    /// ```
+    /// use popularity::dataflow::live::Early;
+    ///
+    /// // Final counts as of pane 9; title 7 viewed twice in pane 10 and
+    /// // once in pane 12, title 8's view of pane 3 leaves at pane 11 (a
+    /// // window of 8 panes), title 9's at pane 13.
+    /// let early = Early::sum(12, [(7, 10, 2), (7, 12, 1), (8, 11, -1), (9, 13, -1)]);
+    /// assert_eq!(early.delta.get(&7), Some(&3));
+    /// assert_eq!(early.delta.get(&8), Some(&-1));
+    /// assert_eq!(early.delta.get(&9), None, "leaves after pane 12");
+    /// ```
+    pub fn sum(as_of: Pane, updates: impl IntoIterator<Item = (ContentId, Pane, i64)>) -> Early {
+        let mut delta = Counts::default();
+        for (id, time, views) in updates {
+            if time <= as_of {
+                *delta.entry(id).or_insert(0) += views;
+            }
+        }
+        delta.retain(|_, v| *v != 0);
+        Early { as_of, delta }
+    }
 }
 
 /// The latest shard of each worker (or stage) in this process: what the
@@ -120,6 +187,20 @@ pub struct Boards {
     /// learns when a pane is shown (once each worker registered in
     /// [`Stats::steps`] has published it).
     pub stats: Arc<Stats>,
+}
+
+/// Hands `stream` on unchanged, and at once. An input hands what it is
+/// given to an exchange that holds it in buffers until the input's time
+/// moves: soon enough for final counts, which wait for that time anyway,
+/// but provisional counts must see the newest records while the
+/// watermark stands still. An operator's output is flushed at every
+/// activation, so the records leave this one as soon as they arrive.
+pub fn flushed<D: timely::ExchangeData>(stream: StreamVec<'_, Pane, D>) -> StreamVec<'_, Pane, D> {
+    stream.unary::<CapacityContainerBuilder<Vec<D>>, _, _, _>(Pipeline, "Flushed", |_, _| {
+        |input, output| {
+            input.for_each(|time, data| output.session(&time).give_container(data));
+        }
+    })
 }
 
 /// The last operator on the live stream: each update replaces its shard on

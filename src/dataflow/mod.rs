@@ -52,3 +52,6 @@ pub fn follow_frontier(
     }
 }
 pub use window::windowed_views;
+
+#[cfg(test)]
+mod provisional_tests;

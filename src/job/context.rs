@@ -171,6 +171,7 @@ impl Context {
             processes,
             model: self.model.map(|_| self.model_live.clone()),
             process,
+            provisional: self.job.metrics.provisional,
             answers: Default::default(),
         };
         let served = crate::serve::Served {

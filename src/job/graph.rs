@@ -17,10 +17,11 @@ use timely::dataflow::operators::{Concat, Probe};
 use timely::dataflow::{Scope, StreamVec};
 
 use super::Context;
+use crate::config::MetricsConfig;
 use crate::core::event::ContentId;
 use crate::core::model::{CatalogEntry, Cell, Measures, Obs};
 use crate::core::time::Pane;
-use crate::dataflow::live::{publish_live, Boards};
+use crate::dataflow::live::{publish_live, Boards, Publish};
 use crate::dataflow::model::{model_tables, ModelHour};
 use crate::dataflow::{hourly_tables, windowed_views, HourTable};
 use crate::sink::snapshot::{publish_hours, write_model_parts, write_parts, write_trending};
@@ -48,12 +49,21 @@ pub struct ModelInputs {
     pub catalog: InputSession<Pane, CatalogEntry, i64>,
 }
 
+/// What the stages publish for the query API: nothing without an endpoint.
+fn publish(metrics: &MetricsConfig) -> Publish {
+    match (metrics.enabled, metrics.provisional) {
+        (false, _) => Publish::Off,
+        (true, false) => Publish::Final,
+        (true, true) => Publish::Provisional,
+    }
+}
+
 /// Builds the worker's dataflow; the probe passes an hour once it is
 /// published (or, without a store, computed).
 pub fn build(scope: Scope<'_, Pane>, ctx: &Context) -> (Inputs, ProbeHandle<Pane>) {
     let (views_in, views) = scope.new_collection::<ContentId, i64>();
     let (restored_in, carried) = scope.new_collection::<ContentId, i64>();
-    let publish = ctx.job.metrics.enabled;
+    let publish = publish(&ctx.job.metrics);
     let (model_in, model_hours, hours, live) = match ctx.model {
         Some(spec) => {
             let (facts_in, facts) = scope.new_collection::<(ContentId, Cell), Obs>();

@@ -30,6 +30,8 @@ pub struct Api {
     pub model: Option<Arc<crate::dataflow::live::ModelBoard>>,
     /// This process's index.
     pub process: usize,
+    /// Whether the boards carry provisional counts (`[metrics] provisional`).
+    pub provisional: bool,
     /// Answers already computed at the boards' current versions.
     pub(crate) answers: super::cache::Answers,
 }
@@ -68,6 +70,8 @@ pub enum Request {
         kind: Kind,
         /// How many.
         k: usize,
+        /// Rank by the provisional counts (every view received so far).
+        provisional: bool,
     },
     /// `/api/titles/<id>`: one title's views and model row.
     Title {
@@ -96,6 +100,26 @@ fn parse_k(args: &BTreeMap<String, String>) -> Result<usize, Refusal> {
             "k must be a whole number from 1 to 1000",
         )),
     }
+}
+
+fn parse_provisional(api: &Api, args: &BTreeMap<String, String>) -> Result<bool, Refusal> {
+    let asked = match args.get("provisional").map(String::as_str) {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(other) => {
+            return Err(bad(
+                StatusCode::BAD_REQUEST,
+                format!("provisional must be true or false, not `{other}`"),
+            ))
+        }
+    };
+    if asked && !api.provisional {
+        return Err(bad(
+            StatusCode::NOT_FOUND,
+            "this job does not serve provisional counts ([metrics] provisional = false)",
+        ));
+    }
+    Ok(asked)
 }
 
 fn only(args: &BTreeMap<String, String>, allowed: &[&str], what: &str) -> Result<(), Refusal> {
@@ -134,7 +158,7 @@ pub fn parse(api: &Api, route: &str, args: &BTreeMap<String, String>) -> Result<
     }
     match route {
         "/api/top" => {
-            only(args, &["category", "k"], "category, k")?;
+            only(args, &["category", "k", "provisional"], "category, k, provisional")?;
             let category = args.get("category").map(String::as_str).unwrap_or("episode");
             let Some(kind) = Kind::parse(category) else {
                 return Err(bad(
@@ -142,7 +166,8 @@ pub fn parse(api: &Api, route: &str, args: &BTreeMap<String, String>) -> Result<
                     format!("unknown category `{category}` (movie, show, episode, live, clip, channel)"),
                 ));
             };
-            Ok(Request::Top { kind, k: parse_k(args)? })
+            let provisional = parse_provisional(api, args)?;
+            Ok(Request::Top { kind, k: parse_k(args)?, provisional })
         }
         "/api/trending" | "/api/breakdown" if api.model.is_none() => Err(bad(
             StatusCode::NOT_FOUND,
@@ -219,11 +244,15 @@ fn compute_local(api: &Api, request: &Request) -> Result<serde_json::Value, Refu
         )
     };
     match request {
-        Request::Top { kind, .. } => {
+        Request::Top {
+            kind, provisional, ..
+        } => {
             let (shards, as_of) = published(api).ok_or_else(none_yet)?;
             let mut totals: std::collections::HashMap<u64, i64> = std::collections::HashMap::new();
-            for shard in shards.values() {
-                for (&id, &v) in shard.counts.iter() {
+            let early = shards.values().filter_map(|s| s.early.as_deref());
+            let added = early.clone().filter(|_| *provisional).map(|e| &e.delta);
+            for counts in shards.values().map(|s| &*s.counts).chain(added) {
+                for (&id, &v) in counts.iter() {
                     if let Some(b) = api.catalog.bucket(id, *kind) {
                         *totals.entry(b).or_insert(0) += v;
                     }
@@ -231,12 +260,18 @@ fn compute_local(api: &Api, request: &Request) -> Result<serde_json::Value, Refu
             }
             // Every bucket: a show's titles may live on several processes.
             let totals: Vec<(u64, i64)> = totals.into_iter().filter(|(_, v)| *v != 0).collect();
-            Ok(serde_json::json!({ "as_of": as_of, "totals": totals }))
+            let early_as_of = early.map(|e| e.as_of).max();
+            Ok(serde_json::json!({ "as_of": as_of, "early_as_of": early_as_of, "totals": totals }))
         }
         Request::Title { id } => {
             let (shards, as_of) = published(api).ok_or_else(none_yet)?;
             let views: i64 = shards.values().filter_map(|s| s.counts.get(id)).sum();
             let mut out = serde_json::json!({ "as_of": as_of, "views": views });
+            let early: Vec<_> = shards.values().filter_map(|s| s.early.as_deref()).collect();
+            if let Some(newest) = early.iter().map(|e| e.as_of).max() {
+                let added: i64 = early.iter().filter_map(|e| e.delta.get(id)).sum();
+                out["early"] = serde_json::json!({ "as_of": newest, "views": views + added });
+            }
             if api.model.is_some() {
                 let live = live_model(api).ok_or_else(none_yet)?;
                 out["model_as_of"] = serde_json::json!(live.as_of);
@@ -297,6 +332,12 @@ pub fn merge(api: &Api, request: &Request, locals: Vec<serde_json::Value>) -> An
             .min()
             .unwrap_or(0)
     };
+    let newest = |path: &[&str]| {
+        locals
+            .iter()
+            .filter_map(|l| path.iter().fold(l, |v, p| &v[*p]).as_u64())
+            .max()
+    };
     let window = |pane: u64| {
         let (start, end) = api.window.window_bounds(pane);
         serde_json::json!({ "start": rfc3339(start), "end": rfc3339(end) })
@@ -308,7 +349,11 @@ pub fn merge(api: &Api, request: &Request, locals: Vec<serde_json::Value>) -> An
             .sum()
     };
     match request {
-        Request::Top { kind, k } => {
+        Request::Top {
+            kind,
+            k,
+            provisional,
+        } => {
             let titles: Vec<serde_json::Value> = top_totals(&locals, *k)
                 .iter()
                 .enumerate()
@@ -316,10 +361,14 @@ pub fn merge(api: &Api, request: &Request, locals: Vec<serde_json::Value>) -> An
                     serde_json::json!({ "rank": i + 1, "content_id": id, "name": api.catalog.get(*id).map(|t| t.name.as_str()).unwrap_or(""), "views": v })
                 })
                 .collect();
-            (
-                StatusCode::OK,
-                serde_json::json!({ "category": kind.as_str(), "k": k, "window": window(as_of("as_of")), "titles": titles }),
-            )
+            let mut body = serde_json::json!({ "category": kind.as_str(), "k": k, "window": window(as_of("as_of")), "titles": titles });
+            if *provisional {
+                // The views received so far: the window ends at the newest pane.
+                body["provisional"] = serde_json::json!(true);
+                body["final_window"] = body["window"].take();
+                body["window"] = window(newest(&["early_as_of"]).unwrap_or(as_of("as_of")));
+            }
+            (StatusCode::OK, body)
         }
         Request::Title { id } => {
             let title = api.catalog.get(*id);
@@ -338,6 +387,13 @@ pub fn merge(api: &Api, request: &Request, locals: Vec<serde_json::Value>) -> An
                     .cloned()
                     .unwrap_or(serde_json::Value::Null);
                 body["model_window"] = window(as_of("model_as_of"));
+            }
+            if let Some(pane) = newest(&["early", "as_of"]) {
+                body["provisional"] = serde_json::json!({
+                    "views": sum(&["early", "views"]),
+                    "window": window(pane),
+                    "final": false,
+                });
             }
             (StatusCode::OK, body)
         }

@@ -75,9 +75,13 @@ async function refresh() {
         bars("views by device", "by-device", breakdown.by_device),
         bars("views by region", "by-region", breakdown.by_region));
     }
+    // Refused (404) unless the job serves provisional counts.
+    const early = await api("/api/top?category=episode&k=5&provisional=true");
     const ok = tops.filter(t => t);
     if (ok.length) {
-      document.getElementById("grid").replaceChildren(...ok.map(t => card(t.category, t.titles)));
+      const cards = ok.map(t => card(t.category, t.titles));
+      if (early) cards.unshift(card("episodes now (provisional)", early.titles));
+      document.getElementById("grid").replaceChildren(...cards);
       document.getElementById("meta").textContent = `window ${ok[0].window.start} – ${ok[0].window.end}`;
     }
     const now = performance.now();

@@ -106,6 +106,16 @@ fn top_k_and_titles_equal_the_recount_and_bad_requests_are_400() {
         ("/api/top?k=0", 400, "k must be"),
         ("/api/top?k=ten", 400, "k must be"),
         ("/api/top?region=IN-MH", 400, "unknown parameter `region`"),
+        (
+            "/api/top?provisional=true",
+            404,
+            "does not serve provisional counts",
+        ),
+        (
+            "/api/top?provisional=yes",
+            400,
+            "provisional must be true or false",
+        ),
         ("/api/titles/abc", 400, "not a content id"),
         ("/api/titles/99999999", 404, "no title 99999999"),
         ("/api/nothing", 404, "no such endpoint"),

@@ -90,3 +90,110 @@ fn delays_from_arrival_to_the_live_board_are_measured() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The views of `/api/top?category=episode&k=5` (with `extra` query
+/// arguments): `(content id, views)` in rank order and the window's end.
+fn top5(addr: &str, extra: &str) -> (Vec<(u64, i64)>, String) {
+    let (code, body) = get(addr, &format!("/api/top?category=episode&k=5{extra}"));
+    let body: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+    let titles = body["titles"].as_array().cloned().unwrap_or_default();
+    let views = titles
+        .iter()
+        .filter_map(|t| Some((t["content_id"].as_u64()?, t["views"].as_i64()?)))
+        .collect();
+    let end = body["window"]["end"].as_str().unwrap_or("").to_string();
+    assert!(code == 200 || code == 503, "{code}: {body}");
+    (views, end)
+}
+
+#[test]
+fn provisional_views_show_within_seconds_and_equal_the_recount_of_what_was_read() {
+    let broker = Broker::with_events("early", 2);
+    let dir = scratch("provisional");
+    let events = dir.join("events.jsonl");
+    let start = popularity::core::time::now_ms() + 1_000;
+    let cfg = GeneratorConfig {
+        events: 12_000,
+        seed: 6,
+        start: popularity::core::time::rfc3339(start),
+        time_rate: 1_000.0,
+        titles: 400,
+        out_of_order: 0.0,
+        late: 0.0,
+        invalid: 0.0,
+        ..GeneratorConfig::default()
+    };
+    write_events(&events, &cfg, 400);
+    let mut job = kafka_job(&dir, &broker.addr, "events");
+    job.source.kafka.until = popularity::source::kafka::Until::Never;
+    let window = popularity::core::time::WindowSpec::new(60_000, 1_000).expect("valid");
+    job.window.size = Duration::from_secs(60);
+    job.window.slide = Duration::from_secs(1);
+    // Longer than the 12 s of events: no pane is final while they flow.
+    job.window.allowed_lateness = Duration::from_secs(20);
+    job.model.score_window = Duration::from_secs(3600);
+    job.metrics.provisional = true;
+    let (ctx, addr) = serving(job);
+    let (ctx, runner) = run_in_background(ctx);
+    let produced = std::time::Instant::now();
+    let producer = {
+        let (brokers, events) = (broker.addr.clone(), events.clone());
+        std::thread::spawn(move || {
+            produce_file_with(&brokers, "events", &events, &["pace=1000".into()])
+        })
+    };
+    // (seconds since producing began, provisional views of the top 5, final
+    // views of the top 5), until everything is read and the answer settled.
+    let mut polls = Vec::new();
+    let mut last = (Vec::new(), String::new());
+    while produced.elapsed() < Duration::from_secs(90) {
+        let early = top5(&addr, "&provisional=true");
+        let fin: i64 = top5(&addr, "").0.iter().map(|t| t.1).sum();
+        polls.push((
+            produced.elapsed().as_secs_f64(),
+            early.0.iter().map(|t| t.1).sum::<i64>(),
+            fin,
+        ));
+        let read = ctx.stats.snapshot().read == 12_000;
+        if read && early == last {
+            break;
+        }
+        if read {
+            last = early;
+        }
+        std::thread::sleep(Duration::from_millis(if read { 1500 } else { 200 }));
+    }
+    producer.join().expect("producer");
+    let first = polls.iter().find(|p| p.1 > 0).copied();
+    eprintln!("first provisional views (s since producing began, views, final views): {first:?}");
+    let (at, _, fin) = first.expect("provisional views were shown");
+    assert!(at < 6.0, "provisional views within seconds, not {at:.1} s");
+    assert_eq!(fin, 0, "nothing is final yet: the lateness has not passed");
+    // Everything read is in the provisional window ending at the newest pane.
+    let (got, end) = last;
+    assert!(
+        !got.is_empty(),
+        "everything read and the answer settled within 90 s"
+    );
+    let end = popularity::core::time::parse_rfc3339(&end).expect("a window end");
+    let newest = window.pane_of(end - 1).expect("a pane");
+    let parts = crate::common::oracle::file_partitions(&events, 1).expect("events");
+    let want = crate::common::oracle::window_at(&parts, &window, 20_000, &limits(), newest);
+    let mut by_episode = std::collections::BTreeMap::new();
+    for (id, v) in &want {
+        if let Some(b) = ctx
+            .catalog
+            .bucket(*id, popularity::core::catalog::Kind::Episode)
+        {
+            *by_episode.entry(b).or_insert(0) += v;
+        }
+    }
+    let mut totals: Vec<(u64, i64)> = by_episode.into_iter().collect();
+    totals.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    totals.truncate(5);
+    assert!(totals.iter().map(|t| t.1).sum::<i64>() > 10, "real traffic");
+    assert_eq!(got, totals, "provisional top 5 against the recount");
+    ctx.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    runner.join().expect("job stops");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -28,6 +28,7 @@ use timely::dataflow::operators::vec::{Broadcast, Filter, Map, Partition};
 use timely::dataflow::operators::{Concat, Exchange as _};
 use timely::dataflow::StreamVec;
 
+mod early;
 mod exits;
 mod slots;
 mod stage;
@@ -35,7 +36,7 @@ mod stage;
 use slots::{forwards_itself, targets};
 use stage::{shard_stage, StageSpec};
 
-use super::live::LiveUpdate;
+use super::live::{flushed, LiveUpdate, Publish};
 use super::{follow_frontier, shard, HourTable};
 use crate::core::catalog::Kind;
 use crate::core::event::ContentId;
@@ -84,6 +85,9 @@ enum Side {
     Windowed(ContentId, Measures),
 }
 
+/// Updates of one time waiting for the frontier: measures, and side updates.
+type Pending = (Vec<(ContentId, Cell, Obs)>, Vec<(Side, i64)>);
+
 /// Resolves catalog entries to [`Info`] through their parents.
 pub fn catalog_info<'scope>(
     catalog: CatalogUpdates<'scope>,
@@ -130,6 +134,7 @@ pub fn catalog_info<'scope>(
 /// use popularity::core::catalog::Kind;
 /// use popularity::core::model::{ModelConfig, Obs};
 /// use popularity::core::time::WindowSpec;
+/// use popularity::dataflow::live::Publish;
 /// use popularity::dataflow::model::model_tables;
 /// use timely::dataflow::operators::Inspect;
 ///
@@ -145,7 +150,7 @@ pub fn catalog_info<'scope>(
 ///         let (_, carried) = scope.new_collection();
 ///         let (catalog_in, catalog) = scope.new_collection();
 ///         let (model, _views, _live) =
-///             model_tables(facts, carried, catalog, window, spec, Arc::default(), false);
+///             model_tables(facts, carried, catalog, window, spec, Arc::default(), Publish::Off);
 ///         model.inspect(move |hour| sink.lock().expect("not poisoned").push(hour.clone()));
 ///         (facts_in, catalog_in)
 ///     });
@@ -170,7 +175,7 @@ pub fn model_tables<'scope>(
     window: WindowSpec,
     spec: ModelSpec,
     stats: Arc<Stats>,
-    live: bool,
+    live: Publish,
 ) -> (
     StreamVec<'scope, Pane, ModelHour>,
     StreamVec<'scope, Pane, HourTable>,
@@ -193,8 +198,12 @@ pub fn model_tables<'scope>(
         spec,
         live,
     };
+    let facts = match live {
+        Publish::Provisional => flushed(facts.inner),
+        _ => facts.inner,
+    };
     let titles = shard_stage(
-        facts.inner,
+        facts,
         info.clone().concat(carried),
         stage(true),
         stats.clone(),

@@ -19,18 +19,16 @@ use timely::dataflow::channels::pact::{Exchange, Pipeline};
 use timely::dataflow::operators::generic::operator::Operator;
 use timely::dataflow::StreamVec;
 
+use super::early::early;
 use super::exits::{fold_exit, split32, Exit};
 use super::slots::{Outbox, Slots};
-use super::{Fx, ModelHour, Side, StageOut, TOTAL_NODE};
+use super::{Fx, ModelHour, Pending, Side, StageOut, TOTAL_NODE};
 use crate::core::event::ContentId;
 use crate::core::model::{Cell, Delta, Info, Measures, ModelSpec, Obs, Rollup, OVERFLOW_TITLE};
 use crate::core::stats::Stats;
 use crate::core::time::{Pane, WindowSpec};
-use crate::dataflow::live::{LiveShard, LiveUpdate, ModelShard, Pacer};
+use crate::dataflow::live::{LiveShard, LiveUpdate, ModelShard, Pacer, Publish};
 use crate::dataflow::{follow_frontier, shard, HourTable};
-
-/// Updates of one time waiting for the frontier: measures, and side updates.
-type Pending = (Vec<(ContentId, Cell, Obs)>, Vec<(Side, i64)>);
 
 /// What a shard stage is for: titles or nodes, its window and model, and
 /// whether it sends its shard of the live model (and window) on.
@@ -42,8 +40,9 @@ pub(super) struct StageSpec {
     pub window: WindowSpec,
     /// The model's settings.
     pub spec: ModelSpec,
-    /// Send live shards: the model's rows, and (titles) the window's counts.
-    pub live: bool,
+    /// Send live shards: the model's rows, and (titles) the window's
+    /// counts, with their provisional counts if asked.
+    pub live: Publish,
 }
 
 /// One shard stage's operator: facts exchanged by title, side updates
@@ -172,6 +171,10 @@ impl Shard {
 
     /// Queues facts by their time until the frontier passes it.
     fn take_facts(&mut self, data: impl Iterator<Item = ((ContentId, Cell), Pane, Obs)>) {
+        // What is received changes the provisional counts.
+        if self.stage.live == Publish::Provisional {
+            self.pacer.changed();
+        }
         for ((id, cell), t, obs) in data {
             self.pending.entry(t).or_default().0.push((id, cell, obs));
         }
@@ -246,7 +249,7 @@ impl Shard {
     /// Sends the live shards when due (see [`Pacer`]); the wait until the
     /// next one is allowed, if one is due and not yet allowed.
     fn live(&mut self, bound: Option<Pane>, mut give: impl FnMut(StageOut)) -> Option<Duration> {
-        if !self.stage.live {
+        if !self.stage.live.on() {
             return None;
         }
         let as_of = match self.pacer.due(bound) {
@@ -266,10 +269,24 @@ impl Shard {
         give(StageOut::Live(LiveUpdate::Model { slot, shard }));
         if self.stage.titles {
             let counts = Arc::new(self.nodes.views().into_iter().collect());
+            let early = (self.stage.live == Publish::Provisional).then(|| {
+                let width = self.stage.window.panes();
+                early(
+                    &self.pending,
+                    &self.leaving,
+                    &self.nodes.slots,
+                    width,
+                    as_of,
+                )
+            });
             let worker = self.worker;
             give(StageOut::Live(LiveUpdate::Window {
                 worker,
-                shard: LiveShard { as_of, counts },
+                shard: LiveShard {
+                    as_of,
+                    counts,
+                    early,
+                },
             }));
         }
         None

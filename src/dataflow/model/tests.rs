@@ -13,6 +13,7 @@ use crate::core::catalog::Kind;
 use crate::core::model::{CatalogEntry, ModelConfig, Obs, Rollup};
 use crate::core::stats::Stats;
 use crate::core::time::WindowSpec;
+use crate::dataflow::live::Publish;
 
 /// `(hour, id, measures)` of every row the model published, sorted.
 type Published = Vec<(u64, u64, String)>;
@@ -46,8 +47,15 @@ fn run(rollup: Rollup, seed: u64) -> Published {
             let (facts_in, facts) = scope.new_collection();
             let (_, carried) = scope.new_collection();
             let (catalog_in, catalog) = scope.new_collection();
-            let (model, _, _) =
-                model_tables(facts, carried, catalog, window, spec, Arc::default(), false);
+            let (model, _, _) = model_tables(
+                facts,
+                carried,
+                catalog,
+                window,
+                spec,
+                Arc::default(),
+                Publish::Off,
+            );
             model.inspect(move |h| {
                 let mut rows = sink.lock().expect("not poisoned");
                 rows.extend(h.rows.iter().map(|r| (h.hour, r.id, format!("{:?}", r.m))));
@@ -129,7 +137,8 @@ fn publish(
             let (facts_in, facts) = scope.new_collection();
             let (_, carried) = scope.new_collection();
             let (catalog_in, catalog) = scope.new_collection();
-            let (model, _, _) = model_tables(facts, carried, catalog, window, spec, stats, false);
+            let (model, _, _) =
+                model_tables(facts, carried, catalog, window, spec, stats, Publish::Off);
             let seen = model.inspect(move |h| {
                 let mut rows = sink.lock().expect("not poisoned");
                 let kept = gauge.model_uncataloged.load(Ordering::Relaxed);
