@@ -35,17 +35,14 @@ fn histogram(text: &str, name: &str) -> (Vec<(f64, u64)>, u64) {
     (buckets, count)
 }
 
-#[test]
-fn delays_from_arrival_to_the_live_board_are_measured() {
-    let broker = Broker::with_events("fresh", 2);
-    let dir = scratch("freshness");
+/// 12 000 events over 12 s of event time from a second from now, for
+/// producing at that pace: each arrives about when it happened.
+fn paced_events(dir: &std::path::Path, seed: u64) -> std::path::PathBuf {
     let events = dir.join("events.jsonl");
-    // 12 000 events over 12 s of event time from now, produced at that pace:
-    // each arrives about when it happened.
     let start = popularity::core::time::now_ms() + 1_000;
     let cfg = GeneratorConfig {
         events: 12_000,
-        seed: 5,
+        seed,
         start: popularity::core::time::rfc3339(start),
         time_rate: 1_000.0,
         titles: 400,
@@ -55,11 +52,26 @@ fn delays_from_arrival_to_the_live_board_are_measured() {
         ..GeneratorConfig::default()
     };
     write_events(&events, &cfg, 400);
-    let mut job = kafka_job(&dir, &broker.addr, "events");
+    events
+}
+
+/// A job reading topic `events` with a minute's window sliding by the
+/// second and `lateness` seconds of allowed lateness.
+fn paced_job(dir: &std::path::Path, brokers: &str, lateness: u64) -> popularity::config::JobConfig {
+    let mut job = kafka_job(dir, brokers, "events");
     job.window.size = Duration::from_secs(60);
     job.window.slide = Duration::from_secs(1);
-    job.window.allowed_lateness = Duration::from_secs(5);
+    job.window.allowed_lateness = Duration::from_secs(lateness);
     job.model.score_window = Duration::from_secs(3600);
+    job
+}
+
+#[test]
+fn delays_from_arrival_to_the_live_board_are_measured() {
+    let broker = Broker::with_events("fresh", 2);
+    let dir = scratch("freshness");
+    let events = paced_events(&dir, 5);
+    let job = paced_job(&dir, &broker.addr, 5);
     let (ctx, addr) = serving(job);
     let (_ctx, runner) = run_in_background(ctx);
     produce_file_with(&broker.addr, "events", &events, &["pace=1000".into()]);
@@ -110,28 +122,11 @@ fn top5(addr: &str, extra: &str) -> (Vec<(u64, i64)>, String) {
 fn provisional_views_show_within_seconds_and_equal_the_recount_of_what_was_read() {
     let broker = Broker::with_events("early", 2);
     let dir = scratch("provisional");
-    let events = dir.join("events.jsonl");
-    let start = popularity::core::time::now_ms() + 1_000;
-    let cfg = GeneratorConfig {
-        events: 12_000,
-        seed: 6,
-        start: popularity::core::time::rfc3339(start),
-        time_rate: 1_000.0,
-        titles: 400,
-        out_of_order: 0.0,
-        late: 0.0,
-        invalid: 0.0,
-        ..GeneratorConfig::default()
-    };
-    write_events(&events, &cfg, 400);
-    let mut job = kafka_job(&dir, &broker.addr, "events");
+    let events = paced_events(&dir, 6);
+    // Longer than the 12 s of events: no pane is final while they flow.
+    let mut job = paced_job(&dir, &broker.addr, 20);
     job.source.kafka.until = popularity::source::kafka::Until::Never;
     let window = popularity::core::time::WindowSpec::new(60_000, 1_000).expect("valid");
-    job.window.size = Duration::from_secs(60);
-    job.window.slide = Duration::from_secs(1);
-    // Longer than the 12 s of events: no pane is final while they flow.
-    job.window.allowed_lateness = Duration::from_secs(20);
-    job.model.score_window = Duration::from_secs(3600);
     job.metrics.provisional = true;
     let (ctx, addr) = serving(job);
     let (ctx, runner) = run_in_background(ctx);
