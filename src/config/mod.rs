@@ -129,6 +129,11 @@ impl JobConfig {
                 "source.kind = \"file\" needs source.file.path".into(),
             ));
         }
+        if self.metrics.provisional && !self.metrics.enabled {
+            return Err(Error::Config(
+                "metrics.provisional = true needs metrics.enabled = true: provisional counts are served on the endpoint".into(),
+            ));
+        }
         Ok(())
     }
 }
@@ -221,6 +226,16 @@ mod tests {
             .expect_err("past the bound");
         assert!(matches!(err, Error::Config(_)), "{err}");
         assert!(err.to_string().contains("source.read-ahead"), "{err}");
+    }
+
+    #[test]
+    fn provisional_counts_need_the_endpoint() {
+        let off = "[metrics]\nenabled = false\nprovisional = true\n";
+        let err = JobConfig::parse(off, []).expect_err("nowhere to serve them");
+        assert!(matches!(err, Error::Config(_)), "{err}");
+        assert!(err.to_string().contains("metrics.provisional"), "{err}");
+        let on = JobConfig::parse("[metrics]\nprovisional = true\n", []).expect("valid");
+        assert!(on.metrics.provisional);
     }
 
     #[test]

@@ -1,6 +1,11 @@
 //! Freshness: how long an event takes from its arrival (its Kafka
 //! timestamp) to the live board showing its pane.
 //!
+//! Samples wait under a key: the pane for the final counts, which show a
+//! pane once every worker has published it; the time the driver took the
+//! event for the provisional counts, which show it once every worker has
+//! published provisional counts made after that.
+//!
 //! The source samples one record in [`SAMPLE_EVERY`] by offset; the driver
 //! notes each sampled event's pane and arrival ([`Freshness::note`]); when
 //! every worker of the process has published its live shard as of that pane
@@ -39,7 +44,8 @@ struct Waiting {
 }
 
 impl Freshness {
-    /// Notes sampled events: `(pane, arrival ms)`.
+    /// Notes sampled events: `(key, arrival ms)`, the key a pane (or a time
+    /// taken, see the module's doc).
     pub fn note(&self, samples: &[(Pane, Millis)]) {
         if samples.is_empty() {
             return;
@@ -57,8 +63,8 @@ impl Freshness {
         }
     }
 
-    /// Every pane up to `as_of` is shown at `now_ms`: each sample of those
-    /// panes records its delay.
+    /// Every key (pane) up to `as_of` is shown at `now_ms`: each sample of
+    /// those records its delay.
     ///
     /// ```
     /// use popularity::core::freshness::Freshness;

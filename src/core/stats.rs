@@ -59,6 +59,13 @@ pub struct Stats {
     pub caught_up_ms: AtomicI64,
     /// Delays from sampled events' arrival to the live board showing them.
     pub freshness: crate::core::freshness::Freshness,
+    /// The newest pane of a view this process's drivers have taken: every
+    /// stage sums its provisional counts up to it, so that shards published
+    /// at about the same time count the same window.
+    pub taken_pane: AtomicU64,
+    /// Delays from sampled events' arrival to the provisional counts holding
+    /// them (keyed by the time the driver took them, not by pane).
+    pub early_freshness: crate::core::freshness::Freshness,
     /// Each worker's input watermark (ms), for the lowest-watermark gauge.
     pub worker_watermarks: std::sync::Mutex<std::collections::BTreeMap<usize, i64>>,
     /// Dataflow output frontier (ms of event time).

@@ -6,6 +6,7 @@
 //! counts for it. The frontier, not a timer, decides that an hour is final.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -14,7 +15,7 @@ use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::vec::{Map, Partition};
 use timely::dataflow::StreamVec;
 
-use super::live::{Early, LiveShard, LiveUpdate, Pacer, Publish};
+use super::live::{Early, LiveUpdate, Publish, Publisher};
 use super::{follow_frontier, shard, Counts, Views};
 use crate::core::event::ContentId;
 use crate::core::stats::Stats;
@@ -91,7 +92,7 @@ pub fn hourly_tables<'scope>(
         "HourlyTables",
         move |initial, info| {
             let activator = scope.activator_for(info.address.clone());
-            let mut pacer = Pacer::default();
+            let mut publisher = Publisher::default();
             // The least time we may still emit at: downgraded to the input frontier.
             let mut held = Some(initial);
             let mut pending: BTreeMap<Pane, Vec<(ContentId, i64)>> = BTreeMap::new();
@@ -105,7 +106,7 @@ pub fn hourly_tables<'scope>(
                 input.for_each(|_cap, data| {
                     // What is received changes the provisional counts.
                     if live == Publish::Provisional {
-                        pacer.changed();
+                        publisher.pacer.arrived();
                     }
                     for (content, time, diff) in data.drain(..) {
                         if diff > 0 {
@@ -141,16 +142,15 @@ pub fn hourly_tables<'scope>(
                         }
                     }
                     if let (true, None, Some(cap)) = (live.on(), next, held.as_ref()) {
-                        match pacer.due(bound) {
-                            Ok(as_of) => output.session(cap).give(Out::Live(LiveUpdate::Window {
-                                worker,
-                                shard: LiveShard {
-                                    as_of,
-                                    counts: Arc::new(counts.clone()),
-                                    early: (live == Publish::Provisional)
-                                        .then(|| early(&pending, as_of, newest)),
-                                },
-                            })),
+                        match publisher.due(bound) {
+                            Ok(due) => {
+                                let newest = newest.max(stats.taken_pane.load(Ordering::Relaxed));
+                                let early = (live == Publish::Provisional)
+                                    .then(|| early(&pending, due.as_of, newest));
+                                let shard = publisher.shard(due, || counts.clone(), early);
+                                let update = LiveUpdate::Window { worker, shard };
+                                output.session(cap).give(Out::Live(update));
+                            }
                             Err(Some(wait)) => activator.activate_after(wait),
                             Err(None) => {}
                         }
@@ -166,7 +166,7 @@ pub fn hourly_tables<'scope>(
                         }
                     }
                     cursor = time;
-                    pacer.changed();
+                    publisher.pacer.changed();
                 }
                 follow_frontier(&mut held, bound);
                 let now =
@@ -194,8 +194,9 @@ pub fn hourly_tables<'scope>(
     (hours, live)
 }
 
-/// The provisional counts of the window ending at the newest pane received:
-/// the updates still pending (every time after `as_of`) up to it.
+/// The provisional counts of the window ending at the newest pane received
+/// (here, or by the process: see [`Stats::taken_pane`]): the updates still
+/// pending (every time after `as_of`) up to it.
 fn early(pending: &BTreeMap<Pane, Vec<(ContentId, i64)>>, as_of: Pane, newest: Pane) -> Arc<Early> {
     let upto = newest.max(as_of);
     let updates = pending

@@ -70,6 +70,9 @@ pub struct Early {
     /// views of the later panes, less the views that left the window since.
     /// Nonzero only.
     pub delta: Counts,
+    /// When these were summed (wall clock, ms): they hold every view the
+    /// shard had been given by then.
+    pub made_ms: crate::core::time::Millis,
 }
 
 impl Early {
@@ -97,7 +100,12 @@ impl Early {
             }
         }
         delta.retain(|_, v| *v != 0);
-        Early { as_of, delta }
+        let made_ms = crate::core::time::now_ms();
+        Early {
+            as_of,
+            delta,
+            made_ms,
+        }
     }
 }
 
@@ -232,21 +240,74 @@ pub fn publish_live(updates: StreamVec<'_, Pane, LiveUpdate>, boards: Boards) {
 fn shown(board: &LiveBoard, boards: &Boards) {
     let shards = board.shards();
     if shards.len() >= boards.stats.steps.workers() {
+        let now = crate::core::time::now_ms();
         if let Some(as_of) = shards.values().map(|s| s.as_of).min() {
-            let now = crate::core::time::now_ms();
             boards.stats.freshness.shown(as_of, now);
+        }
+        // Provisional counts hold what their worker had been given when made.
+        let made = shards.values().map(|s| s.early.as_ref().map(|e| e.made_ms));
+        if let Some(Some(made)) = made.min() {
+            boards.stats.early_freshness.shown(made.max(0) as u64, now);
+        }
+    }
+}
+
+/// A window stage's live publication: when its shard is due, and the final
+/// counts it last sent, sent again as they are while only its provisional
+/// counts change (a copy of the counts costs a worker more than a sum of
+/// what is pending).
+#[derive(Debug, Default)]
+pub struct Publisher {
+    /// When the shard is due.
+    pub pacer: Pacer,
+    sent: Arc<Counts>,
+}
+
+impl Publisher {
+    /// Whether a shard is due (see [`Pacer::due`]).
+    pub fn due(&mut self, bound: Option<Pane>) -> Result<Due, Option<Duration>> {
+        self.pacer.due(bound)
+    }
+
+    /// The shard that is `due`: `counts` makes the final counts, called
+    /// only if they changed since the last shard.
+    pub fn shard(
+        &mut self,
+        due: Due,
+        counts: impl FnOnce() -> Counts,
+        early: Option<Arc<Early>>,
+    ) -> LiveShard {
+        if due.finals {
+            self.sent = Arc::new(counts());
+        }
+        LiveShard {
+            as_of: due.as_of,
+            counts: self.sent.clone(),
+            early,
         }
     }
 }
 
 /// When a stage may send its shard again: at most every [`PUBLISH_EVERY`],
 /// and only when something changed (an update applied, or the frontier
-/// moved) since the last one.
+/// moved; or, for provisional counts, an update arrived) since the last one.
 #[derive(Debug)]
 pub struct Pacer {
     last: std::time::Instant,
     dirty: bool,
+    arrived: bool,
     sent_bound: Option<Pane>,
+}
+
+/// A shard due: as of which pane, and whether its final counts changed
+/// since the last one (if not, only its provisional counts did: the final
+/// ones already sent can be sent again as they are).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Due {
+    /// The last pane whose updates are all applied.
+    pub as_of: Pane,
+    /// The final counts changed.
+    pub finals: bool,
 }
 
 impl Default for Pacer {
@@ -254,6 +315,7 @@ impl Default for Pacer {
         Pacer {
             last: std::time::Instant::now() - PUBLISH_EVERY,
             dirty: false,
+            arrived: false,
             sent_bound: None,
         }
     }
@@ -265,12 +327,18 @@ impl Pacer {
         self.dirty = true;
     }
 
-    /// `Ok(as_of)` when a shard as of pane `as_of` is due now (and counts it
-    /// as sent), `Err(Some(wait))` when one is due after `wait`, `Err(None)`
-    /// when none is due.
-    pub fn due(&mut self, bound: Option<Pane>) -> Result<Pane, Option<Duration>> {
-        let changed = self.dirty || bound.is_some_and(|b| Some(b) != self.sent_bound);
-        let b = bound.filter(|_| changed).ok_or(None)?;
+    /// Notes that updates arrived (not applied yet): only provisional
+    /// counts change.
+    pub fn arrived(&mut self) {
+        self.arrived = true;
+    }
+
+    /// `Ok(due)` when a shard is due now (and counts it as sent),
+    /// `Err(Some(wait))` when one is due after `wait`, `Err(None)` when
+    /// none is due.
+    pub fn due(&mut self, bound: Option<Pane>) -> Result<Due, Option<Duration>> {
+        let finals = self.dirty || bound.is_some_and(|b| Some(b) != self.sent_bound);
+        let b = bound.filter(|_| finals || self.arrived).ok_or(None)?;
         let since = self.last.elapsed();
         if since < PUBLISH_EVERY {
             return Err(Some(PUBLISH_EVERY - since));
@@ -278,7 +346,9 @@ impl Pacer {
         self.sent_bound = Some(b);
         self.last = std::time::Instant::now();
         self.dirty = false;
-        Ok(b.saturating_sub(1))
+        self.arrived = false;
+        let as_of = b.saturating_sub(1);
+        Ok(Due { as_of, finals })
     }
 }
 
@@ -290,7 +360,12 @@ mod tests {
     fn a_shard_is_due_once_per_change_and_interval() {
         let mut pacer = Pacer::default();
         assert_eq!(pacer.due(None), Err(None), "no frontier, nothing to show");
-        assert_eq!(pacer.due(Some(5)), Ok(4), "the first bound is due at once");
+        let due = |as_of, finals| Ok(Due { as_of, finals });
+        assert_eq!(
+            pacer.due(Some(5)),
+            due(4, true),
+            "the first bound is due at once"
+        );
         assert!(
             matches!(pacer.due(Some(6)), Err(Some(_))),
             "not twice a second"
@@ -298,10 +373,20 @@ mod tests {
         let mut idle = Pacer {
             last: std::time::Instant::now() - PUBLISH_EVERY,
             dirty: false,
+            arrived: false,
             sent_bound: Some(6),
         };
         assert_eq!(idle.due(Some(6)), Err(None), "nothing changed");
         idle.changed();
-        assert_eq!(idle.due(Some(6)), Ok(5));
+        assert_eq!(idle.due(Some(6)), due(5, true));
+        idle.last = std::time::Instant::now() - PUBLISH_EVERY;
+        idle.arrived();
+        assert_eq!(
+            idle.due(Some(6)),
+            due(5, false),
+            "only provisional counts changed"
+        );
+        idle.last = std::time::Instant::now() - PUBLISH_EVERY;
+        assert_eq!(idle.due(Some(6)), Err(None), "nothing since");
     }
 }

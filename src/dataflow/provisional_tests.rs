@@ -4,6 +4,7 @@
 //! every pane up to the newest, both over the window that ends there.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -16,6 +17,7 @@ use super::{hourly_tables, windowed_views};
 use crate::core::event::ContentId;
 use crate::core::model::{ModelConfig, Obs};
 use crate::core::rng::SplitMix64;
+use crate::core::stats::Stats;
 use crate::core::time::{Pane, WindowSpec};
 
 /// Seeded views `(title, pane, n)` over panes `0..200`.
@@ -35,41 +37,58 @@ fn recount(views: &[(ContentId, Pane, i64)], end: Pane, width: Pane) -> BTreeMap
     counts
 }
 
-/// What a shard shows: its final counts, and its final plus provisional ones.
-fn shown(
-    shard: &LiveShard,
-) -> (
-    Pane,
-    BTreeMap<ContentId, i64>,
-    Pane,
-    BTreeMap<ContentId, i64>,
-) {
-    let finals: BTreeMap<_, _> = shard.counts.iter().map(|(k, v)| (*k, *v)).collect();
-    let early = shard
-        .early
-        .as_deref()
-        .expect("provisional counts are published");
-    let mut all = finals.clone();
-    for (id, v) in &early.delta {
-        *all.entry(*id).or_insert(0) += v;
+/// What the shards show together: the final counts' pane and counts, and
+/// the provisional counts' pane and counts (final plus provisional).
+fn shown(shards: &BTreeMap<usize, LiveShard>) -> (Pane, Counted, Pane, Counted) {
+    let (mut finals, mut all) = (Counted::new(), Counted::new());
+    for shard in shards.values() {
+        let early = shard
+            .early
+            .as_deref()
+            .expect("provisional counts are published");
+        let counts = shard.counts.iter().map(|(k, v)| (k, v, true));
+        for (id, v, fin) in counts.chain(early.delta.iter().map(|(k, v)| (k, v, false))) {
+            if fin {
+                *finals.entry(*id).or_insert(0) += v;
+            }
+            *all.entry(*id).or_insert(0) += v;
+        }
     }
     all.retain(|_, v| *v != 0);
-    (shard.as_of, finals, early.as_of, all)
+    let pane = |f: fn(&LiveShard) -> Pane| shards.values().map(f).min().unwrap_or(0);
+    let as_of = pane(|s| s.as_of);
+    let newest = pane(|s| s.early.as_ref().map_or(0, |e| e.as_of));
+    (as_of, finals, newest, all)
 }
 
-/// Runs a stage on `views`, the input held at pane `frontier`, and returns
-/// the last window shard it published once it showed the newest pane.
-fn run(model: bool, views: Vec<(ContentId, Pane, i64)>, frontier: Pane) -> LiveShard {
-    let seen: Arc<Mutex<Vec<LiveShard>>> = Arc::default();
-    let (sink, watch) = (seen.clone(), seen.clone());
+type Counted = BTreeMap<ContentId, i64>;
+
+/// Runs a stage on `workers` workers with `views` (fed by worker 0), the
+/// input held at pane `frontier`, and returns each worker's last window
+/// shard once every worker showed the newest pane.
+fn run(
+    model: bool,
+    workers: usize,
+    views: Vec<(ContentId, Pane, i64)>,
+    frontier: Pane,
+) -> BTreeMap<usize, LiveShard> {
+    let seen: Arc<Mutex<BTreeMap<usize, LiveShard>>> = Arc::default();
     let newest = views.iter().map(|v| v.1).max().unwrap_or(0);
-    timely::execute_directly(move |worker| {
+    // As the driver does: the newest pane the process has taken.
+    let stats: Arc<Stats> = Arc::default();
+    stats.taken_pane.store(newest, Ordering::Relaxed);
+    let shared = seen.clone();
+    timely::execute(timely::Config::process(workers), move |worker| {
         let window = WindowSpec::hourly();
+        let sink = shared.clone();
         let keep = move |u: &LiveUpdate| {
-            if let LiveUpdate::Window { shard, .. } = u {
-                sink.lock().expect("not poisoned").push(shard.clone());
+            if let LiveUpdate::Window { worker, shard } = u {
+                sink.lock()
+                    .expect("not poisoned")
+                    .insert(*worker, shard.clone());
             }
         };
+        let stats = stats.clone();
         let (mut plain, mut facts): (InputSession<Pane, ContentId, i64>, _) = worker
             .dataflow::<Pane, _, _>(|scope| {
                 let (plain_in, plain) = scope.new_collection();
@@ -79,7 +98,6 @@ fn run(model: bool, views: Vec<(ContentId, Pane, i64)>, frontier: Pane) -> LiveS
                 let live = if model {
                     let spec = ModelConfig::default().spec(window.slide_ms, window.panes());
                     let spec = spec.expect("valid");
-                    let stats = Arc::default();
                     model_tables(
                         facts,
                         carried,
@@ -92,47 +110,56 @@ fn run(model: bool, views: Vec<(ContentId, Pane, i64)>, frontier: Pane) -> LiveS
                     .2
                 } else {
                     let windowed = windowed_views(plain, &window);
-                    hourly_tables(windowed, window, Arc::default(), Publish::Provisional).1
+                    hourly_tables(windowed, window, stats, Publish::Provisional).1
                 };
                 live.inspect(keep);
                 (plain_in, facts_in)
             });
-        for (id, pane, n) in views {
-            plain.update_at(id, pane, n);
-            let obs = Obs {
-                views: n,
-                watch_ms: 1000 * n,
-            };
-            facts.update_at((id, (id % 7) as u8), pane, obs);
+        // The panes before the frontier, then the frontier, then the later
+        // panes at the same input time: as a job's driver feeds a running
+        // dataflow while the watermark stands still.
+        let mine = views.iter().filter(|_| worker.index() == 0);
+        let (early, late): (Vec<_>, Vec<_>) = mine.partition(|v| v.1 < frontier);
+        for part in [early, late] {
+            for &(id, pane, n) in part {
+                plain.update_at(id, pane, n);
+                let obs = Obs {
+                    views: n,
+                    watch_ms: 1000 * n,
+                };
+                facts.update_at((id, (id % 7) as u8), pane, obs);
+            }
+            plain.advance_to(frontier);
+            facts.advance_to(frontier);
+            plain.flush();
+            facts.flush();
         }
-        plain.advance_to(frontier);
-        facts.advance_to(frontier);
-        plain.flush();
-        facts.flush();
-        // Step until the newest pane is shown, then a while longer: a
-        // shard sent before every update arrived is sent again (a second later).
+        // Step until every worker shows the newest pane, then a while
+        // longer: a shard sent before every update arrived is sent again
+        // (a second later).
         let deadline = Instant::now() + Duration::from_secs(20);
         let mut settled: Option<Instant> = None;
         while settled.is_none_or(|at| at.elapsed() < Duration::from_millis(1500)) {
             assert!(Instant::now() < deadline, "no shard showed pane {newest}");
             worker.step();
-            let last = watch.lock().expect("not poisoned").last().cloned();
-            let shows_newest = last.is_some_and(|s| s.early.is_some_and(|e| e.as_of == newest));
-            if shows_newest && settled.is_none() {
+            let all = shared.lock().expect("not poisoned").clone();
+            let shows = |s: &LiveShard| s.early.as_ref().is_some_and(|e| e.as_of == newest);
+            if all.len() == workers && all.values().all(shows) && settled.is_none() {
                 settled = Some(Instant::now());
             }
             std::thread::sleep(Duration::from_millis(5));
         }
-    });
-    let last = seen.lock().expect("not poisoned").last().cloned();
-    last.expect("a shard was published")
+    })
+    .expect("workers run");
+    let last = seen.lock().expect("not poisoned").clone();
+    last
 }
 
-fn check(model: bool, seed: u64, frontier: Pane) {
+fn check(model: bool, workers: usize, seed: u64, frontier: Pane) {
     let views = views(seed);
-    let shard = run(model, views.clone(), frontier);
+    let shards = run(model, workers, views.clone(), frontier);
     let width = WindowSpec::hourly().panes();
-    let (as_of, finals, newest, all) = shown(&shard);
+    let (as_of, finals, newest, all) = shown(&shards);
     assert_eq!(
         as_of,
         frontier - 1,
@@ -150,15 +177,15 @@ fn check(model: bool, seed: u64, frontier: Pane) {
 #[test]
 fn provisional_counts_of_the_window_equal_a_recount_of_every_view_received() {
     // Lateness shorter than the window, then longer (views that entered
-    // and left before the newest pane are still pending).
-    for (seed, frontier) in [(1, 150), (2, 50)] {
-        check(false, seed, frontier);
+    // and left before the newest pane are still pending); one worker, two.
+    for (seed, frontier, workers) in [(1, 150, 1), (2, 50, 1), (3, 120, 2)] {
+        check(false, workers, seed, frontier);
     }
 }
 
 #[test]
 fn provisional_counts_of_the_model_equal_a_recount_of_every_view_received() {
-    for (seed, frontier) in [(3, 150), (4, 50)] {
-        check(true, seed, frontier);
+    for (seed, frontier, workers) in [(4, 150, 1), (5, 50, 1), (6, 120, 2)] {
+        check(true, workers, seed, frontier);
     }
 }

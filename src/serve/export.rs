@@ -112,6 +112,8 @@ static METRICS: &[Metric] = &[
     m("popularity_checkpoints_completed_total", "Checkpoints whose manifest this process wrote (only the process of worker 0 writes manifests).", Read::Counter(|s| n(&s.checkpoints_completed))),
     m("popularity_view_visible_delay_seconds", "Delay from a sampled Kafka record's timestamp (its arrival) to every worker's live shard showing its pane (one record in 256 by offset).", Read::Histogram(|s| &s.freshness.delay)),
     m("popularity_freshness_samples_dropped_total", "Freshness samples not tracked because 100 000 were waiting to be shown.", Read::Counter(|s| n(&s.freshness.dropped))),
+    m("popularity_view_provisional_delay_seconds", "Delay from a sampled Kafka record's timestamp (its arrival) to every worker's provisional counts holding it (metrics.provisional; one record in 256 by offset).", Read::Histogram(|s| &s.early_freshness.delay)),
+    m("popularity_provisional_samples_dropped_total", "Provisional freshness samples not tracked because 100 000 were waiting to be shown.", Read::Counter(|s| n(&s.early_freshness.dropped))),
     m("popularity_checkpoint_last_completed_timestamp_seconds", "When the last checkpoint completed (Unix seconds; the process of worker 0 reports it).", Read::Gauge(|s| (s.checkpoint_completed_ms.load(Ordering::Relaxed) / 1000) as f64)),
     m("popularity_checkpoint_store_errors_total", "Store calls that failed while completing or pruning checkpoints (retried at the next poll).", Read::Counter(|s| n(&s.checkpoint_store_errors))),
     m("popularity_checkpoint_last_success_timestamp_seconds", "When the last checkpoint part was written (Unix seconds).", Read::Gauge(|s| (s.checkpoint_last_ms.load(Ordering::Relaxed) / 1000) as f64)),

@@ -149,7 +149,13 @@ fn provisional_views_show_within_seconds_and_equal_the_recount_of_what_was_read(
             early.0.iter().map(|t| t.1).sum::<i64>(),
             fin,
         ));
-        let read = ctx.stats.snapshot().read == 12_000;
+        // Everything read, and the answer counts up to the newest pane taken.
+        let taken = ctx
+            .stats
+            .taken_pane
+            .load(std::sync::atomic::Ordering::Relaxed);
+        let end = popularity::core::time::rfc3339(window.window_bounds(taken).1);
+        let read = ctx.stats.snapshot().read == 12_000 && early.1 == end;
         if read && early == last {
             break;
         }
@@ -162,7 +168,8 @@ fn provisional_views_show_within_seconds_and_equal_the_recount_of_what_was_read(
     let first = polls.iter().find(|p| p.1 > 0).copied();
     eprintln!("first provisional views (s since producing began, views, final views): {first:?}");
     let (at, _, fin) = first.expect("provisional views were shown");
-    assert!(at < 6.0, "provisional views within seconds, not {at:.1} s");
+    // A bound for a loaded machine: the runs here showed them in about 1 s.
+    assert!(at < 15.0, "provisional views within seconds, not {at:.1} s");
     assert_eq!(fin, 0, "nothing is final yet: the lateness has not passed");
     // Everything read is in the provisional window ending at the newest pane.
     let (got, end) = last;
@@ -188,6 +195,14 @@ fn provisional_views_show_within_seconds_and_equal_the_recount_of_what_was_read(
     totals.truncate(5);
     assert!(totals.iter().map(|t| t.1).sum::<i64>() > 10, "real traffic");
     assert_eq!(got, totals, "provisional top 5 against the recount");
+    // The provisional delay: one record in 256 by offset is sampled.
+    let (_, text) = get(&addr, "/metrics");
+    let name = "popularity_view_provisional_delay_seconds";
+    let (buckets, count) = histogram(&text, name);
+    eprintln!("{count} samples shown provisionally; (le, cumulative): {buckets:?}");
+    assert!((12..=48).contains(&count), "{count} samples: {text}");
+    let under = |s: f64| buckets.iter().find(|b| b.0 == s).map(|b| b.1);
+    assert_eq!(under(5.0), Some(count), "all within 5 s: {buckets:?}");
     ctx.stop.store(true, std::sync::atomic::Ordering::Relaxed);
     runner.join().expect("job stops");
     let _ = std::fs::remove_dir_all(&dir);

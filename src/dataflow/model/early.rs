@@ -11,18 +11,17 @@ use crate::core::time::Pane;
 use crate::dataflow::live::Early;
 
 /// The provisional window counts ([`Early`]) as of the newest pane with
-/// facts (the final counts are as of `as_of`): the facts, restored windows
-/// and exits still pending up to it. A fact enters at its pane and leaves
-/// one window (`width` panes) later.
+/// facts here or `taken` by the process (the final counts are as of
+/// `as_of`): the facts, restored windows and exits still pending up to it.
+/// A fact enters at its pane and leaves one window (`width` panes) later.
 pub(super) fn early(
     pending: &BTreeMap<Pane, Pending>,
     leaving: &BTreeMap<Pane, Vec<Exit>>,
     slots: &[Slot],
-    width: Pane,
-    as_of: Pane,
+    (width, as_of, taken): (Pane, Pane, Pane),
 ) -> Arc<Early> {
     let newest = pending.iter().rev().find(|(_, (f, _))| !f.is_empty());
-    let upto = newest.map_or(as_of, |(t, _)| *t).max(as_of);
+    let upto = newest.map_or(as_of, |(t, _)| *t).max(as_of).max(taken);
     let pending = pending.range(..=upto).flat_map(|(&t, (facts, sides))| {
         let entering = facts
             .iter()

@@ -188,8 +188,13 @@ pub fn model_tables<'scope>(
         .inner
         .exchange(|((id, _), _, _)| shard(*id))
         .map(|((id, info), t, r)| (Side::Info(id, info), t, r));
+    // Restored windows and late facts from before a restore come through the
+    // carry input, which stays at the restore's time for a while.
+    let carried = match live {
+        Publish::Provisional => flushed(carried.inner),
+        _ => carried.inner,
+    };
     let carried = carried
-        .inner
         .exchange(|(id, _, _)| shard(*id))
         .map(|(id, t, m)| (Side::Windowed(id, m), t, 1));
     let stage = |titles| StageSpec {

@@ -11,6 +11,7 @@
 //! time, would park a day of updates in every operator downstream.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,7 +28,7 @@ use crate::core::event::ContentId;
 use crate::core::model::{Cell, Delta, Info, Measures, ModelSpec, Obs, Rollup, OVERFLOW_TITLE};
 use crate::core::stats::Stats;
 use crate::core::time::{Pane, WindowSpec};
-use crate::dataflow::live::{LiveShard, LiveUpdate, ModelShard, Pacer, Publish};
+use crate::dataflow::live::{LiveUpdate, ModelShard, Publish, Publisher};
 use crate::dataflow::{follow_frontier, shard, HourTable};
 
 /// What a shard stage is for: titles or nodes, its window and model, and
@@ -131,8 +132,8 @@ struct Shard {
     total: i64,
     /// The next pane whose hour may still have to be emitted.
     cursor: Pane,
-    /// When the live shard is due.
-    pacer: Pacer,
+    /// When the live shard is due, and the final counts last sent.
+    publisher: Publisher,
     /// The state size last reported to the counters.
     state: i64,
     /// Titles outside the catalog last reported to the counters.
@@ -160,7 +161,7 @@ impl Shard {
             outbox: Outbox::default(),
             total: 0,
             cursor: 0,
-            pacer: Pacer::default(),
+            publisher: Publisher::default(),
             state: 0,
             uncataloged: 0,
             overflowed: 0,
@@ -173,7 +174,7 @@ impl Shard {
     fn take_facts(&mut self, data: impl Iterator<Item = ((ContentId, Cell), Pane, Obs)>) {
         // What is received changes the provisional counts.
         if self.stage.live == Publish::Provisional {
-            self.pacer.changed();
+            self.publisher.pacer.arrived();
         }
         for ((id, cell), t, obs) in data {
             self.pending.entry(t).or_default().0.push((id, cell, obs));
@@ -252,42 +253,36 @@ impl Shard {
         if !self.stage.live.on() {
             return None;
         }
-        let as_of = match self.pacer.due(bound) {
-            Ok(as_of) => as_of,
+        let due = match self.publisher.due(bound) {
+            Ok(due) => due,
             Err(wait) => return wait,
         };
-        let t = self.stage.window.window_bounds(as_of).1;
-        let rows = self
-            .nodes
-            .rows(self.stage.titles, self.total, t, &self.stage.spec);
-        let shard = ModelShard {
-            as_of,
-            rows: Arc::new(rows),
-            total_24h: self.total,
-        };
-        let slot = self.worker * 2 + usize::from(!self.stage.titles);
-        give(StageOut::Live(LiveUpdate::Model { slot, shard }));
+        // Unchanged final rows stay on the board: only provisional counts moved.
+        if due.finals {
+            let t = self.stage.window.window_bounds(due.as_of).1;
+            let rows = self
+                .nodes
+                .rows(self.stage.titles, self.total, t, &self.stage.spec);
+            let shard = ModelShard {
+                as_of: due.as_of,
+                rows: Arc::new(rows),
+                total_24h: self.total,
+            };
+            let slot = self.worker * 2 + usize::from(!self.stage.titles);
+            give(StageOut::Live(LiveUpdate::Model { slot, shard }));
+        }
         if self.stage.titles {
-            let counts = Arc::new(self.nodes.views().into_iter().collect());
             let early = (self.stage.live == Publish::Provisional).then(|| {
-                let width = self.stage.window.panes();
-                early(
-                    &self.pending,
-                    &self.leaving,
-                    &self.nodes.slots,
-                    width,
-                    as_of,
-                )
+                let taken = self.stats.taken_pane.load(Ordering::Relaxed);
+                let at = (self.stage.window.panes(), due.as_of, taken);
+                early(&self.pending, &self.leaving, &self.nodes.slots, at)
             });
+            let nodes = &mut self.nodes;
+            let shard = self
+                .publisher
+                .shard(due, || nodes.views().into_iter().collect(), early);
             let worker = self.worker;
-            give(StageOut::Live(LiveUpdate::Window {
-                worker,
-                shard: LiveShard {
-                    as_of,
-                    counts,
-                    early,
-                },
-            }));
+            give(StageOut::Live(LiveUpdate::Window { worker, shard }));
         }
         None
     }
@@ -320,7 +315,7 @@ impl Shard {
         self.leave(time);
         self.enter(time, facts);
         self.cursor = time;
-        self.pacer.changed();
+        self.publisher.pacer.changed();
     }
 
     /// Applies the episode total and restored windows; returns the catalog changes.
@@ -527,7 +522,6 @@ impl Shard {
 
     /// Counts facts sent to the overflow title; says so once per shard.
     fn note_overflow(&mut self, facts: u64) {
-        use std::sync::atomic::Ordering;
         if self.overflowed == 0 {
             tracing::warn!(
                 worker = self.worker,
@@ -564,7 +558,6 @@ impl Shard {
     /// Reports the changes of the state's size and of the titles outside
     /// the catalog since the last call to the counters.
     fn account(&mut self) {
-        use std::sync::atomic::Ordering;
         let pending: usize = self.pending.values().map(|(a, b)| a.len() + b.len()).sum();
         let now = (pending + self.nodes.nonzero) as i64;
         self.stats.live_state_delta(now - self.state);

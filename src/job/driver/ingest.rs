@@ -36,6 +36,10 @@ impl Driver<'_> {
         self.publish_clocks();
         self.feed_panes(session);
         let stats = &self.ctx.stats;
+        let taken = self.fed_until.saturating_sub(1);
+        stats
+            .taken_pane
+            .fetch_max(taken, std::sync::atomic::Ordering::Relaxed);
         Stats::add(&stats.read, self.batch.read);
         Stats::add(&stats.decoded, self.batch.events.len() as u64);
         Stats::add(&stats.invalid, self.batch.rejects.len() as u64);
@@ -123,6 +127,12 @@ impl Driver<'_> {
             .filter(|&(pane, _)| pane >= floor)
             .collect();
         self.ctx.stats.freshness.note(&samples);
+        if self.ctx.job.metrics.provisional && !samples.is_empty() {
+            // Shown provisionally by counts made after the event is taken.
+            let taken = crate::core::time::now_ms().max(0) as u64;
+            let samples: Vec<_> = samples.iter().map(|&(_, at)| (taken, at)).collect();
+            self.ctx.stats.early_freshness.note(&samples);
+        }
     }
 
     /// The least pane the input can still take: a partition that was idle may
