@@ -289,7 +289,7 @@ fn compute_local(api: &Api, request: &Request) -> Result<serde_json::Value, Refu
             for r in live
                 .rows
                 .iter()
-                .filter(|r| !matches!(r.info.map(|i| i.kind), Some(Kind::Show | Kind::Channel)))
+                .filter(|r| !matches!(r.kind, Some(Kind::Show | Kind::Channel)))
             {
                 sum.add(&r.m);
             }
@@ -495,7 +495,7 @@ fn build_model(board: &crate::dataflow::live::ModelBoard) -> Option<LiveModel> {
         .flat_map(|s| s.rows.iter().cloned())
         .collect();
     for r in rows.iter_mut() {
-        if r.info.map(|i| i.kind) == Some(Kind::Episode) {
+        if r.kind == Some(Kind::Episode) {
             r.score_ppm = crate::core::model::score_ppm(r.m.views_24h, total_24h);
         }
     }
@@ -525,8 +525,8 @@ fn row_json(r: &crate::core::model::NodeRow, api: &Api) -> serde_json::Value {
     serde_json::json!({
         "content_id": r.id,
         "name": api.catalog.get(r.id).map(|t| t.name.as_str()).unwrap_or(""),
-        "kind": r.info.map_or("unknown", |i| i.kind.as_str()),
-        "parent": r.info.and_then(|i| i.parent),
+        "kind": r.kind.map_or("unknown", |k| k.as_str()),
+        "parent": r.parent,
         "views": r.m.views,
         "watch_ms": r.m.watch_ms,
         "views_24h": r.m.views_24h,

@@ -30,7 +30,7 @@ pub const MODEL_TABLES: [&str; 4] = [TITLE_MEASURES, SHOWS, CHANNELS, TRENDING];
 
 /// Which node table a row belongs to.
 pub fn table_of(row: &NodeRow) -> &'static str {
-    match row.info.map(|i| i.kind) {
+    match row.kind {
         Some(crate::core::catalog::Kind::Show) => SHOWS,
         Some(crate::core::catalog::Kind::Channel) => CHANNELS,
         _ => TITLE_MEASURES,
@@ -116,14 +116,12 @@ pub fn encode_nodes(table: &str, rows: &[NodeRow], start: Millis, end: Millis) -
         Col::Str(
             "kind".into(),
             rows.iter()
-                .map(|r| r.info.map_or("unknown", |i| i.kind.as_str()).to_string())
+                .map(|r| r.kind.map_or("unknown", |k| k.as_str()).to_string())
                 .collect(),
         ),
         Col::OptI64(
             "parent".into(),
-            rows.iter()
-                .map(|r| r.info.and_then(|i| i.parent).map(|p| p as i64))
-                .collect(),
+            rows.iter().map(|r| r.parent.map(|p| p as i64)).collect(),
         ),
         i64s("views", &|r| r.m.views),
         i64s("watch_ms", &|r| r.m.watch_ms),
@@ -248,20 +246,15 @@ pub fn decode_rows(bytes: Vec<u8>) -> Result<Vec<Row>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::model::{Info, Measures};
+    use crate::core::model::Measures;
 
     #[test]
     fn node_and_trending_tables_round_trip_deterministically() {
         let rows: Vec<NodeRow> = (0..100)
             .map(|i| NodeRow {
                 id: i,
-                info: (i % 3 != 0).then_some(Info {
-                    kind: crate::core::catalog::Kind::Episode,
-                    parent: (i % 2 == 0).then_some(7),
-                    show: None,
-                    channel: None,
-                    event_end: None,
-                }),
+                kind: (i % 3 != 0).then_some(crate::core::catalog::Kind::Episode),
+                parent: (i % 3 != 0 && i % 2 == 0).then_some(7),
                 m: Measures {
                     views: i as i64,
                     region: [i as i64; 12],

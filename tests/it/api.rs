@@ -191,7 +191,7 @@ fn trending_breakdown_and_title_measures_equal_the_model_recount() {
     // A title's measures, in full.
     let top = rows
         .iter()
-        .filter(|r| r.info.is_some_and(|i| i.kind == Kind::Episode))
+        .filter(|r| r.kind == Some(Kind::Episode))
         .max_by_key(|r| (r.m.views, std::cmp::Reverse(r.id)))
         .expect("an episode");
     let (code, body) = get(&addr, &format!("/api/titles/{}", top.id));
@@ -207,7 +207,7 @@ fn trending_breakdown_and_title_measures_equal_the_model_recount() {
     let mut sum = popularity::core::model::Measures::default();
     for r in rows
         .iter()
-        .filter(|r| !matches!(r.info.map(|i| i.kind), Some(Kind::Show | Kind::Channel)))
+        .filter(|r| !matches!(r.kind, Some(Kind::Show | Kind::Channel)))
     {
         sum.add(&r.m);
     }

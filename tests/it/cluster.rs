@@ -99,7 +99,7 @@ fn the_query_api_of_a_cluster_answers_for_every_shard() {
         .iter()
         .filter(|r| {
             !matches!(
-                r.info.map(|i| i.kind),
+                r.kind,
                 Some(
                     popularity::core::catalog::Kind::Show
                         | popularity::core::catalog::Kind::Channel

@@ -52,7 +52,7 @@ fn expect_row(r: &NodeRow) -> (i64, Vec<i64>, String, String) {
     (
         r.id as i64,
         ints,
-        r.info.map_or("unknown", |i| i.kind.as_str()).to_string(),
+        r.kind.map_or("unknown", |k| k.as_str()).to_string(),
         format!("{:.9} {:.9}", r.trend(), r.decay),
     )
 }
@@ -379,7 +379,8 @@ fn assert_catalog_refused_once(dead_letters: &std::path::Path) {
 fn assert_show_of(rows: &[NodeRow], episode: u64, show: u64) {
     let show_of: BTreeMap<u64, Option<u64>> = rows
         .iter()
-        .map(|r| (r.id, r.info.and_then(|i| i.show)))
+        // An episode's parent is its show.
+        .map(|r| (r.id, r.parent))
         .collect();
     if let Some(s) = show_of.get(&episode) {
         assert_eq!(*s, Some(show), "the episode moved");

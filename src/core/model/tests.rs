@@ -98,13 +98,8 @@ fn decay_halves_per_half_life_and_scores_are_shares() {
 fn rankings_break_ties_by_id_and_merge_exactly() {
     let row = |id, views, kind| NodeRow {
         id,
-        info: Some(Info {
-            kind,
-            parent: None,
-            show: None,
-            channel: None,
-            event_end: None,
-        }),
+        kind: Some(kind),
+        parent: None,
         m: Measures {
             views,
             ..Measures::default()

@@ -355,7 +355,7 @@ fn finish_hours<'scope>(
                         rows.extend(h.rows);
                     }
                     for r in rows.iter_mut() {
-                        if r.info.map(|i| i.kind) == Some(crate::core::catalog::Kind::Episode) {
+                        if r.kind == Some(crate::core::catalog::Kind::Episode) {
                             r.score_ppm = crate::core::model::score_ppm(r.m.views_24h, total);
                         }
                     }
