@@ -17,6 +17,7 @@
 mod client;
 mod dead_letters;
 mod partition;
+mod probe;
 mod produce;
 
 use std::collections::{BTreeMap, HashMap};
@@ -45,6 +46,13 @@ use crate::core::error::{Error, Result};
 use crate::core::event::Validation;
 use crate::core::freshness::SAMPLE_EVERY;
 use partition::Assigned;
+use probe::Held;
+
+/// How long a running partition's end may look short of its next offset
+/// while the broker confirms nothing, before the offsets count as lost: a
+/// restarted test broker reported short ends and handed out nothing for
+/// seconds (8 s of idle timeout was too short in its container test).
+const UNCONFIRMED_PATIENCE: Duration = Duration::from_secs(30);
 
 /// Record batches the client could not decode (each stops the job):
 /// `popularity_kafka_undecodable_batches_total`.
@@ -133,6 +141,9 @@ pub struct KafkaSource {
     consumer: Arc<JobConsumer>,
     /// Looks up single offsets to confirm a loss (made when first needed).
     probe: Option<JobConsumer>,
+    /// Partitions whose end looked short of their next offset with nothing
+    /// to confirm it either way, since when.
+    unconfirmed: HashMap<i32, Instant>,
     group: String,
     cfg: KafkaConfig,
     index: usize,
@@ -166,6 +177,7 @@ impl KafkaSource {
         let mut source = KafkaSource {
             consumer: Arc::new(consumer),
             probe: None,
+            unconfirmed: HashMap::new(),
             group: group.to_string(),
             cfg: cfg.clone(),
             index,
@@ -186,7 +198,7 @@ impl KafkaSource {
             let (low, high) = source.watermarks(p, Duration::from_secs(10))?;
             tracing::debug!(partition = p, low, high, "partition offsets");
             let next_offset = match offsets.get(&(p as PartitionId)) {
-                Some(&o) => source.settle(p, o, low, high)?,
+                Some(&o) => source.settle(p, o, low, high, false)?,
                 None => match cfg.start {
                     StartAt::Earliest => low,
                     StartAt::Latest => high,
@@ -219,16 +231,27 @@ impl KafkaSource {
 
     /// The offset partition `p` goes on from when it wants `wanted` and its
     /// log is `[low, high]`: `wanted` if it is there, else per `on-lost-offsets`.
-    fn settle(&mut self, p: i32, wanted: i64, low: i64, high: i64) -> Result<i64> {
+    fn settle(&mut self, p: i32, wanted: i64, low: i64, high: i64, running: bool) -> Result<i64> {
         let policy = self.cfg.on_lost_offsets;
         let Some((next, skipped)) = relocate(wanted, low, high, policy) else {
+            self.unconfirmed.remove(&p);
             return Ok(wanted);
         };
         // Some brokers report an end offset short of the log's real end: past
         // the end only counts as lost if the record before `wanted` is gone too.
-        if wanted > high && wanted > 0 && self.holds(p, wanted - 1)? {
-            return Ok(wanted);
+        // A running partition gives a broker that answers nothing (one just
+        // restarted) a while before that silence counts as a loss.
+        if wanted > high && wanted > 0 {
+            match self.holds(p, wanted - 1)? {
+                Held::Yes => {
+                    self.unconfirmed.remove(&p);
+                    return Ok(wanted);
+                }
+                Held::Unknown if running && self.patient(p, wanted, high) => return Ok(wanted),
+                Held::Unknown | Held::Gone => {}
+            }
         }
+        self.unconfirmed.remove(&p);
         let topic = &self.cfg.topic;
         if policy == OnLostOffsets::Fail {
             return Err(kafka_err(
@@ -245,43 +268,26 @@ impl KafkaSource {
         Ok(next)
     }
 
-    /// Whether partition `p`'s log still reaches `offset`: asks the broker
-    /// for that record with a second consumer (up to 5 s).
-    fn holds(&mut self, p: i32, offset: i64) -> Result<bool> {
+    /// Whether partition `p`'s log still reaches `offset` (see [`probe`]).
+    fn holds(&mut self, p: i32, offset: i64) -> Result<Held> {
         let probe = match self.probe.take() {
             Some(c) => c,
             None => job_consumer(&self.cfg, &self.group)?,
         };
-        let mut tpl = TopicPartitionList::new();
-        tpl.add_partition_offset(&self.cfg.topic, p, Offset::Offset(offset))
-            .map_err(|e| Error::Internal(format!("probing partition {p}: {e}")))?;
-        probe
-            .assign(&tpl)
-            .map_err(|e| kafka_err(format!("probing partition {p}: {e}"), true))?;
-        let deadline = Instant::now() + Duration::from_secs(5);
-        let mut held = false;
-        while Instant::now() < deadline {
-            match probe.poll(Duration::from_millis(100)) {
-                Some(Ok(m)) if m.partition() == p => {
-                    held = m.offset() >= offset;
-                    break;
-                }
-                Some(Err(e))
-                    if matches!(
-                        e.rdkafka_error_code(),
-                        Some(
-                            RDKafkaErrorCode::OffsetOutOfRange | RDKafkaErrorCode::AutoOffsetReset
-                        )
-                    ) =>
-                {
-                    break
-                }
-                _ => {}
-            }
-        }
-        let _ = probe.unassign();
+        let held = probe::holds(&probe, &self.cfg.topic, p, offset);
         self.probe = Some(probe);
-        Ok(held)
+        held
+    }
+
+    /// Whether partition `p` is still within [`UNCONFIRMED_PATIENCE`] of
+    /// its end first looking short with nothing confirmed.
+    fn patient(&mut self, p: i32, wanted: i64, high: i64) -> bool {
+        let since = *self.unconfirmed.entry(p).or_insert_with(Instant::now);
+        let waited = since.elapsed();
+        if waited < UNCONFIRMED_PATIENCE {
+            tracing::warn!(topic = %self.cfg.topic, partition = p, wanted, high, waited_s = waited.as_secs(), "the broker reports an end offset short of the next offset to read and hands out nothing to confirm it; asking again");
+        }
+        waited < UNCONFIRMED_PATIENCE
     }
 
     fn track(&mut self, p: i32, next_offset: i64, end: Option<i64>, high: i64) {
@@ -339,7 +345,7 @@ impl KafkaSource {
             let range = self.watermarks(id as i32, Duration::from_millis(500));
             let (mut relocated, before) = (false, self.parts[k].reported_end);
             if let Ok((low, high)) = range {
-                let settled = self.settle(id as i32, next, low, high)?;
+                let settled = self.settle(id as i32, next, low, high, true)?;
                 if settled != next {
                     self.parts[k].next_offset = settled;
                     (moved, relocated) = (true, true);
