@@ -24,7 +24,9 @@ use crate::core::time::Pane;
 use crate::dataflow::live::{publish_live, Boards, Publish};
 use crate::dataflow::model::{model_tables, ModelHour};
 use crate::dataflow::{hourly_tables, windowed_views, HourTable};
-use crate::sink::snapshot::{publish_hours, write_model_parts, write_parts, write_trending};
+use crate::sink::snapshot::{
+    candidates_apart, publish_hours, write_model_parts, write_parts, write_trending,
+};
 use crate::sink::snapshot::{PartRecord, TITLES};
 use crate::sink::store::ObjectStore;
 use crate::sink::tables::MODEL_TABLES;
@@ -127,15 +129,10 @@ fn write_hours<'scope>(
         write_parts(hours, store.clone(), window, stats.clone(), fault.clone());
     let mut tables = vec![vec![TITLES]];
     if let (Some(h), Some(spec)) = (model_hours, ctx.model) {
-        let nodes = write_model_parts(
-            h.clone(),
-            store.clone(),
-            window,
-            stats.clone(),
-            fault.clone(),
-        );
+        let (h, candidates) = candidates_apart(h);
+        let nodes = write_model_parts(h, store.clone(), window, stats.clone(), fault.clone());
         let top = write_trending(
-            h,
+            candidates,
             store.clone(),
             window,
             spec.top_k,

@@ -39,7 +39,7 @@ use crate::core::stats::Stats;
 use crate::core::time::{Pane, WindowSpec};
 use crate::dataflow::model::ModelHour;
 use crate::dataflow::HourTable;
-use timely::dataflow::operators::vec::Map;
+use timely::dataflow::operators::vec::{Map, Partition};
 
 /// Writes each worker's share of each finished hour as a Parquet part.
 ///
@@ -350,12 +350,7 @@ fn write_model_part(
     let (start, end) = window.window_bounds(window.last_pane_of_hour(hour.hour));
     let mut records = Vec::new();
     for table in [TITLE_MEASURES, SHOWS, CHANNELS] {
-        let mut rows: Vec<NodeRow> = hour
-            .rows
-            .iter()
-            .filter(|r| table_of(r) == table)
-            .cloned()
-            .collect();
+        let mut rows: Vec<&NodeRow> = hour.rows.iter().filter(|r| table_of(r) == table).collect();
         // Each stage's rows come in id order; a table drawn from both is merged.
         if !rows.is_sorted_by_key(|r| r.id) {
             rows.sort_by_key(|r| r.id);
@@ -377,18 +372,44 @@ fn write_model_part(
     Ok(records)
 }
 
+/// An hour and one worker's ranking candidates of it.
+pub type Candidates = (u64, Vec<NodeRow>);
+
+/// Takes each hour's ranking candidates out of it: the rows go on to
+/// [`write_model_parts`] and the candidates (hour, rows) to
+/// [`write_trending`], with no copy of the rows (an hour holds one per
+/// title with views).
+pub fn candidates_apart<'scope>(
+    hours: StreamVec<'scope, Pane, ModelHour>,
+) -> (
+    StreamVec<'scope, Pane, ModelHour>,
+    StreamVec<'scope, Pane, Candidates>,
+) {
+    let mut split = hours
+        .flat_map(|mut h| {
+            let candidates = std::mem::take(&mut h.candidates);
+            [Ok((h.hour, candidates)), Err(h)]
+        })
+        .partition(2, |x| (u64::from(x.is_err()), x));
+    let (Some(rows), Some(top)) = (split.pop(), split.pop()) else {
+        unreachable!("partition gives as many streams as asked for")
+    };
+    let rows = rows.flat_map(|x| x.err());
+    let top = top.flat_map(|x| x.ok());
+    (rows, top)
+}
+
 /// Merges every worker's ranking candidates of an hour on worker 0 and
 /// writes the hour's `trending` part once all of them have arrived.
 pub fn write_trending<'scope>(
-    hours: StreamVec<'scope, Pane, ModelHour>,
+    candidates: StreamVec<'scope, Pane, Candidates>,
     store: Arc<dyn ObjectStore>,
     window: WindowSpec,
     top_k: usize,
     stats: Arc<Stats>,
     fault: Arc<FaultSlot>,
 ) -> StreamVec<'scope, Pane, PartRecord> {
-    let worker = hours.scope().worker();
-    let candidates = hours.map(|h| (h.hour, h.candidates));
+    let worker = candidates.scope().worker();
     candidates.unary_frontier(
         Exchange::new(|_: &(u64, Vec<NodeRow>)| 0),
         "WriteTrending",

@@ -2,6 +2,7 @@
 //! `channels` (one row per node, every measure) and `trending` (the
 //! rankings). Deterministic byte for byte like the `titles` table.
 
+use std::ops::Range;
 use std::sync::Arc;
 
 use parquet::basic::Compression;
@@ -61,10 +62,17 @@ fn perr(what: &str, e: parquet::errors::ParquetError) -> Error {
     Error::Internal(format!("parquet {what}: {e}"))
 }
 
-fn encode(name: &str, cols: Vec<Col>) -> Result<Vec<u8>> {
+/// Rows per row group: a part is encoded a group at a time, so a shard of
+/// a million titles never holds all its columns at once (about 200 bytes a
+/// row, again in the encoder's pages).
+const GROUP_ROWS: usize = 65_536;
+
+/// Encodes `rows` rows, one row group per [`GROUP_ROWS`], each group's
+/// columns made by `cols_of` from its range of rows.
+fn encode(name: &str, rows: usize, cols_of: impl Fn(Range<usize>) -> Vec<Col>) -> Result<Vec<u8>> {
     let text = format!(
         "message {name} {{\n{}}}\n",
-        cols.iter().map(Col::schema).collect::<String>()
+        cols_of(0..0).iter().map(Col::schema).collect::<String>()
     );
     let schema = Arc::new(parse_message_type(&text).map_err(|e| perr("schema", e))?);
     let props = Arc::new(
@@ -77,39 +85,59 @@ fn encode(name: &str, cols: Vec<Col>) -> Result<Vec<u8>> {
     {
         let mut writer =
             SerializedFileWriter::new(&mut buf, schema, props).map_err(|e| perr("writer", e))?;
-        let mut group = writer.next_row_group().map_err(|e| perr("row group", e))?;
-        for col in &cols {
-            let Some(mut w) = group.next_column().map_err(|e| perr("column", e))? else {
-                return Err(Error::Internal("parquet schema has fewer columns".into()));
-            };
-            match col {
-                Col::I64(_, v) | Col::Ts(_, v) => w.typed::<Int64Type>().write_batch(v, None, None),
-                Col::OptI64(_, v) => {
-                    let present: Vec<i64> = v.iter().flatten().copied().collect();
-                    let defs: Vec<i16> = v.iter().map(|x| x.is_some() as i16).collect();
-                    w.typed::<Int64Type>()
-                        .write_batch(&present, Some(&defs), None)
-                }
-                Col::F64(_, v) => w.typed::<DoubleType>().write_batch(v, None, None),
-                Col::Str(_, v) => {
-                    let bytes: Vec<ByteArray> =
-                        v.iter().map(|s| ByteArray::from(s.as_str())).collect();
-                    w.typed::<ByteArrayType>().write_batch(&bytes, None, None)
-                }
+        let mut start = 0;
+        loop {
+            let end = (start + GROUP_ROWS).min(rows);
+            write_group(&mut writer, &cols_of(start..end))?;
+            start = end;
+            if start >= rows {
+                break;
             }
-            .map_err(|e| perr("write", e))?;
-            w.close().map_err(|e| perr("close column", e))?;
         }
-        group.close().map_err(|e| perr("close row group", e))?;
         writer.close().map_err(|e| perr("close file", e))?;
     }
     Ok(buf)
 }
 
+/// Writes one row group of `cols`.
+fn write_group(writer: &mut SerializedFileWriter<&mut Vec<u8>>, cols: &[Col]) -> Result<()> {
+    let mut group = writer.next_row_group().map_err(|e| perr("row group", e))?;
+    for col in cols {
+        let Some(mut w) = group.next_column().map_err(|e| perr("column", e))? else {
+            return Err(Error::Internal("parquet schema has fewer columns".into()));
+        };
+        match col {
+            Col::I64(_, v) | Col::Ts(_, v) => w.typed::<Int64Type>().write_batch(v, None, None),
+            Col::OptI64(_, v) => {
+                let present: Vec<i64> = v.iter().flatten().copied().collect();
+                let defs: Vec<i16> = v.iter().map(|x| x.is_some() as i16).collect();
+                w.typed::<Int64Type>()
+                    .write_batch(&present, Some(&defs), None)
+            }
+            Col::F64(_, v) => w.typed::<DoubleType>().write_batch(v, None, None),
+            Col::Str(_, v) => {
+                let bytes: Vec<ByteArray> = v.iter().map(|s| ByteArray::from(s.as_str())).collect();
+                w.typed::<ByteArrayType>().write_batch(&bytes, None, None)
+            }
+        }
+        .map_err(|e| perr("write", e))?;
+        w.close().map_err(|e| perr("close column", e))?;
+    }
+    group.close().map_err(|e| perr("close row group", e))?;
+    Ok(())
+}
+
 /// Encodes node rows (one node table's part) of the window `[start, end)`.
-pub fn encode_nodes(table: &str, rows: &[NodeRow], start: Millis, end: Millis) -> Result<Vec<u8>> {
+pub fn encode_nodes(table: &str, rows: &[&NodeRow], start: Millis, end: Millis) -> Result<Vec<u8>> {
+    encode(table, rows.len(), |range| {
+        node_cols(&rows[range], start, end)
+    })
+}
+
+/// The columns of node rows.
+fn node_cols(rows: &[&NodeRow], start: Millis, end: Millis) -> Vec<Col> {
     let i64s = |name: &str, f: &dyn Fn(&NodeRow) -> i64| {
-        Col::I64(name.to_string(), rows.iter().map(f).collect())
+        Col::I64(name.to_string(), rows.iter().map(|r| f(r)).collect())
     };
     let mut cols = vec![
         i64s("content_id", &|r| r.id as i64),
@@ -142,13 +170,13 @@ pub fn encode_nodes(table: &str, rows: &[NodeRow], start: Millis, end: Millis) -
     }
     cols.push(Col::Ts("window_start".into(), vec![start; rows.len()]));
     cols.push(Col::Ts("window_end".into(), vec![end; rows.len()]));
-    encode(table, cols)
+    cols
 }
 
 /// Encodes the rankings of the window `[start, end)`.
 pub fn encode_trending(entries: &[TopEntry], start: Millis, end: Millis) -> Result<Vec<u8>> {
-    encode(
-        TRENDING,
+    encode(TRENDING, entries.len(), |range| {
+        let entries = &entries[range];
         vec![
             Col::Str(
                 "category".into(),
@@ -169,8 +197,8 @@ pub fn encode_trending(entries: &[TopEntry], start: Millis, end: Millis) -> Resu
             Col::F64("value".into(), entries.iter().map(|e| e.value).collect()),
             Col::Ts("window_start".into(), vec![start; entries.len()]),
             Col::Ts("window_end".into(), vec![end; entries.len()]),
-        ],
-    )
+        ]
+    })
 }
 
 /// One decoded value.
@@ -250,7 +278,9 @@ mod tests {
 
     #[test]
     fn node_and_trending_tables_round_trip_deterministically() {
-        let rows: Vec<NodeRow> = (0..100)
+        // More rows than a row group holds: two groups, read back as one table.
+        let n = GROUP_ROWS as u64 + 100;
+        let rows: Vec<NodeRow> = (0..n)
             .map(|i| NodeRow {
                 id: i,
                 kind: (i % 3 != 0).then_some(crate::core::catalog::Kind::Episode),
@@ -264,13 +294,17 @@ mod tests {
                 decay: 0.5,
             })
             .collect();
-        let a = encode_nodes(TITLE_MEASURES, &rows, 10, 20).expect("encodes");
+        let refs: Vec<&NodeRow> = rows.iter().collect();
+        let a = encode_nodes(TITLE_MEASURES, &refs, 10, 20).expect("encodes");
         assert_eq!(
             a,
-            encode_nodes(TITLE_MEASURES, &rows, 10, 20).expect("encodes")
+            encode_nodes(TITLE_MEASURES, &refs, 10, 20).expect("encodes")
         );
         let back = decode_rows(a).expect("decodes");
-        assert_eq!(back.len(), 100);
+        assert_eq!(back.len(), n as usize);
+        let last = n as usize - 1;
+        assert_eq!(back[last]["views"], Value::Int(last as i64));
+        assert_eq!(back[last]["content_id"], Value::Int(last as i64));
         assert_eq!(back[4]["views"], Value::Int(4));
         assert_eq!(back[4]["parent"], Value::Int(7));
         assert_eq!(back[3]["parent"], Value::Null);
