@@ -19,6 +19,7 @@ mod dead_letters;
 mod partition;
 mod probe;
 mod produce;
+mod ranges;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -45,8 +46,10 @@ use super::{Batch, PartitionId, Poll, Source};
 use crate::core::error::{Error, Result};
 use crate::core::event::Validation;
 use crate::core::freshness::SAMPLE_EVERY;
-use partition::Assigned;
+pub use partition::relocate;
+use partition::{short_of_end, stale_end_limit, Assigned};
 use probe::Held;
+use ranges::Ranges;
 
 /// How long a running partition's end may look short of its next offset
 /// while the broker confirms nothing, before the offsets count as lost: a
@@ -86,55 +89,8 @@ impl PartitionProgress {
     }
 }
 
-/// How long a partition read to the broker's current end, but short of an
-/// end it reported before, waits for the rest before the job stops.
-fn stale_end_limit(idle_timeout: Duration) -> Duration {
-    (idle_timeout * 6).max(Duration::from_secs(30))
-}
-
-/// The broker hands out less than it reported holding: an external error
-/// (a restart resumes from the last checkpoint, with new connections).
-fn short_of_end(topic: &str, part: &Assigned, high: i64) -> Error {
-    let (p, next, now) = (part.id, part.next_offset, part.reported_end);
-    kafka_err(
-        format!("topic `{topic}` partition {p}: read to offset {next}, the end the broker reports now ({now}), but it reported the log reaching {high} before and has handed out nothing more for {:?}; stopping rather than finishing short (a restart resumes from the last checkpoint)", part.last_data.elapsed()),
-        true,
-    )
-}
-
 /// Per-partition progress of every Kafka source in the process.
 pub type ProgressBoard = Arc<Mutex<BTreeMap<PartitionId, PartitionProgress>>>;
-
-/// Where a partition goes on when the offset it wants is outside its log
-/// `[low, high]`, and how many offsets that skips; `None` if it is inside.
-///
-/// Offsets that vanished from the end of the log (a recreated topic) count
-/// as lost with either policy; `latest` also skips what the log holds.
-///
-/// ```
-/// use popularity::source::kafka::{relocate, OnLostOffsets::*};
-/// assert_eq!(relocate(50, 0, 100, Earliest), None);
-/// assert_eq!(relocate(10, 40, 100, Earliest), Some((40, 30)));
-/// assert_eq!(relocate(10, 40, 100, Latest), Some((100, 90)));
-/// assert_eq!(relocate(5000, 0, 1200, Earliest), Some((0, 3800)));
-/// assert_eq!(relocate(5000, 0, 1200, Latest), Some((1200, 5000)));
-/// ```
-pub fn relocate(wanted: i64, low: i64, high: i64, policy: OnLostOffsets) -> Option<(i64, u64)> {
-    if (low..=high).contains(&wanted) {
-        return None;
-    }
-    let vanished = (wanted - high).max(0);
-    let next = match policy {
-        OnLostOffsets::Latest => high,
-        OnLostOffsets::Earliest | OnLostOffsets::Fail => low,
-    };
-    let skipped = if wanted < low {
-        next - wanted
-    } else {
-        vanished + (next - low)
-    };
-    Some((next, skipped as u64))
-}
 
 /// One worker's partitions of the topic.
 pub struct KafkaSource {
@@ -153,6 +109,8 @@ pub struct KafkaSource {
     idle_timeout: Duration,
     limits: Validation,
     progress: ProgressBoard,
+    /// Each partition's log range, asked for on a thread of its own.
+    ranges: Option<Ranges>,
     last_refresh: Instant,
     metadata_every: Duration,
     last_metadata: Instant,
@@ -187,6 +145,7 @@ impl KafkaSource {
             idle_timeout: cfg.idle_timeout,
             limits,
             progress,
+            ranges: None,
             last_refresh: Instant::now(),
             metadata_every: cfg.metadata_refresh,
             last_metadata: Instant::now(),
@@ -211,6 +170,16 @@ impl KafkaSource {
             source.track(p, next_offset, end, high);
         }
         source.assign()?;
+        let at: Vec<(i32, i64)> = (source.parts.iter())
+            .map(|p| (p.id as i32, p.next_offset))
+            .collect();
+        let name = format!("kafka-offsets-{index}");
+        source.ranges = Some(Ranges::spawn(
+            source.consumer.clone(),
+            cfg.topic.clone(),
+            &at,
+            name,
+        )?);
         tracing::info!(topic = %cfg.topic, partitions = ?mine, "assigned Kafka partitions");
         Ok(source)
     }
@@ -335,27 +304,36 @@ impl KafkaSource {
     /// Every 2 s: each partition's log range, for lag and to catch offsets
     /// the log no longer holds; every `metadata-refresh`: new partitions.
     fn refresh(&mut self) -> Result<()> {
-        if self.last_refresh.elapsed() < Duration::from_secs(2) {
+        let answers = self.ranges.as_ref().map(Ranges::take).unwrap_or_default();
+        if answers.is_empty() && self.last_refresh.elapsed() < Duration::from_secs(2) {
             return Ok(());
         }
         self.last_refresh = Instant::now();
         let mut moved = false;
         for k in 0..self.parts.len() {
             let (id, next) = (self.parts[k].id, self.parts[k].next_offset);
-            let range = self.watermarks(id as i32, Duration::from_millis(500));
+            let range = answers.get(&(id as i32)).map(|&(low, high, _)| (low, high));
             let (mut relocated, before) = (false, self.parts[k].reported_end);
-            if let Ok((low, high)) = range {
-                let settled = self.settle(id as i32, next, low, high, true)?;
-                if settled != next {
-                    self.parts[k].next_offset = settled;
-                    (moved, relocated) = (true, true);
+            if let Some(&(low, high, then)) = answers.get(&(id as i32)) {
+                // Read past `high` while the question was out: not lost.
+                if (low..=high).contains(&then) {
+                    self.unconfirmed.remove(&(id as i32));
+                } else {
+                    let settled = self.settle(id as i32, next, low, high, true)?;
+                    if settled != next {
+                        self.parts[k].next_offset = settled;
+                        (moved, relocated) = (true, true);
+                        if let Some(r) = &self.ranges {
+                            r.note(id as i32, settled);
+                        }
+                    }
                 }
                 self.parts[k].reported_end = high;
             }
             if let Ok(mut board) = self.progress.lock() {
                 let entry = board.entry(id).or_default();
                 entry.next_offset = self.parts[k].next_offset;
-                if let Ok((_, h)) = range {
+                if let Some((_, h)) = range {
                     // The highest end reported: a log's end does not move
                     // back, unless the log was replaced (relocated above).
                     let highest = if relocated {
@@ -410,6 +388,9 @@ impl KafkaSource {
             };
             tracing::info!(topic = %self.cfg.topic, partition = p, from = low, "new Kafka partition: reading it from its start");
             self.track(p, low, None, high);
+            if let Some(r) = &self.ranges {
+                r.watch(p, low);
+            }
         }
         !new.is_empty()
     }
@@ -433,7 +414,9 @@ impl KafkaSource {
                 ))
             }
             Some(RDKafkaErrorCode::AutoOffsetReset | RDKafkaErrorCode::OffsetOutOfRange) => {
-                self.last_refresh = Instant::now() - Duration::from_secs(3);
+                if let Some(r) = &self.ranges {
+                    r.ask_now();
+                }
                 Ok(())
             }
             Some(
@@ -578,6 +561,11 @@ impl Source for KafkaSource {
                     part.next_offset = offset + 1;
                     part.last_data = now;
                 }
+            }
+        }
+        if let (Some(r), true) = (&self.ranges, batch.read > 0) {
+            for part in &self.parts {
+                r.note(part.id as i32, part.next_offset);
             }
         }
         Ok(if batch.read > 0 {

@@ -1,8 +1,11 @@
-//! One assigned partition's reading state, and when it counts as quiet
-//! (idle, or with `until = "idle"` finished).
+//! One assigned partition's reading state, when it counts as quiet (idle,
+//! or with `until = "idle"` finished), and where it goes on when the offset
+//! it wants is not in its log.
 
 use std::time::{Duration, Instant};
 
+use super::{kafka_err, OnLostOffsets};
+use crate::core::error::Error;
 use crate::source::PartitionId;
 
 /// One partition a worker reads.
@@ -47,6 +50,53 @@ impl Assigned {
             && self.next_offset >= self.reported_end
             && self.last_data.elapsed() >= limit
     }
+}
+
+/// How long a partition read to the broker's current end, but short of an
+/// end it reported before, waits for the rest before the job stops.
+pub(super) fn stale_end_limit(idle_timeout: Duration) -> Duration {
+    (idle_timeout * 6).max(Duration::from_secs(30))
+}
+
+/// The broker hands out less than it reported holding: an external error
+/// (a restart resumes from the last checkpoint, with new connections).
+pub(super) fn short_of_end(topic: &str, part: &Assigned, high: i64) -> Error {
+    let (p, next, now) = (part.id, part.next_offset, part.reported_end);
+    kafka_err(
+        format!("topic `{topic}` partition {p}: read to offset {next}, the end the broker reports now ({now}), but it reported the log reaching {high} before and has handed out nothing more for {:?}; stopping rather than finishing short (a restart resumes from the last checkpoint)", part.last_data.elapsed()),
+        true,
+    )
+}
+
+/// Where a partition goes on when the offset it wants is outside its log
+/// `[low, high]`, and how many offsets that skips; `None` if it is inside.
+///
+/// Offsets that vanished from the end of the log (a recreated topic) count
+/// as lost with either policy; `latest` also skips what the log holds.
+///
+/// ```
+/// use popularity::source::kafka::{relocate, OnLostOffsets::*};
+/// assert_eq!(relocate(50, 0, 100, Earliest), None);
+/// assert_eq!(relocate(10, 40, 100, Earliest), Some((40, 30)));
+/// assert_eq!(relocate(10, 40, 100, Latest), Some((100, 90)));
+/// assert_eq!(relocate(5000, 0, 1200, Earliest), Some((0, 3800)));
+/// assert_eq!(relocate(5000, 0, 1200, Latest), Some((1200, 5000)));
+/// ```
+pub fn relocate(wanted: i64, low: i64, high: i64, policy: OnLostOffsets) -> Option<(i64, u64)> {
+    if (low..=high).contains(&wanted) {
+        return None;
+    }
+    let vanished = (wanted - high).max(0);
+    let next = match policy {
+        OnLostOffsets::Latest => high,
+        OnLostOffsets::Earliest | OnLostOffsets::Fail => low,
+    };
+    let skipped = if wanted < low {
+        next - wanted
+    } else {
+        vanished + (next - low)
+    };
+    Some((next, skipped as u64))
 }
 
 #[cfg(test)]
