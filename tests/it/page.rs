@@ -35,6 +35,8 @@ fn trending_page_renders_titles_and_updates() {
     job.source.kind = popularity::config::SourceKind::Generator;
     job.source.generator = messy(81, 0); // endless
     job.source.generator.rate = 3_000.0;
+    // The provisional card shows beside the final ones.
+    job.metrics.provisional = true;
     let (ctx, addr) = serving(job);
     let (ctx, runner) = run_in_background(ctx);
     std::thread::sleep(Duration::from_secs(4));
@@ -68,6 +70,15 @@ fn trending_page_renders_titles_and_updates() {
     assert!(
         dom.contains("Episode ") || dom.contains("Movie "),
         "titles by name: {dom}"
+    );
+    let early = dom
+        .split("data-category=\"episodes now (provisional)\"")
+        .nth(1)
+        .and_then(|r| r.split("</ol>").next())
+        .unwrap_or_else(|| panic!("the provisional card: {dom}"));
+    assert!(
+        early.contains("1. Episode "),
+        "provisional episodes ranked by name: {early}"
     );
     assert!(
         !dom.contains("waiting for the first window"),
