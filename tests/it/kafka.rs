@@ -262,3 +262,62 @@ fn every_codec_a_standard_producer_uses_is_read_whole() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A partition's log range comes from a thread of the source's own: the end
+/// offset the job reports (and with it the lag) follows what a standard
+/// producer writes while the source reads, and the lag falls to zero once
+/// everything is read.
+#[test]
+fn the_reported_end_follows_what_is_produced_while_reading() {
+    use popularity::core::event::Validation;
+    use popularity::source::kafka::{KafkaSource, ProgressBoard};
+    use popularity::source::{Batch, Source};
+    let broker = Broker::with_events("ranges", 2);
+    let dir = scratch("kafka-ranges");
+    let (first, second) = (dir.join("first.jsonl"), dir.join("second.jsonl"));
+    write_events(&first, &messy(31, 2_000), 400);
+    write_events(&second, &messy(32, 3_000), 400);
+    produce_file_with(&broker.addr, "events", &first, &[]);
+    let job = kafka_job(&dir, &broker.addr, "events");
+    let progress = ProgressBoard::default();
+    let limits = Validation {
+        now_ms: popularity::core::time::now_ms(),
+        max_future_ms: job.source.max_future_ms(),
+    };
+    let mut source = KafkaSource::open(
+        &job.source.kafka,
+        "ranges",
+        0,
+        1,
+        &BTreeMap::new(),
+        limits,
+        progress.clone(),
+    )
+    .expect("source opens");
+    let ends = |board: &ProgressBoard| -> i64 {
+        let board = board.lock().expect("not poisoned");
+        board.values().map(|p| p.high_watermark).sum()
+    };
+    let at_open = ends(&progress);
+    assert!(at_open > 0, "the ends at open count the first records");
+    produce_file_with(&broker.addr, "events", &second, &[]);
+    let (mut batch, mut read) = (Batch::default(), 0u64);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let lag = |board: &ProgressBoard| -> i64 {
+        let board = board.lock().expect("not poisoned");
+        board.values().map(|p| p.lag()).sum()
+    };
+    while read < 5_000 || ends(&progress) <= at_open || lag(&progress) > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "read {read} of 5000; reported ends {} (at open {at_open}), lag {}",
+            ends(&progress),
+            lag(&progress)
+        );
+        batch.clear();
+        source.poll(&mut batch, 1_000).expect("poll");
+        read += batch.read;
+    }
+    assert_eq!(read, 5_000, "every record read once");
+    let _ = std::fs::remove_dir_all(&dir);
+}
