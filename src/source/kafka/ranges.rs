@@ -3,10 +3,16 @@
 //! is a round trip that can queue behind a long-polling fetch, and a
 //! reading loop that made it itself stood still for it (in about a quarter
 //! of a source thread's samples while reading a backlog at full speed).
+//!
+//! The thread shares the reader's client and is joined when the reader
+//! drops its end: the client is then destroyed on the reading thread, and
+//! no query of it is still in flight when the source (or the process) ends.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::Consumer;
@@ -38,11 +44,14 @@ enum Ask {
 /// end the answer reports.
 pub(super) type Answer = (i64, i64, i64);
 
-/// The reader's end of the watcher thread, which stops when this is dropped.
+/// The reader's end of the watcher thread, which is stopped and joined when
+/// this is dropped.
 pub(super) struct Ranges {
     asks: Sender<Ask>,
     answers: Arc<Mutex<BTreeMap<i32, Answer>>>,
     positions: Arc<Mutex<BTreeMap<i32, i64>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
 }
 
 impl Ranges {
@@ -56,14 +65,16 @@ impl Ranges {
         let (asks, rx) = channel();
         let answers = Arc::new(Mutex::new(BTreeMap::new()));
         let positions = Arc::new(Mutex::new(parts.iter().copied().collect()));
+        let stop = Arc::new(AtomicBool::new(false));
         let watcher = Watcher {
+            stop: Arc::clone(&stop),
             consumer,
             topic,
             parts: parts.iter().map(|&(p, _)| p).collect(),
             answers: answers.clone(),
             positions: Arc::clone(&positions),
         };
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name(name)
             .spawn(move || watcher.run(&rx))
             .map_err(|e| Error::io("starting the Kafka offsets thread", e))?;
@@ -71,6 +82,8 @@ impl Ranges {
             asks,
             answers,
             positions,
+            stop,
+            thread: Some(thread),
         })
     }
 
@@ -101,8 +114,22 @@ impl Ranges {
     }
 }
 
+impl Drop for Ranges {
+    /// Waits at most for the query in flight (`ANSWER_WITHIN`).
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = self.asks.send(Ask::Now);
+        if let Some(thread) = self.thread.take() {
+            if thread.join().is_err() {
+                tracing::error!("the Kafka offsets thread panicked (a bug)");
+            }
+        }
+    }
+}
+
 /// The thread that asks.
 struct Watcher {
+    stop: Arc<AtomicBool>,
     consumer: Arc<JobConsumer>,
     topic: String,
     parts: Vec<i32>,
@@ -116,7 +143,13 @@ impl Watcher {
     fn run(mut self, asks: &Receiver<Ask>) {
         loop {
             for &p in &self.parts {
+                if self.stopped() {
+                    return;
+                }
                 self.ask(p);
+            }
+            if self.stopped() {
+                return;
             }
             let next = Instant::now() + EVERY;
             loop {
@@ -131,6 +164,10 @@ impl Watcher {
                 }
             }
         }
+    }
+
+    fn stopped(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
     }
 
     /// One partition's range. A failed query is asked again next round; the
@@ -148,5 +185,42 @@ impl Watcher {
         if let (Ok((low, high)), Ok(mut a)) = (range, self.answers.lock()) {
             a.insert(p, (low, high, then));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::KafkaConfig;
+
+    /// A client of a broker that never answers: every query takes its whole
+    /// `ANSWER_WITHIN`.
+    fn unanswered() -> Arc<JobConsumer> {
+        let cfg = KafkaConfig {
+            brokers: "127.0.0.1:9".into(),
+            topic: "t".into(),
+            ..KafkaConfig::default()
+        };
+        Arc::new(super::super::job_consumer(&cfg, "ranges-test").expect("a client"))
+    }
+
+    #[test]
+    fn dropping_the_ranges_waits_for_the_query_in_flight_and_releases_the_client() {
+        let consumer = unanswered();
+        let ranges = Ranges::spawn(consumer.clone(), "t".into(), &[(0, 0)], "ranges".into())
+            .expect("spawned");
+        // Let the first query go out.
+        std::thread::sleep(Duration::from_millis(200));
+        let started = Instant::now();
+        drop(ranges);
+        assert!(
+            started.elapsed() <= ANSWER_WITHIN + Duration::from_secs(2),
+            "the drop waited past one query: {:?}",
+            started.elapsed()
+        );
+        // The source that drops its ranges destroys the client itself (a
+        // client left to a thread outlives the source, and outlived the job
+        // when the topic was recreated, where librdkafka crashes).
+        assert_eq!(Arc::strong_count(&consumer), 1, "the thread let go of it");
     }
 }
