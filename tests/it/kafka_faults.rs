@@ -538,14 +538,21 @@ fn sasl_settings_reach_the_client_and_a_refusal_is_a_configuration_error() {
         err.to_string().contains("POPULARITY_TEST_SASL_PASSWORD"),
         "a missing secret names its variable: {err}"
     );
-    std::env::set_var("POPULARITY_TEST_SASL_PASSWORD", "not-this-one");
+    // The password reaches the job as an operator gives it, in the process's
+    // environment: setting it in this (threaded) test process would race
+    // the C library's readers of the environment in other tests' clients.
+    job.metrics.listen = "127.0.0.1:0".into();
+    let job_file = dir.join("job.toml");
+    std::fs::write(&job_file, toml::to_string(&job).expect("job as TOML")).expect("job file");
     let started = Instant::now();
-    let err = start_error(job, "refused");
-    assert!(
-        matches!(err, popularity::core::error::Error::Config(_)),
-        "a configuration error: {err}"
-    );
-    let text = err.to_string();
+    let out = Command::new(env!("CARGO_BIN_EXE_popularity"))
+        .args(["run", "--job"])
+        .arg(&job_file)
+        .env("POPULARITY_TEST_SASL_PASSWORD", "not-this-one")
+        .output()
+        .expect("run the job");
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(78), "a configuration error: {text}");
     assert!(text.contains("SASL") && text.contains("SCRAM"), "{text}");
     assert!(
         !text.contains("not-this-one"),
