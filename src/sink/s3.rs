@@ -12,10 +12,11 @@ pub use crate::config::s3::{parse_bytes, ByteSize, S3Config, MIN_PART};
 use crate::core::backoff::Backoff;
 use crate::core::error::{Error, Result};
 use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
-use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use aws_sdk_s3::Client;
+use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
 
 /// The SDK's timeout settings from the job's.
 fn timeouts(cfg: &S3Config) -> Result<aws_config::timeout::TimeoutConfig> {
@@ -50,7 +51,19 @@ fn classify<E: ProvideErrorMetadata + std::fmt::Debug, R: std::fmt::Debug>(
             format!("{what}: could not build the request: {err:?}"),
         ),
         SdkError::TimeoutError(_) => (true, format!("{what}: {}", crate::core::error::TIMED_OUT)),
-        SdkError::DispatchFailure(e) => (true, format!("{what}: could not reach the store: {e:?}")),
+        SdkError::DispatchFailure(e) => {
+            let chain = e
+                .as_connector_error()
+                .map_or_else(|| format!("{e:?}"), |c| DisplayErrorContext(c).to_string());
+            // A certificate nothing here trusts is refused again on every
+            // try: the operator's to fix, not a store to wait for.
+            if chain.contains("certificate") {
+                return Error::Config(format!(
+                    "{what}: the store's TLS certificate was refused ({chain}); trust the CA that signed it (SSL_CERT_FILE, or the system's trust store) or correct sink.s3.endpoint"
+                ));
+            }
+            (true, format!("{what}: could not reach the store: {chain}"))
+        }
         SdkError::ResponseError(_) => (true, format!("{what}: unreadable response")),
         SdkError::ServiceError(e) => {
             let code = e.err().code().unwrap_or("unknown");
@@ -83,7 +96,11 @@ impl S3Store {
             .enable_all()
             .build()
             .map_err(|e| Error::io("starting the S3 client runtime", e))?;
+        let https = aws_smithy_http_client::Builder::new()
+            .tls_provider(Provider::Rustls(CryptoMode::Ring))
+            .build_https();
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .http_client(https)
             .region(Region::new(cfg.region.clone()))
             .timeout_config(timeouts(cfg)?);
         if let Some(ep) = &cfg.endpoint {

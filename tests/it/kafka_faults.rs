@@ -397,43 +397,6 @@ fn a_topic_recreated_between_runs_fails_by_default_and_is_read_with_earliest() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// A TLS terminator (stunnel, via `scripts/tls-proxy.sh`), stopped on drop.
-struct TlsProxy {
-    dir: std::path::PathBuf,
-}
-
-impl TlsProxy {
-    fn start(dir: &Path, accept: u16, connect: u16) -> TlsProxy {
-        run_ok(
-            Command::new("bash")
-                .arg(script("tls-proxy.sh"))
-                .args([
-                    "start",
-                    "--accept",
-                    &accept.to_string(),
-                    "--connect",
-                    &connect.to_string(),
-                    "--dir",
-                ])
-                .arg(dir),
-            "TLS proxy",
-        );
-        TlsProxy {
-            dir: dir.to_path_buf(),
-        }
-    }
-}
-
-impl Drop for TlsProxy {
-    fn drop(&mut self) {
-        let _ = Command::new("bash")
-            .arg(script("tls-proxy.sh"))
-            .args(["stop", "--dir"])
-            .arg(&self.dir)
-            .output();
-    }
-}
-
 #[test]
 fn a_broker_behind_tls_is_read_with_verification_and_a_wrong_ca_is_a_configuration_error() {
     let tls_port = free_port();
@@ -448,13 +411,7 @@ fn a_broker_behind_tls_is_read_with_verification_and_a_wrong_ca_is_a_configurati
     broker.topic("events-dlq", 1);
     let dir = scratch("kafka-tls");
     let pki = dir.join("pki");
-    run_ok(
-        Command::new("bash")
-            .arg(script("tls-proxy.sh"))
-            .arg("pki")
-            .arg(&pki),
-        "pki",
-    );
+    make_pki(&pki);
     let proxy = TlsProxy::start(&pki, tls_port, broker.port);
     let tls = |ca: &str| {
         vec![

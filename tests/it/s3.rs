@@ -224,3 +224,79 @@ fn missing_bucket_and_bad_credentials_fail_at_start() {
         began.elapsed()
     );
 }
+
+/// A store reached over HTTPS, as every production store is: the job
+/// trusts the CA the operator gives it (`SSL_CERT_FILE`, read with the
+/// system's trust store) and its hours equal the recount; a store whose
+/// certificate nothing trusts is refused at start.
+#[test]
+fn a_store_behind_tls_is_written_with_verification() {
+    let s3 = S3::start("tls");
+    s3.bucket("popularity");
+    let dir = scratch("s3-tls");
+    let pki = dir.join("pki");
+    make_pki(&pki);
+    let tls_port = free_port();
+    let _proxy = TlsProxy::start(&pki, tls_port, s3.port);
+    let mut job = generator_job(&dir, &s3, "popularity", 20_000, 37);
+    job.sink.s3.endpoint = Some(format!("https://127.0.0.1:{tls_port}"));
+    job.sink.s3.startup_wait = Duration::from_secs(3);
+    job.metrics.listen = "127.0.0.1:0".into();
+    let job_file = dir.join("job.toml");
+    std::fs::write(&job_file, toml::to_string(&job).expect("job as TOML")).expect("job file");
+    let run = |ca: Option<&str>| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_popularity"));
+        cmd.args(["run", "--job"]).arg(&job_file);
+        if let Some(ca) = ca {
+            cmd.env("SSL_CERT_FILE", pki.join(ca));
+        }
+        cmd.output().expect("run the job")
+    };
+    let refused = run(Some("other-ca.pem"));
+    let text = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(
+        refused.status.code(),
+        Some(78),
+        "a configuration error: {text}"
+    );
+    assert!(
+        text.contains("certificate") && text.contains("SSL_CERT_FILE"),
+        "says why: {text}"
+    );
+    assert!(
+        !text.contains("cannot be reached yet"),
+        "not waited for: {text}"
+    );
+    assert!(!text.contains("bug"), "not a bug: {text}");
+
+    let out = run(Some("ca.pem"));
+    assert!(
+        out.status.success(),
+        "the job writes over TLS: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The same job's generator (its context opens the store, here directly).
+    let mut plain = job.clone();
+    plain.sink.s3 = s3.config("popularity", "snapshots");
+    let ctx = popularity::job::Context::from_job(plain).expect("valid job");
+    let g = ctx.generator.clone().expect("generator");
+    let want = recount(
+        &generator_partitions(&g, 20_000, DEFAULT_PARTITIONS),
+        &job.window.spec().expect("valid"),
+        120_000,
+        &limits(),
+    );
+    let store = S3Store::connect(&s3.config("popularity", "snapshots")).expect("connects");
+    let mut got = BTreeMap::new();
+    for hour in published_hours(&store).expect("hours") {
+        let (_, rows) = read_hour(&store, hour).expect("read").expect("published");
+        got.insert(
+            hour,
+            rows.into_iter()
+                .map(|r| (r.content_id, r.views))
+                .collect::<BTreeMap<_, _>>(),
+        );
+    }
+    assert_matches(&got, &want, "S3 over TLS");
+    let _ = std::fs::remove_dir_all(&dir);
+}

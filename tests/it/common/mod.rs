@@ -8,6 +8,7 @@ mod http;
 mod inproc;
 pub mod oracle;
 mod process;
+mod tls;
 
 pub use broker::*;
 pub use docker::*;
@@ -16,3 +17,4 @@ pub use garage::*;
 pub use http::*;
 pub use inproc::*;
 pub use process::*;
+pub use tls::*;
