@@ -312,9 +312,9 @@ impl KafkaSource {
         let mut moved = false;
         for k in 0..self.parts.len() {
             let (id, next) = (self.parts[k].id, self.parts[k].next_offset);
-            let range = answers.get(&(id as i32)).map(|&(low, high, _)| (low, high));
+            let answer = answers.get(&(id as i32)).copied();
             let (mut relocated, before) = (false, self.parts[k].reported_end);
-            if let Some(&(low, high, then)) = answers.get(&(id as i32)) {
+            if let Some((low, high, then)) = answer {
                 // Read past `high` while the question was out: not lost.
                 if (low..=high).contains(&then) {
                     self.unconfirmed.remove(&(id as i32));
@@ -333,7 +333,7 @@ impl KafkaSource {
             if let Ok(mut board) = self.progress.lock() {
                 let entry = board.entry(id).or_default();
                 entry.next_offset = self.parts[k].next_offset;
-                if let Some((_, h)) = range {
+                if let Some((_, h, _)) = answer {
                     // The highest end reported: a log's end does not move
                     // back, unless the log was replaced (relocated above).
                     let highest = if relocated {
