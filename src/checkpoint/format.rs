@@ -116,6 +116,11 @@ pub struct PartMeta {
     pub bytes: u64,
     /// CRC-32 of the part file's payload.
     pub crc32: u32,
+    /// Taken on a stop (a final checkpoint). Peers that stop too take a
+    /// part at the newest such id, so a cluster stopped at once agrees on
+    /// one final checkpoint whatever its clocks said.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stop: bool,
 }
 
 /// The manifest: the checkpoint exists once this does.

@@ -11,6 +11,18 @@ use crate::core::event::ContentId;
 use crate::core::time::Pane;
 use crate::source::PartitionId;
 
+/// The next move of a stopping worker.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StopStep {
+    /// Its final checkpoint (or a newer one) is complete, and no peer
+    /// stopped at a newer one: it may leave.
+    Done,
+    /// A peer stopped at this newer id: take a part of it too and wait for that.
+    Follow(u64),
+    /// Keep stepping the dataflow.
+    Wait,
+}
+
 /// A worker's side of checkpointing: keeps its partitions' ledgers and
 /// hands its part to the process's [`Writer`] on schedule.
 pub struct Checkpointer {
@@ -80,15 +92,29 @@ impl Checkpointer {
         (self.last_id.is_none_or(|l| id > l)).then_some(id)
     }
 
-    /// The id a final checkpoint (on stop) uses: the next interval's.
+    /// The id of the final checkpoint (on stop): the next interval's, or
+    /// the one another worker of this process chose if that is newer.
     pub fn final_id(&self, now_ms: u64) -> u64 {
-        (now_ms / self.interval_ms + 1).max(self.last_id.map_or(0, |l| l + 1))
+        let own = (now_ms / self.interval_ms + 1).max(self.last_id.map_or(0, |l| l + 1));
+        self.writer.propose_final(own)
+    }
+
+    /// What a stopping worker whose final checkpoint is `id` does next.
+    pub fn stop_step(&self, id: u64) -> StopStep {
+        if self.writer.is_released(id) {
+            StopStep::Done
+        } else if let Some(newer) = self.writer.newer_stop(id) {
+            StopStep::Follow(newer)
+        } else {
+            StopStep::Wait
+        }
     }
 
     /// Captures this worker's part of checkpoint `id` and queues it for the
     /// writer. `frontier` is the dataflow's output frontier now; `positions`
     /// the next offsets and `clocks` the clocks of this worker's partitions;
-    /// `retry_for`: how long the writer may retry it (the final one of a stop).
+    /// `retry_for`: how long the writer may retry it; `Some` marks the part
+    /// of a stop (see [`PartMeta::stop`]).
     pub fn take(
         &mut self,
         id: u64,
@@ -122,6 +148,7 @@ impl Checkpointer {
             entries: list.iter().map(|(_, l)| l.entries() as u64).sum(),
             bytes: part.len() as u64,
             crc32: crc32(&part[24..]),
+            stop: retry_for.is_some(),
         };
         self.writer.submit(id, part, meta.clone(), retry_for)?;
         Ok(meta)

@@ -23,13 +23,14 @@ mod writer;
 
 pub use bench::{bench, BenchReport};
 pub use format::*;
-pub use ledger::Checkpointer;
+pub use ledger::{Checkpointer, StopStep};
 pub use store::Checkpoints;
 pub use writer::Writer;
 
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
+    use std::time::Duration;
 
     use super::*;
     use crate::sink::store::ObjectStore;
@@ -98,6 +99,109 @@ mod tests {
         assert_eq!(manifest.time, 29_000_000);
         assert_eq!(ledgers[0].1.next_offset, 9);
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// What a stopping worker's driver does (`job::driver`): a part of its
+    /// final checkpoint, then the steps until it may leave; the id it left on.
+    fn stop(mut cp: Checkpointer, now_ms: u64, partition: PartitionId) -> u64 {
+        let positions: BTreeMap<PartitionId, i64> = [(partition, 9)].into();
+        let take = |cp: &mut Checkpointer, id| {
+            cp.take(
+                id,
+                100,
+                &positions,
+                &BTreeMap::new(),
+                Some(Duration::from_secs(10)),
+            )
+            .expect("queued");
+            cp.writer().wait_for(id);
+        };
+        let mut id = cp.final_id(now_ms);
+        take(&mut cp, id);
+        let began = std::time::Instant::now();
+        loop {
+            match cp.stop_step(id) {
+                StopStep::Done => return id,
+                StopStep::Follow(newer) => {
+                    take(&mut cp, newer);
+                    id = newer;
+                }
+                StopStep::Wait => std::thread::sleep(Duration::from_millis(20)),
+            }
+            assert!(
+                began.elapsed() < Duration::from_secs(20),
+                "stuck waiting for {id}"
+            );
+        }
+    }
+
+    #[test]
+    fn processes_stopped_across_an_interval_boundary_agree_on_one_final_checkpoint() {
+        // Two processes of one worker each; the stop reaches them on either
+        // side of a boundary, so their clocks propose final checkpoints 10
+        // and 11. Each took its periodic part of 10 if its clock passed it.
+        for (coordinator_at, peer_at) in [(11, 10), (10, 11)] {
+            let dir = std::env::temp_dir()
+                .join(format!("ckpt-stop-{}-{coordinator_at}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            let store: std::sync::Arc<dyn ObjectStore> =
+                std::sync::Arc::new(crate::sink::store::LocalStore::new(&dir).expect("store"));
+            let process = |worker, at: u64| {
+                let stats = std::sync::Arc::new(crate::core::stats::Stats::default());
+                let writer = Writer::spawn(store.clone(), "j", 3, stats).expect("writer");
+                writer.set_frontier(Some(1_000));
+                let mut cp = Checkpointer::new(writer, worker, 2, 1000, 60);
+                if at == 11 {
+                    let positions: BTreeMap<PartitionId, i64> = [(worker as u32, 5)].into();
+                    cp.take(10, 100, &positions, &BTreeMap::new(), None)
+                        .expect("queued");
+                }
+                (cp, at * 1000 - 500)
+            };
+            let (a, a_now) = process(0, coordinator_at);
+            let (b, b_now) = process(1, peer_at);
+            // The one at 11 stops first: the other sees its part (the
+            // order of a simultaneous stop is either of these).
+            let first_is_a = coordinator_at == 11;
+            let (left_a, left_b) = std::thread::scope(|s| {
+                let (first, second) = if first_is_a {
+                    ((a, a_now, 0), (b, b_now, 1))
+                } else {
+                    ((b, b_now, 1), (a, a_now, 0))
+                };
+                let one = s.spawn(move || stop(first.0, first.1, first.2));
+                while Checkpoints::new(&*store, "j")
+                    .newest_stop_after(0)
+                    .expect("lists")
+                    != Some(11)
+                {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                let two = s.spawn(move || stop(second.0, second.1, second.2));
+                let (one, two) = (one.join().expect("first"), two.join().expect("second"));
+                if first_is_a {
+                    (one, two)
+                } else {
+                    (two, one)
+                }
+            });
+            let case = format!("stopped at {coordinator_at} and {peer_at}");
+            assert_eq!((left_a, left_b), (11, 11), "{case}: both leave on 11");
+            let (manifest, ledgers) = Checkpoints::new(&*store, "j")
+                .latest_valid()
+                .expect("reads")
+                .expect("exists");
+            assert_eq!(manifest.id, 11, "{case}");
+            assert!(
+                manifest.parts.iter().all(|m| m.stop),
+                "{case}: {manifest:?}"
+            );
+            assert!(
+                ledgers.iter().all(|(_, l)| l.next_offset == 9),
+                "{case}: final positions"
+            );
+            let _ = std::fs::remove_dir_all(&dir);
+        }
     }
 
     /// One partition with `entries` claimed and `body` after the claim.

@@ -6,6 +6,10 @@ use crate::core::error::{Error, Result};
 use crate::core::time::Pane;
 use crate::sink::store::ObjectStore;
 
+fn is_manifest(key: &str) -> bool {
+    key.rsplit('/').next() == Some(MANIFEST)
+}
+
 /// Reads and writes one job's checkpoints in a store.
 pub struct Checkpoints<'a> {
     store: &'a dyn ObjectStore,
@@ -95,20 +99,49 @@ impl<'a> Checkpoints<'a> {
             .is_some())
     }
 
+    /// Every `(id, key)` under the job's checkpoints.
+    fn objects(&self) -> Result<Vec<(u64, String)>> {
+        let prefix = format!("{}/", self.root);
+        Ok(self
+            .store
+            .list(&prefix)?
+            .into_iter()
+            .filter_map(|k| {
+                let (id, _) = k.strip_prefix(&prefix)?.split_once('/')?;
+                Some((id.parse().ok()?, k))
+            })
+            .collect())
+    }
+
     /// Ids that have a manifest, newest first.
     pub fn complete(&self) -> Result<Vec<u64>> {
         let mut ids: Vec<u64> = self
-            .store
-            .list(&format!("{}/", self.root))?
+            .objects()?
             .into_iter()
-            .filter_map(|k| {
-                let rest = k.strip_prefix(&format!("{}/", self.root))?;
-                let (id, name) = rest.split_once('/')?;
-                (name == MANIFEST).then(|| id.parse().ok()).flatten()
-            })
+            .filter_map(|(id, key)| is_manifest(&key).then_some(id))
             .collect();
         ids.sort_unstable_by(|a, b| b.cmp(a));
         Ok(ids)
+    }
+
+    /// The newest checkpoint after `above` that has a part taken on a stop
+    /// ([`PartMeta::stop`]) and no manifest yet.
+    pub fn newest_stop_after(&self, above: u64) -> Result<Option<u64>> {
+        let objects = self.objects()?;
+        let mut ids: Vec<u64> = objects
+            .iter()
+            .filter(|(id, key)| *id > above && key.ends_with(".json"))
+            .map(|(id, _)| *id)
+            .collect();
+        ids.sort_unstable_by(|a, b| b.cmp(a));
+        ids.dedup();
+        for id in ids {
+            let done = objects.iter().any(|(i, k)| *i == id && is_manifest(k));
+            if !done && self.part_metas(id)?.iter().any(|m| m.stop) {
+                return Ok(Some(id));
+            }
+        }
+        Ok(None)
     }
 
     /// The newest checkpoint whose manifest and every part verify, with all its ledgers.
@@ -168,14 +201,7 @@ impl<'a> Checkpoints<'a> {
             return Ok(());
         };
         let kept: Vec<u64> = complete.iter().take(keep.max(1)).copied().collect();
-        for key in self.store.list(&format!("{}/", self.root))? {
-            let Some(id) = key
-                .strip_prefix(&format!("{}/", self.root))
-                .and_then(|r| r.split_once('/'))
-                .and_then(|(id, _)| id.parse::<u64>().ok())
-            else {
-                continue;
-            };
+        for (id, key) in self.objects()? {
             if !kept.contains(&id) && id < newest {
                 self.store.delete(&key)?;
             }

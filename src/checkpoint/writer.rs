@@ -51,6 +51,14 @@ struct State {
     failed: AtomicU64,
     /// One more than the checkpoint a stopping worker waits for.
     awaited: AtomicU64,
+    /// One more than the final checkpoint id the process's workers proposed.
+    proposed: AtomicU64,
+    /// One more than the newest checkpoint a stopping peer took a part of
+    /// (seen in the store) beyond the awaited one.
+    peer_stop: AtomicU64,
+    /// One more than the checkpoint a stopping worker may leave on: it is
+    /// complete and, looked at after, no peer had stopped at a newer one.
+    released: AtomicU64,
     /// Set to make the thread give up what it is doing.
     abandon: AtomicBool,
 }
@@ -143,14 +151,40 @@ impl Writer {
         self.state.awaited.fetch_max(id + 1, Ordering::AcqRel);
     }
 
+    /// A worker proposes `id` for its final checkpoint; returns the newest
+    /// proposed in this process, which all its workers then use.
+    pub fn propose_final(&self, id: u64) -> u64 {
+        self.state
+            .proposed
+            .fetch_max(id + 1, Ordering::AcqRel)
+            .max(id + 1)
+            - 1
+    }
+
+    /// A final checkpoint newer than `id` that a worker of this process
+    /// proposed or a peer process took a part of.
+    pub fn newer_stop(&self, id: u64) -> Option<u64> {
+        let s = &self.state;
+        let newest = s
+            .proposed
+            .load(Ordering::Acquire)
+            .max(s.peer_stop.load(Ordering::Acquire));
+        (newest > id + 1).then(|| newest - 1)
+    }
+
+    /// True once a stopping worker whose final checkpoint is `id` may leave.
+    pub fn is_released(&self, id: u64) -> bool {
+        self.state.released.load(Ordering::Acquire) > id
+    }
+
     /// Waits up to `limit` for the checkpoint a stopping worker awaits (see
-    /// [`Writer::wait_for`]) to be complete; false if none is awaited or it
-    /// did not complete in time.
+    /// [`Writer::wait_for`]) to release it; false if none is awaited or it
+    /// did not in time.
     pub fn awaited_completes_within(&self, limit: Duration) -> bool {
         let began = Instant::now();
         loop {
             let awaited = self.state.awaited.load(Ordering::Acquire);
-            if awaited > 0 && self.state.completed.load(Ordering::Acquire) >= awaited {
+            if awaited > 0 && self.state.released.load(Ordering::Acquire) >= awaited {
                 return true;
             }
             if began.elapsed() >= limit {
@@ -294,10 +328,14 @@ impl Thread {
         }
     }
 
-    /// Completes the newest pending checkpoint that can be, and notices
-    /// completions by other processes that a stopping worker waits for.
+    /// Completes the newest pending checkpoint that can be, notices
+    /// completions by other processes that a stopping worker waits for,
+    /// then looks for peers that stopped at a newer one.
     fn poll(&mut self) {
-        let result = self.complete().and_then(|()| self.notice_awaited());
+        let result = self
+            .complete()
+            .and_then(|()| self.notice_awaited())
+            .and_then(|()| self.notice_peer_stops());
         match (result, self.failing) {
             (Ok(()), true) => {
                 self.failing = false;
@@ -318,7 +356,16 @@ impl Thread {
             u64::MAX => None,
             f => Some(f),
         };
-        let ids: Vec<(u64, usize)> = self.pending.iter().rev().map(|(i, p)| (*i, *p)).collect();
+        // A stopping process completes nothing older than its final
+        // checkpoint: peers that stopped at an older one must follow it
+        // rather than leave on theirs while this one waits.
+        let floor = self.state.awaited.load(Ordering::Acquire).saturating_sub(1);
+        let ids: Vec<(u64, usize)> = self
+            .pending
+            .range(floor..)
+            .rev()
+            .map(|(i, p)| (*i, *p))
+            .collect();
         for (id, peers) in ids {
             if let Some(m) = self.checkpoints().try_complete(id, peers, frontier)? {
                 tracing::info!(checkpoint = id, time = m.time, "checkpoint complete");
@@ -346,6 +393,30 @@ impl Thread {
         {
             // Completed by worker 0's process, which counts it.
             self.state.completed.fetch_max(awaited, Ordering::AcqRel);
+        }
+        Ok(())
+    }
+
+    /// While a worker of this process stops: records the newest final
+    /// checkpoint a peer took a part of, and releases the stopping workers
+    /// once theirs is complete and none is newer. Looking after noticing
+    /// the completion means a peer that stopped at a newer id in the
+    /// meantime is followed, not left waiting for a part that never comes.
+    fn notice_peer_stops(&mut self) -> Result<()> {
+        let s = &self.state;
+        let awaited = s.awaited.load(Ordering::Acquire);
+        if awaited == 0 || s.released.load(Ordering::Acquire) >= awaited {
+            return Ok(());
+        }
+        if let Some(id) = self.checkpoints().newest_stop_after(awaited - 1)? {
+            s.peer_stop.fetch_max(id + 1, Ordering::AcqRel);
+        }
+        let newest = s
+            .peer_stop
+            .load(Ordering::Acquire)
+            .max(s.proposed.load(Ordering::Acquire));
+        if s.completed.load(Ordering::Acquire) >= awaited && newest <= awaited {
+            s.released.fetch_max(awaited, Ordering::AcqRel);
         }
         Ok(())
     }

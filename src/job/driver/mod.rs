@@ -19,7 +19,7 @@ use timely::worker::Worker;
 use super::model_feed::ModelFeed;
 use super::restore::{clock_state, Clock, Decided};
 use super::Context;
-use crate::checkpoint::{Checkpointer, ClockState};
+use crate::checkpoint::{Checkpointer, ClockState, StopStep};
 use crate::core::clock::PartitionClock;
 use crate::core::error::{Error, Result};
 use crate::core::event::ContentId;
@@ -136,7 +136,8 @@ impl<'a> Driver<'a> {
                     None => return Ok(true),
                 }
             }
-            if stopping.is_some() {
+            if let Some((id, since)) = stopping {
+                stopping = Some((self.follow_peers(id, frontier)?, since));
                 // Keep stepping (the frontier must pass the checkpoint time) until it is complete.
                 worker.step_or_park(Some(Duration::from_millis(5)));
                 continue;
@@ -196,12 +197,22 @@ impl<'a> Driver<'a> {
     /// checkpoint's part; its id, or `None` when the job does not checkpoint.
     fn final_checkpoint(&mut self, frontier: Option<Pane>) -> Result<Option<u64>> {
         self.dead.flush()?;
-        let Some(cp) = self.checkpointer.as_mut() else {
+        let Some(cp) = self.checkpointer.as_ref() else {
             return Ok(None);
         };
         let id = cp.final_id(now_ms() as u64);
         tracing::info!(checkpoint = id, "stop requested: taking a final checkpoint");
-        let limit = self.ctx.job.checkpoint.stop_limit();
+        self.take_final(id, frontier)?;
+        Ok(Some(id))
+    }
+
+    /// Hands in this worker's part of final checkpoint `id` (retried until
+    /// the stop bound) and waits for it.
+    fn take_final(&mut self, id: u64, frontier: Option<Pane>) -> Result<()> {
+        let Some(cp) = self.checkpointer.as_mut() else {
+            return Ok(());
+        };
+        let limit = Some(self.ctx.job.checkpoint.stop_limit());
         let source = &*self.source;
         Self::checkpoint(
             &self.ctx.stats,
@@ -210,19 +221,38 @@ impl<'a> Driver<'a> {
             &self.marks,
             id,
             frontier,
-            Some(limit),
+            limit,
         )?;
         cp.writer().wait_for(id);
-        Ok(Some(id))
+        Ok(())
     }
 
-    /// True once the final checkpoint `id` is complete; an error once it
-    /// failed or the stop bound passed.
+    /// When a peer (in this process or another) stopped at a newer final
+    /// checkpoint than `id`: takes this worker's part of it too, so the
+    /// cluster completes one final checkpoint. Returns the id to wait for.
+    fn follow_peers(&mut self, id: u64, frontier: Option<Pane>) -> Result<u64> {
+        let Some(cp) = self.checkpointer.as_ref() else {
+            return Ok(id);
+        };
+        let StopStep::Follow(newer) = cp.stop_step(id) else {
+            return Ok(id);
+        };
+        tracing::info!(
+            checkpoint = newer,
+            instead_of = id,
+            "a peer stopped at a newer final checkpoint; taking a part of it too"
+        );
+        self.take_final(newer, frontier)?;
+        Ok(newer)
+    }
+
+    /// True once the final checkpoint `id` is complete (and no peer stopped
+    /// at a newer one); an error once it failed or the stop bound passed.
     fn final_checkpoint_done(&self, id: u64, since: Instant) -> Result<bool> {
         let Some(cp) = self.checkpointer.as_ref() else {
             return Ok(true);
         };
-        if cp.writer().is_complete(id) {
+        if cp.stop_step(id) == StopStep::Done {
             tracing::info!(checkpoint = id, "final checkpoint complete; stopping");
             return Ok(true);
         }
