@@ -113,11 +113,7 @@ fn killed_ten_times_while_producing_gives_identical_hours() {
 }
 
 fn terminate(child: Child) -> u64 {
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("kill -TERM");
-    assert!(status.success());
+    sigterm(&child);
     finish(child)
 }
 
@@ -333,5 +329,121 @@ fn killing_one_process_of_a_cluster_ten_times_gives_identical_hours() {
     let want = snapshot_objects(&LocalStore::new(&reference_root).expect("store"));
     let got = snapshot_objects(&LocalStore::new(&root).expect("store"));
     assert_eq!(hours_of(&got), hours_of(&want), "cluster killed 10 times");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Sends SIGTERM to `child` (the `kill` command: no signal API in the tests).
+fn sigterm(child: &Child) {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill -TERM");
+    assert!(status.success());
+}
+
+/// `text` without its terminal colour codes (`ESC [ … m`).
+fn plain(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find('\u{1b}') {
+        out.push_str(&rest[..at]);
+        rest = rest[at..].find('m').map_or("", |end| &rest[at + end + 1..]);
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Sleeps until the wall clock reads `ms` (milliseconds since the epoch).
+fn sleep_until_ms(ms: i64) {
+    let now = popularity::core::time::now_ms();
+    if ms > now {
+        std::thread::sleep(Duration::from_millis((ms - now) as u64));
+    }
+}
+
+#[test]
+fn a_cluster_stopped_across_a_checkpoint_boundary_ends_every_stop_with_one_final_checkpoint() {
+    // Both processes are stopped within 80 ms, on either side of a boundary
+    // of the 500 ms checkpoint interval: their clocks propose two final
+    // checkpoints, and each stop must still end with status 0 on one.
+    let broker = Broker::with_events("straddle", 4);
+    let dir = scratch("straddle");
+    let cfg = messy(45, 60_000);
+    let producer = {
+        let addr = broker.addr.clone();
+        let g = generator(&cfg);
+        std::thread::spawn(move || produce_at_rate(&addr, "events", &g, 0..60_000, 8_000.0))
+    };
+    let root = dir.join("straddle");
+    let job = job_file(&dir, "straddle", &broker, "events", &local_sink(&root));
+    let mut followed = 0;
+    for round in 0..5 {
+        let hosts = hostfile(&dir, 2);
+        let procs: Vec<Child> = (0..2)
+            .map(|p: usize| {
+                Command::new(env!("CARGO_BIN_EXE_popularity"))
+                    .args(["run", "--job"])
+                    .arg(&job)
+                    .args(["-w", "1", "-n", "2", "-p", &p.to_string(), "-h", &hosts])
+                    .env("POPULARITY_LOG", "info")
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .expect("spawn job")
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(1500));
+        let boundary = (popularity::core::time::now_ms() / 500 + 1) * 500;
+        let (early, late) = if round % 2 == 0 { (0, 1) } else { (1, 0) };
+        sleep_until_ms(boundary - 60);
+        sigterm(&procs[early]);
+        sleep_until_ms(boundary + 20);
+        sigterm(&procs[late]);
+        let outs = wait_group(procs, Duration::from_secs(90), "a stopped cluster");
+        let mut finals = Vec::new();
+        for (k, out) in outs.iter().enumerate() {
+            let log = plain(&String::from_utf8_lossy(&out.stderr));
+            assert!(
+                out.status.success(),
+                "round {round}, process {k}: {}",
+                tail(&log, 15)
+            );
+            let done = log
+                .lines()
+                .rfind(|l| l.contains("final checkpoint complete"))
+                .unwrap_or_else(|| panic!("round {round}, process {k}: {}", tail(&log, 15)));
+            let id = done
+                .split("checkpoint=")
+                .nth(1)
+                .and_then(|s| s.split_whitespace().next());
+            finals.push(id.map(str::to_string));
+            followed += usize::from(log.contains("stopped at a newer final checkpoint"));
+        }
+        assert!(finals[0].is_some(), "round {round}: {finals:?}");
+        assert_eq!(finals[0], finals[1], "round {round}: one final checkpoint");
+    }
+    println!("processes that followed a peer's newer final checkpoint: {followed} of 10");
+    producer.join().expect("producer");
+    let read = run_to_end(&job, &["-w", "2"]);
+    assert!(
+        read < 60_000,
+        "the last run resumed from a checkpoint (read {read})"
+    );
+    let reference_root = dir.join("reference");
+    let reference = job_file(
+        &dir,
+        "reference",
+        &broker,
+        "events",
+        &local_sink(&reference_root),
+    );
+    run_to_end(&reference, &["-w", "2"]);
+    let want = snapshot_objects(&LocalStore::new(&reference_root).expect("store"));
+    let got = snapshot_objects(&LocalStore::new(&root).expect("store"));
+    assert_eq!(
+        hours_of(&got),
+        hours_of(&want),
+        "stopped 5 times across boundaries"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
