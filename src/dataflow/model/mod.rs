@@ -95,7 +95,12 @@ pub fn catalog_info<'scope>(
     let by_parent = catalog
         .clone()
         .flat_map(|(id, (kind, parent, end))| parent.map(|p| (p, (id, kind, end))));
-    let with_parent = by_parent.join_map(catalog.clone(), |p, &(id, kind, end), &parents| {
+    // Only channels, shows and live events have children (the catalog's
+    // rules, `check_title`): the join's right side is those, not every title.
+    let parents = catalog
+        .clone()
+        .filter(|(_, (kind, _, _))| matches!(kind, Kind::Channel | Kind::Show | Kind::Live));
+    let with_parent = by_parent.join_map(parents, |p, &(id, kind, end), &parents| {
         (id, resolve(kind, Some(*p), end, Some(parents)))
     });
     let roots = catalog
