@@ -49,18 +49,18 @@ impl Kind {
             Kind::Clip => "clip",
         }
     }
+    /// Every kind, in declaration order.
+    pub const ALL: [Kind; 6] = [
+        Kind::Channel,
+        Kind::Show,
+        Kind::Episode,
+        Kind::Movie,
+        Kind::Live,
+        Kind::Clip,
+    ];
     /// Parses a category name.
     pub fn parse(s: &str) -> Option<Kind> {
-        [
-            Kind::Channel,
-            Kind::Show,
-            Kind::Episode,
-            Kind::Movie,
-            Kind::Live,
-            Kind::Clip,
-        ]
-        .into_iter()
-        .find(|k| k.as_str() == s)
+        Kind::ALL.into_iter().find(|k| k.as_str() == s)
     }
 }
 
@@ -342,14 +342,7 @@ mod tests {
         let b = Catalog::synthesize(10_000, 7, 1_767_225_600_000).expect("valid");
         assert_eq!(a.titles, b.titles);
         assert!(a.len() >= 9_000 && a.len() <= 10_000, "{}", a.len());
-        for kind in [
-            Kind::Channel,
-            Kind::Show,
-            Kind::Episode,
-            Kind::Movie,
-            Kind::Live,
-            Kind::Clip,
-        ] {
+        for kind in Kind::ALL {
             assert!(a.titles.iter().any(|t| t.kind == kind), "no {kind:?}");
         }
         let mut buf = Vec::new();

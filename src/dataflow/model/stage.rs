@@ -351,7 +351,7 @@ impl Shard {
             counted.clear();
             match self.unsettled.remove(&id) {
                 Some(list) => counted.extend(list),
-                None => counted.extend(self.nodes.infos[i as usize].map(|info| (info, 1))),
+                None => counted.extend(self.nodes.info(i).map(|info| (info, 1))),
             }
             for &(_, info, r) in group {
                 match counted.iter_mut().find(|(x, _)| *x == info) {
