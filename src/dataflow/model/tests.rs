@@ -10,7 +10,7 @@ use timely::dataflow::operators::{Inspect, Probe};
 
 use super::model_tables;
 use crate::core::catalog::Kind;
-use crate::core::model::{CatalogEntry, ModelConfig, Obs, Rollup};
+use crate::core::model::{CatalogEntry, Info, ModelConfig, Obs, Rollup};
 use crate::core::stats::Stats;
 use crate::core::time::WindowSpec;
 use crate::dataflow::live::Publish;
@@ -240,4 +240,73 @@ fn ids_outside_the_catalog_past_the_limit_are_counted_together() {
     );
     let kept = stats.model_uncataloged.load(Ordering::Relaxed);
     assert_eq!(kept, 0, "every title left the score window by the end");
+}
+
+/// The catalog info the model resolves, as of each time in `at`.
+fn resolved_at(changes: Vec<(u64, CatalogEntry, i64)>, at: &[u64]) -> Vec<Vec<(u64, Info)>> {
+    let out = Arc::new(Mutex::new(Vec::new()));
+    let sink = out.clone();
+    timely::execute_directly(move |worker| {
+        let mut catalog = worker.dataflow::<u64, _, _>(|scope| {
+            let (catalog_in, catalog) = scope.new_collection();
+            super::catalog_info(catalog)
+                .inner
+                .inspect(move |u| sink.lock().expect("not poisoned").push(u.clone()));
+            catalog_in
+        });
+        for (t, entry, r) in changes {
+            catalog.advance_to(t);
+            catalog.update(entry, r);
+        }
+    });
+    let updates = out.lock().expect("not poisoned").clone();
+    at.iter()
+        .map(|&t| {
+            let mut net: std::collections::BTreeMap<(u64, Info), i64> = Default::default();
+            for (d, _, r) in updates.iter().filter(|(_, time, _)| *time <= t) {
+                *net.entry(*d).or_default() += r;
+            }
+            net.into_iter()
+                .filter(|(_, r)| *r != 0)
+                .map(|(d, _)| d)
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn a_title_under_a_parent_that_cannot_have_children_has_no_catalog_info() {
+    // Only channels, shows and live events have children. A show that
+    // becomes a movie at time 1 keeps its episode, which then resolves to
+    // nothing (an id outside the catalog: its views stay in the titles
+    // table and stop rolling up) rather than to a "show" that is a movie.
+    let show = (2, (Kind::Show, Some(1), None));
+    let changes = vec![
+        (0, (1, (Kind::Channel, None, None)), 1),
+        (0, show, 1),
+        (0, (3, (Kind::Episode, Some(2), None)), 1),
+        (1, show, -1),
+        (1, (2, (Kind::Movie, Some(1), None)), 1),
+    ];
+    let info = |kind, parent, show, channel| Info {
+        kind,
+        parent,
+        show,
+        channel,
+        event_end: None,
+    };
+    let channel = (1, info(Kind::Channel, None, None, None));
+    let [before, after] = <[_; 2]>::try_from(resolved_at(changes, &[0, 1])).expect("two");
+    assert_eq!(
+        before,
+        [
+            channel,
+            (2, info(Kind::Show, Some(1), None, Some(1))),
+            (3, info(Kind::Episode, Some(2), Some(2), Some(1))),
+        ]
+    );
+    assert_eq!(
+        after,
+        [channel, (2, info(Kind::Movie, Some(1), None, Some(1)))]
+    );
 }
