@@ -251,7 +251,7 @@ fn resolved_at(changes: Vec<(u64, CatalogEntry, i64)>, at: &[u64]) -> Vec<Vec<(u
             let (catalog_in, catalog) = scope.new_collection();
             super::catalog_info(catalog)
                 .inner
-                .inspect(move |u| sink.lock().expect("not poisoned").push(u.clone()));
+                .inspect(move |u| sink.lock().expect("not poisoned").push(*u));
             catalog_in
         });
         for (t, entry, r) in changes {
