@@ -140,9 +140,14 @@ mod tests {
         // Two processes of one worker each; the stop reaches them on either
         // side of a boundary, so their clocks propose final checkpoints 10
         // and 11. Each took its periodic part of 10 if its clock passed it.
-        for (coordinator_at, peer_at) in [(11, 10), (10, 11)] {
-            let dir = std::env::temp_dir()
-                .join(format!("ckpt-stop-{}-{coordinator_at}", std::process::id()));
+        // The second stops once the first's part of 11 is in the store, or
+        // (the last case) once 10 is already complete, made of the first's
+        // stop part and the second's periodic one.
+        for (coordinator_at, peer_at, late) in [(11, 10, false), (10, 11, false), (10, 11, true)] {
+            let dir = std::env::temp_dir().join(format!(
+                "ckpt-stop-{}-{coordinator_at}-{late}",
+                std::process::id()
+            ));
             let _ = std::fs::remove_dir_all(&dir);
             let store: std::sync::Arc<dyn ObjectStore> =
                 std::sync::Arc::new(crate::sink::store::LocalStore::new(&dir).expect("store"));
@@ -160,9 +165,7 @@ mod tests {
             };
             let (a, a_now) = process(0, coordinator_at);
             let (b, b_now) = process(1, peer_at);
-            // The one at 11 stops first: the other sees its part (the
-            // order of a simultaneous stop is either of these).
-            let first_is_a = coordinator_at == 11;
+            let first_is_a = (coordinator_at == 11) != late;
             let (left_a, left_b) = std::thread::scope(|s| {
                 let (first, second) = if first_is_a {
                     ((a, a_now, 0), (b, b_now, 1))
@@ -170,11 +173,12 @@ mod tests {
                     ((b, b_now, 1), (a, a_now, 0))
                 };
                 let one = s.spawn(move || stop(first.0, first.1, first.2));
-                while Checkpoints::new(&*store, "j")
-                    .newest_stop_after(0)
-                    .expect("lists")
-                    != Some(11)
-                {
+                let ckpts = Checkpoints::new(&*store, "j");
+                while !(if late {
+                    ckpts.manifest(10).expect("reads").is_some()
+                } else {
+                    ckpts.newest_stop_after(0, 2).expect("lists") == Some(11)
+                }) {
                     std::thread::sleep(Duration::from_millis(10));
                 }
                 let two = s.spawn(move || stop(second.0, second.1, second.2));
@@ -185,7 +189,7 @@ mod tests {
                     (two, one)
                 }
             });
-            let case = format!("stopped at {coordinator_at} and {peer_at}");
+            let case = format!("stopped at {coordinator_at} and {peer_at}, late {late}");
             assert_eq!((left_a, left_b), (11, 11), "{case}: both leave on 11");
             let (manifest, ledgers) = Checkpoints::new(&*store, "j")
                 .latest_valid()

@@ -124,9 +124,21 @@ impl<'a> Checkpoints<'a> {
         Ok(ids)
     }
 
+    /// The manifest of checkpoint `id`, if it is complete.
+    pub fn manifest(&self, id: u64) -> Result<Option<Manifest>> {
+        let key = format!("{}/{MANIFEST}", self.dir(id));
+        match self.store.get(&key)? {
+            Some(bytes) => Ok(Some(
+                serde_json::from_slice(&bytes).map_err(|e| json_err(&key, e))?,
+            )),
+            None => Ok(None),
+        }
+    }
+
     /// The newest checkpoint after `above` that has a part taken on a stop
-    /// ([`PartMeta::stop`]) and no manifest yet.
-    pub fn newest_stop_after(&self, above: u64) -> Result<Option<u64>> {
+    /// ([`PartMeta::stop`]) by a cluster of `peers` workers, and no
+    /// manifest yet. Metadata that does not parse is not a stop's.
+    pub fn newest_stop_after(&self, above: u64, peers: usize) -> Result<Option<u64>> {
         let objects = self.objects()?;
         let mut ids: Vec<u64> = objects
             .iter()
@@ -137,7 +149,15 @@ impl<'a> Checkpoints<'a> {
         ids.dedup();
         for id in ids {
             let done = objects.iter().any(|(i, k)| *i == id && is_manifest(k));
-            if !done && self.part_metas(id)?.iter().any(|m| m.stop) {
+            if done {
+                continue;
+            }
+            let metas = match self.part_metas(id) {
+                Ok(metas) => metas,
+                Err(Error::Input(_)) => Vec::new(),
+                Err(e) => return Err(e),
+            };
+            if metas.iter().any(|m| m.stop && m.peers == peers) {
                 return Ok(Some(id));
             }
         }

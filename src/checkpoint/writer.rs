@@ -10,7 +10,7 @@
 //! written is tried again at the next poll.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -29,6 +29,9 @@ const QUEUE: usize = 8;
 /// Checkpoints waiting for completion; older ones are dropped (a newer
 /// one covers them).
 const MAX_PENDING: usize = 16;
+/// How long a stopping process whose final checkpoint completed with a
+/// peer's periodic part looks for that peer's newer stop before leaving.
+const STOP_GRACE: Duration = Duration::from_secs(1);
 
 /// A part to write.
 struct Part {
@@ -57,8 +60,12 @@ struct State {
     /// (seen in the store) beyond the awaited one.
     peer_stop: AtomicU64,
     /// One more than the checkpoint a stopping worker may leave on: it is
-    /// complete and, looked at after, no peer had stopped at a newer one.
+    /// complete and, looked at after (for [`STOP_GRACE`] unless every part
+    /// of it is a stop's), no peer had stopped at a newer one.
     released: AtomicU64,
+    /// Workers of the cluster (from the parts this process submits): stop
+    /// parts of another cluster's shape are not followed.
+    peers: AtomicUsize,
     /// Set to make the thread give up what it is doing.
     abandon: AtomicBool,
 }
@@ -90,6 +97,7 @@ impl Writer {
             state: state.clone(),
             pending: BTreeMap::new(),
             failing: false,
+            complete_seen: None,
         };
         let handle = std::thread::Builder::new()
             .name("checkpoint-writer".into())
@@ -107,7 +115,11 @@ impl Writer {
     }
 
     /// Queues a worker's part of checkpoint `id`; an error if the writer is
-    /// still busy with earlier parts (the store is slow or down).
+    /// still busy with earlier parts (the store is slow or down). A stop's
+    /// part (`retry_for`) waits for room until then instead: following a
+    /// peer doubles the final parts, and a dropped one would leave the
+    /// cluster waiting out the stop bound; one that cannot be queued marks
+    /// the checkpoint failed, so the stop ends at once.
     pub fn submit(
         &self,
         id: u64,
@@ -115,27 +127,44 @@ impl Writer {
         meta: PartMeta,
         retry_for: Option<Duration>,
     ) -> Result<()> {
-        let part = Part {
+        self.state.peers.store(meta.peers, Ordering::Release);
+        let mut part = Part {
             id,
             bytes,
             meta,
             retry_until: retry_for.map(|d| Instant::now() + d),
         };
-        let parts = self.parts.lock().unwrap_or_else(|e| e.into_inner());
         let busy = |what: &str| Error::External {
             system: "object store",
             message: format!("checkpoint {id} skipped: {what}"),
             retryable: true,
         };
-        let Some(tx) = parts.as_ref() else {
-            return Err(busy("the writer has stopped"));
-        };
-        match tx.try_send(part) {
-            Ok(()) => Ok(()),
-            Err(TrySendError::Full(_)) => Err(busy(
-                "the writer is still busy with earlier parts (the store is slow or down)",
-            )),
-            Err(TrySendError::Disconnected(_)) => Err(busy("the writer has stopped")),
+        loop {
+            let sent = match self
+                .parts
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .as_ref()
+            {
+                Some(tx) => tx.try_send(part),
+                None => return Err(busy("the writer has stopped")),
+            };
+            match sent {
+                Ok(()) => return Ok(()),
+                Err(TrySendError::Full(p)) if p.retry_until.is_some_and(|u| Instant::now() < u) => {
+                    part = p;
+                    std::thread::sleep(POLL / 25);
+                }
+                Err(TrySendError::Full(p)) => {
+                    if p.retry_until.is_some() {
+                        self.state.failed.fetch_max(id + 1, Ordering::AcqRel);
+                    }
+                    return Err(busy(
+                        "the writer is still busy with earlier parts (the store is slow or down)",
+                    ));
+                }
+                Err(TrySendError::Disconnected(_)) => return Err(busy("the writer has stopped")),
+            }
         }
     }
 
@@ -178,13 +207,15 @@ impl Writer {
     }
 
     /// Waits up to `limit` for the checkpoint a stopping worker awaits (see
-    /// [`Writer::wait_for`]) to release it; false if none is awaited or it
-    /// did not in time.
+    /// [`Writer::wait_for`]) to be complete; false if none is awaited or it
+    /// did not complete in time. Called once a peer has gone: no newer
+    /// checkpoint can complete then, so there is no peer to follow and
+    /// completion is enough.
     pub fn awaited_completes_within(&self, limit: Duration) -> bool {
         let began = Instant::now();
         loop {
             let awaited = self.state.awaited.load(Ordering::Acquire);
-            if awaited > 0 && self.state.released.load(Ordering::Acquire) >= awaited {
+            if awaited > 0 && self.state.completed.load(Ordering::Acquire) >= awaited {
                 return true;
             }
             if began.elapsed() >= limit {
@@ -244,6 +275,8 @@ struct Thread {
     pending: BTreeMap<u64, usize>,
     /// True while polls fail: log the first failure and the recovery only.
     failing: bool,
+    /// While stopping: the awaited checkpoint (plus one) seen complete, and when.
+    complete_seen: Option<(u64, Instant)>,
 }
 
 impl Thread {
@@ -399,7 +432,8 @@ impl Thread {
 
     /// While a worker of this process stops: records the newest final
     /// checkpoint a peer took a part of, and releases the stopping workers
-    /// once theirs is complete and none is newer. Looking after noticing
+    /// once theirs is complete and none is newer (at once if every part of
+    /// it is a stop's, else after [`STOP_GRACE`]). Looking after noticing
     /// the completion means a peer that stopped at a newer id in the
     /// meantime is followed, not left waiting for a part that never comes.
     fn notice_peer_stops(&mut self) -> Result<()> {
@@ -408,14 +442,31 @@ impl Thread {
         if awaited == 0 || s.released.load(Ordering::Acquire) >= awaited {
             return Ok(());
         }
-        if let Some(id) = self.checkpoints().newest_stop_after(awaited - 1)? {
+        let peers = s.peers.load(Ordering::Acquire);
+        if let Some(id) = self.checkpoints().newest_stop_after(awaited - 1, peers)? {
             s.peer_stop.fetch_max(id + 1, Ordering::AcqRel);
         }
         let newest = s
             .peer_stop
             .load(Ordering::Acquire)
             .max(s.proposed.load(Ordering::Acquire));
-        if s.completed.load(Ordering::Acquire) >= awaited && newest <= awaited {
+        if s.completed.load(Ordering::Acquire) < awaited || newest > awaited {
+            self.complete_seen = None;
+            return Ok(());
+        }
+        // A checkpoint made of stop parts only has every process stopping
+        // with it. One with a peer's periodic part may be followed by that
+        // peer's stop at a newer id a moment later (its signal came just
+        // after the boundary): wait a little for it before leaving.
+        let seen = match self.complete_seen {
+            Some((a, at)) if a == awaited => at,
+            _ => self.complete_seen.insert((awaited, Instant::now())).1,
+        };
+        let all_stopped = self
+            .checkpoints()
+            .manifest(awaited - 1)?
+            .is_some_and(|m| m.parts.iter().all(|p| p.stop));
+        if all_stopped || seen.elapsed() >= STOP_GRACE {
             s.released.fetch_max(awaited, Ordering::AcqRel);
         }
         Ok(())

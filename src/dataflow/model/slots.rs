@@ -73,7 +73,15 @@ impl PackedInfo {
         let Some(i) = info else {
             return PackedInfo::default();
         };
-        let kind = KINDS.iter().position(|k| *k == i.kind).unwrap_or(0) as u8;
+        // Places in `KINDS`; a new kind fails to compile here.
+        let kind: u8 = match i.kind {
+            Kind::Channel => 0,
+            Kind::Show => 1,
+            Kind::Episode => 2,
+            Kind::Movie => 3,
+            Kind::Live => 4,
+            Kind::Clip => 5,
+        };
         let bit = |present: bool, n: u8| u8::from(present) << n;
         PackedInfo {
             parent: i.parent.unwrap_or(0),
