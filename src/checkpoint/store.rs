@@ -1,6 +1,8 @@
 //! Checkpoints in the store: writing parts and manifests, listing them,
 //! finding the newest one that is whole and valid, pruning old ones.
 
+use std::collections::BTreeMap;
+
 use super::format::*;
 use crate::core::error::{Error, Result};
 use crate::core::time::Pane;
@@ -45,16 +47,18 @@ impl<'a> Checkpoints<'a> {
 
     /// Metadata of the parts of checkpoint `id` written so far.
     pub fn part_metas(&self, id: u64) -> Result<Vec<PartMeta>> {
-        let dir = self.dir(id);
+        let keys = self.store.list(&format!("{}/", self.dir(id)))?;
+        self.metas_of(keys.iter().map(String::as_str))
+    }
+
+    /// The part metadata among `keys`, by worker.
+    fn metas_of<'k>(&self, keys: impl Iterator<Item = &'k str>) -> Result<Vec<PartMeta>> {
         let mut metas = Vec::new();
-        for key in self.store.list(&format!("{dir}/"))? {
-            if key.ends_with(".json") {
-                if let Some(bytes) = self.store.get(&key)? {
-                    metas.push(
-                        serde_json::from_slice::<PartMeta>(&bytes)
-                            .map_err(|e| json_err(&key, e))?,
-                    );
-                }
+        for key in keys.filter(|k| k.ends_with(".json")) {
+            if let Some(bytes) = self.store.get(key)? {
+                metas.push(
+                    serde_json::from_slice::<PartMeta>(&bytes).map_err(|e| json_err(key, e))?,
+                );
             }
         }
         metas.sort_by_key(|m| m.worker);
@@ -139,20 +143,17 @@ impl<'a> Checkpoints<'a> {
     /// ([`PartMeta::stop`]) by a cluster of `peers` workers, and no
     /// manifest yet. Metadata that does not parse is not a stop's.
     pub fn newest_stop_after(&self, above: u64, peers: usize) -> Result<Option<u64>> {
-        let objects = self.objects()?;
-        let mut ids: Vec<u64> = objects
-            .iter()
-            .filter(|(id, key)| *id > above && key.ends_with(".json"))
-            .map(|(id, _)| *id)
-            .collect();
-        ids.sort_unstable_by(|a, b| b.cmp(a));
-        ids.dedup();
-        for id in ids {
-            let done = objects.iter().any(|(i, k)| *i == id && is_manifest(k));
-            if done {
+        let mut by_id: BTreeMap<u64, Vec<String>> = BTreeMap::new();
+        for (id, key) in self.objects()? {
+            if id > above {
+                by_id.entry(id).or_default().push(key);
+            }
+        }
+        for (id, keys) in by_id.into_iter().rev() {
+            if keys.iter().any(|k| is_manifest(k)) {
                 continue;
             }
-            let metas = match self.part_metas(id) {
+            let metas = match self.metas_of(keys.iter().map(String::as_str)) {
                 Ok(metas) => metas,
                 Err(Error::Input(_)) => Vec::new(),
                 Err(e) => return Err(e),

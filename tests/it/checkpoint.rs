@@ -341,18 +341,6 @@ fn sigterm(child: &Child) {
     assert!(status.success());
 }
 
-/// `text` without its terminal colour codes (`ESC [ … m`).
-fn plain(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(at) = rest.find('\u{1b}') {
-        out.push_str(&rest[..at]);
-        rest = rest[at..].find('m').map_or("", |end| &rest[at + end + 1..]);
-    }
-    out.push_str(rest);
-    out
-}
-
 /// Sleeps until the wall clock reads `ms` (milliseconds since the epoch).
 fn sleep_until_ms(ms: i64) {
     let now = popularity::core::time::now_ms();
@@ -378,21 +366,10 @@ fn a_cluster_stopped_across_a_checkpoint_boundary_ends_every_stop_with_one_final
     let job = job_file(&dir, "straddle", &broker, "events", &local_sink(&root));
     let mut followed = 0;
     for round in 0..5 {
-        let hosts = hostfile(&dir, 2);
-        let procs: Vec<Child> = (0..2)
-            .map(|p: usize| {
-                Command::new(env!("CARGO_BIN_EXE_popularity"))
-                    .args(["run", "--job"])
-                    .arg(&job)
-                    .args(["-w", "1", "-n", "2", "-p", &p.to_string(), "-h", &hosts])
-                    .env("POPULARITY_LOG", "info")
-                    .stdout(std::process::Stdio::piped())
-                    .stderr(std::process::Stdio::piped())
-                    .spawn()
-                    .expect("spawn job")
-            })
-            .collect();
-        std::thread::sleep(Duration::from_millis(1500));
+        // Info lines name the final checkpoints; no colour codes in them.
+        let env = [("POPULARITY_LOG", "info"), ("NO_COLOR", "1")];
+        let procs = spawn_cluster_with(&job, &hostfile(&dir, 2), 2, 1, &env);
+        std::thread::sleep(Duration::from_millis(3000));
         let boundary = (popularity::core::time::now_ms() / 500 + 1) * 500;
         let (early, late) = if round % 2 == 0 { (0, 1) } else { (1, 0) };
         sleep_until_ms(boundary - 60);
@@ -402,7 +379,7 @@ fn a_cluster_stopped_across_a_checkpoint_boundary_ends_every_stop_with_one_final
         let outs = wait_group(procs, Duration::from_secs(90), "a stopped cluster");
         let mut finals = Vec::new();
         for (k, out) in outs.iter().enumerate() {
-            let log = plain(&String::from_utf8_lossy(&out.stderr));
+            let log = String::from_utf8_lossy(&out.stderr);
             assert!(
                 out.status.success(),
                 "round {round}, process {k}: {}",

@@ -502,12 +502,13 @@ fn sasl_settings_reach_the_client_and_a_refusal_is_a_configuration_error() {
     let job_file = dir.join("job.toml");
     std::fs::write(&job_file, toml::to_string(&job).expect("job as TOML")).expect("job file");
     let started = Instant::now();
-    let out = Command::new(env!("CARGO_BIN_EXE_popularity"))
-        .args(["run", "--job"])
-        .arg(&job_file)
-        .env("POPULARITY_TEST_SASL_PASSWORD", "not-this-one")
-        .output()
-        .expect("run the job");
+    let env = [("POPULARITY_TEST_SASL_PASSWORD", "not-this-one")];
+    let out = wait_each(
+        vec![spawn_job_with(&job_file, &[], &env)],
+        Duration::from_secs(120),
+    )
+    .remove(0)
+    .expect("the job with a refused password ends by itself");
     let text = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(78), "a configuration error: {text}");
     assert!(text.contains("SASL") && text.contains("SCRAM"), "{text}");

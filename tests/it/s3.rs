@@ -245,12 +245,12 @@ fn a_store_behind_tls_is_written_with_verification() {
     let job_file = dir.join("job.toml");
     std::fs::write(&job_file, toml::to_string(&job).expect("job as TOML")).expect("job file");
     let run = |ca: Option<&str>| {
-        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_popularity"));
-        cmd.args(["run", "--job"]).arg(&job_file);
-        if let Some(ca) = ca {
-            cmd.env("SSL_CERT_FILE", pki.join(ca));
-        }
-        cmd.output().expect("run the job")
+        let ca = ca.map(|ca| pki.join(ca).display().to_string());
+        let env: Vec<(&str, &str)> = ca.iter().map(|c| ("SSL_CERT_FILE", c.as_str())).collect();
+        let limit = Duration::from_secs(300);
+        wait_each(vec![spawn_job_with(&job_file, &[], &env)], limit)
+            .remove(0)
+            .expect("the job over TLS ends by itself")
     };
     let refused = run(Some("other-ca.pem"));
     let text = String::from_utf8_lossy(&refused.stderr);

@@ -9,10 +9,17 @@ use super::free_ports;
 /// for it with [`wait_bounded`], [`wait_group`] or [`wait_each`], which read
 /// the pipes.
 pub fn spawn_job(job: &Path, args: &[&str]) -> std::process::Child {
+    spawn_job_with(job, args, &[])
+}
+
+/// [`spawn_job`] with `env` added to the job's environment (the test
+/// process never sets its own: other tests' threads read it).
+pub fn spawn_job_with(job: &Path, args: &[&str], env: &[(&str, &str)]) -> std::process::Child {
     std::process::Command::new(env!("CARGO_BIN_EXE_popularity"))
         .args(["run", "--job"])
         .arg(job)
         .args(args)
+        .envs(env.iter().copied())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -217,13 +224,22 @@ pub fn spawn_cluster(
     n: usize,
     workers: usize,
 ) -> Vec<std::process::Child> {
+    spawn_cluster_with(job, hosts, n, workers, &[])
+}
+
+/// [`spawn_cluster`] with `env` added to each process's environment.
+pub fn spawn_cluster_with(
+    job: &Path,
+    hosts: &str,
+    n: usize,
+    workers: usize,
+    env: &[(&str, &str)],
+) -> Vec<std::process::Child> {
     let (w, n_s) = (workers.to_string(), n.to_string());
     (0..n)
         .map(|p| {
-            spawn_job(
-                job,
-                &["-w", &w, "-n", &n_s, "-p", &p.to_string(), "-h", hosts],
-            )
+            let args = ["-w", &w, "-n", &n_s, "-p", &p.to_string(), "-h", hosts];
+            spawn_job_with(job, &args, env)
         })
         .collect()
 }
