@@ -11,6 +11,7 @@ use std::process::{Child, Command};
 use std::time::Duration;
 
 use crate::common::*;
+use popularity::config::GeneratorConfig;
 use popularity::sink::store::{LocalStore, ObjectStore};
 
 /// Writes a job file reading `topic` and writing to `sink` (TOML for the [sink] table).
@@ -279,16 +280,33 @@ fn corrupt_or_incomplete_newest_checkpoint_falls_back_to_the_previous() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Produces `cfg`'s events into `events` at 8 000 a second, on a thread.
+fn produce_paced(broker: &Broker, cfg: GeneratorConfig) -> std::thread::JoinHandle<()> {
+    let addr = broker.addr.clone();
+    let g = generator(&cfg);
+    let n = cfg.events;
+    std::thread::spawn(move || produce_at_rate(&addr, "events", &g, 0..n, 8_000.0))
+}
+
+/// Asserts the hours under `root` equal those of one uninterrupted run
+/// (two workers) over the same topic.
+fn assert_hours_as_uninterrupted(dir: &Path, broker: &Broker, root: &Path, what: &str) {
+    let reference_root = dir.join("reference");
+    let sink = local_sink(&reference_root);
+    run_to_end(
+        &job_file(dir, "reference", broker, "events", &sink),
+        &["-w", "2"],
+    );
+    let want = snapshot_objects(&LocalStore::new(&reference_root).expect("store"));
+    let got = snapshot_objects(&LocalStore::new(root).expect("store"));
+    assert_eq!(hours_of(&got), hours_of(&want), "{what}");
+}
+
 #[test]
 fn killing_one_process_of_a_cluster_ten_times_gives_identical_hours() {
     let broker = Broker::with_events("cluster-crash", 4);
     let dir = scratch("cluster-crash");
-    let cfg = messy(44, 100_000);
-    let producer = {
-        let addr = broker.addr.clone();
-        let g = generator(&cfg);
-        std::thread::spawn(move || produce_at_rate(&addr, "events", &g, 0..100_000, 8_000.0))
-    };
+    let producer = produce_paced(&broker, messy(44, 100_000));
     let root = dir.join("crashy");
     let job = job_file(&dir, "crashy", &broker, "events", &local_sink(&root));
     let mut rng = popularity::core::rng::SplitMix64::new(11);
@@ -315,20 +333,7 @@ fn killing_one_process_of_a_cluster_ten_times_gives_identical_hours() {
         read < 100_000,
         "the last run resumed from a checkpoint (read {read} of 100000)"
     );
-    let reference_root = dir.join("reference");
-    run_to_end(
-        &job_file(
-            &dir,
-            "reference",
-            &broker,
-            "events",
-            &local_sink(&reference_root),
-        ),
-        &["-w", "2"],
-    );
-    let want = snapshot_objects(&LocalStore::new(&reference_root).expect("store"));
-    let got = snapshot_objects(&LocalStore::new(&root).expect("store"));
-    assert_eq!(hours_of(&got), hours_of(&want), "cluster killed 10 times");
+    assert_hours_as_uninterrupted(&dir, &broker, &root, "cluster killed 10 times");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -356,12 +361,7 @@ fn a_cluster_stopped_across_a_checkpoint_boundary_ends_every_stop_with_one_final
     // checkpoints, and each stop must still end with status 0 on one.
     let broker = Broker::with_events("straddle", 4);
     let dir = scratch("straddle");
-    let cfg = messy(45, 60_000);
-    let producer = {
-        let addr = broker.addr.clone();
-        let g = generator(&cfg);
-        std::thread::spawn(move || produce_at_rate(&addr, "events", &g, 0..60_000, 8_000.0))
-    };
+    let producer = produce_paced(&broker, messy(45, 60_000));
     let root = dir.join("straddle");
     let job = job_file(&dir, "straddle", &broker, "events", &local_sink(&root));
     let mut followed = 0;
@@ -406,21 +406,6 @@ fn a_cluster_stopped_across_a_checkpoint_boundary_ends_every_stop_with_one_final
         read < 60_000,
         "the last run resumed from a checkpoint (read {read})"
     );
-    let reference_root = dir.join("reference");
-    let reference = job_file(
-        &dir,
-        "reference",
-        &broker,
-        "events",
-        &local_sink(&reference_root),
-    );
-    run_to_end(&reference, &["-w", "2"]);
-    let want = snapshot_objects(&LocalStore::new(&reference_root).expect("store"));
-    let got = snapshot_objects(&LocalStore::new(&root).expect("store"));
-    assert_eq!(
-        hours_of(&got),
-        hours_of(&want),
-        "stopped 5 times across boundaries"
-    );
+    assert_hours_as_uninterrupted(&dir, &broker, &root, "stopped 5 times across boundaries");
     let _ = std::fs::remove_dir_all(&dir);
 }
