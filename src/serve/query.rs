@@ -291,7 +291,7 @@ fn compute_local(api: &Api, request: &Request) -> Result<serde_json::Value, Refu
                 .iter()
                 .filter(|r| !matches!(r.kind, Some(Kind::Show | Kind::Channel)))
             {
-                sum.add(&r.m);
+                sum.add(&r.m.measures());
             }
             Ok(serde_json::json!({
                 "as_of": live.as_of,
@@ -522,6 +522,7 @@ const TIERS: [&str; 2] = ["free", "paid"];
 const DEVICES: [&str; 4] = ["mobile", "tv", "web", "tablet"];
 
 fn row_json(r: &crate::core::model::NodeRow, api: &Api) -> serde_json::Value {
+    let m = r.m.measures();
     serde_json::json!({
         "content_id": r.id,
         "name": api.catalog.get(r.id).map(|t| t.name.as_str()).unwrap_or(""),
@@ -533,8 +534,8 @@ fn row_json(r: &crate::core::model::NodeRow, api: &Api) -> serde_json::Value {
         "score_ppm": r.score_ppm,
         "trend": r.trend(),
         "decay": r.decay,
-        "by_tier": named(&TIERS, &r.m.tier),
-        "by_device": named(&DEVICES, &r.m.device),
-        "by_region": named(&crate::core::event::REGIONS, &r.m.region),
+        "by_tier": named(&TIERS, &m.tier),
+        "by_device": named(&DEVICES, &m.device),
+        "by_region": named(&crate::core::event::REGIONS, &m.region),
     })
 }

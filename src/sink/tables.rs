@@ -159,14 +159,14 @@ fn node_cols(rows: &[&NodeRow], start: Millis, end: Millis) -> Vec<Col> {
         Col::F64("decay".into(), rows.iter().map(|r| r.decay).collect()),
     ];
     for (i, t) in ["free", "paid"].iter().enumerate() {
-        cols.push(i64s(&format!("views_{t}"), &|r| r.m.tier[i]));
+        cols.push(i64s(&format!("views_{t}"), &|r| r.m.tier(i)));
     }
     for (i, d) in ["mobile", "tv", "web", "tablet"].iter().enumerate() {
-        cols.push(i64s(&format!("views_{d}"), &|r| r.m.device[i]));
+        cols.push(i64s(&format!("views_{d}"), &|r| r.m.device(i)));
     }
     for (i, code) in REGIONS.iter().enumerate() {
         let name = format!("views_{}", code.to_lowercase().replace('-', "_"));
-        cols.push(i64s(&name, &|r| r.m.region[i]));
+        cols.push(i64s(&name, &|r| r.m.region(i)));
     }
     cols.push(Col::Ts("window_start".into(), vec![start; rows.len()]));
     cols.push(Col::Ts("window_end".into(), vec![end; rows.len()]));
@@ -289,7 +289,8 @@ mod tests {
                     views: i as i64,
                     region: [i as i64; 12],
                     ..Measures::default()
-                },
+                }
+                .into(),
                 score_ppm: 5,
                 decay: 0.5,
             })

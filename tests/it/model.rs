@@ -48,9 +48,10 @@ fn update(t: &Title, at: i64) -> (String, Option<String>) {
 /// A row as the snapshot holds it, from the oracle's node row.
 fn expect_row(r: &NodeRow) -> (i64, Vec<i64>, String, String) {
     let mut ints = vec![r.m.views, r.m.watch_ms, r.m.views_24h, r.score_ppm];
-    ints.extend(r.m.tier);
-    ints.extend(r.m.device);
-    ints.extend(r.m.region);
+    let m = r.m.measures();
+    ints.extend(m.tier);
+    ints.extend(m.device);
+    ints.extend(m.region);
     (
         r.id as i64,
         ints,

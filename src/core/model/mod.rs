@@ -28,6 +28,7 @@
 //!   smaller id.
 
 mod ranking;
+mod tally;
 
 use serde::{Deserialize, Serialize};
 
@@ -39,6 +40,7 @@ pub use ranking::{
     categories_of, decay, node_rows, rank_all, rank_value, score_ppm, top, Best, NodeRow, TopEntry,
     CATEGORIES,
 };
+pub use tally::Tally;
 
 /// Number of regions, tiers and devices.
 pub const N_REGIONS: usize = REGIONS.len();

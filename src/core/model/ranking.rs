@@ -40,8 +40,9 @@ pub struct NodeRow {
     /// catalog info are shown: a row is 48 bytes smaller than with all of
     /// it, and an hour holds a row per title.
     pub parent: Option<ContentId>,
-    /// Its measures (rolled up for shows and channels).
-    pub m: Measures,
+    /// Its measures (rolled up for shows and channels), with 32-bit
+    /// breakdown counts where they fit: an hour holds a row per title.
+    pub m: Tally,
     /// Score, parts per million.
     pub score_ppm: i64,
     /// Decay factor at the window's end.
@@ -73,7 +74,7 @@ pub fn categories_of(kind: Option<Kind>) -> &'static [&'static str] {
 /// The value a node is ranked by in `category` and `region` (`None`: global).
 pub fn rank_value(row: &NodeRow, category: &str, region: Option<usize>) -> f64 {
     match region {
-        Some(r) => row.m.region.get(r).copied().unwrap_or(0) as f64 * row.decay,
+        Some(r) => row.m.region(r) as f64 * row.decay,
         None => match category {
             "episode" | "show" => row.score_ppm as f64,
             _ => row.trend(),
@@ -258,11 +259,16 @@ pub fn node_rows<'a, S: std::hash::BuildHasher>(
         .collect();
     shown.sort_unstable_by_key(|(id, _)| *id);
     let mut rows = Vec::with_capacity(shown.len());
-    rows.extend(
-        shown.into_iter().map(|(id, m)| {
-            NodeRow::new(id, info.get(&id).copied(), *m, total_24h, t, half_life_ms)
-        }),
-    );
+    rows.extend(shown.into_iter().map(|(id, m)| {
+        NodeRow::new(
+            id,
+            info.get(&id).copied(),
+            Tally::from(*m),
+            total_24h,
+            t,
+            half_life_ms,
+        )
+    }));
     rows
 }
 
@@ -272,7 +278,7 @@ impl NodeRow {
     pub fn new(
         id: ContentId,
         info: Option<Info>,
-        m: Measures,
+        m: Tally,
         total_24h: i64,
         t: Millis,
         half_life_ms: Millis,
@@ -285,13 +291,13 @@ impl NodeRow {
             id,
             kind: info.map(|i| i.kind),
             parent: info.and_then(|i| i.parent),
-            m,
             score_ppm: if scored {
                 score_ppm(m.views_24h, total_24h)
             } else {
                 0
             },
             decay: decay(info.as_ref(), t, half_life_ms),
+            m,
         }
     }
 }

@@ -103,7 +103,8 @@ fn rankings_break_ties_by_id_and_merge_exactly() {
         m: Measures {
             views,
             ..Measures::default()
-        },
+        }
+        .into(),
         score_ppm: 0,
         decay: 1.0,
     };

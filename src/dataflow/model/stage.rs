@@ -379,7 +379,7 @@ impl Shard {
         let slot = &mut self.nodes.slots[i as usize];
         let old = std::mem::replace(&mut slot.route, route);
         if !slot.m.is_zero() {
-            let m = slot.m;
+            let m = slot.m.measures();
             let mut gone = m;
             differential_dataflow::difference::Abelian::negate(&mut gone);
             self.outbox.forward(&old, &Delta::Whole(gone));
