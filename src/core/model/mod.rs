@@ -40,7 +40,7 @@ pub use ranking::{
     categories_of, decay, node_rows, rank_all, rank_value, score_ppm, top, Best, NodeRow, TopEntry,
     CATEGORIES,
 };
-pub use tally::Tally;
+pub use tally::{Tally, N_BREAKDOWN};
 
 /// Number of regions, tiers and devices.
 pub const N_REGIONS: usize = REGIONS.len();

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::{cell_parts, Delta, Measures, N_DEVICES, N_REGIONS, N_TIERS};
 
 /// Breakdown counts in one array: tiers, then devices, then regions.
-const N_BREAKDOWN: usize = N_TIERS + N_DEVICES + N_REGIONS;
+pub const N_BREAKDOWN: usize = N_TIERS + N_DEVICES + N_REGIONS;
 
 /// The breakdown counts: 32-bit while every count fits, else 64-bit.
 #[derive(Clone, Debug)]
@@ -141,6 +141,14 @@ impl Tally {
         }
     }
 
+    /// The breakdown counts: tiers, then devices, then regions.
+    pub fn breakdown(&self) -> [i64; N_BREAKDOWN] {
+        match &self.cells {
+            Cells::Narrow(c) => c.map(i64::from),
+            Cells::Wide(c) => **c,
+        }
+    }
+
     /// The measures in full.
     pub fn measures(&self) -> Measures {
         let mut m = Measures {
@@ -150,8 +158,8 @@ impl Tally {
             ..Measures::default()
         };
         let all = m.tier.iter_mut().chain(&mut m.device).chain(&mut m.region);
-        for (i, v) in all.enumerate() {
-            *v = self.cell(i);
+        for (v, x) in all.zip(self.breakdown()) {
+            *v = x;
         }
         m
     }
