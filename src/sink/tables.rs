@@ -5,7 +5,7 @@
 use std::ops::Range;
 use std::sync::Arc;
 
-use parquet::basic::Compression;
+use parquet::basic::{Compression, Encoding};
 use parquet::data_type::{ByteArray, ByteArrayType, DoubleType, Int64Type};
 use parquet::file::properties::WriterProperties;
 use parquet::file::reader::{FileReader, SerializedFileReader};
@@ -68,10 +68,6 @@ fn perr(what: &str, e: parquet::errors::ParquetError) -> Error {
 /// row, again in the encoder's pages).
 const GROUP_ROWS: usize = 65_536;
 
-/// Columns whose values are mostly distinct: a dictionary of them costs
-/// a hash per value and makes the file larger, so they are written plain.
-const UNIQUE_COLUMNS: [&str; 4] = ["content_id", "watch_ms", "trend", "decay"];
-
 /// Encodes `rows` rows, one row group per [`GROUP_ROWS`], each group's
 /// columns made by `cols_of` from its range of rows.
 fn encode(name: &str, rows: usize, cols_of: impl Fn(Range<usize>) -> Vec<Col>) -> Result<Vec<u8>> {
@@ -83,8 +79,20 @@ fn encode(name: &str, rows: usize, cols_of: impl Fn(Range<usize>) -> Vec<Col>) -
     let mut props = WriterProperties::builder()
         .set_compression(Compression::SNAPPY)
         .set_created_by(concat!("popularity ", env!("CARGO_PKG_VERSION")).to_string());
-    for col in UNIQUE_COLUMNS {
-        props = props.set_column_dictionary_enabled(ColumnPath::from(col), false);
+    // Integers are delta-encoded and floats plain: a dictionary hashes
+    // every value (most of the writer's time), and ids in order and small
+    // counts pack into a few bits a value without one.
+    for col in cols_of(0..0) {
+        let (name, delta) = match &col {
+            Col::I64(n, _) | Col::OptI64(n, _) | Col::Ts(n, _) => (n, true),
+            Col::F64(n, _) => (n, false),
+            Col::Str(..) => continue,
+        };
+        let path = ColumnPath::from(name.as_str());
+        props = props.set_column_dictionary_enabled(path.clone(), false);
+        if delta {
+            props = props.set_column_encoding(path, Encoding::DELTA_BINARY_PACKED);
+        }
     }
     let props = Arc::new(props.build());
     let mut buf = Vec::new();
