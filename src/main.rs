@@ -105,6 +105,12 @@ fn main() {
                 .unwrap_or_else(|_| "warn".into()),
         )
         .with_writer(std::io::stderr)
+        // Colour only for a person at a terminal: a pod's or a file's log
+        // gets plain lines, not escape codes.
+        .with_ansi(
+            std::io::IsTerminal::is_terminal(&std::io::stderr())
+                && std::env::var_os("NO_COLOR").is_none(),
+        )
         .init();
     if let Err(e) = real_main() {
         eprintln!("error: {e:#}");
