@@ -109,7 +109,7 @@ fn main() {
         // gets plain lines, not escape codes.
         .with_ansi(
             std::io::IsTerminal::is_terminal(&std::io::stderr())
-                && std::env::var_os("NO_COLOR").is_none(),
+                && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
         )
         .init();
     if let Err(e) = real_main() {

@@ -174,7 +174,13 @@ fn node_cols(rows: &[&NodeRow], start: Millis, end: Millis) -> Vec<Col> {
         decays.push(r.decay);
     }
     let mut ints = ints.into_iter();
-    let mut int = |name: &str| Col::I64(name.to_string(), ints.next().unwrap_or_default());
+    let mut int = |name: &str| {
+        Col::I64(
+            name.to_string(),
+            ints.next()
+                .expect("a vector per integer column (a bug if not)"),
+        )
+    };
     let mut cols = vec![
         int("content_id"),
         Col::Str("kind".into(), kinds),

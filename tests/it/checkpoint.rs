@@ -366,9 +366,10 @@ fn a_cluster_stopped_across_a_checkpoint_boundary_ends_every_stop_with_one_final
     let job = job_file(&dir, "straddle", &broker, "events", &local_sink(&root));
     let mut followed = 0;
     for round in 0..5 {
-        // Info lines name the final checkpoints. No NO_COLOR: a log that
-        // is not a terminal must be plain lines by itself.
-        let env = [("POPULARITY_LOG", "info")];
+        // Info lines name the final checkpoints. NO_COLOR empty (unset, as
+        // far as it goes): a log that is not a terminal must be plain lines
+        // by itself.
+        let env = [("POPULARITY_LOG", "info"), ("NO_COLOR", "")];
         let procs = spawn_cluster_with(&job, &hostfile(&dir, 2), 2, 1, &env);
         std::thread::sleep(Duration::from_millis(3000));
         let boundary = (popularity::core::time::now_ms() / 500 + 1) * 500;

@@ -180,6 +180,7 @@ impl Tally {
     pub fn apply(&mut self, d: &Delta, with_score: bool) {
         match *d {
             Delta::Cell { cell, obs, score } => {
+                debug_assert!((cell as usize) < super::N_CELLS, "cell {cell} (a bug)");
                 self.views += obs.views;
                 self.watch_ms += obs.watch_ms;
                 if obs.views != 0 {
@@ -195,10 +196,40 @@ impl Tally {
                     self.views_24h += v;
                 }
             }
-            Delta::Whole(_) => {
-                let mut m = self.measures();
-                d.apply(&mut m, with_score);
-                *self = Tally::from(m);
+            Delta::Whole(w) => {
+                self.views += w.views;
+                self.watch_ms += w.watch_ms;
+                if with_score {
+                    self.views_24h += w.views_24h;
+                }
+                let all = w.tier.iter().chain(&w.device).chain(&w.region);
+                let mut add = [0i64; N_BREAKDOWN];
+                for (a, v) in add.iter_mut().zip(all) {
+                    *a = *v;
+                }
+                self.add_all(&add);
+            }
+        }
+    }
+
+    /// Adds `add` to the breakdown counts, widening them first if any
+    /// result would not fit in 32 bits.
+    fn add_all(&mut self, add: &[i64; N_BREAKDOWN]) {
+        if let Cells::Narrow(c) = &mut self.cells {
+            let mut next = *c;
+            let fits = next
+                .iter_mut()
+                .zip(add)
+                .all(|(x, v)| u32::try_from(i64::from(*x) + v).map(|y| *x = y).is_ok());
+            if fits {
+                *c = next;
+                return;
+            }
+            self.cells = Cells::Wide(Box::new(c.map(i64::from)));
+        }
+        if let Cells::Wide(c) = &mut self.cells {
+            for (x, v) in c.iter_mut().zip(add) {
+                *x += v;
             }
         }
     }
@@ -249,10 +280,17 @@ mod tests {
                 };
                 let d = match rng.below(6) {
                     0 => Delta::Score(views),
-                    1 => Delta::Whole(Measures {
-                        views,
-                        ..Measures::default()
-                    }),
+                    1 => {
+                        let mut w = Measures {
+                            views,
+                            watch_ms: -views,
+                            views_24h: views,
+                            ..Measures::default()
+                        };
+                        w.tier[rng.below(2) as usize] = views;
+                        w.region[rng.below(12) as usize] = -views;
+                        Delta::Whole(w)
+                    }
                     _ => Delta::Cell {
                         cell: rng.below(N_CELLS as u64) as u8,
                         obs: Obs {
