@@ -277,4 +277,38 @@ mod tests {
             "panes 100 + 60 <= 160 are gone"
         );
     }
+
+    #[test]
+    fn a_stop_part_is_found_beside_a_part_whose_metadata_does_not_parse() {
+        let dir = std::env::temp_dir().join(format!("ckpt-torn-meta-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let store = crate::sink::store::LocalStore::new(&dir).expect("store");
+        let ckpts = Checkpoints::new(&store, "j");
+        let meta = |worker, stop| PartMeta {
+            worker,
+            peers: 2,
+            frontier: 5,
+            partitions: vec![],
+            entries: 0,
+            bytes: 0,
+            crc32: 0,
+            stop,
+        };
+        ckpts.write_part(7, b"x", &meta(1, true)).expect("writes");
+        assert_eq!(ckpts.newest_stop_after(0, 2).expect("lists"), Some(7));
+        assert_eq!(
+            ckpts.newest_stop_after(0, 3).expect("lists"),
+            None,
+            "another shape"
+        );
+        // Worker 0's metadata is torn (listed first): worker 1's stop still counts.
+        let key = "checkpoints/j/00000000000000000007/part-00000.json";
+        store.put(key, b"{\"worker\": 0, \"pe").expect("writes");
+        assert_eq!(ckpts.newest_stop_after(0, 2).expect("lists"), Some(7));
+        assert!(
+            ckpts.part_metas(7).is_err(),
+            "reading the parts still refuses it"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -51,15 +51,22 @@ impl<'a> Checkpoints<'a> {
         self.metas_of(keys.iter().map(String::as_str))
     }
 
+    /// The JSON object at `key`, if it is there; one that does not parse
+    /// is bad input.
+    fn json<T: serde::de::DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
+        match self.store.get(key)? {
+            Some(bytes) => Ok(Some(
+                serde_json::from_slice(&bytes).map_err(|e| json_err(key, e))?,
+            )),
+            None => Ok(None),
+        }
+    }
+
     /// The part metadata among `keys`, by worker.
     fn metas_of<'k>(&self, keys: impl Iterator<Item = &'k str>) -> Result<Vec<PartMeta>> {
         let mut metas = Vec::new();
         for key in keys.filter(|k| k.ends_with(".json")) {
-            if let Some(bytes) = self.store.get(key)? {
-                metas.push(
-                    serde_json::from_slice::<PartMeta>(&bytes).map_err(|e| json_err(key, e))?,
-                );
-            }
+            metas.extend(self.json::<PartMeta>(key)?);
         }
         metas.sort_by_key(|m| m.worker);
         Ok(metas)
@@ -130,18 +137,13 @@ impl<'a> Checkpoints<'a> {
 
     /// The manifest of checkpoint `id`, if it is complete.
     pub fn manifest(&self, id: u64) -> Result<Option<Manifest>> {
-        let key = format!("{}/{MANIFEST}", self.dir(id));
-        match self.store.get(&key)? {
-            Some(bytes) => Ok(Some(
-                serde_json::from_slice(&bytes).map_err(|e| json_err(&key, e))?,
-            )),
-            None => Ok(None),
-        }
+        self.json(&format!("{}/{MANIFEST}", self.dir(id)))
     }
 
     /// The newest checkpoint after `above` that has a part taken on a stop
     /// ([`PartMeta::stop`]) by a cluster of `peers` workers, and no
-    /// manifest yet. Metadata that does not parse is not a stop's.
+    /// manifest yet. Metadata that does not parse is not a stop's, and
+    /// does not hide the other parts' metadata.
     pub fn newest_stop_after(&self, above: u64, peers: usize) -> Result<Option<u64>> {
         let mut by_id: BTreeMap<u64, Vec<String>> = BTreeMap::new();
         for (id, key) in self.objects()? {
@@ -153,13 +155,12 @@ impl<'a> Checkpoints<'a> {
             if keys.iter().any(|k| is_manifest(k)) {
                 continue;
             }
-            let metas = match self.metas_of(keys.iter().map(String::as_str)) {
-                Ok(metas) => metas,
-                Err(Error::Input(_)) => Vec::new(),
-                Err(e) => return Err(e),
-            };
-            if metas.iter().any(|m| m.stop && m.peers == peers) {
-                return Ok(Some(id));
+            for key in keys.iter().filter(|k| k.ends_with(".json")) {
+                match self.json::<PartMeta>(key) {
+                    Ok(Some(m)) if m.stop && m.peers == peers => return Ok(Some(id)),
+                    Ok(_) | Err(Error::Input(_)) => {}
+                    Err(e) => return Err(e),
+                }
             }
         }
         Ok(None)
@@ -182,12 +183,9 @@ impl<'a> Checkpoints<'a> {
     /// Loads and verifies checkpoint `id`.
     pub fn load(&self, id: u64) -> Result<Loaded> {
         let dir = self.dir(id);
-        let bytes = self
-            .store
-            .get(&format!("{dir}/{MANIFEST}"))?
+        let manifest: Manifest = self
+            .json(&format!("{dir}/{MANIFEST}"))?
             .ok_or_else(|| Error::Input(format!("{dir}: no manifest")))?;
-        let manifest: Manifest = serde_json::from_slice(&bytes)
-            .map_err(|e| json_err(&format!("{dir}/{MANIFEST}"), e))?;
         if manifest.parts.len() != manifest.peers {
             return Err(Error::Input(format!(
                 "{dir}: manifest lists {} parts for {} workers",

@@ -13,6 +13,7 @@ use hyper::StatusCode;
 
 pub use super::cache::LiveModel;
 use crate::core::catalog::{Catalog, Kind};
+use crate::core::model::{DEVICE_NAMES, TIER_NAMES};
 use crate::core::time::{rfc3339, WindowSpec};
 use crate::dataflow::live::LiveBoard;
 
@@ -298,8 +299,8 @@ fn compute_local(api: &Api, request: &Request) -> Result<serde_json::Value, Refu
                 "views": sum.views,
                 "watch_ms": sum.watch_ms,
                 "views_24h_episodes": live.total_24h,
-                "by_tier": named(&TIERS, &sum.tier),
-                "by_device": named(&DEVICES, &sum.device),
+                "by_tier": named(&TIER_NAMES, &sum.tier),
+                "by_device": named(&DEVICE_NAMES, &sum.device),
                 "by_region": named(&crate::core::event::REGIONS, &sum.region),
             }))
         }
@@ -412,8 +413,8 @@ pub fn merge(api: &Api, request: &Request, locals: Vec<serde_json::Value>) -> An
                     "watch_ms": sum(&["watch_ms"]),
                     // Every process holds the whole episode total.
                     "views_24h_episodes": locals.iter().filter_map(|l| l["views_24h_episodes"].as_i64()).max().unwrap_or(0),
-                    "by_tier": group("by_tier", &TIERS),
-                    "by_device": group("by_device", &DEVICES),
+                    "by_tier": group("by_tier", &TIER_NAMES),
+                    "by_device": group("by_device", &DEVICE_NAMES),
                     "by_region": group("by_region", &crate::core::event::REGIONS),
                 }),
             )
@@ -518,9 +519,6 @@ where
         .collect()
 }
 
-const TIERS: [&str; 2] = ["free", "paid"];
-const DEVICES: [&str; 4] = ["mobile", "tv", "web", "tablet"];
-
 fn row_json(r: &crate::core::model::NodeRow, api: &Api) -> serde_json::Value {
     let m = r.m.measures();
     serde_json::json!({
@@ -534,8 +532,8 @@ fn row_json(r: &crate::core::model::NodeRow, api: &Api) -> serde_json::Value {
         "score_ppm": r.score_ppm,
         "trend": r.trend(),
         "decay": r.decay,
-        "by_tier": named(&TIERS, &m.tier),
-        "by_device": named(&DEVICES, &m.device),
+        "by_tier": named(&TIER_NAMES, &m.tier),
+        "by_device": named(&DEVICE_NAMES, &m.device),
         "by_region": named(&crate::core::event::REGIONS, &m.region),
     })
 }

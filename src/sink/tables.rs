@@ -16,7 +16,7 @@ use parquet::schema::types::ColumnPath;
 
 use crate::core::error::{Error, Result};
 use crate::core::event::REGIONS;
-use crate::core::model::{NodeRow, TopEntry, N_BREAKDOWN};
+use crate::core::model::{NodeRow, TopEntry, DEVICE_NAMES, N_BREAKDOWN, TIER_NAMES};
 use crate::core::time::Millis;
 
 /// Per-title measures (episodes, movies, live events, clips, unknown ids).
@@ -192,10 +192,12 @@ fn node_cols(rows: &[&NodeRow], start: Millis, end: Millis) -> Vec<Col> {
         Col::F64("trend".into(), trends),
         Col::F64("decay".into(), decays),
     ];
-    let tiers = ["free", "paid"].map(String::from);
-    let devices = ["mobile", "tv", "web", "tablet"].map(String::from);
     let regions = REGIONS.map(|c| c.to_lowercase().replace('-', "_"));
-    for name in tiers.iter().chain(&devices).chain(&regions) {
+    let fixed = TIER_NAMES
+        .iter()
+        .chain(&DEVICE_NAMES)
+        .map(|n| n.to_string());
+    for name in fixed.chain(regions) {
         cols.push(int(&format!("views_{name}")));
     }
     cols.push(Col::Ts("window_start".into(), vec![start; n]));

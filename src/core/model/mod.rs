@@ -40,7 +40,7 @@ pub use ranking::{
     categories_of, decay, node_rows, rank_all, rank_value, score_ppm, top, Best, NodeRow, TopEntry,
     CATEGORIES,
 };
-pub use tally::{Tally, N_BREAKDOWN};
+pub use tally::Tally;
 
 /// Number of regions, tiers and devices.
 pub const N_REGIONS: usize = REGIONS.len();
@@ -48,6 +48,12 @@ pub const N_REGIONS: usize = REGIONS.len();
 pub const N_TIERS: usize = 2;
 /// Number of devices.
 pub const N_DEVICES: usize = 4;
+/// Breakdown counts in one array: tiers, then devices, then regions.
+pub const N_BREAKDOWN: usize = N_TIERS + N_DEVICES + N_REGIONS;
+/// Tier names, in [`Measures::tier`] order.
+pub const TIER_NAMES: [&str; N_TIERS] = ["free", "paid"];
+/// Device names, in [`Measures::device`] order.
+pub const DEVICE_NAMES: [&str; N_DEVICES] = ["mobile", "tv", "web", "tablet"];
 
 /// A node's measures (and the difference type of measures carried over a restore).
 #[derive(
@@ -122,6 +128,18 @@ impl Measures {
             views_24h: self.views_24h,
             ..Measures::default()
         }
+    }
+
+    /// The breakdown counts: tiers, then devices, then regions.
+    pub fn breakdown(&self) -> [i64; N_BREAKDOWN] {
+        let mut out = [0; N_BREAKDOWN];
+        for (o, v) in out
+            .iter_mut()
+            .zip(self.tier.iter().chain(&self.device).chain(&self.region))
+        {
+            *o = *v;
+        }
+        out
     }
 
     /// True if every component is zero. Views, watch time and 24-hour views
@@ -241,33 +259,68 @@ pub enum Delta {
     Whole(Measures),
 }
 
+/// What a [`Delta`] changes: [`Measures`], or a [`Tally`] holding them in
+/// less room. [`Delta::apply`] says what a change adds; this, how it is held.
+pub trait Counts {
+    /// Adds to views, watch time and 24-hour views.
+    fn add_totals(&mut self, views: i64, watch_ms: i64, views_24h: i64);
+    /// Adds `v` views to the tier, device and region of [`cell_parts`].
+    fn add_cell(&mut self, parts: (usize, usize, usize), v: i64);
+    /// Adds breakdown counts (tiers, then devices, then regions).
+    fn add_breakdown(&mut self, add: &[i64; N_BREAKDOWN]);
+}
+
+impl Counts for Measures {
+    fn add_totals(&mut self, views: i64, watch_ms: i64, views_24h: i64) {
+        self.views += views;
+        self.watch_ms += watch_ms;
+        self.views_24h += views_24h;
+    }
+
+    fn add_cell(&mut self, (t, d, r): (usize, usize, usize), v: i64) {
+        self.tier[t] += v;
+        self.device[d] += v;
+        self.region[r] += v;
+    }
+
+    fn add_breakdown(&mut self, add: &[i64; N_BREAKDOWN]) {
+        let all = self
+            .tier
+            .iter_mut()
+            .chain(&mut self.device)
+            .chain(&mut self.region);
+        for (x, v) in all.zip(add) {
+            *x += v;
+        }
+    }
+}
+
 impl Delta {
     /// Adds the change to `m`; `with_score`: `views_24h` too.
-    pub fn apply(&self, m: &mut Measures, with_score: bool) {
+    pub fn apply(&self, m: &mut impl Counts, with_score: bool) {
         match *self {
             Delta::Cell { cell, obs, score } => {
-                m.views += obs.views;
-                m.watch_ms += obs.watch_ms;
-                if obs.views != 0 {
-                    if score && with_score {
-                        m.views_24h += obs.views;
-                    }
-                    let (t, d, r) = cell_parts(cell);
-                    m.tier[t] += obs.views;
-                    m.device[d] += obs.views;
-                    m.region[r] += obs.views;
+                debug_assert!((cell as usize) < N_CELLS, "cell {cell} (a bug)");
+                let counted = obs.views != 0;
+                let in_score = if counted && score && with_score {
+                    obs.views
+                } else {
+                    0
+                };
+                m.add_totals(obs.views, obs.watch_ms, in_score);
+                if counted {
+                    m.add_cell(cell_parts(cell), obs.views);
                 }
             }
             Delta::Score(v) => {
                 if with_score {
-                    m.views_24h += v;
+                    m.add_totals(0, 0, v);
                 }
             }
             Delta::Whole(w) => {
-                m.add(&w);
-                if !with_score {
-                    m.views_24h -= w.views_24h;
-                }
+                let in_score = if with_score { w.views_24h } else { 0 };
+                m.add_totals(w.views, w.watch_ms, in_score);
+                m.add_breakdown(&w.breakdown());
             }
         }
     }

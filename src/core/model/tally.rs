@@ -9,10 +9,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{cell_parts, Delta, Measures, N_DEVICES, N_REGIONS, N_TIERS};
-
-/// Breakdown counts in one array: tiers, then devices, then regions.
-pub const N_BREAKDOWN: usize = N_TIERS + N_DEVICES + N_REGIONS;
+use super::{Counts, Measures, N_BREAKDOWN, N_DEVICES, N_REGIONS, N_TIERS};
 
 /// The breakdown counts: 32-bit while every count fits, else 64-bit.
 #[derive(Clone, Debug)]
@@ -73,13 +70,7 @@ impl PartialEq for Tally {
 
 impl From<Measures> for Tally {
     fn from(m: Measures) -> Tally {
-        let mut wide = [0i64; N_BREAKDOWN];
-        for (w, v) in wide
-            .iter_mut()
-            .zip(m.tier.iter().chain(&m.device).chain(&m.region))
-        {
-            *w = *v;
-        }
+        let wide = m.breakdown();
         let mut narrow = [0u32; N_BREAKDOWN];
         let fits = narrow
             .iter_mut()
@@ -175,46 +166,22 @@ impl Tally {
                 Cells::Wide(c) => c.iter().all(|v| *v == 0),
             }
     }
+}
 
-    /// Applies a change, as [`Delta::apply`] does to [`Measures`].
-    pub fn apply(&mut self, d: &Delta, with_score: bool) {
-        match *d {
-            Delta::Cell { cell, obs, score } => {
-                debug_assert!((cell as usize) < super::N_CELLS, "cell {cell} (a bug)");
-                self.views += obs.views;
-                self.watch_ms += obs.watch_ms;
-                if obs.views != 0 {
-                    if score && with_score {
-                        self.views_24h += obs.views;
-                    }
-                    let (t, dev, r) = cell_parts(cell);
-                    self.bump([t, N_TIERS + dev, N_TIERS + N_DEVICES + r], obs.views);
-                }
-            }
-            Delta::Score(v) => {
-                if with_score {
-                    self.views_24h += v;
-                }
-            }
-            Delta::Whole(w) => {
-                self.views += w.views;
-                self.watch_ms += w.watch_ms;
-                if with_score {
-                    self.views_24h += w.views_24h;
-                }
-                let all = w.tier.iter().chain(&w.device).chain(&w.region);
-                let mut add = [0i64; N_BREAKDOWN];
-                for (a, v) in add.iter_mut().zip(all) {
-                    *a = *v;
-                }
-                self.add_all(&add);
-            }
-        }
+impl Counts for Tally {
+    fn add_totals(&mut self, views: i64, watch_ms: i64, views_24h: i64) {
+        self.views += views;
+        self.watch_ms += watch_ms;
+        self.views_24h += views_24h;
+    }
+
+    fn add_cell(&mut self, (t, d, r): (usize, usize, usize), v: i64) {
+        self.bump([t, N_TIERS + d, N_TIERS + N_DEVICES + r], v);
     }
 
     /// Adds `add` to the breakdown counts, widening them first if any
     /// result would not fit in 32 bits.
-    fn add_all(&mut self, add: &[i64; N_BREAKDOWN]) {
+    fn add_breakdown(&mut self, add: &[i64; N_BREAKDOWN]) {
         if let Cells::Narrow(c) = &mut self.cells {
             let mut next = *c;
             let fits = next
@@ -233,7 +200,9 @@ impl Tally {
             }
         }
     }
+}
 
+impl Tally {
     /// Adds `v` to three distinct breakdown counts, widening them all first
     /// if any result would not fit in 32 bits.
     fn bump(&mut self, at: [usize; 3], v: i64) {
@@ -261,7 +230,7 @@ impl Tally {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::model::{Obs, N_CELLS};
+    use crate::core::model::{Delta, Obs, N_CELLS};
 
     /// A tally and a `Measures` given the same changes stay equal, through
     /// counts that leave 32 bits both ways and come back.
@@ -302,7 +271,7 @@ mod tests {
                 };
                 let with_score = round % 2 == 0;
                 d.apply(&mut m, with_score);
-                t.apply(&d, with_score);
+                d.apply(&mut t, with_score);
                 assert_eq!(t.measures(), m, "round {round}");
                 assert_eq!(t.is_zero(), m.is_zero());
             }

@@ -187,7 +187,7 @@ impl Slots {
     pub(super) fn add(&mut self, i: u32, d: &Delta) {
         let s = &mut self.slots[i as usize];
         let was = s.m.is_zero();
-        s.m.apply(d, true);
+        d.apply(&mut s.m, true);
         match (was, s.m.is_zero()) {
             (true, false) => self.nonzero += 1,
             (false, true) => self.nonzero -= 1,
