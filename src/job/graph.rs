@@ -13,13 +13,14 @@ use std::sync::Arc;
 
 use differential_dataflow::input::{Input, InputSession};
 use timely::dataflow::operators::probe::Handle as ProbeHandle;
+use timely::dataflow::operators::vec::Map;
 use timely::dataflow::operators::{Concat, Probe};
 use timely::dataflow::{Scope, StreamVec};
 
 use super::Context;
 use crate::config::MetricsConfig;
 use crate::core::event::ContentId;
-use crate::core::model::{CatalogEntry, Cell, Measures, Obs};
+use crate::core::model::{give_back, CatalogEntry, Cell, Measures, Obs};
 use crate::core::time::Pane;
 use crate::dataflow::live::{publish_live, Boards, Publish};
 use crate::dataflow::model::{model_tables, ModelHour};
@@ -104,7 +105,8 @@ pub fn build(scope: Scope<'_, Pane>, ctx: &Context) -> (Inputs, ProbeHandle<Pane
         None => {
             let (probe, _) = hours.probe();
             if let Some(h) = model_hours {
-                h.probe_with(&probe);
+                // The rows' buffer goes back for a later hour's rows.
+                h.map(|h| give_back(h.rows)).probe_with(&probe);
             }
             probe
         }

@@ -34,7 +34,7 @@ use super::tables::{
 };
 use super::uploader::Uploader;
 use crate::core::error::{Error, FaultSlot, Result};
-use crate::core::model::{rank_all, NodeRow};
+use crate::core::model::{give_back, rank_all, NodeRow};
 use crate::core::stats::Stats;
 use crate::core::time::{Pane, WindowSpec};
 use crate::dataflow::model::ModelHour;
@@ -61,9 +61,10 @@ pub fn write_parts<'scope>(
         stats,
         fault,
     };
-    write_each(hours, writer, |store, window, table| {
+    let write = |store: &dyn ObjectStore, window: &WindowSpec, table: &HourTable| {
         write_part(store, window, table).map(|record| vec![record])
-    })
+    };
+    write_each(hours, writer, write, drop)
 }
 
 /// Where and how a write operator runs: its operator and thread names,
@@ -84,6 +85,7 @@ fn write_each<'scope, T, W>(
     hours: StreamVec<'scope, Pane, T>,
     writer: Writer,
     write: W,
+    done: fn(T),
 ) -> StreamVec<'scope, Pane, PartRecord>
 where
     T: Clone + Send + Sync + 'static,
@@ -109,11 +111,11 @@ where
                     let Some(held) = cap.retain_least(output.output_index()) else {
                         continue;
                     };
-                    let item = Arc::new(item);
+                    let item = Handed(Some(item), done);
                     let timing = stats.clone();
                     let id = uploader.submit(Box::new(move |store| {
                         let started = std::time::Instant::now();
-                        let records = write(store, &window, &item)?;
+                        let records = write(store, &window, item.get())?;
                         let took = started.elapsed().as_micros() as u64;
                         Stats::add(&timing.part_write_micros, took);
                         Ok(records)
@@ -136,6 +138,26 @@ where
             );
         }
     })
+}
+
+/// An item a write job holds: handed to its `done` when the job is dropped,
+/// after its last attempt.
+struct Handed<T>(Option<T>, fn(T));
+
+impl<T> Handed<T> {
+    fn get(&self) -> &T {
+        self.0
+            .as_ref()
+            .expect("bug: an item is taken only when dropped")
+    }
+}
+
+impl<T> Drop for Handed<T> {
+    fn drop(&mut self) {
+        if let Some(item) = self.0.take() {
+            (self.1)(item);
+        }
+    }
 }
 
 fn write_part(
@@ -338,7 +360,8 @@ pub fn write_model_parts<'scope>(
         stats,
         fault,
     };
-    write_each(hours, writer, write_model_part)
+    // The rows' buffer goes back for a later hour's rows.
+    write_each(hours, writer, write_model_part, |h| give_back(h.rows))
 }
 
 /// One worker's node tables of one hour, a part per table with rows.

@@ -28,6 +28,7 @@
 //!   smaller id.
 
 mod ranking;
+mod spare;
 mod tally;
 
 use serde::{Deserialize, Serialize};
@@ -40,6 +41,7 @@ pub use ranking::{
     categories_of, decay, node_rows, rank_all, rank_value, score_ppm, top, Best, NodeRow, TopEntry,
     CATEGORIES,
 };
+pub use spare::{give_back, spare_rows};
 pub use tally::Tally;
 
 /// Number of regions, tiers and devices.

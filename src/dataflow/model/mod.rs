@@ -41,7 +41,8 @@ use super::{follow_frontier, shard, HourTable};
 use crate::core::catalog::Kind;
 use crate::core::event::ContentId;
 use crate::core::model::{
-    rank_all, resolve, CatalogEntry, Cell, Info, Measures, ModelSpec, NodeRow, Obs, Rollup,
+    give_back, rank_all, resolve, CatalogEntry, Cell, Info, Measures, ModelSpec, NodeRow, Obs,
+    Rollup,
 };
 use crate::core::stats::Stats;
 use crate::core::time::{Pane, WindowSpec};
@@ -356,8 +357,9 @@ fn finish_hours<'scope>(
                     parts.sort_by_key(|h| std::cmp::Reverse(h.rows.len()));
                     let mut parts = parts.into_iter();
                     let mut rows: Vec<NodeRow> = parts.next().map(|h| h.rows).unwrap_or_default();
-                    for h in parts {
-                        rows.extend(h.rows);
+                    for mut h in parts {
+                        rows.append(&mut h.rows);
+                        give_back(h.rows);
                     }
                     for r in rows.iter_mut() {
                         if r.kind == Some(crate::core::catalog::Kind::Episode) {

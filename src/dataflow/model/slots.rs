@@ -227,16 +227,18 @@ impl Slots {
     }
 
     /// Rows of the nodes with nonzero measures (titles: but shows and
-    /// channels, which the node stage shows), in id order.
+    /// channels, which the node stage shows), in id order, into `rows`
+    /// (empty).
     pub(super) fn rows(
         &mut self,
+        mut rows: Vec<NodeRow>,
         titles: bool,
         total: i64,
         t: crate::core::time::Millis,
         spec: &ModelSpec,
     ) -> Vec<NodeRow> {
         self.order();
-        let mut rows = Vec::with_capacity(self.nonzero);
+        rows.reserve(self.nonzero);
         for &i in &self.order {
             let (s, info) = (&self.slots[i as usize], self.infos[i as usize].unpack());
             if s.m.is_zero() || (titles && forwards_itself(info.as_ref())) {

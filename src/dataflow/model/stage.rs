@@ -25,7 +25,9 @@ use super::exits::{fold_exit, split32, Exit};
 use super::slots::{Outbox, Slots};
 use super::{Fx, ModelHour, Pending, Side, StageOut, TOTAL_NODE};
 use crate::core::event::ContentId;
-use crate::core::model::{Cell, Delta, Info, Measures, ModelSpec, Obs, Rollup, OVERFLOW_TITLE};
+use crate::core::model::{
+    spare_rows, Cell, Delta, Info, Measures, ModelSpec, Obs, Rollup, OVERFLOW_TITLE,
+};
 use crate::core::stats::Stats;
 use crate::core::time::{Pane, WindowSpec};
 use crate::dataflow::live::{LiveUpdate, ModelShard, Publish, Publisher};
@@ -224,9 +226,9 @@ impl Shard {
             }
             let hour = window.hour_of(end);
             let t = window.window_bounds(end).1;
-            let rows = self
-                .nodes
-                .rows(self.stage.titles, self.total, t, &self.stage.spec);
+            // The hour's rows are written, then handed back (`give_back`).
+            let buf = spare_rows(self.nodes.nonzero);
+            let rows = (self.nodes).rows(buf, self.stage.titles, self.total, t, &self.stage.spec);
             let total_24h = self.total;
             let candidates = Vec::new();
             let row = ModelHour {
@@ -260,9 +262,8 @@ impl Shard {
         // Unchanged final rows stay on the board: only provisional counts moved.
         if due.finals {
             let t = self.stage.window.window_bounds(due.as_of).1;
-            let rows = self
-                .nodes
-                .rows(self.stage.titles, self.total, t, &self.stage.spec);
+            let buf = Vec::new();
+            let rows = (self.nodes).rows(buf, self.stage.titles, self.total, t, &self.stage.spec);
             let shard = ModelShard {
                 as_of: due.as_of,
                 rows: Arc::new(rows),
