@@ -100,11 +100,13 @@ impl Context {
             Arc::new(crate::sink::measured::Measured::new(s, stats.clone())) as Arc<dyn ObjectStore>
         });
         let model = if job.model.enabled {
-            Some(
-                job.model
-                    .spec(window.slide_ms, window.panes())
-                    .map_err(Error::Config)?,
-            )
+            let mut spec = (job.model)
+                .spec(window.slide_ms, window.panes())
+                .map_err(Error::Config)?;
+            // A block must complete within the sources' lead.
+            spec.block_panes = spec.block_panes.min(job.window.max_lead_panes).max(1);
+            spec.near_ms += crate::core::time::millis(job.window.allowed_lateness);
+            Some(spec)
         } else {
             None
         };

@@ -531,6 +531,10 @@ pub struct ModelSpec {
     pub rollup: Rollup,
     /// Titles outside the catalog a title shard keeps one by one.
     pub uncataloged_limit: usize,
+    /// Panes a title shard sums its sends to ancestors over (job: ≤ lead).
+    pub block_panes: u64,
+    /// Panes this near the clock (job: plus lateness) are a block each.
+    pub near_ms: Millis,
 }
 
 impl ModelSpec {
@@ -586,6 +590,8 @@ impl ModelConfig {
             half_life_ms: half,
             rollup: self.rollup,
             uncataloged_limit: self.uncataloged_limit,
+            block_panes: 10,
+            near_ms: 15 * 60_000,
         })
     }
 }

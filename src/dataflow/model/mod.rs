@@ -7,7 +7,7 @@
 //!                                                                   ▼
 //! ModelTitles: +obs@p, −obs@p+W, −views@p+S as the frontier reaches them;
 //!              title measures; changes forwarded along each title's route ─┐
-//!                                   deltas by node and pane (exchange),    │
+//!                                   deltas by node and block (exchange),   │
 //!                                   Σ episodes (broadcast)                 ▼
 //! ModelNodes: shows, channels ◄────────────────────────────────────────────┘
 //! ModelTitles + ModelNodes ─► FinishHours (episode scores, ranking candidates) ─► ModelHour
@@ -28,6 +28,7 @@ use timely::dataflow::operators::vec::{Broadcast, Filter, Map, Partition};
 use timely::dataflow::operators::{Concat, Exchange as _};
 use timely::dataflow::StreamVec;
 
+mod blocks;
 mod early;
 mod exits;
 mod slots;

@@ -4,7 +4,8 @@
 //! also keeps the windows (a fact leaves the window one window after its
 //! pane, its 24-hour views one score window after the score step it entered
 //! in, summed per title and step) and forwards every change
-//! of a title to its ancestors, summed per ancestor and time.
+//! of a title to its ancestors, summed per ancestor over a block of panes
+//! (see [`super::blocks`]).
 //!
 //! What is still to leave a window is held here and applied only once the
 //! frontier reaches its time. Handing it on at once, stamped with a future
@@ -20,6 +21,7 @@ use timely::dataflow::channels::pact::{Exchange, Pipeline};
 use timely::dataflow::operators::generic::operator::Operator;
 use timely::dataflow::StreamVec;
 
+use super::blocks::Blocks;
 use super::early::early;
 use super::exits::{fold_exit, split32, Exit};
 use super::slots::{Outbox, Slots};
@@ -29,7 +31,7 @@ use crate::core::model::{
     spare_rows, Cell, Delta, Info, Measures, ModelSpec, Obs, Rollup, OVERFLOW_TITLE,
 };
 use crate::core::stats::Stats;
-use crate::core::time::{Pane, WindowSpec};
+use crate::core::time::{now_ms, Pane, WindowSpec};
 use crate::dataflow::live::{LiveUpdate, ModelShard, Publish, Publisher};
 use crate::dataflow::{follow_frontier, shard, HourTable};
 
@@ -79,8 +81,20 @@ pub(super) fn shard_stage<'scope>(
                     .into_iter()
                     .filter_map(|f| f.first().copied())
                     .min();
+                // Only to a block's end, where every shard has sent its sums.
+                let near = shard.blocks.first_near(now_ms());
+                let bound = bound.map(|b| shard.through(b, near));
+                let mut unsent: Option<Pane> = None;
                 loop {
                     let next = shard.next_time(bound);
+                    if let (Some(u), Some(cap)) = (unsent, held.as_ref()) {
+                        if next.is_none_or(|n| n > shard.blocks.end_of(u, near)) {
+                            let at = cap.delayed(&u);
+                            let mut session = output.session(&at);
+                            shard.send_deltas(u, |out| session.give(out));
+                            unsent = None;
+                        }
+                    }
                     if let (Some(upto), Some(cap)) = (next.or(bound), held.as_ref()) {
                         shard.emit_hours(upto, |end, out| {
                             output.session(&cap.delayed(&end)).give(out)
@@ -92,14 +106,12 @@ pub(super) fn shard_stage<'scope>(
                             activator.activate_after(wait);
                         }
                     }
-                    let (Some(time), Some(cap)) = (next, held.as_ref()) else {
+                    let (Some(time), Some(_)) = (next, held.as_ref()) else {
                         break;
                     };
                     shard.step(time);
                     if shard.has_deltas() {
-                        let at = cap.delayed(&time);
-                        let mut session = output.session(&at);
-                        shard.send_deltas(time, |out| session.give(out));
+                        unsent = Some(time);
                     }
                 }
                 // Keep a capability for the earliest update still to leave.
@@ -145,6 +157,9 @@ struct Shard {
     /// The exit pane of the score step the stage is in: its exits are
     /// still coming.
     open_score_exit: Option<Pane>,
+    /// Where its blocks end, and how far it has gone.
+    blocks: Blocks,
+    through: Pane,
     stats: Arc<Stats>,
 }
 
@@ -152,6 +167,7 @@ impl Shard {
     /// An empty shard of worker `worker`.
     fn new(stage: StageSpec, worker: usize, stats: Arc<Stats>) -> Shard {
         Shard {
+            blocks: Blocks::new(stage.window, &stage.spec, stage.titles),
             stage,
             worker,
             pending: BTreeMap::new(),
@@ -168,8 +184,15 @@ impl Shard {
             uncataloged: 0,
             overflowed: 0,
             open_score_exit: None,
+            through: 0,
             stats,
         }
+    }
+
+    /// How far the stage may go: to the last block end before `bound`.
+    fn through(&mut self, bound: Pane, near: Pane) -> Pane {
+        self.through = self.through.max(self.blocks.floor(bound, near));
+        self.through
     }
 
     /// Queues facts by their time until the frontier passes it.

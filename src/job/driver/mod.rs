@@ -378,7 +378,10 @@ impl<'a> Driver<'a> {
         let time = *m.facts.time();
         match m.drain_until {
             Some(end) if time < end => {
-                if probe.less_than(&time) {
+                // As far ahead as the sources may lead: the model's stages
+                // go a block of panes at a time (`model.block_panes`).
+                let lead = self.ctx.job.window.max_lead_panes;
+                if probe.less_than(&time.saturating_sub(lead)) {
                     return Some(true);
                 }
                 // One pane per step: larger steps measured slower.
