@@ -63,12 +63,18 @@ fn publish(metrics: &MetricsConfig) -> Publish {
 
 /// Builds the worker's dataflow; the probe passes an hour once it is
 /// published (or, without a store, computed).
-pub fn build(scope: Scope<'_, Pane>, ctx: &Context) -> (Inputs, ProbeHandle<Pane>) {
+pub fn build(
+    scope: Scope<'_, Pane>,
+    ctx: &Context,
+    restored_at: Option<Pane>,
+) -> (Inputs, ProbeHandle<Pane>) {
     let (views_in, views) = scope.new_collection::<ContentId, i64>();
     let (restored_in, carried) = scope.new_collection::<ContentId, i64>();
     let publish = publish(&ctx.job.metrics);
     let (model_in, model_hours, hours, live) = match ctx.model {
-        Some(spec) => {
+        Some(mut spec) => {
+            // A stop right after a restore needs the frontier to reach it.
+            spec.restored_at = restored_at;
             let (facts_in, facts) = scope.new_collection::<(ContentId, Cell), Obs>();
             let (carry_in, carry) = scope.new_collection::<ContentId, Measures>();
             let (catalog_in, catalog) = scope.new_collection::<CatalogEntry, i64>();

@@ -29,7 +29,8 @@ pub fn run_worker(worker: &mut Worker, ctx: &Context, writer: Option<Arc<Writer>
     let began = Instant::now();
     let restore = restore_state(ctx, index, peers)?;
     let dataflow = worker.next_dataflow_index();
-    let (inputs, probe) = worker.dataflow::<Pane, _, _>(|scope| graph::build(scope, ctx));
+    let (inputs, probe) =
+        worker.dataflow::<Pane, _, _>(|scope| graph::build(scope, ctx, restore.time));
     let (source, source_name) = ctx.open_source(index, peers, &restore.offsets())?;
     let mut model = match inputs.model {
         Some(m) => Some(ModelFeed::start(ctx, m, restore.time, (index, peers))?),

@@ -9,9 +9,8 @@
 //!
 //! The formulas (also in the README):
 //!
-//! - `views`, `watch_ms` and the breakdowns: sums over the sliding window
-//!   (1 hour) ending at the pane.
-//! - `views_24h`: views over the score window (24 hours) ending at the pane.
+//! - `views`, `watch_ms` and the breakdowns: sums over the 1-hour window.
+//! - `views_24h`: views over the 24-hour score window.
 //! - Episode score: `1e6 · views_24h(e) / Σ views_24h(all episodes)`, its
 //!   share of the last 24 hours' episode viewing in parts per million. A
 //!   show's score is the same share of its episodes' 24-hour views (the sum
@@ -24,8 +23,7 @@
 //!   channel score comes from its shows).
 //! - Rankings, per category: episodes and shows by score, movies, live
 //!   events, clips and `all` (every title and show) by trend; per region,
-//!   every category by the region's views times `d`. Ties go to the
-//!   smaller id.
+//!   every category by the region's views times `d`. Ties: smaller id.
 
 mod ranking;
 mod spare;
@@ -511,9 +509,8 @@ impl Default for ModelConfig {
     }
 }
 
-/// The title that counts, together, the facts of ids outside the catalog
-/// once a shard keeps [`ModelConfig::uncataloged_limit`] of them one by one:
-/// one past the largest content id an event may carry, so no event names it.
+/// Counts the facts of ids outside the catalog past a shard's
+/// [`ModelConfig::uncataloged_limit`]; no event can carry this id.
 pub const OVERFLOW_TITLE: ContentId = crate::core::event::MAX_CONTENT_ID + 1;
 
 /// The model settings, resolved.
@@ -535,6 +532,8 @@ pub struct ModelSpec {
     pub block_panes: u64,
     /// Panes this near the clock (job: plus lateness) are a block each.
     pub near_ms: Millis,
+    /// The pane a restore started at (job), where a block ends too.
+    pub restored_at: Option<u64>,
 }
 
 impl ModelSpec {
@@ -592,6 +591,7 @@ impl ModelConfig {
             uncataloged_limit: self.uncataloged_limit,
             block_panes: 10,
             near_ms: 15 * 60_000,
+            restored_at: None,
         })
     }
 }

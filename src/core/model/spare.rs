@@ -12,8 +12,8 @@ use std::sync::Mutex;
 
 use super::NodeRow;
 
-/// Buffers kept at most: one per worker in flight is enough for a
-/// two-worker process to reuse both; more would only hold memory.
+/// Buffers kept at most: a few hours of a two-worker process in flight;
+/// more would only hold memory.
 const KEEP: usize = 4;
 /// Buffers smaller than this many rows are not worth keeping: the
 /// allocator reuses small blocks itself.
@@ -37,7 +37,9 @@ static SPARE: Mutex<Vec<Vec<NodeRow>>> = Mutex::new(Vec::new());
 pub fn spare_rows(n: usize) -> Vec<NodeRow> {
     if n >= WORTH {
         let mut spare = SPARE.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(at) = spare.iter().position(|b| b.capacity() >= n) {
+        // The smallest that fits: a large one stays for a larger hour.
+        let fits = spare.iter().enumerate().filter(|(_, b)| b.capacity() >= n);
+        if let Some((at, _)) = fits.min_by_key(|(_, b)| b.capacity()) {
             return spare.swap_remove(at);
         }
     }

@@ -34,6 +34,9 @@ pub(super) struct Blocks {
     slide_ms: Millis,
     /// Panes that start within this of the clock each end a block.
     near_ms: Millis,
+    /// The pane a restore started at: the pane before it ends a block, so
+    /// the frontier can reach it while nothing else moves (a stop).
+    restored: Option<Pane>,
 }
 
 impl Blocks {
@@ -45,6 +48,7 @@ impl Blocks {
             per_hour: window.panes_per_hour(),
             slide_ms: window.slide_ms,
             near_ms: spec.near_ms + margin,
+            restored: spec.restored_at,
         }
     }
 
@@ -62,7 +66,11 @@ impl Blocks {
     pub(super) fn end_of(&self, p: Pane, near: Pane) -> Pane {
         let hour = p - p % self.per_hour;
         let end = hour + ((p - hour) / self.panes + 1) * self.panes - 1;
-        end.min(hour + self.per_hour - 1).min(near.max(p))
+        let end = end.min(hour + self.per_hour - 1).min(near.max(p));
+        match self.restored {
+            Some(r) if p < r => end.min(r - 1),
+            _ => end,
+        }
     }
 
     /// The largest bound up to `bound` whose last pane ends a block: how
@@ -75,7 +83,11 @@ impl Blocks {
             return bound;
         }
         let hour = last - last % self.per_hour;
-        hour + (last - hour) / self.panes * self.panes
+        let start = hour + (last - hour) / self.panes * self.panes;
+        match self.restored {
+            Some(r) if r > start && r <= last => r,
+            _ => start,
+        }
     }
 }
 
@@ -117,6 +129,19 @@ mod tests {
             assert!(f == 0 || b.end_of(f - 1, far) == f - 1, "{bound} → {f}");
             assert!((f + 1..=bound).all(|g| b.end_of(g - 1, far) != g - 1));
         }
+    }
+
+    #[test]
+    fn the_pane_before_a_restore_ends_a_block() {
+        let mut b = blocks(10, false);
+        b.restored = Some(58);
+        let far = Pane::MAX;
+        assert_eq!(b.end_of(51, far), 57);
+        assert_eq!(b.end_of(58, far), 59);
+        assert_eq!(b.floor(58, far), 58, "the frontier can reach the restore");
+        assert_eq!(b.floor(59, far), 58);
+        assert_eq!(b.floor(57, far), 50);
+        assert_eq!(b.floor(60, far), 60);
     }
 
     #[test]

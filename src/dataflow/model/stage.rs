@@ -1,6 +1,6 @@
 //! A shard stage of the model: one shard of titles (`titles = true`) or of
 //! shows and channels. It applies its updates in time order as the frontier
-//! allows and emits its rows at the last pane of every hour. The title stage
+//! allows (to a block's end) and emits its rows at every hour's last pane. The title stage
 //! also keeps the windows (a fact leaves the window one window after its
 //! pane, its 24-hour views one score window after the score step it entered
 //! in, summed per title and step) and forwards every change
