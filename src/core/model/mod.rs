@@ -36,8 +36,8 @@ use crate::core::event::{ContentId, Device, EventType, Tier, WatchEvent, REGIONS
 use crate::core::time::Millis;
 
 pub use ranking::{
-    categories_of, decay, node_rows, rank_all, rank_value, score_ppm, top, Best, NodeRow, TopEntry,
-    CATEGORIES,
+    categories_of, decay, node_rows, rank_all, rank_picked, rank_value, score_ppm, top, Best,
+    NodeRow, TopEntry, CATEGORIES,
 };
 pub use spare::{give_back, spare_rows};
 pub use tally::Tally;

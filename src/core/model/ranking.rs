@@ -203,28 +203,44 @@ pub struct TopEntry {
 /// per-worker top-k lists gives the global top-k, because each worker
 /// contributes its own best `k`.
 pub fn rank_all<'a>(rows: impl IntoIterator<Item = &'a NodeRow>, k: usize) -> Vec<TopEntry> {
+    rank_picked(rows, k).0
+}
+
+/// [`rank_all`], and the positions in `rows` of the rows that made any
+/// list, in order and once each: the worker's candidates are those rows,
+/// found without a lookup per row.
+pub fn rank_picked<'a>(
+    rows: impl IntoIterator<Item = &'a NodeRow>,
+    k: usize,
+) -> (Vec<TopEntry>, Vec<usize>) {
     // One list per (category, scope), scope 0 global and r + 1 region r.
     let scopes = N_REGIONS + 1;
-    let mut lists: Vec<Best<()>> = (0..CATEGORIES.len() * scopes)
+    let mut lists: Vec<Best<usize>> = (0..CATEGORIES.len() * scopes)
         .map(|_| Best::new(k))
         .collect();
-    for row in rows {
-        for cat in categories_of(row.kind) {
-            let c = CATEGORIES.iter().position(|x| x == cat).unwrap_or(0);
-            lists[c * scopes].offer(rank_value(row, cat, None), row.id, ());
-            if row.m.views == 0 {
-                continue; // no views, no region has any
-            }
-            for r in 0..N_REGIONS {
-                lists[c * scopes + r + 1].offer(rank_value(row, cat, Some(r)), row.id, ());
+    for (at, row) in rows.into_iter().enumerate() {
+        let places = category_places(row.kind);
+        for &c in places {
+            let value = rank_value(row, CATEGORIES[c], None);
+            lists[c * scopes].offer(value, row.id, at);
+        }
+        if row.m.views == 0 || places.is_empty() {
+            continue; // no views, no region has any
+        }
+        // A region's value is the same in every category (`rank_value`).
+        let counts = row.m.breakdown();
+        for (r, &n) in counts[N_TIERS + N_DEVICES..].iter().enumerate() {
+            let value = n as f64 * row.decay;
+            for &c in places {
+                lists[c * scopes + r + 1].offer(value, row.id, at);
             }
         }
     }
-    let mut out = Vec::new();
+    let (mut out, mut picked) = (Vec::new(), Vec::new());
     for (at, list) in lists.into_iter().enumerate() {
         let (c, r) = (at / scopes, at % scopes);
-        let list = list.into_sorted().into_iter().map(|(v, id, ())| (v, id));
-        for (i, (value, id)) in list.into_iter().enumerate() {
+        for (i, (value, id, row)) in list.into_sorted().into_iter().enumerate() {
+            picked.push(row);
             out.push(TopEntry {
                 category: CATEGORIES[c].to_string(),
                 region: if r == 0 {
@@ -238,7 +254,22 @@ pub fn rank_all<'a>(rows: impl IntoIterator<Item = &'a NodeRow>, k: usize) -> Ve
             });
         }
     }
-    out
+    picked.sort_unstable();
+    picked.dedup();
+    (out, picked)
+}
+
+/// The places in [`CATEGORIES`] of the categories a node is ranked in
+/// ([`categories_of`]).
+fn category_places(kind: Option<Kind>) -> &'static [usize] {
+    match kind {
+        Some(Kind::Episode) => &[0, 5],
+        Some(Kind::Show) => &[1, 5],
+        Some(Kind::Movie) => &[2, 5],
+        Some(Kind::Live) => &[3, 5],
+        Some(Kind::Clip) => &[4, 5],
+        Some(Kind::Channel) | None => &[],
+    }
 }
 
 /// Builds the node rows of one shard: scores from the score window's

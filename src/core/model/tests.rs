@@ -157,3 +157,59 @@ fn the_bounded_ranking_keeps_what_a_whole_sort_keeps() {
         assert_eq!(got, want, "round {round}, k {k}");
     }
 }
+
+#[test]
+fn ranking_every_list_at_once_agrees_with_each_ranking_alone() {
+    let mut rng = crate::core::rng::SplitMix64::new(19);
+    let kinds = [None, Some(Kind::Channel)]
+        .into_iter()
+        .chain(Kind::ALL.map(Some))
+        .collect::<Vec<_>>();
+    for round in 0..50 {
+        let k = 1 + rng.below(5) as usize;
+        let rows: Vec<NodeRow> = (0..rng.below(300))
+            .map(|id| {
+                // Every view is in one region (what a rank skips relies on).
+                let mut m = Measures::default();
+                m.region = std::array::from_fn(|_| rng.below(4) as i64 * rng.below(2) as i64);
+                m.views = m.region.iter().sum();
+                NodeRow {
+                    id: rng.below(50) * 1000 + id,
+                    kind: kinds[rng.below(kinds.len() as u64) as usize],
+                    parent: None,
+                    m: m.into(),
+                    score_ppm: rng.below(5) as i64,
+                    decay: [1.0, 0.5, 0.0][rng.below(3) as usize],
+                }
+            })
+            .collect();
+        let (all, picked) = rank_picked(&rows, k);
+        assert_eq!(rank_all(&rows, k), all);
+        // Each list, as `top` ranks it alone.
+        let mut want = Vec::new();
+        for cat in CATEGORIES {
+            for region in std::iter::once(None).chain((0..N_REGIONS).map(Some)) {
+                for (rank, (value, row)) in top(&rows, cat, region, k).into_iter().enumerate() {
+                    want.push(TopEntry {
+                        category: cat.to_string(),
+                        region: region.map_or(String::new(), |r| REGIONS[r].to_string()),
+                        rank: rank + 1,
+                        id: row.id,
+                        value,
+                    });
+                }
+            }
+        }
+        assert_eq!(all, want, "round {round}");
+        // The picked rows are the ranked ones, once each, in row order.
+        let ranked: std::collections::HashSet<ContentId> = all.iter().map(|e| e.id).collect();
+        let rows_ranked: Vec<usize> = (0..rows.len())
+            .filter(|&i| ranked.contains(&rows[i].id))
+            .collect();
+        let distinct: std::collections::HashSet<ContentId> =
+            picked.iter().map(|&i| rows[i].id).collect();
+        assert_eq!(distinct, ranked, "round {round}");
+        assert!(picked.windows(2).all(|w| w[0] < w[1]));
+        assert!(picked.iter().all(|i| rows_ranked.contains(i)));
+    }
+}

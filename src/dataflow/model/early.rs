@@ -5,7 +5,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::exits::Exit;
-use super::slots::Slot;
 use super::{Pending, Side};
 use crate::core::time::Pane;
 use crate::dataflow::live::Early;
@@ -17,7 +16,7 @@ use crate::dataflow::live::Early;
 pub(super) fn early(
     pending: &BTreeMap<Pane, Pending>,
     leaving: &BTreeMap<Pane, Vec<Exit>>,
-    slots: &[Slot],
+    ids: &[crate::core::event::ContentId],
     (width, as_of, taken): (Pane, Pane, Pane),
 ) -> Arc<Early> {
     let newest = pending.iter().rev().find(|(_, (f, _))| !f.is_empty());
@@ -35,7 +34,7 @@ pub(super) fn early(
     let leaving = leaving.range(..=upto).flat_map(|(&t, exits)| {
         exits
             .iter()
-            .map(move |e| (slots[e.slot as usize].id, t, i64::from(e.views)))
+            .map(move |e| (ids[e.slot as usize], t, i64::from(e.views)))
     });
     Arc::new(Early::sum(upto, pending.chain(leaving)))
 }

@@ -42,7 +42,7 @@ use super::{follow_frontier, shard, HourTable};
 use crate::core::catalog::Kind;
 use crate::core::event::ContentId;
 use crate::core::model::{
-    give_back, rank_all, resolve, CatalogEntry, Cell, Info, Measures, ModelSpec, NodeRow, Obs,
+    give_back, rank_picked, resolve, CatalogEntry, Cell, Info, Measures, ModelSpec, NodeRow, Obs,
     Rollup,
 };
 use crate::core::stats::Stats;
@@ -370,14 +370,8 @@ fn finish_hours<'scope>(
                     if rows.is_empty() {
                         continue;
                     }
-                    let top = rank_all(&rows, spec.top_k);
-                    let picked: std::collections::HashSet<ContentId, Fx> =
-                        top.iter().map(|e| e.id).collect();
-                    let candidates = rows
-                        .iter()
-                        .filter(|r| picked.contains(&r.id))
-                        .cloned()
-                        .collect();
+                    let (_, picked) = rank_picked(&rows, spec.top_k);
+                    let candidates = picked.into_iter().map(|i| rows[i].clone()).collect();
                     output.session(&cap.delayed(&end)).give(ModelHour {
                         hour: window.hour_of(end),
                         worker,

@@ -32,20 +32,66 @@ pub(super) fn forwards_itself(info: Option<&Info>) -> bool {
 /// Where a title's changes go, resolved when its catalog info changes: up
 /// to two nodes (by their place in the outbox, and whether `views_24h` goes
 /// too) and, for episodes, the episode total. A show or channel goes to
-/// itself, a row of the node stage.
+/// itself, a row of the node stage. 12 bytes: which parts are present is
+/// a tag, not a sentinel place.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub(super) struct Route {
-    pub(super) to: [Option<(u32, bool)>; 2],
-    pub(super) episode: bool,
+    places: [u32; 2],
+    /// Bits 0–1: place present; bits 2–3: with `views_24h`; bit 4: the
+    /// episode total.
+    flags: u8,
+}
+
+impl Route {
+    /// The route to one node, with all its measures.
+    pub(super) fn to_one(place: u32) -> Route {
+        let mut route = Route::default();
+        route.add(place, true);
+        route
+    }
+
+    /// Adds a node; a third is not kept (a title has at most two).
+    pub(super) fn add(&mut self, place: u32, with_24h: bool) {
+        let n = (self.flags & 0b11).count_ones() as usize;
+        if n < self.places.len() {
+            self.places[n] = place;
+            self.flags |= (1 << n) | (u8::from(with_24h) << (n + 2));
+        }
+    }
+
+    /// Whether it goes to any node.
+    pub(super) fn is_routed(&self) -> bool {
+        self.flags & 0b11 != 0
+    }
+
+    /// Its nodes, each with whether `views_24h` goes too.
+    pub(super) fn nodes(&self) -> impl Iterator<Item = (u32, bool)> + '_ {
+        (0..self.places.len())
+            .filter(|n| self.flags & (1 << n) != 0)
+            .map(|n| (self.places[n], self.flags & (1 << (n + 2)) != 0))
+    }
+
+    /// Whether it goes to the episode total.
+    pub(super) fn episode(&self) -> bool {
+        self.flags & (1 << 4) != 0
+    }
+
+    /// Sends it to the episode total too.
+    pub(super) fn set_episode(&mut self) {
+        self.flags |= 1 << 4;
+    }
 }
 
 /// One node of a shard: its current measures, where its changes go, and how
-/// many updates waiting to leave a window refer to it.
+/// many updates waiting to leave a window refer to it. 128 bytes on a
+/// 64-byte boundary, so a slot is two cache lines, not three: every view
+/// entering or leaving a window touches its title's slot, most often a
+/// cache miss at a million titles. Its id is kept apart ([`Slots::ids`]).
 #[derive(Clone, Debug)]
+#[repr(align(64))]
 pub(super) struct Slot {
-    pub(super) id: ContentId,
-    /// Its measures, with 32-bit breakdown counts where they fit: 144
-    /// bytes a slot rather than 208.
+    /// Its measures, with 32-bit breakdown counts where they fit: 104
+    /// bytes rather than 168.
     pub(super) m: Tally,
     pub(super) route: Route,
     pub(super) waiting: u32,
@@ -118,6 +164,8 @@ impl PackedInfo {
 pub(super) struct Slots {
     pub(super) index: HashMap<ContentId, u32, Fx>,
     pub(super) slots: Vec<Slot>,
+    /// Node ids by slot.
+    pub(super) ids: Vec<ContentId>,
     /// Catalog info by slot, apart from the slots: read by the hourly rows
     /// and catalog changes only.
     infos: Vec<PackedInfo>,
@@ -138,7 +186,6 @@ impl Slots {
             return i;
         }
         let slot = Slot {
-            id,
             m: Tally::default(),
             route: Route::default(),
             waiting: 0,
@@ -147,11 +194,13 @@ impl Slots {
         let i = match self.free.pop() {
             Some(i) => {
                 self.slots[i as usize] = slot;
+                self.ids[i as usize] = id;
                 self.infos[i as usize] = PackedInfo::default();
                 i
             }
             None => {
                 self.slots.push(slot);
+                self.ids.push(id);
                 self.infos.push(PackedInfo::default());
                 (self.slots.len() - 1) as u32
             }
@@ -199,7 +248,7 @@ impl Slots {
     pub(super) fn release(&mut self, i: u32) {
         let s = &self.slots[i as usize];
         if s.waiting == 0 && self.infos[i as usize].tag == 0 && s.m.is_zero() {
-            self.index.remove(&s.id);
+            self.index.remove(&self.ids[i as usize]);
             self.free.push(i);
             self.ordered = false;
         }
@@ -208,9 +257,9 @@ impl Slots {
     /// Sorts the slot positions by id, if slots came or went.
     pub(super) fn order(&mut self) {
         if !self.ordered {
-            let slots = &self.slots;
+            let ids = &self.ids;
             self.order = self.index.values().copied().collect();
-            self.order.sort_unstable_by_key(|&i| slots[i as usize].id);
+            self.order.sort_unstable_by_key(|&i| ids[i as usize]);
             self.ordered = true;
         }
     }
@@ -220,41 +269,60 @@ impl Slots {
         self.order();
         self.order
             .iter()
-            .map(|&i| &self.slots[i as usize])
-            .filter(|s| s.m.views != 0)
-            .map(|s| (s.id, s.m.views))
+            .map(|&i| (self.ids[i as usize], self.slots[i as usize].m.views))
+            .filter(|(_, views)| *views != 0)
             .collect()
     }
 
     /// Rows of the nodes with nonzero measures (titles: but shows and
     /// channels, which the node stage shows), in id order, into `rows`
-    /// (empty).
+    /// (empty); with `views`, also what [`Slots::views`] gives, in the same
+    /// walk over the slots.
     pub(super) fn rows(
         &mut self,
         mut rows: Vec<NodeRow>,
-        titles: bool,
-        total: i64,
-        t: crate::core::time::Millis,
-        spec: &ModelSpec,
+        mut views: Option<&mut Vec<(ContentId, i64)>>,
+        of: RowsOf<'_>,
     ) -> Vec<NodeRow> {
         self.order();
         rows.reserve(self.nonzero);
         for &i in &self.order {
-            let (s, info) = (&self.slots[i as usize], self.infos[i as usize].unpack());
-            if s.m.is_zero() || (titles && forwards_itself(info.as_ref())) {
+            let (id, s) = (self.ids[i as usize], &self.slots[i as usize]);
+            if let Some(views) = views.as_mut().filter(|_| s.m.views != 0) {
+                views.push((id, s.m.views));
+            }
+            if s.m.is_zero() {
                 continue;
             }
+            let info = self.infos[i as usize].unpack();
+            if of.titles && forwards_itself(info.as_ref()) {
+                continue;
+            }
+            let m = s.m.clone();
             rows.push(NodeRow::new(
-                s.id,
+                id,
                 info,
-                s.m.clone(),
-                total,
-                t,
-                spec.half_life_ms,
+                m,
+                of.total,
+                of.t,
+                of.spec.half_life_ms,
             ));
         }
         rows
     }
+}
+
+/// Whose rows [`Slots::rows`] makes, and as of when.
+#[derive(Clone, Copy)]
+pub(super) struct RowsOf<'a> {
+    /// A title stage (shows and channels are the node stage's rows).
+    pub(super) titles: bool,
+    /// The episode total.
+    pub(super) total: i64,
+    /// The window's end.
+    pub(super) t: crate::core::time::Millis,
+    /// The model's settings.
+    pub(super) spec: &'a ModelSpec,
 }
 
 /// Sums the deltas a title shard sends to each node at one time, in a dense
@@ -286,33 +354,28 @@ impl Outbox {
 
     /// The route of title `id` with catalog info `info`.
     pub(super) fn route(&mut self, id: ContentId, info: Option<&Info>) -> Route {
+        if forwards_itself(info) {
+            return Route::to_one(self.place(id));
+        }
         let mut route = Route::default();
-        let mut n = 0;
         for (a, with_24h) in targets(info) {
             if a == TOTAL_NODE {
-                route.episode = true;
-            } else if n < route.to.len() {
-                route.to[n] = Some((self.place(a), with_24h));
-                n += 1;
+                route.set_episode();
+            } else {
+                route.add(self.place(a), with_24h);
             }
-        }
-        if forwards_itself(info) {
-            route.to[0] = Some((self.place(id), true));
         }
         route
     }
 
     /// The route of a title to itself (all its measures, no episode total).
     pub(super) fn own(&mut self, id: ContentId) -> Route {
-        Route {
-            to: [Some((self.place(id), true)), None],
-            episode: false,
-        }
+        Route::to_one(self.place(id))
     }
 
     /// Sends `d` along `route`.
     pub(super) fn forward(&mut self, route: &Route, d: &Delta) {
-        for &(i, with_24h) in route.to.iter().flatten() {
+        for (i, with_24h) in route.nodes() {
             let i = i as usize;
             if !self.marked[i] {
                 self.marked[i] = true;
@@ -320,7 +383,7 @@ impl Outbox {
             }
             d.apply(&mut self.sums[i], with_24h);
         }
-        if route.episode {
+        if route.episode() {
             self.episode_total += d.views_24h();
         }
     }
@@ -341,6 +404,23 @@ impl Outbox {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_slot_is_two_cache_lines_and_a_route_keeps_what_it_was_given() {
+        assert_eq!(std::mem::size_of::<Slot>(), 128);
+        assert_eq!(std::mem::align_of::<Slot>(), 64);
+        assert_eq!(std::mem::size_of::<Route>(), 12);
+        let mut r = Route::default();
+        assert!(!r.is_routed() && !r.episode());
+        r.add(7, true);
+        r.add(u32::MAX, false);
+        r.add(9, true); // a third is not kept
+        r.set_episode();
+        assert!(r.is_routed() && r.episode());
+        assert_eq!(r.nodes().collect::<Vec<_>>(), [(7, true), (u32::MAX, false)]);
+        assert_eq!(Route::to_one(0).nodes().collect::<Vec<_>>(), [(0, true)]);
+        assert!(!Route::to_one(0).episode());
+    }
 
     #[test]
     fn packed_info_gives_back_every_info_exactly() {

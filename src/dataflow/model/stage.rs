@@ -21,15 +21,15 @@ use timely::dataflow::channels::pact::{Exchange, Pipeline};
 use timely::dataflow::operators::generic::operator::Operator;
 use timely::dataflow::StreamVec;
 
+mod admit;
+
 use super::blocks::Blocks;
 use super::early::early;
 use super::exits::{fold_exit, split32, Exit};
-use super::slots::{Outbox, Slots};
+use super::slots::{Outbox, RowsOf, Slots};
 use super::{Fx, ModelHour, Pending, Side, StageOut, TOTAL_NODE};
 use crate::core::event::ContentId;
-use crate::core::model::{
-    spare_rows, Cell, Delta, Info, Measures, ModelSpec, Obs, Rollup, OVERFLOW_TITLE,
-};
+use crate::core::model::{spare_rows, Cell, Delta, Info, Measures, ModelSpec, Obs, Rollup};
 use crate::core::stats::Stats;
 use crate::core::time::{now_ms, Pane, WindowSpec};
 use crate::dataflow::live::{LiveUpdate, ModelShard, Publish, Publisher};
@@ -123,6 +123,18 @@ pub(super) fn shard_stage<'scope>(
             }
         },
     )
+}
+
+/// What the rows of stage `stage` are, with episode total `total`, at
+/// window end `t`.
+fn rows_of(stage: &StageSpec, total: i64, t: crate::core::time::Millis) -> RowsOf<'_> {
+    let (titles, spec) = (stage.titles, &stage.spec);
+    RowsOf {
+        titles,
+        total,
+        t,
+        spec,
+    }
 }
 
 /// A shard stage's state between activations.
@@ -251,7 +263,10 @@ impl Shard {
             let t = window.window_bounds(end).1;
             // The hour's rows are written, then handed back (`give_back`).
             let buf = spare_rows(self.nodes.nonzero);
-            let rows = (self.nodes).rows(buf, self.stage.titles, self.total, t, &self.stage.spec);
+            let titles = self.stage.titles;
+            let mut views = Vec::new();
+            let of = rows_of(&self.stage, self.total, t);
+            let rows = (self.nodes).rows(buf, titles.then_some(&mut views), of);
             let total_24h = self.total;
             let candidates = Vec::new();
             let row = ModelHour {
@@ -262,11 +277,9 @@ impl Shard {
                 total_24h,
             };
             give(end, StageOut::Hour(row));
-            if self.stage.titles {
-                let rows = self.nodes.views();
-                if !rows.is_empty() {
-                    give(end, StageOut::Views(HourTable { hour, worker, rows }));
-                }
+            if titles && !views.is_empty() {
+                let rows = views;
+                give(end, StageOut::Views(HourTable { hour, worker, rows }));
             }
             self.cursor = end + 1;
         }
@@ -285,8 +298,8 @@ impl Shard {
         // Unchanged final rows stay on the board: only provisional counts moved.
         if due.finals {
             let t = self.stage.window.window_bounds(due.as_of).1;
-            let buf = Vec::new();
-            let rows = (self.nodes).rows(buf, self.stage.titles, self.total, t, &self.stage.spec);
+            let of = rows_of(&self.stage, self.total, t);
+            let rows = (self.nodes).rows(Vec::new(), None, of);
             let shard = ModelShard {
                 as_of: due.as_of,
                 rows: Arc::new(rows),
@@ -299,7 +312,7 @@ impl Shard {
             let early = (self.stage.live == Publish::Provisional).then(|| {
                 let taken = self.stats.taken_pane.load(Ordering::Relaxed);
                 let at = (self.stage.window.panes(), due.as_of, taken);
-                early(&self.pending, &self.leaving, &self.nodes.slots, at)
+                early(&self.pending, &self.leaving, &self.nodes.ids, at)
             });
             let nodes = &mut self.nodes;
             let shard = self
@@ -323,7 +336,7 @@ impl Shard {
         let i = self.nodes.slot(id);
         if self.sends_own() {
             let route = &mut self.nodes.slots[i as usize].route;
-            if route.to[0].is_none() {
+            if !route.is_routed() {
                 *route = self.outbox.own(id);
             }
         }
@@ -509,56 +522,6 @@ impl Shard {
                 self.nodes.slots[i as usize].score_exit = 0;
             }
         }
-    }
-
-    /// The slot of each fact's title. An id outside the catalog gets a slot
-    /// of its own while its shard keeps fewer than the limit of them, else
-    /// its fact goes to the overflow title (counted). Near the limit the
-    /// facts are taken in id order, so which ids get a slot depends on the
-    /// input alone (a restore replays the same choice).
-    fn admit(&mut self, mut facts: Vec<(ContentId, Cell, Obs)>) -> Vec<(u32, Cell, Obs)> {
-        let limit = self.stage.spec.uncataloged_limit;
-        let near = self.nodes.uncataloged() + facts.len() > limit;
-        if !self.stage.titles || !near {
-            return facts
-                .into_iter()
-                .map(|(id, cell, obs)| (self.slot(id), cell, obs))
-                .collect();
-        }
-        facts.sort_unstable_by_key(|f| (f.0, f.1));
-        let mut overflowed = 0;
-        let admitted = facts
-            .into_iter()
-            .map(|(id, cell, obs)| {
-                let known = self.nodes.index.contains_key(&id);
-                if known || self.nodes.uncataloged() < limit {
-                    return (self.slot(id), cell, obs);
-                }
-                overflowed += 1;
-                (self.slot(OVERFLOW_TITLE), cell, obs)
-            })
-            .collect();
-        if overflowed > 0 {
-            self.note_overflow(overflowed);
-        }
-        admitted
-    }
-
-    /// Counts facts sent to the overflow title; says so once per shard.
-    fn note_overflow(&mut self, facts: u64) {
-        if self.overflowed == 0 {
-            tracing::warn!(
-                worker = self.worker,
-                limit = self.stage.spec.uncataloged_limit,
-                "bad input: more ids outside the catalog than model.uncataloged-limit; \
-                 further ones are counted together under title {OVERFLOW_TITLE} \
-                 (popularity_model_overflowed_facts_total)"
-            );
-        }
-        self.overflowed += facts;
-        self.stats
-            .model_overflowed
-            .fetch_add(facts, Ordering::Relaxed);
     }
 
     /// True if the outbox holds deltas for ancestors or the episode total.
