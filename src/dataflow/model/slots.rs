@@ -9,6 +9,9 @@ use crate::core::catalog::Kind;
 use crate::core::event::ContentId;
 use crate::core::model::{Delta, Info, Measures, ModelSpec, NodeRow, Tally};
 
+/// How many slots ahead a walk over scattered slots reads ([`Slots::touch`]).
+pub(super) const AHEAD: usize = 12;
+
 /// Where a title's measures go: shows and channels to their own node (they
 /// are rows of the node stage), everything else to its ancestors, episodes'
 /// score-window views also to the episode total. At most three targets, so
@@ -257,10 +260,22 @@ impl Slots {
     /// Sorts the slot positions by id, if slots came or went.
     pub(super) fn order(&mut self) {
         if !self.ordered {
-            let ids = &self.ids;
-            self.order = self.index.values().copied().collect();
-            self.order.sort_unstable_by_key(|&i| ids[i as usize]);
+            // Sorting pairs reads each key beside its position, not at random.
+            let mut pairs: Vec<(ContentId, u32)> =
+                self.index.iter().map(|(&k, &i)| (k, i)).collect();
+            pairs.sort_unstable();
+            self.order.clear();
+            self.order.extend(pairs.into_iter().map(|(_, i)| i));
             self.ordered = true;
+        }
+    }
+
+    /// Reads slot `i` ahead of its use (a visit in slot order far apart),
+    /// so its cache lines are on the way while the slots before it are
+    /// worked on.
+    pub(super) fn touch(&self, i: Option<u32>) {
+        if let Some(s) = i.and_then(|i| self.slots.get(i as usize)) {
+            std::hint::black_box(s.waiting);
         }
     }
 
@@ -286,7 +301,8 @@ impl Slots {
     ) -> Vec<NodeRow> {
         self.order();
         rows.reserve(self.nonzero);
-        for &i in &self.order {
+        for (at, &i) in self.order.iter().enumerate() {
+            self.touch(self.order.get(at + AHEAD).copied());
             let (id, s) = (self.ids[i as usize], &self.slots[i as usize]);
             if let Some(views) = views.as_mut().filter(|_| s.m.views != 0) {
                 views.push((id, s.m.views));
@@ -417,7 +433,10 @@ mod tests {
         r.add(9, true); // a third is not kept
         r.set_episode();
         assert!(r.is_routed() && r.episode());
-        assert_eq!(r.nodes().collect::<Vec<_>>(), [(7, true), (u32::MAX, false)]);
+        assert_eq!(
+            r.nodes().collect::<Vec<_>>(),
+            [(7, true), (u32::MAX, false)]
+        );
         assert_eq!(Route::to_one(0).nodes().collect::<Vec<_>>(), [(0, true)]);
         assert!(!Route::to_one(0).episode());
     }

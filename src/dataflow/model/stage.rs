@@ -26,7 +26,7 @@ mod admit;
 use super::blocks::Blocks;
 use super::early::early;
 use super::exits::{fold_exit, split32, Exit};
-use super::slots::{Outbox, RowsOf, Slots};
+use super::slots::{Outbox, RowsOf, Slots, AHEAD};
 use super::{Fx, ModelHour, Pending, Side, StageOut, TOTAL_NODE};
 use crate::core::event::ContentId;
 use crate::core::model::{spare_rows, Cell, Delta, Info, Measures, ModelSpec, Obs, Rollup};
@@ -427,7 +427,9 @@ impl Shard {
     /// What leaves the windows at `time`. Both were pushed in slot order
     /// ([`Shard::enter`]), so the slots are visited in memory order, not at random.
     fn leave(&mut self, time: Pane) {
-        for e in self.leaving.remove(&time).unwrap_or_default() {
+        let exits = self.leaving.remove(&time).unwrap_or_default();
+        for (at, e) in exits.iter().enumerate() {
+            self.nodes.touch(exits.get(at + AHEAD).map(|e| e.slot));
             let obs = Obs {
                 views: e.views.into(),
                 watch_ms: e.watch_ms.into(),
@@ -437,7 +439,9 @@ impl Shard {
         }
         // A score step as long as the score window leaves as it closes.
         let open = self.open_score_exit == Some(time);
-        for (i, v) in self.leaving_24h.remove(&time).unwrap_or_default() {
+        let exits = self.leaving_24h.remove(&time).unwrap_or_default();
+        for (at, &(i, v)) in exits.iter().enumerate() {
+            self.nodes.touch(exits.get(at + AHEAD).map(|e| e.0));
             if open {
                 self.nodes.slots[i as usize].score_exit = 0;
             }
@@ -475,6 +479,7 @@ impl Shard {
         let open = self.leaving_24h.entry(score_exit).or_default();
         let mut views_24h = 0;
         for (at, &(i, cell, obs)) in facts.iter().enumerate() {
+            self.nodes.touch(facts.get(at + AHEAD).map(|f| f.0));
             let before = exits.len();
             split32(-obs.views, -obs.watch_ms, |views, watch_ms| {
                 exits.push(Exit {
