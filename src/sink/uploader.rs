@@ -148,10 +148,17 @@ impl<R: Send + 'static> Drop for Uploader<R> {
         self.jobs = None;
         let Some(t) = self.thread.take() else { return };
         let began = std::time::Instant::now();
-        while !t.is_finished() && began.elapsed() < GRACE && !self.failing.load(Ordering::Acquire) {
-            std::thread::sleep(Duration::from_millis(20));
+        // The thread holds the results' sender: its end disconnects them,
+        // which wakes this wait at once (results still coming are dropped,
+        // as nobody asks for them any more).
+        let mut ended = false;
+        while !ended && began.elapsed() < GRACE && !self.failing.load(Ordering::Acquire) {
+            ended = matches!(
+                self.done.recv_timeout(Duration::from_millis(20)),
+                Err(mpsc::RecvTimeoutError::Disconnected)
+            );
         }
-        if !t.is_finished() {
+        if !ended {
             tracing::warn!(
                 grace = ?GRACE,
                 failing = self.failing.load(Ordering::Acquire),
