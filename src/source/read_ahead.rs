@@ -42,6 +42,8 @@ pub struct ReadAhead {
     partitions: Vec<PartitionId>,
     positions: BTreeMap<PartitionId, i64>,
     idle: BTreeSet<PartitionId>,
+    /// Set by the reader when it let the source go, every partition finished.
+    ended: Arc<AtomicBool>,
     focus: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
@@ -58,7 +60,9 @@ impl ReadAhead {
         let positions = source.positions();
         let focus = Arc::new(AtomicU64::new(NO_FOCUS));
         let stop = Arc::new(AtomicBool::new(false));
+        let ended = Arc::new(AtomicBool::new(false));
         let reader = Reader {
+            ended: ended.clone(),
             source,
             ready: ready_tx,
             spent: spent_rx,
@@ -76,6 +80,7 @@ impl ReadAhead {
             partitions,
             positions,
             idle: BTreeSet::new(),
+            ended,
             focus,
             stop,
             thread: Some(thread),
@@ -93,6 +98,10 @@ impl Source for ReadAhead {
         let mut read = match self.ready.recv_timeout(Duration::from_millis(2)) {
             Ok(read) => read,
             Err(RecvTimeoutError::Timeout) => return Ok(Poll::Idle),
+            // Every partition finished (and was handed on): idle from now on.
+            Err(RecvTimeoutError::Disconnected) if self.ended.load(Ordering::Acquire) => {
+                return Ok(Poll::Idle)
+            }
             Err(RecvTimeoutError::Disconnected) => {
                 return Err(Error::Internal(
                     "the source's reader thread ended without an error (a bug)".into(),
@@ -141,14 +150,18 @@ struct Reader {
     spent: Receiver<Batch>,
     focus: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
+    ended: Arc<AtomicBool>,
     max: usize,
 }
 
 impl Reader {
-    /// Polls until the source fails or the worker goes. Past the end it
-    /// goes on polling as the worker would (a finished source is idle), and
-    /// a full queue blocks it.
+    /// Polls until the source fails, every partition has finished, or the
+    /// worker goes; a full queue blocks it. Once every partition has
+    /// finished the source is let go at once: a Kafka source's clients take
+    /// a while to shut down, which then overlaps the windows running out
+    /// instead of adding to the job's end.
     fn run(mut self) {
+        let mut finished = BTreeSet::new();
         while !self.stop.load(Ordering::Relaxed) {
             if let Ok(p) = PartitionId::try_from(self.focus.load(Ordering::Relaxed)) {
                 self.source.focus(p);
@@ -156,6 +169,9 @@ impl Reader {
             let mut batch = self.spent.try_recv().unwrap_or_default();
             batch.clear();
             let poll = self.source.poll(&mut batch, self.max);
+            if let Ok(Poll::Finished(p)) = poll {
+                finished.insert(p);
+            }
             let failed = poll.is_err();
             let read = Read {
                 positions: self.source.positions(),
@@ -166,6 +182,12 @@ impl Reader {
                 poll,
             };
             if self.ready.send(read).is_err() || failed {
+                return;
+            }
+            // Partitions found while running count too (`partitions` now).
+            let all = self.source.partitions();
+            if !all.is_empty() && all.iter().all(|p| finished.contains(p)) {
+                self.ended.store(true, Ordering::Release);
                 return;
             }
         }
@@ -261,6 +283,55 @@ mod tests {
         assert_eq!(plain.0.len(), 2100);
         assert!(plain.1.iter().any(|(_, idle)| idle[2]));
         assert_eq!(plain, read);
+    }
+
+    /// [`Turns`] that says when it is dropped.
+    struct Told(Turns, Arc<AtomicBool>);
+
+    impl Drop for Told {
+        fn drop(&mut self) {
+            self.1.store(true, Ordering::Release);
+        }
+    }
+
+    impl Source for Told {
+        fn partitions(&self) -> Vec<PartitionId> {
+            self.0.partitions()
+        }
+        fn poll(&mut self, batch: &mut Batch, max: usize) -> Result<Poll> {
+            self.0.poll(batch, max)
+        }
+        fn is_idle(&self, partition: PartitionId) -> bool {
+            self.0.is_idle(partition)
+        }
+        fn positions(&self) -> BTreeMap<PartitionId, i64> {
+            self.0.positions()
+        }
+    }
+
+    #[test]
+    fn a_source_is_let_go_once_every_partition_has_finished_and_polls_stay_idle() {
+        let dropped = Arc::new(AtomicBool::new(false));
+        let told = Told(Turns::default(), dropped.clone());
+        let mut ahead = ReadAhead::start(Box::new(told), 3, 1000, "test".into()).expect("start");
+        let read = drain(&mut ahead);
+        assert_eq!(read.0.len(), 2100);
+        let began = std::time::Instant::now();
+        while !dropped.load(Ordering::Acquire) {
+            assert!(
+                began.elapsed() < Duration::from_secs(5),
+                "the source was kept"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let mut batch = Batch::default();
+        for _ in 0..3 {
+            assert_eq!(
+                ahead.poll(&mut batch, 1000).expect("idle, not an error"),
+                Poll::Idle
+            );
+        }
+        assert_eq!(ahead.positions()[&2], 701); // as the source left it
     }
 
     #[test]
