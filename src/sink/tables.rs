@@ -86,8 +86,9 @@ fn encode(name: &str, rows: usize, cols_of: impl Fn(Range<usize>) -> Vec<Col>) -
     // every value (most of the writer's time), and ids in order and small
     // counts pack into a few bits a value without one.
     // Min and max are kept for what a reader filters on (ids, in order,
-    // and the kind and parent), not for the counts, whose every row group
-    // spans nearly all values: computing them was a tenth of the writer.
+    // the parent, a rank, the window; text columns keep theirs), not for
+    // the counts, whose every row group spans nearly all values: they cost
+    // 5 % of a Kafka job's CPU.
     for col in cols_of(0..0) {
         let (name, delta) = match &col {
             Col::I64(n, _) | Col::OptI64(n, _) | Col::Ts(n, _) => (n, true),
