@@ -27,6 +27,8 @@ pub type SendSource = Box<dyn Source + Send>;
 struct Read {
     batch: Batch,
     poll: Result<Poll>,
+    /// The source's partitions now: a Kafka source finds new ones while running.
+    partitions: Vec<PartitionId>,
     positions: BTreeMap<PartitionId, i64>,
     idle: BTreeSet<PartitionId>,
 }
@@ -111,6 +113,7 @@ impl Source for ReadAhead {
         std::mem::swap(batch, &mut read.batch);
         self.positions = read.positions;
         self.idle = read.idle;
+        self.partitions = read.partitions;
         // The reader may have gone (it stops after an error): no reuse then.
         let _ = self.spent.try_send(read.batch);
         read.poll
@@ -173,11 +176,13 @@ impl Reader {
                 finished.insert(p);
             }
             let failed = poll.is_err();
+            let partitions = self.source.partitions();
             let read = Read {
                 positions: self.source.positions(),
-                idle: (self.source.partitions().into_iter())
+                idle: (partitions.iter().copied())
                     .filter(|p| self.source.is_idle(*p))
                     .collect(),
+                partitions,
                 batch,
                 poll,
             };
@@ -332,6 +337,71 @@ mod tests {
             );
         }
         assert_eq!(ahead.positions()[&2], 701); // as the source left it
+    }
+
+    /// Partition 0 has 3 records; partition 1 is found at the 2nd poll
+    /// and has nothing until the 20th, then 2 records.
+    #[derive(Default)]
+    struct Growing {
+        polls: u64,
+        given: [u64; 2],
+        finished: [bool; 2],
+    }
+
+    impl Source for Growing {
+        fn partitions(&self) -> Vec<PartitionId> {
+            if self.polls >= 2 {
+                vec![0, 1]
+            } else {
+                vec![0]
+            }
+        }
+        fn poll(&mut self, batch: &mut Batch, _max: usize) -> Result<Poll> {
+            self.polls += 1;
+            let p = usize::from(self.polls >= 20 || self.finished[0]);
+            let (has, open) = ([3, 2][p], self.polls >= 20 || p == 0);
+            if !open || self.finished[p] {
+                return Ok(Poll::Idle);
+            }
+            if self.given[p] == has {
+                self.finished[p] = true;
+                return Ok(Poll::Finished(p as PartitionId));
+            }
+            batch.partition = p as PartitionId;
+            batch.read = 1;
+            self.given[p] += 1;
+            Ok(Poll::Data)
+        }
+        fn is_idle(&self, _partition: PartitionId) -> bool {
+            false
+        }
+        fn positions(&self) -> BTreeMap<PartitionId, i64> {
+            BTreeMap::new()
+        }
+    }
+
+    #[test]
+    fn a_partition_found_while_reading_is_read_before_the_source_is_let_go() {
+        let mut ahead =
+            ReadAhead::start(Box::new(Growing::default()), 2, 10, "test".into()).expect("start");
+        let (mut records, mut finished) = ([0u64; 2], Vec::new());
+        let mut batch = Batch::default();
+        let began = std::time::Instant::now();
+        while finished.len() < 2 {
+            assert!(
+                began.elapsed() < Duration::from_secs(5),
+                "stuck: {finished:?}"
+            );
+            batch.clear();
+            match ahead.poll(&mut batch, 10).expect("poll") {
+                Poll::Data => records[batch.partition as usize] += batch.read,
+                Poll::Finished(p) => finished.push(p),
+                Poll::Idle => {}
+            }
+        }
+        assert_eq!(records, [3, 2]);
+        assert_eq!(finished, [0, 1]);
+        assert_eq!(ahead.partitions(), [0, 1]);
     }
 
     #[test]

@@ -250,6 +250,7 @@ impl Driver<'_> {
         session: &mut Views,
         partition: PartitionId,
     ) -> Result<()> {
+        self.finished.insert(partition);
         if let Some(mut clock) = self.marks.remove(&partition) {
             let mut decided = std::mem::take(&mut self.decided);
             clock.finish(&mut decided);

@@ -7,7 +7,7 @@
 
 mod ingest;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -62,6 +62,8 @@ pub(super) struct Driver<'a> {
     /// frontier passing it means every event is through the dataflow.
     fed_until: Pane,
     source_done: bool,
+    /// Partitions the source said have finished.
+    pub(super) finished: BTreeSet<PartitionId>,
 }
 
 impl<'a> Driver<'a> {
@@ -93,6 +95,7 @@ impl<'a> Driver<'a> {
             model: None,
             fed_until: 0,
             source_done: false,
+            finished: BTreeSet::new(),
         }
     }
 
@@ -302,7 +305,16 @@ impl<'a> Driver<'a> {
             Poll::Idle => idle = true,
             Poll::Finished(p) => self.finish_partition(session, p)?,
         }
-        if self.marks.is_empty() {
+        // Every partition with a clock has finished, and so has every one
+        // the source knows: one found while running that has delivered
+        // nothing yet has no clock, and must not be left unread.
+        if self.marks.is_empty()
+            && self
+                .source
+                .partitions()
+                .iter()
+                .all(|p| self.finished.contains(p))
+        {
             self.source_finished(session, started)?;
             return Ok((idle, true));
         }
