@@ -177,6 +177,9 @@ impl Reader {
             }
             let failed = poll.is_err();
             let partitions = self.source.partitions();
+            // Partitions found while running count too.
+            let all_finished =
+                !partitions.is_empty() && partitions.iter().all(|p| finished.contains(p));
             let read = Read {
                 positions: self.source.positions(),
                 idle: (partitions.iter().copied())
@@ -189,9 +192,7 @@ impl Reader {
             if self.ready.send(read).is_err() || failed {
                 return;
             }
-            // Partitions found while running count too (`partitions` now).
-            let all = self.source.partitions();
-            if !all.is_empty() && all.iter().all(|p| finished.contains(p)) {
+            if all_finished {
                 self.ended.store(true, Ordering::Release);
                 return;
             }
