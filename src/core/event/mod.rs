@@ -56,10 +56,13 @@ impl EventType {
         }
     }
     fn parse(s: &str) -> Option<Self> {
+        Self::from_bytes(s.as_bytes())
+    }
+    fn from_bytes(s: &[u8]) -> Option<Self> {
         match s {
-            "started_video" => Some(EventType::StartedVideo),
-            "heartbeat" => Some(EventType::Heartbeat),
-            "stopped_video" => Some(EventType::StoppedVideo),
+            b"started_video" => Some(EventType::StartedVideo),
+            b"heartbeat" => Some(EventType::Heartbeat),
+            b"stopped_video" => Some(EventType::StoppedVideo),
             _ => None,
         }
     }
@@ -84,9 +87,12 @@ impl Tier {
         }
     }
     fn parse(s: &str) -> Option<Self> {
+        Self::from_bytes(s.as_bytes())
+    }
+    fn from_bytes(s: &[u8]) -> Option<Self> {
         match s {
-            "free" => Some(Tier::Free),
-            "paid" => Some(Tier::Paid),
+            b"free" => Some(Tier::Free),
+            b"paid" => Some(Tier::Paid),
             _ => None,
         }
     }
@@ -119,7 +125,10 @@ impl Device {
         }
     }
     fn parse(s: &str) -> Option<Self> {
-        Device::ALL.into_iter().find(|d| d.as_str() == s)
+        Self::from_bytes(s.as_bytes())
+    }
+    fn from_bytes(s: &[u8]) -> Option<Self> {
+        Device::ALL.into_iter().find(|d| d.as_str().as_bytes() == s)
     }
 }
 
@@ -134,9 +143,12 @@ impl Region {
     }
     /// Looks a region code up.
     pub fn parse(s: &str) -> Option<Self> {
+        Self::from_bytes(s.as_bytes())
+    }
+    fn from_bytes(s: &[u8]) -> Option<Self> {
         REGIONS
             .iter()
-            .position(|r| *r == s)
+            .position(|r| r.as_bytes() == s)
             .map(|i| Region(i as u8))
     }
 }

@@ -32,23 +32,80 @@ struct Fields {
 /// Every field seen once.
 const ALL: u16 = (1 << 9) - 1;
 
+/// The nine keys, quoted and with their colon, in the order producers
+/// (this project's among them) write them: the key expected next is tried
+/// as a literal first, which skips reading and looking the key up.
+const KEYS: [&[u8]; 9] = [
+    b"\"event_id\":",
+    b"\"user_id\":",
+    b"\"content_id\":",
+    b"\"event_type\":",
+    b"\"event_time\":",
+    b"\"watched_ms\":",
+    b"\"region\":",
+    b"\"tier\":",
+    b"\"device\":",
+];
+
+/// [`KEYS`] as little-endian words, each with the mask of its length
+/// (every key is shorter than 16 bytes).
+const KEY_WORDS: [(u128, u128); 9] = {
+    let mut words = [(0, 0); 9];
+    let mut k = 0;
+    while k < KEYS.len() {
+        let (key, mut i) = (KEYS[k], 0);
+        while i < key.len() {
+            words[k].0 |= (key[i] as u128) << (8 * i);
+            words[k].1 |= 0xFF << (8 * i);
+            i += 1;
+        }
+        k += 1;
+    }
+    words
+};
+
+/// Powers of ten a chunk's digits shift the value by.
+const POW10: [u64; 9] = [
+    1,
+    10,
+    100,
+    1_000,
+    10_000,
+    100_000,
+    1_000_000,
+    10_000_000,
+    100_000_000,
+];
+
+/// The place in [`KEYS`] of a key read without its quotes and colon.
+fn field_of(key: &[u8]) -> Option<usize> {
+    KEYS.iter().position(|k| &k[1..k.len() - 2] == key)
+}
+
 /// The fields of `bytes` if it is in the plain form; `None` otherwise.
 pub(super) fn scan(bytes: &[u8]) -> Option<Raw> {
     let mut c = Cursor { b: bytes, i: 0 };
-    let (mut f, mut seen) = (Fields::default(), 0u16);
+    let (mut f, mut seen, mut next) = (Fields::default(), 0u16, 0);
     c.ws();
     c.eat(b'{')?;
     loop {
         c.ws();
-        let key = c.plain_str()?;
+        let field = if c.key(next) {
+            next
+        } else {
+            let key = c.plain_str()?;
+            c.ws();
+            c.eat(b':')?;
+            field_of(key)?
+        };
         c.ws();
-        c.eat(b':')?;
-        c.ws();
-        let bit = f.read(key, &mut c)?;
+        f.read(field, &mut c)?;
+        let bit = 1 << field;
         if seen & bit != 0 {
             return None; // a duplicate: the general decoder names it
         }
         seen |= bit;
+        next = (field + 1) % KEYS.len();
         c.ws();
         if c.eat(b',').is_none() {
             c.eat(b'}')?;
@@ -73,48 +130,55 @@ pub(super) fn scan(bytes: &[u8]) -> Option<Raw> {
 }
 
 impl Fields {
-    /// Reads the value of `key` at the cursor; the field's bit.
-    fn read(&mut self, key: &[u8], c: &mut Cursor) -> Option<u16> {
-        Some(match key {
-            b"event_id" => {
-                self.event_id = c.uint()?;
-                1
-            }
-            b"user_id" => {
-                self.user_id = c.uint()?;
-                1 << 1
-            }
-            b"content_id" => {
-                self.content_id = c.uint()?;
-                1 << 2
-            }
-            b"event_type" => {
-                self.event_type = Some(EventType::parse(c.name()?)?);
-                1 << 3
-            }
-            b"event_time" => {
-                self.event_time = i64::try_from(c.uint()?).ok()?;
-                1 << 4
-            }
-            b"watched_ms" => {
-                self.watched_ms = i64::try_from(c.uint()?).ok()?;
-                1 << 5
-            }
-            b"region" => {
-                self.region = Some(Region::parse(c.name()?)?);
-                1 << 6
-            }
-            b"tier" => {
-                self.tier = Some(Tier::parse(c.name()?)?);
-                1 << 7
-            }
-            b"device" => {
-                self.device = Some(Device::parse(c.name()?)?);
-                1 << 8
-            }
-            _ => return None,
-        })
+    /// Reads the value of field `field` (its place in [`KEYS`]) at the cursor.
+    fn read(&mut self, field: usize, c: &mut Cursor) -> Option<()> {
+        match field {
+            0 => self.event_id = c.uint()?,
+            1 => self.user_id = c.uint()?,
+            2 => self.content_id = c.uint()?,
+            3 => self.event_type = Some(EventType::from_bytes(c.plain_str()?)?),
+            4 => self.event_time = i64::try_from(c.uint()?).ok()?,
+            5 => self.watched_ms = i64::try_from(c.uint()?).ok()?,
+            6 => self.region = Some(Region::from_bytes(c.plain_str()?)?),
+            7 => self.tier = Some(Tier::from_bytes(c.plain_str()?)?),
+            _ => self.device = Some(Device::from_bytes(c.plain_str()?)?),
+        }
+        Some(())
     }
+}
+
+/// How many of the eight bytes of `x`, read little-endian (the record's
+/// first byte lowest), are ASCII digits before the first that is not.
+fn leading_digits(x: u64) -> usize {
+    const HIGH: u64 = 0xF0F0_F0F0_F0F0_F0F0;
+    const THREES: u64 = 0x3030_3030_3030_3030;
+    // A digit's high nibble is 3 before and after adding 6. A byte of 0xFA
+    // or more carries into the bytes after it, which are past the first
+    // non-digit (itself) and do not count.
+    let not_digit =
+        ((x & HIGH) ^ THREES) | ((x.wrapping_add(0x0606_0606_0606_0606) & HIGH) ^ THREES);
+    (not_digit.trailing_zeros() / 8) as usize
+}
+
+/// `x`'s first `d` bytes (1 to 8 digits) as the last `d` of eight digits,
+/// with zeros before them.
+fn pad_left(x: u64, d: usize) -> u64 {
+    let zeros = 8 - d;
+    if zeros == 0 {
+        return x;
+    }
+    (x << (8 * zeros)) | (0x3030_3030_3030_3030 >> (8 * d))
+}
+
+/// The value of eight ASCII digits read little-endian (the first digit in
+/// the lowest byte): pairs, then fours, then the eight, in three multiplies.
+fn eight_value(x: u64) -> u64 {
+    let v = x - 0x3030_3030_3030_3030;
+    let v = v * 10 + (v >> 8);
+    let pairs = 0x0000_00FF_0000_00FF;
+    ((v & pairs).wrapping_mul(100 + (1_000_000 << 32))
+        + ((v >> 16) & pairs).wrapping_mul(1 + (10_000 << 32)))
+        >> 32
 }
 
 /// A position in a record.
@@ -139,41 +203,65 @@ impl<'a> Cursor<'a> {
     /// A string without escapes or control characters, without its quotes.
     fn plain_str(&mut self) -> Option<&'a [u8]> {
         self.eat(b'"')?;
-        let start = self.i;
-        loop {
-            match *self.b.get(self.i)? {
-                b'"' => break,
-                b'\\' | 0..=0x1f => return None,
-                _ => self.i += 1,
-            }
+        let rest = self.b.get(self.i..)?;
+        // One pass to the first byte that ends or spoils a plain string.
+        let len = rest
+            .iter()
+            .position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
+        if rest[len] != b'"' {
+            return None;
         }
-        let s = &self.b[start..self.i];
-        self.i += 1;
-        Some(s)
+        self.i += len + 1;
+        Some(&rest[..len])
     }
 
-    /// A plain string as text (the closed sets' names are ASCII).
-    fn name(&mut self) -> Option<&'a str> {
-        std::str::from_utf8(self.plain_str()?).ok()
+    /// Consumes key `k` of [`KEYS`] if the record goes on with it: one
+    /// 16-byte comparison where the record has that many bytes left.
+    fn key(&mut self, k: usize) -> bool {
+        let rest = self.b.get(self.i..).unwrap_or_default();
+        let (word, mask) = KEY_WORDS[k];
+        let lit = KEYS[k];
+        let hit = match rest.first_chunk::<16>() {
+            Some(window) => u128::from_le_bytes(*window) & mask == word,
+            None => rest.starts_with(lit),
+        };
+        if hit {
+            self.i += lit.len();
+        }
+        hit
     }
 
     /// A non-negative integer: digits only, no leading zero, no fraction or
     /// exponent after it, at most `u64::MAX`.
     fn uint(&mut self) -> Option<u64> {
-        let first = *self.b.get(self.i)?;
-        if !first.is_ascii_digit() {
+        let rest = self.b.get(self.i..)?;
+        let (mut n, mut v) = (0, 0u64);
+        // Eight bytes at a time while a record has them (ids and times are
+        // long): the digits leading a chunk in one go, then byte by byte.
+        while let Some(chunk) = rest.get(n..).and_then(|r| r.first_chunk::<8>()) {
+            let x = u64::from_le_bytes(*chunk);
+            let d = leading_digits(x);
+            if d > 0 {
+                v = v
+                    .checked_mul(POW10[d])?
+                    .checked_add(eight_value(pad_left(x, d)))?;
+                n += d;
+            }
+            if d < 8 {
+                break;
+            }
+        }
+        if rest.len() - n < 8 {
+            while let Some(&d) = rest.get(n).filter(|d| d.is_ascii_digit()) {
+                v = v.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
+                n += 1;
+            }
+        }
+        if n == 0 || (n > 1 && rest[0] == b'0') {
             return None;
         }
-        self.i += 1;
-        let mut v = u64::from(first - b'0');
-        while let Some(&d) = self.b.get(self.i).filter(|d| d.is_ascii_digit()) {
-            if first == b'0' {
-                return None;
-            }
-            v = v.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
-            self.i += 1;
-        }
-        match self.b.get(self.i) {
+        self.i += n;
+        match rest.get(n) {
             Some(b'.' | b'e' | b'E') => None,
             _ => Some(v),
         }
@@ -275,5 +363,42 @@ mod tests {
             fast > total / 10 && fast < total / 2,
             "{fast} of {total} fast"
         );
+    }
+
+    #[test]
+    fn integers_read_as_the_standard_parser_reads_them() {
+        let mut rng = SplitMix64::new(7);
+        let tails = [",", "}", "", ".5", "e1", "E", " ", "x", "\"", "0123456789"];
+        let mut cases: Vec<String> = (0..100_000)
+            .map(|_| {
+                let len = 1 + rng.next_u64() % 22;
+                let digits: String = (0..len)
+                    .map(|_| char::from(b'0' + (rng.next_u64() % 10) as u8))
+                    .collect();
+                digits
+            })
+            .collect();
+        cases.extend(["0", "00", "18446744073709551615", "18446744073709551616"].map(String::from));
+        for (n, digits) in cases.iter().enumerate() {
+            let tail = tails[n % tails.len()];
+            let text = format!("{digits}{tail}");
+            let all = text.bytes().take_while(u8::is_ascii_digit).count();
+            let number = &text[..all];
+            let refused = (number.len() > 1 && number.starts_with('0'))
+                || matches!(text.as_bytes().get(all), Some(b'.' | b'e' | b'E'));
+            let want = if refused {
+                None
+            } else {
+                number.parse::<u64>().ok()
+            };
+            let mut c = super::Cursor {
+                b: text.as_bytes(),
+                i: 0,
+            };
+            assert_eq!(c.uint(), want, "{text}");
+            if want.is_some() {
+                assert_eq!(c.i, all, "{text}");
+            }
+        }
     }
 }
