@@ -173,9 +173,11 @@ fn node_cols(rows: &[&NodeRow], start: Millis, end: Millis) -> Vec<Col> {
             r.m.views_24h,
             r.score_ppm,
         ];
-        let all = head.into_iter().chain(r.m.breakdown());
-        for (col, v) in ints.iter_mut().zip(all) {
-            col.push(v);
+        // Chained by reference: chaining the arrays by value copied both
+        // into the iterator for every row.
+        let cells = r.m.breakdown();
+        for (col, v) in ints.iter_mut().zip(head.iter().chain(&cells)) {
+            col.push(*v);
         }
         let kind = r.kind.map_or("unknown", |k| k.as_str());
         kinds.push(ByteArray::from(bytes::Bytes::from_static(kind.as_bytes())));

@@ -11,6 +11,7 @@
 //! frontier reaches its time. Handing it on at once, stamped with a future
 //! time, would park a day of updates in every operator downstream.
 
+use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -507,7 +508,13 @@ impl Shard {
             self.nodes.release(i);
         }
         if !exits.is_empty() {
-            self.leaving.entry(time + width).or_default().extend(exits);
+            // Moved, not copied, where the pane has no exits yet (the usual case).
+            match self.leaving.entry(time + width) {
+                Entry::Vacant(place) => {
+                    place.insert(exits);
+                }
+                Entry::Occupied(mut place) => place.get_mut().extend(exits),
+            }
         }
         if open.is_empty() {
             self.leaving_24h.remove(&score_exit);
