@@ -105,7 +105,7 @@ pub struct KafkaSource {
     index: usize,
     peers: usize,
     parts: Vec<Assigned>,
-    slot: HashMap<i32, usize>,
+    slot: rustc_hash::FxHashMap<i32, usize>,
     idle_timeout: Duration,
     limits: Validation,
     progress: ProgressBoard,
@@ -141,7 +141,7 @@ impl KafkaSource {
             index,
             peers,
             parts: Vec::new(),
-            slot: HashMap::new(),
+            slot: rustc_hash::FxHashMap::default(),
             idle_timeout: cfg.idle_timeout,
             limits,
             progress,
@@ -519,6 +519,7 @@ impl Source for KafkaSource {
         let mut waited = false;
         // One clock read per batch, not per record: idle detection needs seconds, not microseconds.
         let now = Instant::now();
+        let mut last: Option<(i32, usize)> = None;
         while (batch.read as usize) < max {
             // Wait a little once when the queue is empty: librdkafka wakes us
             // the moment a fetch lands, which beats sleeping and re-polling.
@@ -535,9 +536,17 @@ impl Source for KafkaSource {
                     break;
                 }
                 Some(Ok(m)) => {
-                    let Some(&k) = self.slot.get(&m.partition()) else {
-                        continue;
+                    // Records come in runs of one partition (a fetch
+                    // response's): the run's slot is looked up once.
+                    let p = m.partition();
+                    let k = match last {
+                        Some((q, k)) if q == p => k,
+                        _ => match self.slot.get(&p) {
+                            Some(&k) => k,
+                            None => continue,
+                        },
                     };
+                    last = Some((p, k));
                     let part = &mut self.parts[k];
                     let offset = m.offset();
                     if part.finished
