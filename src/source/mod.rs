@@ -100,6 +100,16 @@ pub enum Poll {
     Finished(PartitionId),
 }
 
+/// Whether every partition a source knows now (a Kafka source finds new
+/// ones while running) has reported [`Poll::Finished`]: the one rule by
+/// which a source's reader lets it go and a worker ends its input.
+pub fn all_finished(
+    partitions: &[PartitionId],
+    finished: &std::collections::BTreeSet<PartitionId>,
+) -> bool {
+    partitions.iter().all(|p| finished.contains(p))
+}
+
 /// A source of watch events owned by one worker.
 pub trait Source {
     /// The partitions this instance reads.

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use super::{Batch, PartitionId, Poll, Source};
+use super::{all_finished, Batch, PartitionId, Poll, Source};
 use crate::core::error::{Error, Result};
 
 /// A source that can be moved to the reader thread.
@@ -177,9 +177,8 @@ impl Reader {
             }
             let failed = poll.is_err();
             let partitions = self.source.partitions();
-            // Partitions found while running count too.
-            let all_finished =
-                !partitions.is_empty() && partitions.iter().all(|p| finished.contains(p));
+            // A source that knows no partition yet is not done.
+            let done = !partitions.is_empty() && all_finished(&partitions, &finished);
             let read = Read {
                 positions: self.source.positions(),
                 idle: (partitions.iter().copied())
@@ -192,7 +191,7 @@ impl Reader {
             if self.ready.send(read).is_err() || failed {
                 return;
             }
-            if all_finished {
+            if done {
                 self.ended.store(true, Ordering::Release);
                 return;
             }

@@ -251,11 +251,11 @@ impl<'a> Cursor<'a> {
                 break;
             }
         }
-        if rest.len() - n < 8 {
-            while let Some(&d) = rest.get(n).filter(|d| d.is_ascii_digit()) {
-                v = v.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
-                n += 1;
-            }
+        // Fewer than eight bytes left (after a chunk that ended in a
+        // non-digit this stops at once).
+        while let Some(&d) = rest.get(n).filter(|d| d.is_ascii_digit()) {
+            v = v.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
+            n += 1;
         }
         if n == 0 || (n > 1 && rest[0] == b'0') {
             return None;

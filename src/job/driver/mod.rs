@@ -26,7 +26,7 @@ use crate::core::event::ContentId;
 use crate::core::stats::Stats;
 use crate::core::time::{now_ms, Pane};
 use crate::sink::deadletter::{DeadLetter, DeadLetterSink};
-use crate::source::{Batch, PartitionId, Poll, Source};
+use crate::source::{all_finished, Batch, PartitionId, Poll, Source};
 
 pub(super) use ingest::PaneCounts;
 
@@ -308,13 +308,7 @@ impl<'a> Driver<'a> {
         // Every partition with a clock has finished, and so has every one
         // the source knows: one found while running that has delivered
         // nothing yet has no clock, and must not be left unread.
-        if self.marks.is_empty()
-            && self
-                .source
-                .partitions()
-                .iter()
-                .all(|p| self.finished.contains(p))
-        {
+        if self.marks.is_empty() && all_finished(&self.source.partitions(), &self.finished) {
             self.source_finished(session, started)?;
             return Ok((idle, true));
         }
